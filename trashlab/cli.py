@@ -1,0 +1,200 @@
+"""The ``trashlab`` command: the lab's containers as terminal programs.
+
+``trashlab broker`` is the ``nats`` container, ``trashlab sim`` is ``node sim.js``, ``trashlab report``
+is ``node rep.js`` (and it answers requests), ``trashlab levels`` asks it, ``trashlab demo`` runs the
+whole lab headless.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import time
+from typing import Optional, Sequence
+
+from .errors import BadArgument, TrashlabError
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value < 0 or value != value:
+        raise argparse.ArgumentTypeError(f"{text} is negative: use 0 (full speed) or a positive number of seconds")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative: give 0 or more")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _count(text)
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"{text} is not a TCP port (1-65535)")
+    return value
+
+
+def _servers_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--servers", "-s", default=None,
+                   help="NATS URL(s), comma-separated (default: $NATS_URL), e.g. nats://127.0.0.1:4222")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``trashlab`` command."""
+    parser = argparse.ArgumentParser(prog="trashlab", description="The NATS trash-can lab, without Docker.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("broker", help="run a nats-server in the foreground (Ctrl-C stops it)")
+    p.add_argument("--name", default="iot-msg", help="server name (default iot-msg)")
+    p.add_argument("--port", type=_port, default=None, help="client port (default: a free one)")
+    p.add_argument("--jetstream", action="store_true", help="enable JetStream (store in a temporary folder)")
+    p.add_argument("--listen", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; anything else needs --user/--password or --token)")
+    p.add_argument("--user", default=None)
+    p.add_argument("--password", default=None)
+    p.add_argument("--token", default=None)
+
+    p = sub.add_parser("sim", help="publish random trash levels like the lab's sim.js")
+    _servers_arg(p)
+    p.add_argument("--subject", default="trash-level")
+    p.add_argument("--interval", type=_positive_float, default=4.0, help="seconds between messages (default 4)")
+    p.add_argument("--count", type=_count, default=None, help="stop after N messages (default: run until Ctrl-C)")
+    p.add_argument("--cans", type=_count, default=1000, help="can ids range 0..N (default 1000)")
+    p.add_argument("--seed", type=int, default=None, help="random seed, for repeatable runs")
+    p.add_argument("--sequence", action="store_true", help="add a \"seq\" number to each message")
+    p.add_argument("--quiet", "-q", action="store_true", help="do not print each message")
+
+    p = sub.add_parser("report", help="subscribe like rep.js and serve trash-report requests")
+    _servers_arg(p)
+    p.add_argument("--subject", default="trash-level")
+    p.add_argument("--quiet", "-q", action="store_true", help="do not print each message")
+
+    p = sub.add_parser("levels", help="ask the report service for the latest levels")
+    _servers_arg(p)
+    p.add_argument("--can", default=None, help="only this can id")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--timeout", type=_positive_float, default=2.0)
+
+    sub.add_parser("demo", help="the whole lab headless in under a minute")
+    return parser
+
+
+def _stop_event() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    return stop
+
+
+def _broker(args) -> int:
+    from .broker import Broker
+
+    broker = Broker(args.name, port=args.port, jetstream=args.jetstream, host=args.listen,
+                    user=args.user, password=args.password, token=args.token)
+    stopping = {"flag": False}
+
+    def on_signal(signum, frame):
+        stopping["flag"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    broker.start()
+    print(broker.url, flush=True)
+    print(f"monitoring: {broker.monitor_url}  (name {broker.name}, pid {broker.pid}; Ctrl-C stops it)", flush=True)
+    while broker.running and not stopping["flag"]:
+        time.sleep(0.2)
+    if not broker.running and not stopping["flag"]:
+        print(f"trashlab: error: nats-server {broker.name} exited unexpectedly", file=sys.stderr)
+        return 1
+    broker.stop()
+    print(f"broker {broker.name} stopped", flush=True)
+    return 0
+
+
+async def _sim(args) -> int:
+    from .simulator import Simulator
+
+    echo = None if args.quiet else (lambda payload: print("publishing: " + payload.decode(), flush=True))
+    sim = Simulator(args.servers, args.subject, interval=args.interval, cans=args.cans, count=args.count,
+                    seed=args.seed, sequence=args.sequence, name="trashlab-sim", on_publish=echo)
+    stop = _stop_event()
+    await sim.start()
+    waiter = asyncio.ensure_future(sim.wait())
+    stopper = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    published = await sim.stop()
+    print(f"published {published} messages to {args.subject}", file=sys.stderr, flush=True)
+    return 0
+
+
+async def _report(args) -> int:
+    from .report import ReportService
+
+    echo = None if args.quiet else (lambda payload: print("Received report: " + payload.decode(), flush=True))
+    svc = ReportService(args.servers, args.subject, on_message=echo)
+    stop = _stop_event()
+    await svc.start()
+    print(f"report service {svc.name} listening on {svc.subject} via {svc.connected_url}", file=sys.stderr, flush=True)
+    await stop.wait()
+    await svc.stop()
+    print(f"received {svc.received} reports ({svc.rejected} rejected)", file=sys.stderr, flush=True)
+    return 0
+
+
+async def _levels(args) -> int:
+    from .report import query_level, query_levels
+
+    if args.can is not None:
+        row = await query_level(args.can, args.servers, timeout=args.timeout)
+        row["updated_at"] = row["updated_at"].isoformat()
+        print(json.dumps(row) if args.json else "\n".join(f"{k:>10}: {v}" for k, v in row.items()))
+        return 0
+    frame = await query_levels(args.servers, timeout=args.timeout)
+    if args.json:
+        out = frame.assign(updated_at=frame["updated_at"].map(lambda t: t.isoformat()))
+        print(json.dumps(out.to_dict(orient="records")))
+    elif frame.empty:
+        print("the report service has no levels yet (is a simulator publishing?)")
+    else:
+        print(frame.to_string(index=False))
+        print(f"{len(frame)} cans")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``trashlab`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "broker":
+            return _broker(args)
+        if args.command == "demo":
+            from .demo import demo
+            return asyncio.run(demo())
+        runner = {"sim": _sim, "report": _report, "levels": _levels}[args.command]
+        return asyncio.run(runner(args))
+    except BadArgument as e:
+        print(f"trashlab {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except TrashlabError as e:
+        print(f"trashlab {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0

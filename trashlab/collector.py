@@ -1,0 +1,205 @@
+"""The collector: subscribes to ``trash-level`` and keeps every valid reading for pandas.
+
+Bad payloads never stop it: each is counted by reason and kept aside in :attr:`Collector.rejected`.
+Rows are stored as tuples in a deque (one append per message, no per-row DataFrame work);
+:meth:`Collector.frame` builds the DataFrame when asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from typing import Deque, Optional
+
+import pandas as pd
+
+from .connection import Servers, check_subject, connect, server_list, url_of
+from .errors import BadArgument, BadMessage
+from .message import SUBJECT, decode_fields
+
+log = logging.getLogger("trashlab")
+
+COLUMNS = ["can_id", "level", "received_at", "subject", "seq"]
+REJECTED_COLUMNS = ["payload", "kind", "reason", "received_at"]
+
+
+def can_order(ids) -> list:
+    """Sort can ids numerically when they are numbers ("2" before "10"), else as text."""
+    return sorted(ids, key=lambda c: (0, int(c), "") if c.isdigit() else (1, 0, c))
+
+
+class Collector:
+    """Subscribes in the background and collects readings; ``frame()`` gives a pandas DataFrame."""
+
+    def __init__(self, servers: Servers = None, subject: str = SUBJECT, max_rows: Optional[int] = None, *,
+                 queue: Optional[str] = None, name: str = "collector", keep_rejected: int = 1000,
+                 pending_msgs_limit: int = 512 * 1024) -> None:
+        if max_rows is not None and (not isinstance(max_rows, int) or max_rows < 1):
+            raise BadArgument(f"max_rows={max_rows!r} must be a positive whole number, or None to keep every row")
+        self.servers = servers
+        self.subject = check_subject(subject, wildcards=True)
+        self.max_rows = max_rows
+        self.queue = queue
+        self.name = name
+        self.pending_msgs_limit = pending_msgs_limit
+        self._rows: Deque[tuple] = collections.deque(maxlen=max_rows)
+        self._rejected: Deque[tuple] = collections.deque(maxlen=keep_rejected)
+        self._latest: dict = {}
+        self.count = 0
+        self.rejected_count = 0
+        self.reasons: collections.Counter = collections.Counter()
+        self.slow_consumer_events = 0
+        self.started_at: Optional[float] = None
+        self._target = float("inf")
+        self._reached: Optional[asyncio.Event] = None
+        self._nc = None
+        self._sub = None
+
+    # ----- the hot path -------------------------------------------------------------------
+    def add(self, data: bytes, subject: str = SUBJECT, received_at: Optional[float] = None) -> bool:
+        """Record one payload as if it arrived; return True if it was a valid reading."""
+        now = received_at if received_at is not None else time.time()
+        try:
+            can_id, level, seq = decode_fields(data)
+        except BadMessage as e:
+            self.rejected_count += 1
+            self.reasons[e.kind] += 1
+            self._rejected.append((bytes(data) if not isinstance(data, str) else data.encode(), e.kind, e.reason, now))
+            return False
+        self._rows.append((can_id, level, now, subject, seq))
+        latest = self._latest.get(can_id)
+        self._latest[can_id] = (level, now, 1 if latest is None else latest[2] + 1)
+        self.count += 1
+        if self.count >= self._target:
+            self._reached.set()
+        return True
+
+    async def _on_msg(self, msg) -> None:
+        self.add(msg.data, msg.subject)
+
+    def _on_error(self, err: Exception) -> bool:
+        from nats.errors import SlowConsumerError
+
+        if isinstance(err, SlowConsumerError):
+            self.slow_consumer_events += 1
+            if self.slow_consumer_events in (1, 10, 100, 1000) or self.slow_consumer_events % 10000 == 0:
+                log.warning("trashlab [%s]: slow consumer, messages are being dropped by the client "
+                            "(%d times so far): collect less (max_rows, a queue group) or publish slower",
+                            self.name, self.slow_consumer_events)
+            return True
+        return False
+
+    # ----- lifecycle ----------------------------------------------------------------------
+    async def start(self) -> "Collector":
+        """Connect and subscribe; returns at once while messages keep arriving in the background."""
+        if self.running:
+            return self
+        server_list(self.servers)
+        self._nc = await connect(self.servers, name=self.name, on_error=self._on_error)
+        self._sub = await self._nc.subscribe(self.subject, queue=self.queue or "", cb=self._on_msg,
+                                             pending_msgs_limit=self.pending_msgs_limit,
+                                             pending_bytes_limit=256 * 1024 * 1024)
+        await self._nc.flush()  # the subscription is registered on the server when start() returns
+        self.started_at = time.time()
+        return self
+
+    @property
+    def running(self) -> bool:
+        """True while subscribed."""
+        return self._nc is not None and not self._nc.is_closed and self._sub is not None
+
+    @property
+    def connected_url(self) -> Optional[str]:
+        """``host:port`` of the server it receives from (None while disconnected)."""
+        return url_of(self._nc) if self._nc else None
+
+    async def wait_for(self, count: int, timeout: float = 10.0) -> int:
+        """Wait until at least ``count`` valid readings arrived (at most ``timeout`` s); return the count."""
+        if self.count < count:
+            self._reached = asyncio.Event()
+            self._target = count
+            try:
+                await asyncio.wait_for(self._reached.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                self._target = float("inf")
+        return self.count
+
+    async def stop(self) -> int:
+        """Deliver what is already buffered, unsubscribe and close; return ``count``."""
+        if self._nc is not None and not self._nc.is_closed:
+            try:
+                await asyncio.wait_for(self._nc.drain(), 10)
+            except Exception:
+                await self._nc.close()
+        self._sub = None
+        return self.count
+
+    def clear(self) -> None:
+        """Forget everything collected so far (counters too)."""
+        self._rows.clear()
+        self._rejected.clear()
+        self._latest.clear()
+        self.count = self.rejected_count = 0
+        self.reasons.clear()
+
+    # ----- what a student looks at ---------------------------------------------------------
+    def frame(self) -> pd.DataFrame:
+        """All kept readings: ``can_id`` (str), ``level`` (float), ``received_at`` (UTC), ``subject``, ``seq``."""
+        rows = list(self._rows)
+        if not rows:
+            return pd.DataFrame({
+                "can_id": pd.Series([], dtype=object), "level": pd.Series([], dtype="float64"),
+                "received_at": pd.Series([], dtype="datetime64[ns, UTC]"),
+                "subject": pd.Series([], dtype=object), "seq": pd.Series([], dtype="Int64")})
+        can_id, level, received, subject, seq = zip(*rows)
+        return pd.DataFrame({
+            "can_id": pd.Series(can_id, dtype=object),
+            "level": pd.Series(level, dtype="float64"),
+            "received_at": pd.to_datetime(pd.Series(received, dtype="float64"), unit="s", utc=True),
+            "subject": pd.Series(subject, dtype=object),
+            "seq": pd.Series(seq, dtype="Int64"),
+        })
+
+    def latest(self) -> pd.DataFrame:
+        """The latest level per can: ``can_id``, ``level``, ``received_at``, ``readings``."""
+        ids = can_order(self._latest)
+        values = [self._latest[c] for c in ids]
+        return pd.DataFrame({
+            "can_id": pd.Series(ids, dtype=object),
+            "level": pd.Series([v[0] for v in values], dtype="float64"),
+            "received_at": pd.to_datetime(pd.Series([v[1] for v in values], dtype="float64"), unit="s", utc=True),
+            "readings": pd.Series([v[2] for v in values], dtype="int64"),
+        })
+
+    @property
+    def rejected(self) -> pd.DataFrame:
+        """Payloads set aside: ``payload`` (bytes), ``kind``, ``reason``, ``received_at``."""
+        frame = pd.DataFrame(list(self._rejected), columns=REJECTED_COLUMNS)
+        frame["received_at"] = pd.to_datetime(frame["received_at"].astype("float64"), unit="s", utc=True)
+        return frame
+
+    @property
+    def cans(self) -> int:
+        """How many distinct cans reported."""
+        return len(self._latest)
+
+    @property
+    def rate(self) -> float:
+        """Valid readings per second since start."""
+        if not self.started_at:
+            return 0.0
+        return self.count / max(1e-9, time.time() - self.started_at)
+
+    async def __aenter__(self) -> "Collector":
+        return await self.start()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    def __repr__(self) -> str:
+        return (f"<Collector {self.subject} {'running' if self.running else 'stopped'}: "
+                f"{self.count} readings, {self.rejected_count} rejected, {self.cans} cans>")

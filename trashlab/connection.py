@@ -1,0 +1,196 @@
+"""Connecting to NATS: where the servers are, and one concise log line per connection event.
+
+``servers`` may be a URL, a comma-separated string or a list (like the lab's ``servers`` array).
+Each entry may be ``nats://host:port``, ``host:port``, the lab's old ``nats:iot-msg:4222`` form,
+or just a broker name such as ``iot-msg``: names of brokers this process started resolve to their
+current URL, the way Docker's DNS resolves container names on ``iot-net``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import Callable, Optional, Sequence, Union
+from urllib.parse import urlsplit
+
+import nats
+from nats.aio.client import Client
+from nats.errors import NoServersError
+
+from .errors import BadArgument, ConnectionFailed, NoServerKnown
+
+log = logging.getLogger("trashlab")
+
+Servers = Union[str, Sequence[str], None]
+_SUBJECT_TOKEN = re.compile(r"^[^\s.*>]+$")
+
+
+def resolve(name: str) -> str:
+    """The current client URL of the broker called ``name`` that this process started."""
+    from .broker import get_broker
+
+    broker = get_broker(name)
+    if broker is None:
+        raise BadArgument(f"no running broker called {name!r} in this process: start it with "
+                          f"trashlab.Broker({name!r}).start() or give a URL such as nats://127.0.0.1:4222")
+    return broker.url
+
+
+def _one(entry: str) -> str:
+    from .broker import get_broker
+
+    text = entry.strip()
+    if not text:
+        raise BadArgument("empty server URL: give nats://host:port, e.g. nats://127.0.0.1:4222")
+    m = re.match(r"^nats:([^/][^:]*):(\d+)$", text)  # the lab's 'nats:iot-msg:4222'
+    if m:
+        text = f"nats://{m.group(1)}:{m.group(2)}"
+    if "://" not in text:
+        if get_broker(text.split(":")[0]) is not None and ":" not in text:
+            return resolve(text)
+        text = "nats://" + text
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise BadArgument(f"server URL {entry!r} has a bad port: expected nats://host:port, "
+                          "e.g. nats://127.0.0.1:4222") from None
+    if parts.scheme not in ("nats", "tls", "ws", "wss"):
+        raise BadArgument(f"server URL {entry!r} has scheme {parts.scheme!r}: use nats://host:port")
+    if not parts.hostname:
+        raise BadArgument(f"server URL {entry!r} has no host: expected nats://host:port, e.g. nats://127.0.0.1:4222")
+    broker = get_broker(parts.hostname)
+    if broker is not None:  # a broker name: resolve it like Docker's DNS would
+        return broker.url
+    if port is None:
+        text = text.rstrip("/") + ":4222"
+    return text
+
+
+def server_list(servers: Servers = None) -> list[str]:
+    """Normalise ``servers`` to a list of URLs: given value, else ``NATS_URL``, else our broker."""
+    if servers is None or (isinstance(servers, str) and not servers.strip()):
+        env = os.environ.get("NATS_URL", "").strip()
+        if env:
+            servers = env
+        else:
+            from .broker import running_brokers
+
+            brokers = running_brokers()
+            if not brokers:
+                raise NoServerKnown("no NATS server given: start one with `await trashlab.Broker().astart()` "
+                                    "(or `trashlab broker` in a terminal), or set NATS_URL")
+            return [brokers[-1].url]
+    if isinstance(servers, str):
+        servers = servers.split(",")
+    elif not isinstance(servers, (list, tuple)):
+        raise BadArgument(f"servers must be a URL or a list of URLs, not {type(servers).__name__}")
+    urls = [_one(s) for s in servers if str(s).strip()]
+    if not urls:
+        raise BadArgument("no server URL given: expected nats://host:port, e.g. nats://127.0.0.1:4222")
+    return urls
+
+
+def check_subject(subject: str, *, wildcards: bool = False) -> str:
+    """Validate a NATS subject (``trash-level``, ``a.b.c``); wildcards only when subscribing."""
+    if not isinstance(subject, str) or not subject:
+        raise BadArgument("subject is empty: use e.g. 'trash-level'")
+    tokens = subject.split(".")
+    for i, tok in enumerate(tokens):
+        if tok == "*" and wildcards:
+            continue
+        if tok == ">" and wildcards and i == len(tokens) - 1:
+            continue
+        if not _SUBJECT_TOKEN.match(tok):
+            hint = " (wildcards * and > are for subscribers only)" if ("*" in tok or ">" in tok) else ""
+            raise BadArgument(f"subject {subject!r} is not valid{hint}: use dot-separated words without "
+                              "spaces, e.g. 'trash-level'")
+    return subject
+
+
+def mask(url: str) -> str:
+    """A URL with any credentials hidden, for logs."""
+    return re.sub(r"//[^@/]*@", "//***@", url)
+
+
+def describe(err: BaseException) -> str:
+    """A one-line description of a connection-level error."""
+    text = str(err) or type(err).__name__
+    text = text.removeprefix("nats: ")
+    if isinstance(err, ConnectionRefusedError) or "Connect call failed" in text:
+        return "connection refused"
+    return text.splitlines()[0][:160]
+
+
+async def connect(servers: Servers = None, *, name: str = "trashlab",
+                  on_error: Optional[Callable[[Exception], bool]] = None, **options) -> Client:
+    """Connect with nats-py, reconnecting forever, logging one line per event instead of tracebacks.
+
+    ``on_error`` sees each asynchronous error first; when it returns True the error is handled.
+    """
+    urls = server_list(servers)
+    state = {"down": False, "connecting": True, "last": None}
+    nc: Client
+
+    def where() -> str:
+        url = nc.connected_url
+        return f"{url.hostname}:{url.port}" if url is not None else "the server"
+
+    async def error_cb(e: Exception) -> None:
+        if on_error is not None and on_error(e):
+            return
+        if state["connecting"]:  # reported once, by the exception connect() raises
+            state["last"] = e
+            return
+        if state["down"]:
+            return  # one line per outage: reconnect attempts fail quietly until one succeeds
+        state["down"] = True
+        text = describe(e)
+        if "EOF" in text or "reset" in text or "refused" in text:
+            log.warning("trashlab [%s]: lost the connection to %s (%s), reconnecting...", name, where(), text)
+        else:
+            log.warning("trashlab [%s]: %s", name, text)
+
+    async def disconnected_cb() -> None:
+        if not nc.is_closed and not state["down"]:
+            log.warning("trashlab [%s]: disconnected from %s, reconnecting...", name, where())
+        state["down"] = True
+
+    async def reconnected_cb() -> None:
+        state["down"] = False
+        log.warning("trashlab [%s]: reconnected to %s", name, where())
+
+    opts = dict(name=name, allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                connect_timeout=2, ping_interval=10, max_outstanding_pings=3,
+                error_cb=error_cb, disconnected_cb=disconnected_cb, reconnected_cb=reconnected_cb)
+    opts.update(options)
+    nc = Client()
+    try:
+        # the first connection is tried once per URL: a wrong URL should fail fast, not retry forever
+        await nc.connect(servers=urls, **{**opts, "max_reconnect_attempts": 1})
+    except (NoServersError, OSError, TimeoutError) as e:
+        await _quiet_close(nc)
+        e = state["last"] or e
+        raise ConnectionFailed(
+            f"cannot reach {', '.join(mask(u) for u in urls)} ({describe(e)}): is a broker running? "
+            "Start one with trashlab.Broker().start() or `trashlab broker`, or check the URL / NATS_URL") from None
+    except Exception as e:  # auth errors and the like
+        await _quiet_close(nc)
+        raise ConnectionFailed(f"cannot connect to {', '.join(mask(u) for u in urls)}: {describe(e)}") from None
+    nc.options["max_reconnect_attempts"] = opts["max_reconnect_attempts"]
+    state["connecting"] = False
+    return nc
+
+
+async def _quiet_close(nc: Client) -> None:
+    try:
+        await nc.close()
+    except Exception:
+        pass
+
+
+def url_of(nc: Client) -> Optional[str]:
+    """``host:port`` the client is connected to right now (None while disconnected)."""
+    url = nc.connected_url
+    return f"{url.hostname}:{url.port}" if url is not None and nc.is_connected else None

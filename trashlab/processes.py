@@ -1,0 +1,228 @@
+"""Child processes trashlab starts (brokers, simulator and report processes) and their cleanup.
+
+Three safety nets, so a student never finds a stray nats-server:
+
+1. every child is stopped at interpreter exit (``atexit``);
+2. on Linux each child gets ``PR_SET_PDEATHSIG`` = SIGKILL, so it dies with the process that
+   started it even when that process is SIGKILLed (a crashed kernel);
+3. each child is recorded in a state file; the next trashlab start removes children whose owner
+   is gone. A process is only ever killed if its pid, start time and executable match the record,
+   so trashlab never kills a process it did not start.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import ctypes
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Deque, Optional, Sequence
+
+import psutil
+
+log = logging.getLogger("trashlab")
+
+_children: "list[ManagedProcess]" = []
+_lock = threading.Lock()
+
+
+def state_dir() -> Path:
+    """Folder holding one small JSON record per running child (``TRASHLAB_STATE_DIR`` overrides)."""
+    base = os.environ.get("TRASHLAB_STATE_DIR") or os.path.join(
+        os.environ.get("XDG_RUNTIME_DIR") or os.path.join(Path.home(), ".cache"), "trashlab", "run"
+    )
+    path = Path(base)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _pdeathsig() -> None:  # runs in the child between fork and exec
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _create_time(pid: int) -> Optional[float]:
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+class ManagedProcess:
+    """A child process started by trashlab: output kept in a ring buffer, stopped at exit."""
+
+    def __init__(self, argv: Sequence[str], *, kind: str, name: str, env: Optional[dict] = None,
+                 keep_lines: int = 2000, echo: bool = False) -> None:
+        self.argv = [str(a) for a in argv]
+        self.kind = kind
+        self.name = name
+        self.echo = echo
+        self._lines: Deque[str] = collections.deque(maxlen=keep_lines)
+        self.line_count = 0
+        reap_orphans()
+        # PDEATHSIG is bound to the *thread* that forks: only safe from the main thread.
+        preexec = _pdeathsig if sys.platform.startswith("linux") and \
+            threading.current_thread() is threading.main_thread() else None
+        self.popen = subprocess.Popen(
+            self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env, preexec_fn=preexec, bufsize=1, text=True, errors="replace",
+        )
+        self.pid = self.popen.pid
+        self.started_at = time.time()
+        self._record = state_dir() / f"{self.pid}.json"
+        self._record.write_text(json.dumps({
+            "pid": self.pid, "create_time": _create_time(self.pid), "exe": os.path.basename(self.argv[0]),
+            "owner_pid": os.getpid(), "owner_create_time": _create_time(os.getpid()),
+            "kind": kind, "name": name, "argv": self.argv,
+        }))
+        self._reader = threading.Thread(target=self._read, name=f"trashlab-{kind}-{name}", daemon=True)
+        self._reader.start()
+        with _lock:
+            _children.append(self)
+
+    def _read(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            line = line.rstrip("\n")
+            self._lines.append(line)
+            self.line_count += 1
+            if self.echo:
+                print(line, flush=True)
+        self.popen.wait()
+        self._forget()
+
+    def tail(self, n: int = 10) -> list[str]:
+        """The last ``n`` lines the process printed."""
+        return list(self._lines)[-n:]
+
+    @property
+    def output(self) -> str:
+        """Everything kept from its output (the newest lines), as one string."""
+        return "\n".join(self._lines)
+
+    @property
+    def alive(self) -> bool:
+        """True while the process runs."""
+        return self.popen.poll() is None
+
+    @property
+    def returncode(self) -> Optional[int]:
+        """Exit code once it ended (negative: killed by that signal), else None."""
+        return self.popen.poll()
+
+    def wait(self, timeout: Optional[float] = None) -> Optional[int]:
+        """Wait until it ends (at most ``timeout`` s); return the exit code or None if still running."""
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, timeout: float = 5.0) -> Optional[int]:
+        """Ask it to stop (SIGTERM, like Ctrl-C in its terminal); SIGKILL after ``timeout`` s."""
+        if self.alive:
+            self.popen.terminate()
+            if self.wait(timeout) is None:
+                self.popen.kill()
+                self.wait(5)
+        self._forget()
+        return self.returncode
+
+    def kill(self) -> Optional[int]:
+        """SIGKILL it at once, as a crash would (for failure demos)."""
+        if self.alive:
+            self.popen.kill()
+            self.wait(5)
+        self._forget()
+        return self.returncode
+
+    def _forget(self) -> None:
+        if self.popen.poll() is None:
+            return
+        self._record.unlink(missing_ok=True)
+        with _lock:
+            if self in _children:
+                _children.remove(self)
+
+    def __repr__(self) -> str:
+        state = "running" if self.alive else f"exited {self.returncode}"
+        return f"<{self.kind} {self.name!r} pid={self.pid} {state}>"
+
+
+def children() -> "list[ManagedProcess]":
+    """The processes this interpreter started that still run."""
+    with _lock:
+        return [c for c in _children if c.alive]
+
+
+def stop_all(timeout: float = 5.0) -> int:
+    """Stop every process this interpreter started; return how many were running."""
+    running = children()
+    for child in running:
+        if child.alive:
+            child.popen.terminate()
+    deadline = time.monotonic() + timeout
+    for child in running:
+        child.wait(max(0.0, deadline - time.monotonic()))
+        child.kill()
+    return len(running)
+
+
+def _alive_as_recorded(pid: Optional[int], create_time: Optional[float]) -> bool:
+    if not pid or create_time is None:
+        return False
+    now = _create_time(pid)
+    return now is not None and abs(now - create_time) < 0.01
+
+
+def reap_orphans() -> list[int]:
+    """Kill children left behind by a trashlab process that died; return their pids.
+
+    Only processes whose pid, start time and executable name match a trashlab record are
+    touched, and only when the process that started them no longer exists.
+    """
+    killed = []
+    try:
+        records = list(state_dir().glob("*.json"))
+    except OSError:
+        return killed
+    for path in records:
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)
+            continue
+        if _alive_as_recorded(rec.get("owner_pid"), rec.get("owner_create_time")):
+            continue  # its owner still runs: not an orphan
+        pid = rec.get("pid")
+        if _alive_as_recorded(pid, rec.get("create_time")):
+            try:
+                proc = psutil.Process(pid)
+                if proc.cmdline() == rec.get("argv"):
+                    proc.kill()
+                    proc.wait(5)
+                    killed.append(pid)
+                    log.warning("trashlab: stopped a %s (%s, pid %d) left behind by a process that died",
+                                rec.get("kind"), rec.get("name"), pid)
+            except (psutil.Error, OSError):
+                pass
+        path.unlink(missing_ok=True)
+    return killed
+
+
+def python_command(*args: str) -> list[str]:
+    """argv running ``python -m trashlab ARGS`` with this interpreter, unbuffered."""
+    return [sys.executable, "-u", "-m", "trashlab", *args]
+
+
+atexit.register(stop_all)

@@ -1,0 +1,255 @@
+"""The report service (the lab's ``rep.js``, grown up): latest level per can, answerable at any time.
+
+It subscribes to ``trash-level`` and serves requests through the NATS services API
+(``nats.micro``) as service ``trash-report``:
+
+==========================  ==================  ===========================================
+subject                     request payload     reply
+==========================  ==================  ===========================================
+``trash-report.levels``     (empty)             ``{"cans": [{"can_id", "level", ...}, ...]}``
+``trash-report.level``      a can id, e.g. 135  ``{"can_id", "level", "updated_at", ...}``
+``trash-report.stats``      (empty)             counts: cans, readings, rejected, store
+==========================  ==================  ===========================================
+
+Any NATS client can ask: ``nats req trash-report.level 135`` works as well as
+:func:`query_levels`. Instances are discoverable with ``$SRV.PING.trash-report``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Callable, Optional
+
+import pandas as pd
+from nats import micro
+from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
+
+from .collector import can_order
+from .connection import Servers, check_subject, connect, server_list, url_of
+from .errors import BadArgument, BadMessage, CanNotFound, ServiceUnavailable
+from .message import SUBJECT, decode_fields
+
+log = logging.getLogger("trashlab")
+
+SERVICE = "trash-report"
+VERSION = "1.0.0"
+LEVEL_COLUMNS = ["can_id", "level", "updated_at", "readings"]
+
+
+class MemoryLevels:
+    """Latest level per can, in this process's memory (lost when it stops)."""
+
+    kind = "memory"
+
+    def __init__(self) -> None:
+        self._levels: dict = {}
+
+    async def open(self, nc) -> None:
+        """Nothing to open for memory."""
+
+    async def put(self, can_id: str, level: float, at: float) -> None:
+        """Record a reading."""
+        old = self._levels.get(can_id)
+        self._levels[can_id] = (level, at, 1 if old is None else old[2] + 1)
+
+    def get(self, can_id: str) -> Optional[tuple]:
+        """``(level, updated_at, readings)`` for a can, or None."""
+        return self._levels.get(can_id)
+
+    def items(self) -> list:
+        """All ``(can_id, (level, updated_at, readings))`` pairs."""
+        return list(self._levels.items())
+
+
+def _row(can_id: str, value: tuple) -> dict:
+    level, at, readings = value
+    return {"can_id": can_id, "level": level, "updated_at": at, "readings": readings}
+
+
+class ReportService:
+    """Subscribes to ``trash-level``, keeps the latest level per can, answers ``trash-report`` requests."""
+
+    def __init__(self, servers: Servers = None, subject: str = SUBJECT, *, name: str = SERVICE,
+                 store=None, on_message: Optional[Callable[[bytes], None]] = None) -> None:
+        self.servers = servers
+        self.subject = check_subject(subject, wildcards=True)
+        if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
+            raise BadArgument(f"service name {name!r}: use letters, digits, '-' or '_'")
+        self.name = name
+        self.store = store if store is not None else MemoryLevels()
+        self.on_message = on_message
+        self.received = 0
+        self.rejected = 0
+        self.started_at: Optional[float] = None
+        self._nc = None
+        self._service = None
+
+    async def _on_msg(self, msg) -> None:
+        try:
+            can_id, level, _ = decode_fields(msg.data)
+        except BadMessage as e:
+            self.rejected += 1
+            log.debug("trashlab [%s]: rejected %r: %s", self.name, msg.data[:80], e.reason)
+            return
+        self.received += 1
+        await self.store.put(can_id, level, time.time())
+        if self.on_message is not None:
+            self.on_message(msg.data)
+
+    # ----- request handlers ---------------------------------------------------------------
+    async def _levels(self, req) -> None:
+        rows = [_row(c, v) for c, v in self.store.items()]
+        await req.respond(json.dumps({"cans": rows}).encode())
+
+    async def _level(self, req) -> None:
+        can_id = req.data.decode("utf-8", "replace").strip().strip('"')
+        value = self.store.get(can_id) if can_id else None
+        if value is None:
+            what = f"no reading for can {can_id!r} yet" if can_id else "no can id in the request"
+            await req.respond_error("404", what)
+            return
+        await req.respond(json.dumps(_row(can_id, value)).encode())
+
+    async def _stats(self, req) -> None:
+        await req.respond(json.dumps(self.stats()).encode())
+
+    def stats(self) -> dict:
+        """Counts: cans known, readings received and rejected, where levels are kept, uptime."""
+        return {"service": self.name, "cans": len(self.store.items()), "received": self.received,
+                "rejected": self.rejected, "store": self.store.kind,
+                "uptime_s": round(time.time() - self.started_at, 3) if self.started_at else 0.0}
+
+    # ----- lifecycle ----------------------------------------------------------------------
+    async def start(self) -> "ReportService":
+        """Connect, subscribe and register the ``trash-report`` service; returns at once."""
+        if self.running:
+            return self
+        server_list(self.servers)
+        self._nc = await connect(self.servers, name=self.name)
+        await self.store.open(self._nc)
+        await self._nc.subscribe(self.subject, cb=self._on_msg)
+        self._service = await micro.add_service(
+            self._nc, name=self.name, version=VERSION,
+            description="latest trash-can levels from the trash-level subject")
+        group = self._service.add_group(name=self.name)
+        await group.add_endpoint(name="levels", handler=self._levels)
+        await group.add_endpoint(name="level", handler=self._level)
+        await group.add_endpoint(name="stats", handler=self._stats)
+        await self._nc.flush()
+        self.started_at = time.time()
+        return self
+
+    @property
+    def running(self) -> bool:
+        """True while connected and serving."""
+        return self._nc is not None and not self._nc.is_closed
+
+    @property
+    def connected_url(self) -> Optional[str]:
+        """``host:port`` of the server it is connected to (None while disconnected)."""
+        return url_of(self._nc) if self._nc else None
+
+    def levels(self) -> pd.DataFrame:
+        """This instance's latest levels as a DataFrame (no request needed in-process)."""
+        return _levels_frame([_row(c, v) for c, v in self.store.items()])
+
+    async def stop(self) -> None:
+        """Deregister, finish in-flight messages and close."""
+        if self._service is not None:
+            try:
+                await self._service.stop()
+            except Exception:
+                pass
+            self._service = None
+        if self._nc is not None and not self._nc.is_closed:
+            try:
+                await asyncio.wait_for(self._nc.drain(), 5)
+            except Exception:
+                await self._nc.close()
+
+    async def __aenter__(self) -> "ReportService":
+        return await self.start()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    def __repr__(self) -> str:
+        return (f"<ReportService {self.name} {'running' if self.running else 'stopped'}: "
+                f"{len(self.store.items())} cans, {self.received} readings, store={self.store.kind}>")
+
+
+# ----- the client side ----------------------------------------------------------------------
+def _levels_frame(rows: list) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=LEVEL_COLUMNS)
+    if rows:
+        order = {c: i for i, c in enumerate(can_order(frame["can_id"]))}
+        frame = frame.sort_values("can_id", key=lambda s: s.map(order)).reset_index(drop=True)
+    frame["level"] = frame["level"].astype("float64")
+    frame["updated_at"] = pd.to_datetime(frame["updated_at"].astype("float64"), unit="s", utc=True)
+    frame["readings"] = frame["readings"].astype("int64")
+    return frame
+
+
+async def _request(servers: Servers, subject: str, payload: bytes, timeout: float):
+    nc = await connect(servers, name="trashlab-query")
+    try:
+        return await nc.request(subject, payload, timeout=timeout)
+    except (NoRespondersError, NatsTimeout, asyncio.TimeoutError):
+        where = ", ".join(server_list(servers))
+        raise ServiceUnavailable(
+            f"no {SERVICE} service answered on {where}: start one with `trashlab report` "
+            "or `await trashlab.ReportService().start()`") from None
+    finally:
+        await nc.close()
+
+
+async def query_levels(servers: Servers = None, *, service: str = SERVICE, timeout: float = 2.0) -> pd.DataFrame:
+    """Ask the report service for every can's latest level → DataFrame (can_id, level, updated_at, readings)."""
+    msg = await _request(servers, f"{service}.levels", b"", timeout)
+    return _levels_frame(json.loads(msg.data)["cans"])
+
+
+async def query_level(can_id, servers: Servers = None, *, service: str = SERVICE, timeout: float = 2.0) -> dict:
+    """Ask the report service for one can; raises :class:`CanNotFound` for an unknown id."""
+    can = str(can_id).strip()
+    if not can:
+        raise BadArgument("can id is empty: give one such as '135'")
+    msg = await _request(servers, f"{service}.level", can.encode(), timeout)
+    headers = msg.headers or {}
+    if headers.get("Nats-Service-Error-Code"):
+        raise CanNotFound(f"{headers.get('Nats-Service-Error', 'not found')}: ask for one of the "
+                          "can ids in query_levels()")
+    row = json.loads(msg.data)
+    row["updated_at"] = pd.Timestamp(row["updated_at"], unit="s", tz="UTC")
+    return row
+
+
+async def query_stats(servers: Servers = None, *, service: str = SERVICE, timeout: float = 2.0) -> dict:
+    """Ask the report service for its counters."""
+    msg = await _request(servers, f"{service}.stats", b"", timeout)
+    return json.loads(msg.data)
+
+
+async def discover(servers: Servers = None, *, service: str = SERVICE, wait: float = 0.5) -> pd.DataFrame:
+    """Every running instance of a service that answers ``$SRV.PING.<service>`` within ``wait`` s."""
+    nc = await connect(servers, name="trashlab-discover")
+    replies = []
+    try:
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox, cb=lambda m: _append(replies, m))
+        await nc.publish(f"$SRV.PING.{service}", b"", reply=inbox)
+        await nc.flush()
+        await asyncio.sleep(wait)
+        await sub.unsubscribe()
+    finally:
+        await nc.close()
+    rows = [json.loads(m.data) for m in replies]
+    return pd.DataFrame([{"name": r.get("name"), "id": r.get("id"), "version": r.get("version")} for r in rows],
+                        columns=["name", "id", "version"])
+
+
+async def _append(bucket: list, msg) -> None:
+    bucket.append(msg)

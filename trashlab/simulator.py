@@ -1,0 +1,149 @@
+"""The gateway simulator (the lab's ``sim.js``): random levels for random cans on ``trash-level``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import Callable, Optional
+
+from nats.errors import ConnectionClosedError, OutboundBufferLimitError
+
+from .connection import Servers, check_subject, connect, server_list
+from .errors import BadArgument
+from .message import SUBJECT, encode
+
+log = logging.getLogger("trashlab")
+
+# between two yields to the loop at full speed (interval=0)
+_BURST = 256
+
+
+class Simulator:
+    """Publishes ``{"can_id":"135", "level":"42.93..."}`` every ``interval`` seconds as a background task."""
+
+    def __init__(self, servers: Servers = None, subject: str = SUBJECT, interval: float = 4.0,
+                 cans: int = 1000, count: Optional[int] = None, seed: Optional[int] = None, *,
+                 sequence: bool = False, name: str = "simulator",
+                 on_publish: Optional[Callable[[bytes], None]] = None) -> None:
+        if not isinstance(interval, (int, float)) or interval < 0 or interval != interval:
+            raise BadArgument(f"interval={interval!r} must be 0 (full speed) or a positive number of seconds, e.g. 4.0")
+        if not isinstance(cans, int) or cans < 1:
+            raise BadArgument(f"cans={cans!r} must be a positive whole number, e.g. 1000")
+        if count is not None and (not isinstance(count, int) or count < 0):
+            raise BadArgument(f"count={count!r} must be a whole number >= 0, or None to run until stopped")
+        self.servers = servers
+        self.subject = check_subject(subject)
+        self.interval = float(interval)
+        self.cans = cans
+        self.count = count
+        self.seed = seed
+        self.sequence = sequence
+        self.name = name
+        self.on_publish = on_publish
+        self.published = 0
+        self.dropped = 0
+        self.started_at: Optional[float] = None
+        self._rng = random.Random(seed)
+        self._nc = None
+        self._task: Optional[asyncio.Task] = None
+
+    def reading(self) -> bytes:
+        """The next random reading, encoded like sim.js (can id rounded like ``toFixed()``)."""
+        level = self._rng.random() * 100
+        can_id = str(round(self._rng.random() * self.cans))
+        return encode(can_id, level, self.published + 1 if self.sequence else None)
+
+    async def start(self) -> "Simulator":
+        """Connect and start publishing in the background; returns at once."""
+        if self.running:
+            return self
+        server_list(self.servers)  # bad URLs fail here, before any connection attempt
+        self._nc = await connect(self.servers, name=self.name)
+        self.started_at = time.time()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"trashlab-{self.name}")
+        return self
+
+    @property
+    def running(self) -> bool:
+        """True while the publishing task runs."""
+        return self._task is not None and not self._task.done()
+
+    @property
+    def connected_url(self) -> Optional[str]:
+        """``host:port`` of the server it publishes to (None while disconnected)."""
+        from .connection import url_of
+        return url_of(self._nc) if self._nc else None
+
+    async def _publish(self, payload: bytes) -> None:
+        try:
+            await self._nc.publish(self.subject, payload)
+        except (OutboundBufferLimitError, ConnectionClosedError):
+            self.dropped += 1
+            return
+        self.published += 1
+        if self.on_publish is not None:
+            self.on_publish(payload)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        try:
+            while self.count is None or self.published + self.dropped < self.count:
+                if self.interval > 0:
+                    await self._publish(self.reading())
+                    next_at += self.interval
+                    await asyncio.sleep(max(0.0, next_at - loop.time()))
+                else:
+                    left = _BURST if self.count is None else min(_BURST, self.count - self.published - self.dropped)
+                    for _ in range(left):
+                        await self._publish(self.reading())
+                    await asyncio.sleep(0)
+            await self._nc.flush(timeout=5)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # never let a background task die silently
+            log.warning("trashlab [%s]: stopped publishing: %s", self.name, e)
+
+    async def wait(self, timeout: Optional[float] = None) -> int:
+        """Wait until ``count`` messages are published (or ``timeout`` s); return how many were."""
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+            except asyncio.TimeoutError:
+                pass
+        return self.published
+
+    async def stop(self) -> int:
+        """Stop publishing, flush what is buffered, close the connection; return ``published``."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if self._nc is not None and not self._nc.is_closed:
+            try:
+                await self._nc.flush(timeout=2)
+            except Exception:
+                pass
+            await self._nc.close()
+        return self.published
+
+    @property
+    def rate(self) -> float:
+        """Messages published per second since start."""
+        if not self.started_at:
+            return 0.0
+        return self.published / max(1e-9, time.time() - self.started_at)
+
+    async def __aenter__(self) -> "Simulator":
+        return await self.start()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<Simulator {self.subject} every {self.interval:g}s {state}, published={self.published}>"
