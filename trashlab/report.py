@@ -239,7 +239,10 @@ async def discover(servers: Servers = None, *, service: str = SERVICE, wait: flo
     replies = []
     try:
         inbox = nc.new_inbox()
-        sub = await nc.subscribe(inbox, cb=lambda m: _append(replies, m))
+        async def collect(msg) -> None:
+            replies.append(msg)
+
+        sub = await nc.subscribe(inbox, cb=collect)
         await nc.publish(f"$SRV.PING.{service}", b"", reply=inbox)
         await nc.flush()
         await asyncio.sleep(wait)
@@ -250,6 +253,3 @@ async def discover(servers: Servers = None, *, service: str = SERVICE, wait: flo
     return pd.DataFrame([{"name": r.get("name"), "id": r.get("id"), "version": r.get("version")} for r in rows],
                         columns=["name", "id", "version"])
 
-
-async def _append(bucket: list, msg) -> None:
-    bucket.append(msg)

@@ -1,0 +1,65 @@
+"""The report service: latest level per can, answered over request/reply at any time."""
+
+import asyncio
+import json
+
+import pytest
+
+import trashlab
+from conftest import unique
+
+
+@pytest.fixture
+async def report(shared_broker):
+    svc = await trashlab.ReportService(shared_broker.url).start()
+    yield svc
+    await svc.stop()
+
+
+async def _publish(url, readings, subject="trash-level"):
+    nc = await trashlab.connect(url)
+    for can, level in readings:
+        await nc.publish(subject, trashlab.encode(can, level))
+    await nc.publish(subject, b"garbage")
+    await nc.flush()
+    await nc.close()
+
+
+async def test_levels_one_can_and_stats(shared_broker, report):
+    await _publish(shared_broker.url, [("135", 42.9), ("7", 10.0), ("135", 80.5)])
+    for _ in range(50):
+        if report.received == 3:
+            break
+        await asyncio.sleep(0.05)
+    levels = await trashlab.query_levels(shared_broker.url)
+    assert list(levels.columns) == ["can_id", "level", "updated_at", "readings"]
+    assert dict(zip(levels["can_id"], levels["level"])) == {"7": 10.0, "135": 80.5}
+    assert list(levels["can_id"]) == ["7", "135"]
+    one = await trashlab.query_level("135", shared_broker.url)
+    assert one["level"] == 80.5 and one["readings"] == 2
+    stats = await trashlab.query_stats(shared_broker.url)
+    assert stats["cans"] == 2 and stats["received"] == 3 and stats["rejected"] == 1 and stats["store"] == "memory"
+
+
+async def test_unknown_can_is_a_clear_not_found(shared_broker, report):
+    with pytest.raises(trashlab.CanNotFound, match="no reading for can '99999'"):
+        await trashlab.query_level("99999", shared_broker.url)
+
+
+async def test_no_service_running_is_service_unavailable(broker):
+    with pytest.raises(trashlab.ServiceUnavailable, match="trashlab report"):
+        await trashlab.query_levels(broker.url, timeout=0.5)
+
+
+async def test_any_nats_client_can_ask(shared_broker, report):
+    await _publish(shared_broker.url, [("12", 33.0)])
+    await asyncio.sleep(0.2)
+    nc = await trashlab.connect(shared_broker.url)
+    reply = await nc.request("trash-report.level", b"12", timeout=2)
+    await nc.close()
+    assert json.loads(reply.data)["level"] == 33.0
+
+
+async def test_discoverable_through_the_services_api(shared_broker, report):
+    found = await trashlab.discover(shared_broker.url)
+    assert "trash-report" in list(found["name"])
