@@ -128,8 +128,34 @@ async def connect(servers: Servers = None, *, name: str = "trashlab",
     """Connect with nats-py, reconnecting forever, logging one line per event instead of tracebacks.
 
     ``on_error`` sees each asynchronous error first; when it returns True the error is handled.
+    When the servers come from ``NATS_URL`` and it is unreachable (a Binder session or workshop broker
+    that is gone), the broker this process started is used instead, with one warning line.
     """
     urls = server_list(servers)
+    try:
+        return await _connect(urls, name, on_error, options)
+    except ConnectionFailed:
+        fallback = _local_fallback(servers, urls)
+        if fallback is None:
+            raise
+        log.warning("trashlab [%s]: NATS_URL %s is unreachable; using broker %s started here (%s)",
+                    name, ", ".join(mask(u) for u in urls), fallback.name, mask(fallback.url))
+        return await _connect([fallback.url], name, on_error, options)
+
+
+def _local_fallback(servers: Servers, urls: list):
+    """The broker this process started, when ``urls`` came from ``NATS_URL`` and do not name it."""
+    from .broker import running_brokers
+
+    if not (servers is None or (isinstance(servers, str) and not servers.strip())):
+        return None  # explicit servers: an unreachable URL is an error worth seeing
+    brokers = running_brokers()
+    if not brokers or brokers[-1].url in urls:
+        return None
+    return brokers[-1]
+
+
+async def _connect(urls: list, name: str, on_error: Optional[Callable[[Exception], bool]], options: dict) -> Client:
     state = {"down": False, "connecting": True, "last": None}
     nc: Client
 

@@ -1,0 +1,53 @@
+"""The command the Binder test hands to ``binder/start``: run the notebooks as a session would.
+
+Usage: ``binder/start python tests/binder_session.py NOTEBOOK...``. It executes each notebook with
+nbclient (the engine behind nbconvert, which the Binder image has) and, while they run, counts the
+readings that pass through the broker ``NATS_URL`` names (the session broker ``start`` launched).
+It prints one JSON line: ``{"nats_url": ..., "notebooks": {path: "ok" | error}, "readings_seen": N}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+
+import nats
+import nbformat
+from nbclient import NotebookClient
+
+
+async def main(paths: list) -> int:
+    url = os.environ.get("NATS_URL", "")
+    seen = {"n": 0}
+    nc = None
+    try:
+        nc = await nats.connect(url, allow_reconnect=False, connect_timeout=2)
+
+        async def count(msg) -> None:
+            seen["n"] += 1
+
+        await nc.subscribe("trash-level", cb=count)
+    except Exception as e:  # a dead session broker is a case the test runs on purpose
+        print(f"binder_session: no session broker at {url!r}: {e!r}", file=sys.stderr)
+        nc = None
+    results = {}
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        client = NotebookClient(nb, timeout=300, kernel_name="python3",
+                                resources={"metadata": {"path": os.path.dirname(os.path.abspath(path))}})
+        try:
+            await client.async_execute()
+            results[path] = "ok"
+        except Exception as e:
+            results[path] = f"{type(e).__name__}: {str(e)[-2000:]}"
+    if nc is not None:
+        await nc.flush()
+        await nc.close()
+    print(json.dumps({"nats_url": url, "notebooks": results, "readings_seen": seen["n"]}))
+    return 0 if all(v == "ok" for v in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(sys.argv[1:])))

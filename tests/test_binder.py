@@ -1,0 +1,221 @@
+"""Binder without Docker: repo2docker renders our image, and an emulated build runs the course.
+
+The emulation does what the rendered Dockerfile does, in a fresh venv: the base image's Jupyter (the
+versions pinned in repo2docker's own lock file), ``pip install -r binder/requirements.txt`` from the
+repository root, ``binder/postBuild``, then ``binder/start <command>`` at launch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+import trashlab
+from conftest import unique
+
+ROOT = Path(__file__).resolve().parent.parent
+BINDER = ROOT / "binder"
+BIN = Path(sys.executable).parent
+#: Packages of repo2docker's base environment that the course's own pins meet.
+BASE_PACKAGES = ("jupyterlab", "notebook", "ipykernel", "ipywidgets", "jupyter_server")
+
+
+def course_notebooks(root: Path = ROOT) -> list:
+    """The notebooks a Binder session must run: the course's, else the test stand-in."""
+    found = sorted((root / "notebooks").glob("*.ipynb"))
+    return found or [root / "tests" / "notebooks" / "live-counter.ipynb"]
+
+
+def runtime_python() -> tuple:
+    """The Python version runtime.txt pins, e.g. (3, 11)."""
+    text = (BINDER / "runtime.txt").read_text().strip()
+    m = re.fullmatch(r"python-(\d+)\.(\d+)", text)
+    assert m, f"runtime.txt should read python-X.Y, not {text!r}"
+    return int(m.group(1)), int(m.group(2))
+
+
+def repo2docker() -> str:
+    exe = shutil.which("jupyter-repo2docker", path=str(BIN)) or shutil.which("jupyter-repo2docker")
+    if exe is None:
+        pytest.fail("jupyter-repo2docker is missing: pip install -r requirements-test.txt")
+    return exe
+
+
+# ----- (1) repo2docker renders the Dockerfile from our binder/ -----------------------------------
+def test_repo2docker_renders_the_image_from_binder_folder():
+    out = subprocess.run([repo2docker(), "--no-build", "--user-id", "1000", "--user-name", "jovyan", str(ROOT)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    dockerfile = out.stdout
+    major, minor = runtime_python()
+    assert f"Building conda environment for python={major}.{minor}\n" in out.stderr  # from runtime.txt
+    copy_repo = dockerfile.index("COPY --chown=1000:1000 src/ ${REPO_DIR}/")
+    install = dockerfile.index('pip install --no-cache-dir -r "binder/requirements.txt"')
+    assert copy_repo < install, "trashlab itself (-e .) needs the whole repository copied before pip runs"
+    assert "WORKDIR ${REPO_DIR}" in dockerfile  # pip runs from the root, so `.` is the repository
+    assert "RUN ./binder/postBuild" in dockerfile
+    assert 'ENV R2D_ENTRYPOINT="${REPO_DIR}/binder/start"' in dockerfile
+    # root config is ignored once binder/ exists: our root requirements.txt is not what gets installed
+    assert 'pip install --no-cache-dir -r "requirements.txt"' not in dockerfile
+
+
+def test_binder_files_are_executable_scripts_that_fail_fast():
+    for name in ("postBuild", "start"):
+        path = BINDER / name
+        assert os.access(path, os.X_OK), f"binder/{name} must be executable"
+        assert path.read_text().startswith("#!/bin/bash")
+    assert "set -e" in (BINDER / "postBuild").read_text()
+    assert (BINDER / "start").read_text().rstrip().endswith('exec "$@"')
+
+
+# ----- the library side: a dead NATS_URL never stops a notebook that started its own broker ------
+def _dead_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"nats://127.0.0.1:{s.getsockname()[1]}"  # closed again: nobody listens there
+
+
+async def test_dead_nats_url_falls_back_to_the_broker_started_here(monkeypatch, caplog):
+    broker = trashlab.Broker(unique("own")).start()
+    try:
+        monkeypatch.setenv("NATS_URL", _dead_url())
+        with caplog.at_level("WARNING", logger="trashlab"):
+            col = await trashlab.Collector().start()
+            sim = await trashlab.Simulator(interval=0, count=20).start()
+            assert await col.wait_for(20, timeout=10) == 20
+        where = col.connected_url, sim.connected_url
+        await sim.stop()
+        await col.stop()
+        assert where == (broker.url.split("//")[1],) * 2
+        warned = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+        assert len(warned) == 2 and all(broker.name in w for w in warned)
+    finally:
+        broker.stop()
+
+
+async def test_dead_nats_url_without_a_broker_here_is_one_clear_error(monkeypatch):
+    dead = _dead_url()
+    monkeypatch.setenv("NATS_URL", dead)
+    monkeypatch.setattr(trashlab.broker, "running_brokers", lambda: [])
+    with pytest.raises(trashlab.ConnectionFailed, match="is a broker running"):
+        await trashlab.Collector().start()
+
+
+async def test_an_explicit_dead_url_is_still_an_error(shared_broker):
+    with pytest.raises(trashlab.ConnectionFailed, match="cannot reach"):
+        await trashlab.Collector(_dead_url()).start()
+
+
+# ----- (2) an emulated Binder build in a fresh venv ----------------------------------------------
+def base_image_pins(major: int, minor: int) -> list:
+    """``name==version`` of the base image's Jupyter packages, read from repo2docker's lock file."""
+    import repo2docker as r2d
+
+    conda = Path(r2d.__file__).parent / "buildpacks" / "conda"
+    lock = conda / f"environment.py-{major}.{minor}-linux-64.lock"
+    assert lock.exists(), f"repo2docker has no base environment for Python {major}.{minor}"
+    text = lock.read_text()
+    pins = []
+    for name in BASE_PACKAGES:
+        m = re.search(rf"/{re.escape(name)}-(\d[\w.]*)-[^/-]+\.(?:conda|tar\.bz2)", text)
+        assert m, f"{name} not in {lock.name}"
+        pins.append(f"{name}=={m.group(1)}")
+    return pins
+
+
+def _run(cmd, **kw) -> subprocess.CompletedProcess:
+    out = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    assert out.returncode == 0, f"{cmd[:4]} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def binder_image(tmp_path_factory):
+    """A fresh venv built the way repo2docker builds the image; yields (repo copy, environment)."""
+    major, minor = runtime_python()
+    if sys.version_info[:2] != (major, minor):
+        pytest.skip(f"binder/runtime.txt pins Python {major}.{minor}; this test runs on "
+                    f"{sys.version_info[0]}.{sys.version_info[1]}")
+    home = tmp_path_factory.mktemp("binder-home")
+    repo = home / "repo"  # COPY src/ ${REPO_DIR}/
+    shutil.copytree(ROOT, repo, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "node_modules", "test-artifacts", "__pycache__", ".pytest_cache", ".hypothesis",
+        "*.egg-info", ".ipynb_checkpoints"))
+    venv = home / "env"
+    _run([sys.executable, "-m", "venv", str(venv)], timeout=120)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "NATS_URL", "VIRTUAL_ENV")}
+    env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}", HOME=str(home),
+               PIP_DISABLE_PIP_VERSION_CHECK="1", JUPYTER_PLATFORM_DIRS="1")
+    env.setdefault("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))  # pip's cache survives the fake HOME
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    _run(pip + base_image_pins(major, minor), env=env, cwd=repo, timeout=900)  # the base image
+    _run(pip + ["-r", "binder/requirements.txt"], env=env, cwd=repo, timeout=900)  # as the Dockerfile does
+    _run([str(venv / "bin" / "python"), "-m", "pip", "check"], env=env, cwd=repo, timeout=120)
+    _run(["./binder/postBuild"], env=env, cwd=repo, timeout=300)
+    yield repo, env
+
+
+def _launch(repo: Path, env: dict, notebooks: list, timeout: float = 900) -> tuple:
+    """``binder/start python tests/binder_session.py NOTEBOOK...``; returns (summary, stdout, stderr)."""
+    cmd = ["./binder/start", "python", "tests/binder_session.py", *[str(p) for p in notebooks]]
+    proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        _stop_group(proc.pid)  # the session broker start left running (the container would end it)
+    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    assert lines, f"no summary from binder_session.py:\n{out[-3000:]}\n{err[-3000:]}"
+    return json.loads(lines[-1]), out, err
+
+
+def _stop_group(pgid: int) -> None:
+    """Stop every process of the session we started (and only those)."""
+    members = []
+    for p in psutil.process_iter():
+        try:
+            if os.getpgid(p.pid) == pgid:
+                members.append(p)
+        except (ProcessLookupError, psutil.Error, OSError):
+            pass
+    for p in members:
+        try:
+            p.send_signal(signal.SIGTERM)
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(members, timeout=10)
+    for p in alive:
+        p.kill()
+
+
+def test_binder_start_runs_the_notebooks_against_its_session_broker(binder_image):
+    repo, env = binder_image
+    notebooks = [p.relative_to(ROOT) for p in course_notebooks()]
+    started = time.monotonic()
+    summary, out, err = _launch(repo, env, notebooks)
+    assert "session broker at nats://127.0.0.1:" in out, err[-2000:]
+    assert summary["nats_url"].startswith("nats://127.0.0.1:")
+    assert summary["notebooks"] == {str(p): "ok" for p in notebooks}, summary["notebooks"]
+    assert summary["readings_seen"] > 0, "the notebooks' readings should flow through the session broker"
+    print(f"binder session: {len(notebooks)} notebooks in {time.monotonic() - started:.1f}s, "
+          f"{summary['readings_seen']} readings via the session broker")
+
+
+def test_binder_notebooks_still_run_when_the_session_broker_is_gone(binder_image):
+    repo, env = binder_image
+    notebooks = [p.relative_to(ROOT) for p in course_notebooks()]
+    summary, out, err = _launch(repo, {**env, "NATS_URL": _dead_url()}, notebooks)
+    assert "session broker at" not in out  # a NATS_URL that is already set is kept, not replaced
+    assert summary["notebooks"] == {str(p): "ok" for p in notebooks}, summary["notebooks"]
+    assert summary["readings_seen"] == 0
