@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import sys
+from urllib.parse import urlsplit
 
 import nats
 import nbformat
@@ -23,14 +25,16 @@ async def main(paths: list) -> int:
     seen = {"n": 0}
     nc = None
     try:
-        nc = await nats.connect(url, allow_reconnect=False, connect_timeout=2)
+        where = urlsplit(url)
+        socket.create_connection((where.hostname, where.port), timeout=2).close()  # fail fast when dead
+        nc = await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=1, connect_timeout=2)
 
         async def count(msg) -> None:
             seen["n"] += 1
 
         await nc.subscribe("trash-level", cb=count)
-    except Exception as e:  # a dead session broker is a case the test runs on purpose
-        print(f"binder_session: no session broker at {url!r}: {e!r}", file=sys.stderr)
+    except (OSError, ValueError, TypeError) as e:  # a dead session broker is a case the test runs on purpose
+        print(f"binder_session: no session broker at {url!r}: {e}", file=sys.stderr)
         nc = None
     results = {}
     for path in paths:

@@ -1,0 +1,127 @@
+"""A student's view in a real browser: JupyterLab on loopback, headless Debian chromium, run all cells.
+
+It opens the notebook that shows the live dashboard, runs every cell the way a student would (Run All),
+and checks what appears on the page: the message counter rises above zero and the plot is there. A
+screenshot lands in test-artifacts/. Needs /usr/bin/chromium (tests/setup.d/20-browser.sh installs it)
+and the Python ``playwright`` package; it never downloads a browser.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from sessions import free_port, stop_session
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+#: The notebook a student opens, and how its page shows the counter and the plot (CSS selectors).
+NOTEBOOK = ROOT / "tests" / "notebooks" / "live-counter.ipynb"
+COUNTER = ".tl-count input"
+PLOT = ".jupyter-matplotlib-figure canvas"
+
+if not os.path.exists(CHROMIUM):
+    pytest.skip(f"{CHROMIUM} is missing: run tests/setup.d/20-browser.sh as root (apt-get install chromium)",
+                allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -r requirements-test.txt (playwright)")
+
+
+@pytest.fixture
+def jupyter_lab(tmp_path):
+    """JupyterLab on 127.0.0.1 serving a copy of the notebook; yields (base URL, token, notebook name)."""
+    work = tmp_path / "course"
+    work.mkdir()
+    shutil.copy(NOTEBOOK, work / NOTEBOOK.name)  # the page autosaves: keep the repository's copy clean
+    port, token = free_port(), secrets.token_hex(16)
+    env = {k: v for k, v in os.environ.items() if k != "NATS_URL"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["JUPYTER_CONFIG_DIR"] = str(tmp_path / "jupyter-config")  # no personal settings leak in
+    env["JUPYTERLAB_SETTINGS_DIR"] = str(tmp_path / "lab-settings")
+    env["JUPYTERLAB_WORKSPACES_DIR"] = str(tmp_path / "lab-workspaces")
+    news = tmp_path / "lab-settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True)
+    news.write_text('{"fetchNews": "false"}')  # no "official Jupyter news?" toast over the dashboard
+    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
+           f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
+           f"--ServerApp.root_dir={work}", "--LabApp.expose_app_in_browser=True",
+           "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    if os.geteuid() == 0:
+        cmd.append("--allow-root")
+    log = open(tmp_path / "jupyter.log", "w")
+    proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("JupyterLab did not start:\n" + (tmp_path / "jupyter.log").read_text()[-3000:])
+                time.sleep(0.3)
+        yield base, token, NOTEBOOK.name
+    finally:
+        proc.send_signal(signal.SIGTERM)  # Jupyter shuts its kernels down, and trashlab stops its broker
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            pass
+        stop_session(proc.pid)
+        log.close()
+
+
+def test_student_runs_all_cells_and_sees_the_live_dashboard(jupyter_lab):
+    base, token, name = jupyter_lab
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "browser-dashboard.png"
+    started = time.monotonic()
+    steps = {}
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(f"{base}/lab/tree/{name}?token={token}", timeout=60_000)
+            page.wait_for_function("() => window.jupyterapp && document.querySelector('.jp-Notebook .jp-Cell')",
+                                   timeout=60_000)
+            page.wait_for_function(  # the kernel is up before we press Run All
+                "() => { const w = window.jupyterapp.shell.currentWidget;"
+                " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
+                " return k && k.status === 'idle'; }", timeout=90_000)
+            steps["kernel idle"] = time.monotonic() - started
+            page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+            try:
+                page.wait_for_function(
+                    f"() => {{ const i = document.querySelector({COUNTER!r}); return i && Number(i.value) > 0; }}",
+                    timeout=120_000)
+                page.wait_for_selector(PLOT, state="visible", timeout=30_000)
+                steps["counter > 0"] = time.monotonic() - started
+                first = int(page.input_value(COUNTER))
+                page.wait_for_function(  # still live: the counter keeps rising
+                    f"() => Number(document.querySelector({COUNTER!r}).value) > {first}", timeout=30_000)
+                page.locator(PLOT).first.scroll_into_view_if_needed()
+                page.wait_for_timeout(1500)  # one more refresh so the plot shows points
+            finally:
+                page.screenshot(path=str(shot))
+            errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
+                                  has_text="Error")
+            assert errors.count() == 0, errors.first.inner_text()  # a traceback or a trashlab error line
+            box = page.locator(PLOT).first.bounding_box()
+            assert box and box["width"] > 100 and box["height"] > 50, f"the plot is not visible: {box}"
+        finally:
+            browser.close()
+    assert shot.stat().st_size > 10_000
+    print("browser:", ", ".join(f"{k} at {v:.1f}s" for k, v in steps.items()), f"screenshot {shot}")
