@@ -161,7 +161,8 @@ def binder_image(tmp_path_factory):
     _run(pip + base_image_pins(major, minor), env=env, cwd=repo, timeout=900)  # the base image
     _run(pip + ["-r", "binder/requirements.txt"], env=env, cwd=repo, timeout=900)  # as the Dockerfile does
     _run([str(venv / "bin" / "python"), "-m", "pip", "check"], env=env, cwd=repo, timeout=120)
-    _run(["./binder/postBuild"], env=env, cwd=repo, timeout=300)
+    built = _run(["./binder/postBuild"], env=env, cwd=repo, timeout=300)
+    assert "nats-server: v" in built.stdout  # postBuild checked the binary runs
     yield repo, env
 
 
@@ -181,6 +182,17 @@ def _launch(repo: Path, env: dict, notebooks: list, timeout: float = 900) -> tup
 
 #: A fresh venv install is a few minutes from pip's cache, longer on a busy machine.
 BUILD_TIMEOUT = pytest.mark.timeout(1800)
+
+
+@BUILD_TIMEOUT
+def test_binder_image_has_the_course_and_stays_lean(binder_image):
+    repo, env = binder_image
+    python = shutil.which("python", path=env["PATH"])
+    probe = _run([python, "-c", "import importlib.util as u, trashlab; print(trashlab.__file__); "
+                  "print([m for m in ('nbgrader', 'pytest', 'playwright') if u.find_spec(m)])"],
+                 env=env, cwd="/", timeout=120).stdout.splitlines()
+    assert probe[0].startswith(str(repo)), "trashlab should be the repository's own (pip install -e .)"
+    assert probe[1] == "[]", f"test/teacher tools leaked into the student image: {probe[1]}"
 
 
 @BUILD_TIMEOUT
