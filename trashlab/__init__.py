@@ -14,18 +14,24 @@ from __future__ import annotations
 import logging
 import sys
 
+from .accounts import AccountsBroker
 from .aio import run
 from .broker import Broker, find_nats_server, running_brokers
+from .cleanup import process_table, stop_everything
 from .collector import Collector
 from .connection import connect, resolve, server_list
+from .docker import docker_available
 from .errors import (BadArgument, BadMessage, BrokerError, BrokerStartTimeout, CanNotFound, ConnectionFailed,
-                     InsecureBind, NatsServerNotFound, NoServerKnown, PortInUse, ServiceUnavailable,
-                     TrashlabError)
+                     DockerUnavailable, InsecureBind, NatsServerNotFound, NoServerKnown, PortInUse,
+                     ServiceFailed, ServiceUnavailable, TrashlabError)
 from .message import SUBJECT, TrashLevel, decode_fields, encode
 from .monitor import monitor
+from .ping import ping
 from .processes import ManagedProcess, children, reap_orphans, stop_all
 from .report import ReportService, discover, query_level, query_levels, query_stats
 from .simulator import Simulator
+from .spawn import ServiceProcess, spawn_report, spawn_simulator, spawn_simulators, spawned, stop_spawned, summary
+from .subscribers import delivery_table, start_subscribers, stop_subscribers, wait_total
 
 __version__ = "0.1.0"
 
@@ -36,7 +42,20 @@ __all__ = [
     "children", "connect", "decode_fields", "discover", "encode", "find_nats_server", "monitor",
     "query_level", "query_levels", "query_stats", "reap_orphans", "resolve", "run", "running_brokers",
     "server_list", "stop_all",
+    # notebooks: processes like containers, accounts, Docker path, clean-up, subscribers, plots
+    "AccountsBroker", "DockerUnavailable", "ServiceFailed", "ServiceProcess", "delivery_table", "docker_available",
+    "process_table", "spawn_report", "spawn_simulator", "spawn_simulators", "spawned", "start_subscribers",
+    "ping", "stop_everything", "stop_spawned", "stop_subscribers", "summary", "wait_total", "plots", "docker",
 ]
+
+
+def __getattr__(name: str):
+    """``trashlab.plots`` is imported on first use (matplotlib is slow to import in every process)."""
+    if name == "plots":
+        import importlib
+
+        return importlib.import_module(".plots", __name__)
+    raise AttributeError(f"module 'trashlab' has no attribute {name!r}")
 
 
 class _StderrHandler(logging.StreamHandler):
