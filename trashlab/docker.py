@@ -13,7 +13,6 @@ route user ``ruser`` / ``T0pS3cr3t``).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,6 +20,17 @@ from typing import NamedTuple, Optional, Sequence
 
 from .broker import CLUSTER_NAME, ROUTE_PASSWORD, ROUTE_USER
 from .errors import DockerUnavailable
+
+#: The official image's nats-server.conf (FACTS.md), for running the Docker path's arguments locally.
+IMAGE_CONFIG = f"""port: 4222
+monitor_port: 8222
+cluster {{
+  name: {CLUSTER_NAME}
+  port: 6222
+  authorization {{ user: {ROUTE_USER}, password: {ROUTE_PASSWORD}, timeout: 2 }}
+  routes = []
+}}
+"""
 
 NETWORK = "iot-net"
 BROKER = "iot-msg"
@@ -81,9 +91,9 @@ def run_nats(name: str = BROKER, network: str = NETWORK, alias: Optional[str] = 
 
 
 def run_nats_node(name: str = "iot-msg2", join: str = BROKER, network: str = NETWORK,
-                  image: str = NATS_IMAGE) -> list:
+                  image: str = NATS_IMAGE, route_port: int = 6222) -> list:
     """A broker joining ``join``'s cluster; the lab's command with the working ``-c nats-server.conf``."""
-    route = f"nats-route://{ROUTE_USER}:{ROUTE_PASSWORD}@{join}:6222"
+    route = f"nats-route://{ROUTE_USER}:{ROUTE_PASSWORD}@{join}:{route_port}"
     return ["docker", "container", "run", "-d", f"--name={name}", f"--net={network}", image,
             "-c", NATS_CONF, f"--routes={route}"]
 
