@@ -183,3 +183,35 @@ def test_kernel_is_this_python(kernel_dir: Path):
     prefix, module = nb.cells[0].outputs[0]["text"].split()
     assert prefix == sys.prefix
     assert Path(module).resolve() == ROOT / "trashlab" / "__init__.py"
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_cleanup_notebook_stops_what_another_notebook_started(kernel_dir: Path):
+    """06-cleanup, run in its own kernel, stops a broker a sibling kernel (another notebook) left running."""
+    cleanup = sorted((ROOT / "notebooks").glob("06-*.ipynb"))
+    if not cleanup:
+        pytest.skip("no 06 clean-up notebook")
+    state = tempfile.mkdtemp(prefix="trashlab-nb-state-")
+    other_nb = nbformat.v4.new_notebook()
+    other_nb.cells.append(nbformat.v4.new_code_cell(
+        "import trashlab\nb = trashlab.Broker('left-running').start()\nprint(b.pid)"))
+    other = _client(other_nb, kernel_dir, ROOT)
+    with other.setup_kernel(env=_kernel_env(state)):
+        _run_cells(other, "a notebook that leaves its broker running")
+        pid = int(other_nb.cells[0].outputs[0]["text"])
+        nb = nbformat.read(cleanup[0], as_version=4)
+        client = _client(nb, kernel_dir, cleanup[0].parent)
+        with client.setup_kernel(env=_kernel_env(state)):
+            _run_cells(client, cleanup[0].name)
+        deadline = time.monotonic() + 10
+        while not _gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _gone(pid), "the clean-up notebook left another notebook's broker running"
+    shown = "\n".join(_output_text(o) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "left-running" in shown, "the clean-up notebook did not list the other notebook's broker"
