@@ -30,7 +30,8 @@ from .ping import ping
 from .processes import ManagedProcess, children, reap_orphans, stop_all
 from .report import ReportService, discover, query_level, query_levels, query_stats
 from .simulator import Simulator
-from .spawn import ServiceProcess, spawn_report, spawn_simulator, spawn_simulators, spawned, stop_spawned, summary
+from .spawn import (ServiceProcess, spawn_report, spawn_simulator, spawn_simulators, spawned, stop_spawned, summary,
+                    watch)
 from .subscribers import delivery_table, start_subscribers, stop_subscribers, wait_total
 
 __version__ = "0.1.0"
@@ -45,7 +46,7 @@ __all__ = [
     # notebooks: processes like containers, accounts, Docker path, clean-up, subscribers, plots
     "AccountsBroker", "DockerUnavailable", "ServiceFailed", "ServiceProcess", "delivery_table", "docker_available",
     "process_table", "spawn_report", "spawn_simulator", "spawn_simulators", "spawned", "start_subscribers",
-    "ping", "stop_everything", "stop_spawned", "stop_subscribers", "summary", "wait_total", "plots", "docker",
+    "ping", "stop_everything", "stop_spawned", "stop_subscribers", "summary", "wait_total", "watch", "plots", "docker",
 ]
 
 

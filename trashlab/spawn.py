@@ -175,6 +175,22 @@ def summary(procs: Iterable[ServiceProcess]):
                         columns=["name", "pid", "running", "messages", "rate_per_s"])
 
 
+async def watch(procs: Iterable[ServiceProcess], seconds: float = 2.0, every: float = 0.25):
+    """Let the processes run for ``seconds`` s with a live line of their message counts; return :func:`summary`."""
+    import asyncio
+
+    procs = list(procs)
+    line = StatusLine("")
+    end = time.monotonic() + seconds
+    while True:
+        left = end - time.monotonic()
+        counts = ", ".join(f"{p.name}: {p.count}" + ("" if p.alive else " (stopped)") for p in procs)
+        line.update(f"{counts}  ({max(0.0, left):.1f} s to go)" if left > 0 else counts)
+        if left <= 0:
+            return summary(procs)
+        await asyncio.sleep(min(every, left))
+
+
 def spawned(role: Optional[str] = None) -> "list[ServiceProcess]":
     """The simulator/report processes started from here that still run (optionally one role)."""
     return [p for p in _running.values() if p.alive and (role is None or p.role == role)]
