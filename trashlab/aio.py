@@ -33,3 +33,14 @@ def run(coro: Awaitable[T]) -> T:
         _loop = asyncio.new_event_loop()
         asyncio.set_event_loop(_loop)
     return _loop.run_until_complete(coro)
+
+
+async def cancel(task: Optional["asyncio.Task"]) -> None:
+    """Cancel a background task and wait until it has finished (its errors are not re-raised)."""
+    if task is None or task.done():
+        return
+    task.cancel()
+    try:
+        await task
+    except (asyncio.CancelledError, Exception):
+        pass

@@ -61,3 +61,7 @@ class CanNotFound(TrashlabError, KeyError):
 
     def __str__(self) -> str:  # KeyError would add quotes around the message
         return str(self.args[0]) if self.args else ""
+
+
+class ClusterNotFormed(BrokerError):
+    """Cluster nodes did not all route to each other within the bounded wait."""
