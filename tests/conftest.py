@@ -43,11 +43,26 @@ def nats_server_pids() -> set:
     return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "nats-server"}
 
 
+def _ours(pid: int) -> bool:
+    """Started by this test session: a descendant of it, or an orphan (its parent is gone).
+
+    Other sessions on the same machine (parallel work) start nats-servers too; those have a live parent.
+    """
+    try:
+        proc = psutil.Process(pid)
+        me = os.getpid()
+        if any(p.pid == me for p in proc.parents()):
+            return True
+        return proc.ppid() == 1 or not psutil.pid_exists(proc.ppid())
+    except psutil.Error:
+        return False
+
+
 @pytest.fixture(autouse=True, scope="session")
 def no_orphans():
     """Fail the session if a nats-server started by the tests outlives them."""
     before = nats_server_pids()
     yield
     trashlab.stop_all()
-    left = nats_server_pids() - before
+    left = {pid for pid in nats_server_pids() - before if _ours(pid)}
     assert not left, f"tests left nats-server processes behind: {sorted(left)}"

@@ -378,7 +378,10 @@ async def _drill(cluster: Cluster, first, other, victim, *, jetstream: bool, rat
         await _wait(kill_after, f"publishing {rate:g} readings/s before killing {victim.name}", progress)
         leaders = await reader.leaders() if reader is not None else {}
         kill_at = time.time()
+        at_kill, was_on = sim.published, target.connected_url
         victim.kill()
+        await _recovered(lambda: sim.published > at_kill + 1 and target.connected_url not in (None, was_on),
+                         victim.name, progress)
         await _wait(run_after, f"killed {victim.name}; publishing on", progress)
         await sim.stop()
         published = sim.published
@@ -396,6 +399,21 @@ async def _drill(cluster: Cluster, first, other, victim, *, jetstream: bool, rat
             await cluster.wait_formed(progress=progress)
     return _result("jetstream" if jetstream else "core", victim, cluster, col, published, published_at,
                    reader.duplicates if reader else 0, path, t0, kill_at, rate, leaders)
+
+
+async def _recovered(check, victim: str, progress: bool, timeout: float = 20.0) -> None:
+    """Wait until the collector is connected elsewhere and readings are accepted again (at most ``timeout`` s)."""
+    deadline = time.monotonic() + timeout
+    said = False
+    start = time.monotonic()
+    while not check() and time.monotonic() < deadline:
+        if progress and not said and time.monotonic() - start > 1.0:
+            print(f"{victim} is gone: waiting for the cluster to recover (a new JetStream leader is elected "
+                  "after a few seconds of silence) ...", flush=True)
+            said = True
+        await asyncio.sleep(0.01)
+    if said:
+        print(f"recovered {time.monotonic() - start:.1f}s after the kill", flush=True)
 
 
 async def _settle(col: Collector, published: int, jetstream: bool, progress: bool) -> None:
