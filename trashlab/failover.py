@@ -103,10 +103,8 @@ class FailoverResult:
 
     def plot(self, ax=None, zoom: bool = True):
         """Timeline: sequence number against arrival time, the kill marked, lost readings in red."""
-        from matplotlib.figure import Figure
-
         if ax is None:
-            fig = Figure(figsize=(11, 3.6), layout="constrained")
+            fig = _new_figure((11, 3.6))
             axes = fig.subplots(1, 2, width_ratios=[2, 1]) if zoom else [fig.subplots()]
         else:
             fig, axes = ax.figure, [ax]
@@ -141,6 +139,19 @@ class FailoverResult:
             ax.legend(loc="upper left", fontsize=8)
 
 
+def _new_figure(figsize: tuple):
+    """A figure made through pyplot (so Jupyter draws it when a cell returns it), closed at once.
+
+    Closed, it is not drawn a second time at the end of the cell, and re-running cells never piles
+    figures up in pyplot.
+    """
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=figsize, layout="constrained")
+    plt.close(fig)
+    return fig
+
+
 def compare_drills(*results: FailoverResult) -> pd.DataFrame:
     """Drill results side by side, one row each (core NATS vs JetStream)."""
     return pd.DataFrame([r.row() for r in results], columns=COMPARE_COLUMNS).set_index("mode")
@@ -148,9 +159,7 @@ def compare_drills(*results: FailoverResult) -> pd.DataFrame:
 
 def plot_timelines(*results: FailoverResult):
     """One figure with the timeline of each result, stacked (same layout as ``result.plot()``)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(11, 3.4 * len(results)), layout="constrained")
+    fig = _new_figure((11, 3.4 * len(results)))
     grid = fig.subplots(len(results), 1, squeeze=False)
     for r, row in zip(results, grid):
         r._draw(row[0], legend=True)
@@ -165,7 +174,13 @@ class _AckedSimulator(Simulator):
         super().__init__(*args, **kwargs)
         self.give_up = give_up
         self.retries = 0
+        self._stopping = False
         self._run_id = uuid.uuid4().hex[:8]
+
+    async def stop(self) -> int:
+        """Stop publishing (also when a cancellation got lost inside nats-py), close the connection."""
+        self._stopping = True
+        return await super().stop()
 
     async def _publish(self, payload: bytes) -> None:
         js = self._nc.jetstream(timeout=1.0)
@@ -173,6 +188,8 @@ class _AckedSimulator(Simulator):
         deadline = loop.time() + self.give_up
         msg_id = f"{self._run_id}-{self.published + 1}"  # the stream drops a retry it already stored
         while True:
+            if self._stopping:  # nats-py may swallow a cancellation inside publish: stop for sure
+                raise asyncio.CancelledError
             try:
                 await js.publish(self.subject, payload, timeout=0.5, headers={"Nats-Msg-Id": msg_id})
                 break
