@@ -62,6 +62,7 @@ class FailoverResult:
     rate: float
     frame: pd.DataFrame = field(repr=False)
     leaders: dict = field(default_factory=dict)
+    client: str = "collector"  # whose connection died with the node: "collector" or "simulator"
 
     @property
     def lost(self) -> int:
@@ -83,7 +84,7 @@ class FailoverResult:
         """One sentence with the numbers."""
         rc = "did not reconnect" if self.reconnect_s is None else \
             f"reconnected to {self.moved_to} {self.reconnect_s * 1000:.0f} ms after the kill"
-        return (f"{self.mode}: killed {self.killed}; the collector {rc}; largest gap between arrivals "
+        return (f"{self.mode}: killed {self.killed}; the {self.client} {rc}; largest gap between arrivals "
                 f"{self.largest_gap_s * 1000:.0f} ms; {self.published} published, {self.received} received, "
                 f"{self.lost} lost" + (f" (seq {', '.join(map(str, self.lost_seqs[:8]))})" if self.lost else "")
                 + (f"; {self.duplicates} redeliveries dropped as duplicates" if self.duplicates else "")
@@ -131,7 +132,7 @@ class FailoverResult:
         ax.axvline(self.kill_at, color="tab:red", ls="--", lw=1.2, label=f"kill {self.killed}")
         if self.reconnected_at is not None:
             ax.axvspan(self.kill_at, max(self.reconnected_at, self.kill_at + 1e-3), color="tab:orange",
-                       alpha=0.3, label="collector reconnecting")
+                       alpha=0.3, label=f"{self.client} reconnecting")
         ax.set_xlabel("seconds since the simulator started")
         ax.set_ylabel("seq")
         ax.set_title(f"{self.mode}: {self.published} published, {self.received} received, {self.lost} lost")
@@ -415,7 +416,8 @@ async def _drill(cluster: Cluster, first, other, victim, *, jetstream: bool, rat
             victim.restart()
             await cluster.wait_formed(progress=progress)
     return _result("jetstream" if jetstream else "core", victim, cluster, col, published, published_at,
-                   reader.duplicates if reader else 0, path, t0, kill_at, rate, leaders)
+                   reader.duplicates if reader else 0, path, t0, kill_at, rate, leaders,
+                   "simulator" if target is sim else "collector")
 
 
 async def _recovered(check, victim: str, progress: bool, timeout: float = 20.0) -> None:
@@ -451,7 +453,8 @@ async def _settle(col: Collector, published: int, jetstream: bool, progress: boo
         await asyncio.sleep(0.1)
 
 
-def _result(mode, victim, cluster, col, published, published_at, duplicates, path, t0, kill_at, rate, leaders):
+def _result(mode, victim, cluster, col, published, published_at, duplicates, path, t0, kill_at, rate, leaders,
+            client):
     frame = col.frame()
     frame = frame[frame["seq"].notna()]
     epoch = (frame["received_at"] - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
@@ -472,4 +475,4 @@ def _result(mode, victim, cluster, col, published, published_at, duplicates, pat
         lost_seqs=lost, duplicates=duplicates, reconnect_s=reconnect, largest_gap_s=gap if gap == gap else 0.0,
         moved_from=cluster.node_of(before), moved_to=cluster.node_of(after[1]) if after else None,
         kill_at=kill_at - t0, reconnected_at=None if after is None else after[0] - t0, rate=rate, frame=table,
-        leaders=leaders)
+        leaders=leaders, client=client)
