@@ -18,17 +18,20 @@ from .accounts import AccountsBroker
 from .aio import run
 from .broker import Broker, find_nats_server, running_brokers
 from .cleanup import process_table, stop_everything
+from .cluster import Cluster
 from .collector import Collector
 from .connection import connect, resolve, server_list
 from .docker import docker_available
 from .errors import (BadArgument, BadMessage, BrokerError, BrokerStartTimeout, CanNotFound, ConnectionFailed,
-                     DockerUnavailable, InsecureBind, NatsServerNotFound, NoServerKnown, PortInUse,
-                     ServiceFailed, ServiceUnavailable, TrashlabError)
+                     ClusterNotFormed, DockerUnavailable, InsecureBind, NatsServerNotFound, NoServerKnown,
+                     PortInUse, ServiceFailed, ServiceUnavailable, TrashlabError)
 from .message import SUBJECT, TrashLevel, decode_fields, encode
+from .failover import FailoverResult, compare_drills, failover_drill, plot_timelines
+from .kvlevels import KVLevels
 from .monitor import monitor
 from .ping import ping
 from .processes import ManagedProcess, children, reap_orphans, stop_all
-from .report import ReportService, discover, query_level, query_levels, query_stats
+from .report import MemoryLevels, ReportService, discover, query_level, query_levels, query_stats
 from .simulator import Simulator
 from .spawn import (ServiceProcess, spawn_report, spawn_simulator, spawn_simulators, spawned, stop_spawned, summary,
                     watch)
@@ -37,10 +40,10 @@ from .subscribers import delivery_table, start_subscribers, stop_subscribers, wa
 __version__ = "0.1.0"
 
 __all__ = [
-    "Broker", "Collector", "ManagedProcess", "ReportService", "Simulator", "TrashLevel", "SUBJECT",
+    "Broker", "Cluster", "ClusterNotFormed", "Collector", "FailoverResult", "KVLevels", "MemoryLevels", "ManagedProcess", "ReportService", "Simulator", "TrashLevel", "SUBJECT",
     "BadArgument", "BadMessage", "BrokerError", "BrokerStartTimeout", "CanNotFound", "ConnectionFailed",
     "InsecureBind", "NatsServerNotFound", "NoServerKnown", "PortInUse", "ServiceUnavailable", "TrashlabError",
-    "children", "connect", "decode_fields", "discover", "encode", "find_nats_server", "monitor",
+    "children", "compare_drills", "connect", "failover_drill", "plot_timelines", "decode_fields", "discover", "encode", "find_nats_server", "monitor",
     "query_level", "query_levels", "query_stats", "reap_orphans", "resolve", "run", "running_brokers",
     "server_list", "stop_all",
     # notebooks: processes like containers, accounts, Docker path, clean-up, subscribers, plots
