@@ -18,6 +18,7 @@ from .aio import run
 from .broker import Broker, find_nats_server, running_brokers
 from .collector import Collector
 from .connection import connect, resolve, server_list
+from .dashboard import LiveDashboard
 from .errors import (BadArgument, BadMessage, BrokerError, BrokerStartTimeout, CanNotFound, ConnectionFailed,
                      InsecureBind, NatsServerNotFound, NoServerKnown, PortInUse, ServiceUnavailable,
                      TrashlabError)
@@ -32,7 +33,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Broker", "Collector", "ManagedProcess", "ReportService", "Simulator", "TrashLevel", "SUBJECT",
     "BadArgument", "BadMessage", "BrokerError", "BrokerStartTimeout", "CanNotFound", "ConnectionFailed",
-    "InsecureBind", "NatsServerNotFound", "NoServerKnown", "PortInUse", "ServiceUnavailable", "TrashlabError",
+    "InsecureBind", "LiveDashboard", "NatsServerNotFound", "NoServerKnown", "PortInUse", "ServiceUnavailable", "TrashlabError",
     "children", "connect", "decode_fields", "discover", "encode", "find_nats_server", "monitor",
     "query_level", "query_levels", "query_stats", "reap_orphans", "resolve", "run", "running_brokers",
     "server_list", "stop_all",
