@@ -208,18 +208,14 @@ class LiveDashboard:
             self._ylims[ax] = limit
             ax.set_ylim(0, limit)
 
-    def _png(self) -> bytes:
-        """Render to PNG, redrawing only what changes (axes, ticks and labels are a cached background)."""
-        canvas = self.figure.canvas
-        if type(canvas) is not FigureCanvasAgg:  # ipympl's canvas: a plain full render
-            buf = io.BytesIO()
-            self.figure.savefig(buf, format="png")
-            return buf.getvalue()
-        key = tuple(self._ylims.values())
+    def _draw(self) -> None:
+        """Render into the canvas, redrawing only what changes: axes, ticks and labels are a cached background."""
+        canvas = self._canvas
+        key = (tuple(self._ylims.values()), canvas.get_width_height(physical=True))
         if self._background is None or key != self._background_key:
             for artist in self._dynamic:
                 artist.set_visible(False)
-            canvas.draw()
+            FigureCanvasAgg.draw(canvas)  # the Agg draw only (ipympl's own draw would also send this frame)
             self._background, self._background_key = canvas.copy_from_bbox(self.figure.bbox), key
             for artist in self._dynamic:
                 artist.set_visible(True)
@@ -228,17 +224,21 @@ class LiveDashboard:
         renderer = canvas.get_renderer()
         for artist in self._dynamic:
             artist.draw(renderer)
+
+    def _png(self) -> bytes:
+        self._draw()
         from PIL import Image as PILImage
 
-        width, height = canvas.get_width_height(physical=True)
+        width, height = self._canvas.get_width_height(physical=True)
         buf = io.BytesIO()
-        PILImage.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1).save(
+        PILImage.frombuffer("RGBA", (width, height), self._canvas.buffer_rgba(), "raw", "RGBA", 0, 1).save(
             buf, format="png", compress_level=1)
         return buf.getvalue()
 
     def _render(self) -> None:
         if self.renderer == "widget":
-            self._canvas.draw_idle()  # the front end asks for the new image when it is ready
+            self._draw()
+            self._canvas.blit()  # ipympl sends the changed pixels to the front end
             return
         png = self._png()
         if self._handle is not None:
