@@ -192,7 +192,7 @@ class LiveDashboard:
         self._rate_line.set_data([s - now for s, _ in history], [c for _, c in history])
         self._set_ylim(self._ax_rate, max(c for _, c in history))
         n = self.counters()
-        state = " (paused)" if self._paused else " (stopped)" if self._stopped else ""
+        state = " (stopped)" if self._stopped else " (paused)" if self._paused else ""
         text = (f"received {n['received']:,}   rejected {n['rejected']:,}   distinct cans {n['cans']:,}   "
                 f"rate {n['rate']:,}/s   at or above {self.threshold:g} %: {n['full']:,} cans{state}")
         self._title.set_text(text)
