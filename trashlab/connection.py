@@ -198,6 +198,10 @@ async def _connect(urls: list, name: str, on_error: Optional[Callable[[Exception
     except (NoServersError, OSError, TimeoutError) as e:
         await _quiet_close(nc)
         e = state["last"] or e
+        if "authorization" in describe(e).lower():
+            raise ConnectionFailed(
+                f"{', '.join(mask(u) for u in urls)} refused the login (authorization violation): this broker "
+                "requires a user, e.g. nats://user:password@host:port (AccountsBroker.url_for(user))") from None
         raise ConnectionFailed(
             f"cannot reach {', '.join(mask(u) for u in urls)} ({describe(e)}): is a broker running? "
             "Start one with trashlab.Broker().start() or `trashlab broker`, or check the URL / NATS_URL") from None
