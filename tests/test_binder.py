@@ -35,7 +35,7 @@ def session_notebooks(root: Path = ROOT) -> list:
     The course notebooks name their broker (``"iot-msg"``); the stand-in connects without a URL, so
     its readings go through whatever ``NATS_URL`` names: that is what proves the session broker.
     """
-    return sorted((root / "notebooks").glob("*.ipynb")) + [root / "tests" / "notebooks" / "live-counter.ipynb"]
+    return sorted((root / "notebooks").glob("*.ipynb")) + [root / "tests" / "notebooks" / "live-dashboard.ipynb"]
 
 
 def runtime_python() -> tuple:
