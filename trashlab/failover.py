@@ -224,8 +224,11 @@ class _DurableReader:
     async def leaders(self) -> dict:
         """Which node leads the drill's stream and its consumer right now."""
         js = self._nc.jetstream(timeout=2.0)
-        stream = await js.stream_info(STREAM)
-        consumer = await js.consumer_info(STREAM, DURABLE)
+        try:
+            stream = await js.stream_info(STREAM)
+            consumer = await js.consumer_info(STREAM, DURABLE)
+        except Exception:  # not known this instant (an election running): the drill goes on without
+            return {}
         return {"stream": stream.cluster.leader if stream.cluster else None,
                 "consumer": consumer.cluster.leader if consumer.cluster else None}
 
