@@ -69,3 +69,7 @@ class ServiceFailed(TrashlabError):
 
 class DockerUnavailable(TrashlabError):
     """No Docker engine answers here (the notebooks then take the local path)."""
+
+
+class ClusterNotFormed(BrokerError):
+    """Cluster nodes did not all route to each other within the bounded wait."""

@@ -28,7 +28,7 @@ from nats import micro
 from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 
 from .collector import can_order
-from .connection import Servers, check_subject, connect, server_list, url_of
+from .connection import Servers, check_subject, connect, describe, server_list, url_of
 from .errors import BadArgument, BadMessage, CanNotFound, ServiceUnavailable
 from .message import SUBJECT, decode_fields
 
@@ -70,7 +70,12 @@ def _row(can_id: str, value: tuple) -> dict:
 
 
 class ReportService:
-    """Subscribes to ``trash-level``, keeps the latest level per can, answers ``trash-report`` requests."""
+    """Subscribes to ``trash-level``, keeps the latest level per can, answers ``trash-report`` requests.
+
+    ``store=None`` (the default) keeps the levels in the JetStream bucket ``trash-levels`` when the server
+    has JetStream (they survive a restart: see :mod:`trashlab.kvlevels`), else in memory;
+    ``stats()["store"]`` says which.
+    """
 
     def __init__(self, servers: Servers = None, subject: str = SUBJECT, *, name: str = SERVICE,
                  store=None, on_message: Optional[Callable[[bytes], None]] = None) -> None:
@@ -79,6 +84,7 @@ class ReportService:
         if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
             raise BadArgument(f"service name {name!r}: use letters, digits, '-' or '_'")
         self.name = name
+        self._auto_store = store is None
         self.store = store if store is not None else MemoryLevels()
         self.on_message = on_message
         self.received = 0
@@ -129,7 +135,24 @@ class ReportService:
             return self
         server_list(self.servers)
         self._nc = await connect(self.servers, name=self.name)
-        await self.store.open(self._nc)
+        if self._auto_store:
+            from .kvlevels import KVLevels, jetstream_available
+
+            if await jetstream_available(self._nc):
+                self.store = KVLevels()
+            else:
+                log.info("trashlab [%s]: no JetStream on this server: levels are kept in memory "
+                         "(lost when the service stops)", self.name)
+        try:
+            await self.store.open(self._nc)
+        except Exception as e:
+            if not isinstance(self.store, MemoryLevels) and self._auto_store:
+                log.warning("trashlab [%s]: JetStream bucket not usable (%s): keeping levels in memory",
+                            self.name, describe(e))
+                self.store = MemoryLevels()
+            else:
+                await self._nc.close()
+                raise
         await self._nc.subscribe(self.subject, cb=self._on_msg)
         self._service = await micro.add_service(
             self._nc, name=self.name, version=VERSION,
@@ -164,6 +187,9 @@ class ReportService:
             except Exception:
                 pass
             self._service = None
+        close = getattr(self.store, "close", None)
+        if close is not None and self._nc is not None and not self._nc.is_closed:
+            await close()
         if self._nc is not None and not self._nc.is_closed:
             try:
                 await asyncio.wait_for(self._nc.drain(), 5)
