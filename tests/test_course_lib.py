@@ -162,3 +162,13 @@ def test_status_line_prints_only_the_result_outside_jupyter(capsys):
     line.update("still starting")
     line.done("ready")
     assert capsys.readouterr().out == "ready\n"
+
+
+def test_stop_everything_stops_a_cluster():
+    """06-cleanup's promise: clusters (notebook 05) are stopped too."""
+    cluster = trashlab.Cluster(2, name=unique("clu")).start()
+    pids = {b.pid for b in trashlab.running_brokers()}
+    assert len(pids) >= 2
+    stopped = trashlab.stop_everything()
+    assert pids <= set(stopped["pid"])
+    assert not cluster.running and trashlab.process_table().empty
