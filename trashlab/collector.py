@@ -74,6 +74,7 @@ class Collector:
         self._reached: Optional[asyncio.Event] = None
         self._nc = None
         self._sub = None
+        self._queue: Optional[asyncio.Queue] = None
 
     # ----- the hot path -------------------------------------------------------------------
     def add(self, data: bytes, subject: str = SUBJECT, received_at: Optional[float] = None) -> bool:
@@ -125,10 +126,10 @@ class Collector:
         self.add(msg.data, msg.subject)
         # Whatever else is already buffered is handled here in one go instead of one awaited
         # callback per message; drain() still waits for all of it (task_done per message).
-        sub, add = self._sub, self.add
-        queue = getattr(sub, "_pending_queue", None)
+        queue = self._queue
         if queue is None:
             return
+        sub, add = self._sub, self.add
         while queue.qsize():
             m = queue.get_nowait()
             data = m.data
@@ -160,6 +161,9 @@ class Collector:
         self._sub = await self._nc.subscribe(self.subject, queue=self.queue or "", cb=self._on_msg,
                                              pending_msgs_limit=self.pending_msgs_limit,
                                              pending_bytes_limit=256 * 1024 * 1024)
+        # nats-py's buffer of received messages, drained in batches by _on_msg (if this nats-py has one)
+        queue = getattr(self._sub, "_pending_queue", None)
+        self._queue = queue if isinstance(queue, asyncio.Queue) and hasattr(self._sub, "_pending_size") else None
         await self._nc.flush()  # the subscription is registered on the server when start() returns
         self.started_at = time.time()
         return self
