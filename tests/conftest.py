@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 import uuid
 
 import psutil
@@ -43,11 +44,29 @@ def nats_server_pids() -> set:
     return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "nats-server"}
 
 
+def started_by_this_session(pid: int) -> bool:
+    """True if the process inherited this test session's state folder (so the tests started it).
+
+    Other people's nats-server processes on the same machine come and go during a run; only
+    ours are checked.
+    """
+    try:
+        return psutil.Process(pid).environ().get("TRASHLAB_STATE_DIR") == os.environ["TRASHLAB_STATE_DIR"]
+    except psutil.Error:
+        return False
+
+
 @pytest.fixture(autouse=True, scope="session")
 def no_orphans():
     """Fail the session if a nats-server started by the tests outlives them."""
     before = nats_server_pids()
     yield
     trashlab.stop_all()
-    left = nats_server_pids() - before
+    deadline = time.monotonic() + 5
+    left = set()
+    while time.monotonic() < deadline:
+        left = {p for p in nats_server_pids() - before if started_by_this_session(p)}
+        if not left:
+            break
+        time.sleep(0.1)
     assert not left, f"tests left nats-server processes behind: {sorted(left)}"

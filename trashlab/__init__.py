@@ -16,7 +16,7 @@ import sys
 
 from .aio import run
 from .broker import Broker, find_nats_server, running_brokers
-from .collector import Collector
+from .collector import Collector, sequence_loss
 from .connection import connect, resolve, server_list
 from .errors import (BadArgument, BadMessage, BrokerError, BrokerStartTimeout, CanNotFound, ConnectionFailed,
                      InsecureBind, NatsServerNotFound, NoServerKnown, PortInUse, ServiceUnavailable,
@@ -35,7 +35,7 @@ __all__ = [
     "InsecureBind", "NatsServerNotFound", "NoServerKnown", "PortInUse", "ServiceUnavailable", "TrashlabError",
     "children", "connect", "decode_fields", "discover", "encode", "find_nats_server", "monitor",
     "query_level", "query_levels", "query_stats", "reap_orphans", "resolve", "run", "running_brokers",
-    "server_list", "stop_all",
+    "sequence_loss", "server_list", "stop_all",
 ]
 
 

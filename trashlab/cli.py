@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="iot-msg", help="server name (default iot-msg)")
     p.add_argument("--port", type=_port, default=None, help="client port (default: a free one)")
     p.add_argument("--jetstream", action="store_true", help="enable JetStream (store in a temporary folder)")
+    p.add_argument("--store-dir", default=None, help="JetStream store folder (implies --jetstream)")
     p.add_argument("--listen", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; anything else needs --user/--password or --token)")
     p.add_argument("--user", default=None)
@@ -105,7 +106,8 @@ def _stop_event() -> asyncio.Event:
 def _broker(args) -> int:
     from .broker import Broker
 
-    broker = Broker(args.name, port=args.port, jetstream=args.jetstream, host=args.listen,
+    broker = Broker(args.name, port=args.port, jetstream=args.jetstream or bool(args.store_dir),
+                    host=args.listen, store_dir=args.store_dir,
                     user=args.user, password=args.password, token=args.token)
     stopping = {"flag": False}
 

@@ -18,6 +18,7 @@ Any NATS client can ask: ``nats req trash-report.level 135`` works as well as
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import time
@@ -83,6 +84,7 @@ class ReportService:
         self.on_message = on_message
         self.received = 0
         self.rejected = 0
+        self.reasons: collections.Counter = collections.Counter()  # rejected payloads by kind
         self.started_at: Optional[float] = None
         self._nc = None
         self._service = None
@@ -92,6 +94,7 @@ class ReportService:
             can_id, level, _ = decode_fields(msg.data)
         except BadMessage as e:
             self.rejected += 1
+            self.reasons[e.kind] += 1
             log.debug("trashlab [%s]: rejected %r: %s", self.name, msg.data[:80], e.reason)
             return
         self.received += 1
@@ -119,7 +122,7 @@ class ReportService:
     def stats(self) -> dict:
         """Counts: cans known, readings received and rejected, where levels are kept, uptime."""
         return {"service": self.name, "cans": len(self.store.items()), "received": self.received,
-                "rejected": self.rejected, "store": self.store.kind,
+                "rejected": self.rejected, "reasons": dict(self.reasons), "store": self.store.kind,
                 "uptime_s": round(time.time() - self.started_at, 3) if self.started_at else 0.0}
 
     # ----- lifecycle ----------------------------------------------------------------------
