@@ -50,9 +50,16 @@ def _servers_arg(p: argparse.ArgumentParser) -> None:
                    help="NATS URL(s), comma-separated (default: $NATS_URL), e.g. nats://127.0.0.1:4222")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (no usage block) naming the fix; exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``trashlab`` command."""
-    parser = argparse.ArgumentParser(prog="trashlab", description="The NATS trash-can lab, without Docker.")
+    parser = _Parser(prog="trashlab", description="The NATS trash-can lab, without Docker.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
