@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import collections
 import ctypes
+import functools
 import json
 import logging
 import os
@@ -47,12 +48,14 @@ def state_dir() -> Path:
     return path
 
 
-def _pdeathsig() -> None:  # runs in the child between fork and exec
+def _pdeathsig(owner: Optional[int] = None) -> None:  # runs in the child between fork and exec
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
-        pass
+        return
+    if owner is not None and os.getppid() != owner:  # the owner died between fork and prctl
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class _Spawner:
@@ -97,7 +100,7 @@ _spawner = _Spawner()
 
 def _pdeathsig_hook():
     """The preexec function setting the parent-death signal (None where unsupported)."""
-    return _pdeathsig if sys.platform.startswith("linux") else None
+    return functools.partial(_pdeathsig, os.getpid()) if sys.platform.startswith("linux") else None
 
 
 def _spawn(kwargs: dict) -> subprocess.Popen:
