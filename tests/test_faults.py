@@ -164,8 +164,8 @@ def test_cli_store_dir_unwritable(tmp_path):
 async def test_broker_killed_and_restarted_clients_resume_and_loss_is_reported(capsys):
     broker = trashlab.Broker(unique("crash")).start()
     port = broker.port
-    sim = await trashlab.Simulator(broker.url, interval=0.002, sequence=True, name="sim-crash").start()
     col = await trashlab.Collector(broker.url, name="col-crash").start()
+    sim = await trashlab.Simulator(broker.url, interval=0.002, sequence=True, name="sim-crash").start()
     try:
         await col.wait_for(300, timeout=10)
         broker.kill()                         # docker container kill iot-msg
@@ -174,7 +174,9 @@ async def test_broker_killed_and_restarted_clients_resume_and_loss_is_reported(c
         broker.restart()                      # docker container start iot-msg
         assert broker.port == port
         before = col.count
-        assert await col.wait_for(before + 500, timeout=20) >= before + 500, "collector did not resume"
+        assert await col.wait_for(before + 1, timeout=20) > before, "collector did not resume"
+        at_back = sim.published
+        assert await col.wait_for(before + 500, timeout=20) >= before + 500, "collector stopped again"
         assert sim.running and sim.published > at_kill + 500, "simulator did not resume"
     finally:
         published = await sim.stop()
@@ -182,12 +184,14 @@ async def test_broker_killed_and_restarted_clients_resume_and_loss_is_reported(c
         await col.stop()
         broker.stop()
     loss = col.loss(published=published)
+    err = capsys.readouterr().err
     print(f"\nbroker SIGKILL + restart: published {published}, received {col.count}, lost {loss['lost']} "
           f"in {loss['gaps']}")
     assert loss["received"] == col.count and loss["duplicates"] == 0
     assert loss["received"] + loss["lost"] == published
-    assert loss["lost"] < published / 2
-    err = capsys.readouterr().err
+    # only what was published around the outage may be missing (core NATS is at-most-once)
+    assert all(at_kill - 100 <= first and last <= at_back + 100 for first, last in col.loss(published)["gaps"]), \
+        (at_kill, at_back, loss)
     assert "reconnected to 127.0.0.1:%d" % port in err
     assert err.count("lost the connection") + err.count("disconnected from") <= 4  # a line per client, no flood
 
