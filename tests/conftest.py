@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -44,29 +45,29 @@ def nats_server_pids() -> set:
     return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "nats-server"}
 
 
-def started_by_this_session(pid: int) -> bool:
-    """True if the process inherited this test session's state folder (so the tests started it).
+def recorded_alive() -> list:
+    """Processes recorded by trashlab in this test session's state folder that still run."""
+    from trashlab.processes import _alive_as_recorded, state_dir
 
-    Other people's nats-server processes on the same machine come and go during a run; only
-    ours are checked.
-    """
-    try:
-        return psutil.Process(pid).environ().get("TRASHLAB_STATE_DIR") == os.environ["TRASHLAB_STATE_DIR"]
-    except psutil.Error:
-        return False
+    alive = []
+    for path in state_dir().glob("*.json"):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if _alive_as_recorded(rec.get("pid"), rec.get("create_time")):
+            if psutil.Process(rec["pid"]).status() != psutil.STATUS_ZOMBIE:
+                alive.append(f"{rec['kind']} {rec['name']} pid {rec['pid']}")
+    return alive
 
 
 @pytest.fixture(autouse=True, scope="session")
 def no_orphans():
-    """Fail the session if a nats-server started by the tests outlives them."""
-    before = nats_server_pids()
+    """Fail the session if a process started by the tests (or by kernels and CLIs they ran) outlives them."""
     yield
     trashlab.stop_all()
-    deadline = time.monotonic() + 5
-    left = set()
-    while time.monotonic() < deadline:
-        left = {p for p in nats_server_pids() - before if started_by_this_session(p)}
-        if not left:
-            break
-        time.sleep(0.1)
-    assert not left, f"tests left nats-server processes behind: {sorted(left)}"
+    deadline = time.monotonic() + 10
+    while recorded_alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = recorded_alive()
+    assert not left, f"tests left processes behind: {left}"

@@ -290,10 +290,10 @@ async def test_exposed_cli_broker_requires_its_credentials(auth, creds):
         listening = {c.laddr.port: c.laddr.ip for c in server.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
         assert listening[port] in ("0.0.0.0", "::")  # every interface
         assert all(ip == "127.0.0.1" for p, ip in listening.items() if p != port), "monitoring left loopback"
-        with pytest.raises(trashlab.ConnectionFailed, match="requires credentials .*nats://USER:PASSWORD@"):
+        with pytest.raises(trashlab.ConnectionFailed, match="requires credentials.*nats://USER:PASSWORD@"):
             await trashlab.connect(f"nats://127.0.0.1:{port}", name="intruder")
         wrong = url.replace(creds, "U:nope@" if ":" in creds else "nope@")
-        with pytest.raises(trashlab.ConnectionFailed, match="refused the credentials") as err:
+        with pytest.raises(trashlab.ConnectionFailed, match="credentials in the URL are wrong") as err:
             await trashlab.connect(wrong, name="guesser")
         assert "nope" not in str(err.value)  # credentials are never printed
         nc = await trashlab.connect(url, name="student")

@@ -95,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--timeout", type=_positive_float, default=2.0)
 
+    p = sub.add_parser("cluster", help="run a cluster of nats-servers in the foreground (Ctrl-C stops it)")
+    p.add_argument("--size", type=_count, default=2, help="number of nodes (default 2)")
+    p.add_argument("--name", default="iot-msg", help="first node's name; others get 2, 3, ... (default iot-msg)")
+    p.add_argument("--jetstream", action="store_true", help="enable JetStream on every node")
+
     sub.add_parser("demo", help="the whole lab headless in under a minute")
     return parser
 
@@ -136,6 +141,32 @@ def _broker(args) -> int:
     return 0
 
 
+async def _cluster(args) -> int:
+    from .cluster import Cluster
+
+    cluster = Cluster(args.size, name=args.name, jetstream=args.jetstream)
+    stop = _stop_event()
+    try:
+        await cluster.astart()
+        for name, node in cluster.nodes.items():
+            print(f"{name}: {node.url}  routes {node.route_url}  monitoring {node.monitor_url}", flush=True)
+        print(f"servers: {','.join(cluster.urls)}", flush=True)
+        print(f"cluster {cluster.cluster_name} formed with {args.size} nodes; Ctrl-C stops it", file=sys.stderr, flush=True)
+        while not stop.is_set() and all(b.running for b in cluster.nodes.values()):
+            try:
+                await asyncio.wait_for(stop.wait(), 0.2)
+            except asyncio.TimeoutError:
+                pass
+        dead = [n for n, b in cluster.nodes.items() if not b.running]
+        if dead and not stop.is_set():
+            print(f"trashlab: error: node {', '.join(dead)} exited unexpectedly", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        cluster.stop()
+        print(f"cluster {cluster.name} stopped", file=sys.stderr, flush=True)
+
+
 async def _sim(args) -> int:
     from .simulator import Simulator
 
@@ -160,7 +191,8 @@ async def _report(args) -> int:
     svc = ReportService(args.servers, args.subject, on_message=echo)
     stop = _stop_event()
     await svc.start()
-    print(f"report service {svc.name} listening on {svc.subject} via {svc.connected_url}", file=sys.stderr, flush=True)
+    print(f"report service {svc.name} listening on {svc.subject} via {svc.connected_url} "
+          f"(levels kept in {svc.store.kind})", file=sys.stderr, flush=True)
     await stop.wait()
     await svc.stop()
     print(f"received {svc.received} reports ({svc.rejected} rejected)", file=sys.stderr, flush=True)
@@ -197,7 +229,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "demo":
             from .demo import demo
             return asyncio.run(demo())
-        runner = {"sim": _sim, "report": _report, "levels": _levels}[args.command]
+        runner = {"sim": _sim, "report": _report, "levels": _levels, "cluster": _cluster}[args.command]
         return asyncio.run(runner(args))
     except BadArgument as e:
         print(f"trashlab {args.command}: error: {e}", file=sys.stderr)

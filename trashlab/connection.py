@@ -172,11 +172,14 @@ async def connect(servers: Servers = None, *, name: str = "trashlab",
     except (NoServersError, OSError, TimeoutError) as e:
         await _quiet_close(nc)
         e = state["last"] or e
-        if getattr(nc, "_server_info", {}).get("auth_required"):  # it answered, then hung up on us
-            what = "refused the credentials in the URL" if any("@" in u for u in urls) else "requires credentials"
+        if getattr(nc, "_server_info", {}).get("auth_required") or "authorization" in describe(e).lower():
+            # it answered, asked for credentials, then hung up (nats-py may see only the reset)
+            why = ("the credentials in the URL are wrong" if any("@" in u for u in urls)
+                   else "it requires credentials")
             raise ConnectionFailed(
-                f"{', '.join(mask(u) for u in urls)} {what} (Authorization Violation): give the broker's "
-                "user and password or token in the URL, nats://USER:PASSWORD@host:port or nats://TOKEN@host:port") from None
+                f"{', '.join(mask(u) for u in urls)} refused the login (authorization violation: {why}): give the "
+                "broker's user and password or token in the URL, nats://USER:PASSWORD@host:port or "
+                "nats://TOKEN@host:port (AccountsBroker.url_for(user))") from None
         raise ConnectionFailed(
             f"cannot reach {', '.join(mask(u) for u in urls)} ({describe(e)}): is a broker running? "
             "Start one with trashlab.Broker().start() or `trashlab broker`, or check the URL / NATS_URL") from None

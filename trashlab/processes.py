@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Deque, Optional, Sequence
+from typing import Callable, Deque, Optional, Sequence
 
 import psutil
 
@@ -121,8 +121,10 @@ class ManagedProcess:
     """A child process started by trashlab: output kept in a ring buffer, stopped at exit."""
 
     def __init__(self, argv: Sequence[str], *, kind: str, name: str, env: Optional[dict] = None,
-                 keep_lines: int = 2000, echo: bool = False) -> None:
+                 keep_lines: int = 2000, echo: bool = False,
+                 on_line: Optional[Callable[[str], None]] = None) -> None:
         self.argv = [str(a) for a in argv]
+        self.on_line = on_line
         self.kind = kind
         self.name = name
         self.echo = echo
@@ -152,6 +154,8 @@ class ManagedProcess:
             line = line.rstrip("\n")
             self._lines.append(line)
             self.line_count += 1
+            if self.on_line is not None:
+                self.on_line(line)
             if self.echo:
                 print(line, flush=True)
         self.popen.wait()

@@ -71,7 +71,12 @@ def _row(can_id: str, value: tuple) -> dict:
 
 
 class ReportService:
-    """Subscribes to ``trash-level``, keeps the latest level per can, answers ``trash-report`` requests."""
+    """Subscribes to ``trash-level``, keeps the latest level per can, answers ``trash-report`` requests.
+
+    ``store=None`` (the default) keeps the levels in the JetStream bucket ``trash-levels`` when the server
+    has JetStream (they survive a restart: see :mod:`trashlab.kvlevels`), else in memory;
+    ``stats()["store"]`` says which.
+    """
 
     def __init__(self, servers: Servers = None, subject: str = SUBJECT, *, name: str = SERVICE,
                  store=None, on_message: Optional[Callable[[bytes], None]] = None) -> None:
@@ -80,6 +85,7 @@ class ReportService:
         if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
             raise BadArgument(f"service name {name!r}: use letters, digits, '-' or '_'")
         self.name = name
+        self._auto_store = store is None
         self.store = store if store is not None else MemoryLevels()
         self.on_message = on_message
         self.received = 0
@@ -132,6 +138,14 @@ class ReportService:
             return self
         server_list(self.servers)
         self._nc = await connect(self.servers, name=self.name)
+        if self._auto_store:
+            from .kvlevels import KVLevels, jetstream_available
+
+            if await jetstream_available(self._nc):
+                self.store = KVLevels()
+            else:
+                log.info("trashlab [%s]: no JetStream on this server: levels are kept in memory "
+                         "(lost when the service stops)", self.name)
         await self.store.open(self._nc)
         await self._nc.subscribe(self.subject, cb=self._on_msg)
         self._service = await micro.add_service(
@@ -167,6 +181,9 @@ class ReportService:
             except Exception:
                 pass
             self._service = None
+        close = getattr(self.store, "close", None)
+        if close is not None and self._nc is not None and not self._nc.is_closed:
+            await close()
         if self._nc is not None and not self._nc.is_closed:
             try:
                 await asyncio.wait_for(self._nc.drain(), 5)
