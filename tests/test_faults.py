@@ -195,23 +195,37 @@ class SlowCollector(trashlab.Collector):
         await super()._on_msg(msg)
 
 
-async def test_slow_consumer_is_a_warning_with_counts_not_a_silent_drop(broker, capsys):
-    col = await SlowCollector(broker.url, name="slowpoke", pending_msgs_limit=100).start()
+class SlowReport(trashlab.ReportService):
+    """A report service that takes 1 ms per message."""
+
+    async def _on_msg(self, msg) -> None:
+        await asyncio.sleep(0.001)
+        await super()._on_msg(msg)
+
+
+@pytest.mark.parametrize("slow", [SlowCollector, SlowReport])
+async def test_slow_consumer_is_a_warning_with_counts_not_a_silent_drop(broker, capsys, slow):
+    svc = await slow(broker.url, name=unique("slowpoke"), pending_msgs_limit=100).start()
     nc = await trashlab.connect(broker.url, name="burst")
     n = 5000
     for i in range(1, n + 1):
         await nc.publish("trash-level", trashlab.encode("1", 50.0, seq=i))
     await nc.flush()
     await nc.close()
+
+    def kept() -> int:
+        return svc.count if isinstance(svc, trashlab.Collector) else svc.received
+
     deadline = time.monotonic() + 20
-    while col.count + col.slow_consumer_events < n and time.monotonic() < deadline:
+    while kept() + svc.slow_consumer_events < n and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    await col.stop()
-    assert col.slow_consumer_events > 0
-    assert col.count + col.slow_consumer_events == n, "a message vanished without being counted"
+    await svc.stop()
+    assert svc.slow_consumer_events > 0
+    assert kept() + svc.slow_consumer_events == n, "a message vanished without being counted"
     err = capsys.readouterr().err
-    assert "slow consumer" in err and "(1 times so far)" in err
-    print(f"\nslow consumer: {n} published, {col.count} kept, {col.slow_consumer_events} dropped and counted")
+    assert "slow consumer" in err and "(1 times so far)" in err and svc.name in err
+    print(f"\nslow consumer ({slow.__name__}): {n} published, {kept()} kept, "
+          f"{svc.slow_consumer_events} dropped and counted")
 
 
 # ----- a parent SIGKILLed: no orphan survives ----------------------------------------------

@@ -17,7 +17,7 @@ from typing import Deque, List, Optional, Tuple
 
 import pandas as pd
 
-from .connection import Servers, check_subject, connect, server_list, url_of
+from .connection import Servers, check_subject, connect, count_slow_consumer, server_list, url_of
 from .errors import BadArgument, BadMessage
 from .message import SUBJECT, decode_fields
 
@@ -164,16 +164,7 @@ class Collector:
                 queue.task_done()
 
     def _on_error(self, err: Exception) -> bool:
-        from nats.errors import SlowConsumerError
-
-        if isinstance(err, SlowConsumerError):
-            self.slow_consumer_events += 1
-            if self.slow_consumer_events in (1, 10, 100, 1000) or self.slow_consumer_events % 10000 == 0:
-                log.warning("trashlab [%s]: slow consumer, messages are being dropped by the client "
-                            "(%d times so far): collect less (max_rows, a queue group) or publish slower",
-                            self.name, self.slow_consumer_events)
-            return True
-        return False
+        return count_slow_consumer(self, err)
 
     # ----- lifecycle ----------------------------------------------------------------------
     async def start(self) -> "Collector":

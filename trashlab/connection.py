@@ -109,6 +109,21 @@ def check_subject(subject: str, *, wildcards: bool = False) -> str:
     return subject
 
 
+def count_slow_consumer(owner, err: Exception) -> bool:
+    """If ``err`` is nats-py's slow-consumer error, add it to ``owner.slow_consumer_events`` and warn
+    (at the 1st, 10th, 100th, 1000th and every 10 000th time); return True if it was one."""
+    from nats.errors import SlowConsumerError
+
+    if not isinstance(err, SlowConsumerError):
+        return False
+    owner.slow_consumer_events += 1
+    n = owner.slow_consumer_events
+    if n in (1, 10, 100, 1000) or n % 10000 == 0:
+        log.warning("trashlab [%s]: slow consumer, messages are being dropped by the client "
+                    "(%d times so far): collect less (max_rows, a queue group) or publish slower", owner.name, n)
+    return True
+
+
 def mask(url: str) -> str:
     """A URL with any credentials hidden, for logs."""
     return re.sub(r"//[^@/]*@", "//***@", url)
