@@ -1,8 +1,8 @@
 """The ``trashlab`` command: the lab's containers as terminal programs.
 
 ``trashlab broker`` is the ``nats`` container, ``trashlab sim`` is ``node sim.js``, ``trashlab report``
-is ``node rep.js`` (and it answers requests), ``trashlab levels`` asks it, ``trashlab demo`` runs the
-whole lab headless.
+is ``node rep.js`` (and it answers requests), ``trashlab levels`` asks it, ``trashlab cluster`` is the
+lab's ``iot-msg`` + ``iot-msg2`` pair (or more nodes), ``trashlab demo`` runs the whole lab headless.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from nats import micro
 from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 
 from .collector import can_order
-from .connection import Servers, check_subject, connect, count_slow_consumer, server_list, url_of
+from .connection import Servers, check_subject, connect, count_slow_consumer, describe, server_list, url_of
 from .errors import BadArgument, BadMessage, CanNotFound, ServiceUnavailable
 from .message import SUBJECT, decode_fields
 
@@ -150,7 +150,16 @@ class ReportService:
             else:
                 log.info("trashlab [%s]: no JetStream on this server: levels are kept in memory "
                          "(lost when the service stops)", self.name)
-        await self.store.open(self._nc)
+        try:
+            await self.store.open(self._nc)
+        except Exception as e:
+            if not isinstance(self.store, MemoryLevels) and self._auto_store:
+                log.warning("trashlab [%s]: JetStream bucket not usable (%s): keeping levels in memory",
+                            self.name, describe(e))
+                self.store = MemoryLevels()
+            else:
+                await self._nc.close()
+                raise
         await self._nc.subscribe(self.subject, cb=self._on_msg, pending_msgs_limit=self.pending_msgs_limit)
         self._service = await micro.add_service(
             self._nc, name=self.name, version=VERSION,
