@@ -141,9 +141,12 @@ def test_cli_cluster_prints_urls_and_stops_on_ctrl_c(tmp_path):
     proc = subprocess.Popen([sys.executable, "-u", "-m", "trashlab", "cluster", "--size", "2", "--name",
                              unique("cli")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        lines = [proc.stdout.readline() for _ in range(3)]
-        assert lines[0].split(": ")[1].startswith("nats://127.0.0.1:")
-        assert lines[2].startswith("servers: nats://127.0.0.1:") and lines[2].count("nats://") == 2
+        lines = []
+        while not (lines and lines[-1].startswith("servers:")) and len(lines) < 20:
+            lines.append(proc.stdout.readline())  # node lines (and maybe "waiting for ..."), then servers:
+        nodes = [ln for ln in lines if ln.split(":")[0].startswith("cli-")]
+        assert len(nodes) == 2 and all(ln.split(": ")[1].startswith("nats://127.0.0.1:") for ln in nodes)
+        assert lines[-1].startswith("servers: nats://127.0.0.1:") and lines[-1].count("nats://") == 2
         servers = [c for c in psutil.Process(proc.pid).children() if c.name() == "nats-server"]
         assert len(servers) == 2
         proc.send_signal(signal.SIGINT)

@@ -1,5 +1,6 @@
 """The collector's fast path for the lab format and the running aggregates a dashboard reads."""
 
+import asyncio
 import time
 
 import pytest
@@ -60,3 +61,24 @@ def test_rate_history_counts_readings_per_second():
     assert len(history) == 10 and [s for s, _ in history] == sorted(s for s, _ in history)
     counts = dict(history)
     assert [counts[s] for s in range(now - 4, now + 1)] == [0, 5, 0, 2, 4]
+
+
+async def test_a_burst_is_handled_in_batches_without_losing_or_misvalidating_any(shared_broker):
+    from conftest import unique
+
+    subject = unique("burst")
+    col = await trashlab.Collector(shared_broker.url, subject).start()
+    assert col._queue is not None  # this nats-py exposes its buffer: the batch path is in use
+    nc = await trashlab.connect(shared_broker.url)
+    for i in range(20000):
+        await nc.publish(subject, trashlab.encode(str(i % 700), (i % 1000) / 10, i + 1))
+    await nc.publish(subject, b"oops")
+    await nc.flush()
+    await nc.close()
+    # (no stop() right away: the server may still be delivering, and unsubscribing ends delivery)
+    assert await col.wait_for(20000, timeout=60) == 20000
+    await asyncio.sleep(0.2)
+    await col.stop()
+    assert col.count == 20000 and col.rejected_count == 1 and col.reasons == {"not-json": 1}
+    assert sorted(col.frame()["seq"]) == list(range(1, 20001))
+    assert sum(col.histogram()[1]) == 20000 and sum(col.histogram(latest=True)[1]) == col.cans == 700

@@ -22,7 +22,7 @@ async def test_accounts_isolate_trash_level():
         office = await trashlab.Collector(broker.url_for("intern"), name="office").start()
         sim = await trashlab.Simulator(broker.url_for("gateway"), interval=0, count=200).start()
         await sim.wait(10)
-        assert await iot.wait_for(200, timeout=5) == 200
+        assert await iot.wait_for(200, timeout=15) == 200
         await asyncio.sleep(0.3)
         assert office.count == 0
         with pytest.raises(trashlab.ConnectionFailed, match="refused the login"):
@@ -143,11 +143,15 @@ def test_plots_leave_no_open_figure():
     assert plt.get_fignums() == before
 
 
-async def test_live_histogram_counts_what_arrived(broker):
+async def test_live_histogram_counts_what_arrived(broker, monkeypatch):
     col = await trashlab.Collector(broker.url).start()
     sim = await trashlab.Simulator(broker.url, interval=0.01).start()
-    fig = await plots.live_histogram(col, seconds=0.5, every=0.1)
+    drawn_on = []
+    real_figure = plots._figure
+    monkeypatch.setattr(plots, "_figure", lambda *a: drawn_on.append(real_figure(*a)) or drawn_on[-1])
+    assert await plots.live_histogram(col, seconds=0.5, every=0.1) is None
     await sim.stop()
+    fig = drawn_on[0][0]
     drawn = sum(p.get_height() for p in fig.axes[0].patches)
     assert 0 < drawn <= col.count
     await col.stop()
@@ -158,3 +162,13 @@ def test_status_line_prints_only_the_result_outside_jupyter(capsys):
     line.update("still starting")
     line.done("ready")
     assert capsys.readouterr().out == "ready\n"
+
+
+def test_stop_everything_stops_a_cluster():
+    """06-cleanup's promise: clusters (notebook 05) are stopped too."""
+    cluster = trashlab.Cluster(2, name=unique("clu")).start()
+    pids = {b.pid for b in trashlab.running_brokers()}
+    assert len(pids) >= 2
+    stopped = trashlab.stop_everything()
+    assert pids <= set(stopped["pid"])
+    assert not cluster.running and trashlab.process_table().empty

@@ -19,7 +19,7 @@ from .aio import run
 from .broker import Broker, find_nats_server, running_brokers
 from .cleanup import process_table, stop_everything
 from .cluster import Cluster
-from .collector import Collector
+from .collector import Collector, sequence_loss
 from .connection import connect, resolve, server_list
 from .dashboard import LiveDashboard
 from .docker import docker_available
@@ -51,7 +51,7 @@ __all__ = [
     # processes like containers, subscribers, clean-up
     "spawn_simulator", "spawn_simulators", "spawn_report", "spawned", "stop_spawned", "ServiceProcess", "summary",
     "watch", "start_subscribers", "stop_subscribers", "wait_total", "delivery_table", "process_table",
-    "stop_everything", "ManagedProcess", "children", "reap_orphans", "stop_all",
+    "stop_everything", "ManagedProcess", "children", "reap_orphans", "stop_all", "sequence_loss",
     # connecting, monitoring, Docker path
     "connect", "resolve", "server_list", "running_brokers", "find_nats_server", "monitor", "ping",
     "docker_available", "run", "plots", "docker",

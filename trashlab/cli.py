@@ -1,8 +1,8 @@
 """The ``trashlab`` command: the lab's containers as terminal programs.
 
 ``trashlab broker`` is the ``nats`` container, ``trashlab sim`` is ``node sim.js``, ``trashlab report``
-is ``node rep.js`` (and it answers requests), ``trashlab levels`` asks it, ``trashlab demo`` runs the
-whole lab headless.
+is ``node rep.js`` (and it answers requests), ``trashlab levels`` asks it, ``trashlab cluster`` is the
+lab's ``iot-msg`` + ``iot-msg2`` pair (or more nodes), ``trashlab demo`` runs the whole lab headless.
 """
 
 from __future__ import annotations
@@ -50,9 +50,16 @@ def _servers_arg(p: argparse.ArgumentParser) -> None:
                    help="NATS URL(s), comma-separated (default: $NATS_URL), e.g. nats://127.0.0.1:4222")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (no usage block) naming the fix; exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``trashlab`` command."""
-    parser = argparse.ArgumentParser(prog="trashlab", description="The NATS trash-can lab, without Docker.")
+    parser = _Parser(prog="trashlab", description="The NATS trash-can lab, without Docker.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -60,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="iot-msg", help="server name (default iot-msg)")
     p.add_argument("--port", type=_port, default=None, help="client port (default: a free one)")
     p.add_argument("--jetstream", action="store_true", help="enable JetStream (store in a temporary folder)")
+    p.add_argument("--store-dir", default=None, help="JetStream store folder (implies --jetstream)")
     p.add_argument("--listen", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; anything else needs --user/--password or --token)")
     p.add_argument("--user", default=None)
@@ -110,7 +118,8 @@ def _stop_event() -> asyncio.Event:
 def _broker(args) -> int:
     from .broker import Broker
 
-    broker = Broker(args.name, port=args.port, jetstream=args.jetstream, host=args.listen,
+    broker = Broker(args.name, port=args.port, jetstream=args.jetstream or bool(args.store_dir),
+                    host=args.listen, store_dir=args.store_dir,
                     user=args.user, password=args.password, token=args.token)
     stopping = {"flag": False}
 

@@ -140,6 +140,10 @@ class Cluster:
                 if attempt == attempts - 1:
                     raise
                 continue
+            except BaseException:  # no half-started cluster left behind
+                for b in nodes.values():
+                    b.stop()
+                raise
             self.nodes = nodes
             return
 

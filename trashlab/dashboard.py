@@ -208,8 +208,13 @@ class LiveDashboard:
             self._ylims[ax] = limit
             ax.set_ylim(0, limit)
 
-    def _draw(self) -> None:
-        """Render into the canvas, redrawing only what changes: axes, ticks and labels are a cached background."""
+    def _draw(self, still: bool = True) -> None:
+        """Render into the canvas, redrawing only what changes: axes, ticks and labels are a cached background.
+
+        Live frames leave out the counters line above the plots (the counters widget beside the buttons
+        shows it, and text is the costliest part of a frame); still pictures carry it.
+        """
+        self._title.set_visible(still)
         canvas = self._canvas
         key = (tuple(self._ylims.values()), canvas.get_width_height(physical=True))
         if self._background is None or key != self._background_key:
@@ -218,15 +223,15 @@ class LiveDashboard:
             FigureCanvasAgg.draw(canvas)  # the Agg draw only (ipympl's own draw would also send this frame)
             self._background, self._background_key = canvas.copy_from_bbox(self.figure.bbox), key
             for artist in self._dynamic:
-                artist.set_visible(True)
+                artist.set_visible(artist is not self._title or still)
         else:
             canvas.restore_region(self._background)
         renderer = canvas.get_renderer()
         for artist in self._dynamic:
             artist.draw(renderer)
 
-    def _png(self) -> bytes:
-        self._draw()
+    def _png(self, still: bool = True) -> bytes:
+        self._draw(still)
         from PIL import Image as PILImage
 
         width, height = self._canvas.get_width_height(physical=True)
@@ -237,10 +242,10 @@ class LiveDashboard:
 
     def _render(self) -> None:
         if self.renderer == "widget":
-            self._draw()
+            self._draw(still=self._stopped)
             self._canvas.blit()  # ipympl sends the changed pixels to the front end
             return
-        png = self._png()
+        png = self._png(still=self._stopped)
         if self._handle is not None:
             from IPython.display import Image
 
@@ -376,6 +381,7 @@ class LiveDashboard:
         self.refresh()
         if self.renderer == "widget":
             # the canvas widget; a front end without widgets (a headless run) keeps its PNG instead
+            self._title.set_visible(True)
             self._handle = display(self._canvas, display_id=True)
         else:
             self._handle = display(Image(self._png()), display_id=True)

@@ -44,8 +44,11 @@ def level_histogram(levels, title: str = "trash levels") -> "matplotlib.figure.F
 
 
 async def live_histogram(collector: Collector, seconds: float = 3.0, every: float = 0.5,
-                         title: str = "trash levels arriving") -> "matplotlib.figure.Figure":
-    """Redraw the collector's level histogram every ``every`` s for ``seconds`` s, in place, while it collects."""
+                         title: str = "trash levels arriving") -> None:
+    """Redraw the collector's level histogram every ``every`` s for ``seconds`` s, in place, while it collects.
+
+    Returns nothing, so the cell shows the one live picture (not a second copy at the end).
+    """
     from IPython.display import display
 
     fig, ax = _figure()
@@ -60,7 +63,7 @@ async def live_histogram(collector: Collector, seconds: float = 3.0, every: floa
         if handle is not None:
             handle.update(fig)
         if left <= 0:
-            return fig
+            return None
         await asyncio.sleep(min(every, left))
 
 

@@ -64,9 +64,13 @@ async def wait_until(check: Callable[[], bool], *, timeout: float, what: str,
     last = -1.0
     while not check():
         if time.monotonic() > deadline:
+            if status is None:
+                line.done(f"{what}: gave up after {line.elapsed:.1f} s")
             return False
         if line.elapsed - last >= 0.25:
             last = line.elapsed
             line.update(f"{what} ... {line.elapsed:.1f} s")
         await asyncio.sleep(every)
+    if status is None:  # our own line: say how it ended
+        line.done(f"{what}: done after {line.elapsed:.1f} s")
     return True

@@ -28,13 +28,15 @@ class ServiceProcess:
         self.ready_marker, self.count_prefix = ready_marker, count_prefix
         self.count = 0
         self.first_at: Optional[float] = None
+        self.last_at: Optional[float] = None
         self.proc = ManagedProcess(python_command(*self.args), kind=role, name=name, on_line=self._on_line)
 
     def _on_line(self, line: str) -> None:
         if line.startswith(self.count_prefix):
             self.count += 1
+            self.last_at = time.time()
             if self.first_at is None:
-                self.first_at = time.time()
+                self.first_at = self.last_at
 
     @property
     def ready(self) -> bool:
@@ -58,10 +60,11 @@ class ServiceProcess:
 
     @property
     def rate(self) -> float:
-        """Messages per second since its first one."""
+        """Messages per second from its first one until now (or until its last one, once it stopped)."""
         if self.first_at is None:
             return 0.0
-        return self.count / max(1e-6, time.time() - self.first_at)
+        end = time.time() if self.alive else (self.last_at or self.first_at)
+        return self.count / max(1e-3, end - self.first_at) if self.count > 1 else 0.0
 
     def tail(self, n: int = 5) -> list:
         """The last ``n`` lines it printed (like ``docker container logs --tail``)."""
