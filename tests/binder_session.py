@@ -3,7 +3,8 @@
 Usage: ``binder/start python tests/binder_session.py NOTEBOOK...``. It executes each notebook with
 nbclient (the engine behind nbconvert, which the Binder image has) and, while they run, counts the
 readings that pass through the broker ``NATS_URL`` names (the session broker ``start`` launched).
-It prints one JSON line: ``{"nats_url": ..., "notebooks": {path: "ok" | error}, "readings_seen": N}``.
+It prints one JSON line: ``{"nats_url": ..., "notebooks": {path: "ok" | error}, "readings_seen": N,
+"session_broker_alive": bool}`` (still alive after every notebook, the clean-up one included).
 """
 
 from __future__ import annotations
@@ -46,10 +47,16 @@ async def main(paths: list) -> int:
             results[path] = "ok"
         except Exception as e:
             results[path] = f"{type(e).__name__}: {str(e)[-2000:]}"
+    alive = False
     if nc is not None:
-        await nc.flush()
+        try:
+            await nc.flush(timeout=2)
+            alive = nc.is_connected
+        except Exception:
+            pass
         await nc.close()
-    print(json.dumps({"nats_url": url, "notebooks": results, "readings_seen": seen["n"]}))
+    print(json.dumps({"nats_url": url, "notebooks": results, "readings_seen": seen["n"],
+                      "session_broker_alive": alive}))
     return 0 if all(v == "ok" for v in results.values()) else 1
 
 

@@ -205,6 +205,7 @@ def test_binder_start_runs_the_notebooks_against_its_session_broker(binder_image
     assert summary["nats_url"].startswith("nats://127.0.0.1:")
     assert summary["notebooks"] == {str(p): "ok" for p in notebooks}, summary["notebooks"]
     assert summary["readings_seen"] > 0, "readings of clients without a URL should flow through the session broker"
+    assert summary["session_broker_alive"], "the session broker should outlive the notebooks (06 clean-up too)"
     print(f"binder session: {len(notebooks)} notebooks in {time.monotonic() - started:.1f}s, "
           f"{summary['readings_seen']} readings via the session broker")
 
