@@ -17,7 +17,7 @@ from typing import Deque, List, Optional, Tuple
 
 import pandas as pd
 
-from .connection import Servers, check_subject, connect, server_list, url_of
+from .connection import Servers, check_subject, connect, count_slow_consumer, server_list, url_of
 from .errors import BadArgument, BadMessage
 from .message import SUBJECT, decode_fields
 
@@ -25,6 +25,8 @@ log = logging.getLogger("trashlab")
 
 COLUMNS = ["can_id", "level", "received_at", "subject", "seq"]
 REJECTED_COLUMNS = ["payload", "kind", "reason", "received_at"]
+#: How much of a rejected payload is kept for inspection (a 1 MB attack must not pile up in memory).
+KEEP_PAYLOAD = 1024
 
 #: Level histogram bins kept while collecting: 0-5 %, 5-10 %, ... 95-100 % (100 % counts in the last one).
 BINS = 20
@@ -40,6 +42,29 @@ _LAB_FORMAT = re.compile(
 def can_order(ids) -> list:
     """Sort can ids numerically when they are numbers ("2" before "10"), else as text."""
     return sorted(ids, key=lambda c: (0, int(c), "") if c.isdigit() else (1, 0, c))
+
+
+def sequence_loss(seqs, published: Optional[int] = None) -> dict:
+    """Loss report from the ``seq`` numbers received (1, 2, 3 ... as the simulator numbers them).
+
+    Returns ``received`` (distinct numbers), ``expected`` (``published`` if given, else the highest
+    number seen), ``lost`` (how many of 1..expected never arrived), ``duplicates``, and ``gaps``:
+    the missing ranges as ``(first, last)`` pairs, at most 20 of them.
+    """
+    numbers = [int(s) for s in seqs if s is not None and s == s]  # skip None and NaN/NA
+    seen = sorted(set(numbers))
+    total = len(seen)
+    expected = published if published is not None else (seen[-1] if seen else 0)
+    gaps, prev = [], 0
+    for s in seen:
+        if s > prev + 1 and prev < expected:
+            gaps.append((prev + 1, min(s - 1, expected)))
+        prev = max(prev, s)
+    if prev < expected:
+        gaps.append((prev + 1, expected))
+    lost = sum(b - a + 1 for a, b in gaps)
+    return {"expected": expected, "received": total, "lost": lost,
+            "duplicates": len(numbers) - total, "gaps": gaps[:20]}
 
 
 class Collector:
@@ -96,8 +121,8 @@ class Collector:
             except BadMessage as e:
                 self.rejected_count += 1
                 self.reasons[e.kind] += 1
-                self._rejected.append((bytes(data) if not isinstance(data, str) else data.encode(), e.kind, e.reason,
-                                       now))
+                kept = data[:KEEP_PAYLOAD] if not isinstance(data, str) else data[:KEEP_PAYLOAD].encode()
+                self._rejected.append((bytes(kept), e.kind, e.reason, now))
                 return False
         self._rows.append((can_id, level, now, subject, seq))
         latest = self._latest.get(can_id)
@@ -140,16 +165,7 @@ class Collector:
                 queue.task_done()
 
     def _on_error(self, err: Exception) -> bool:
-        from nats.errors import SlowConsumerError
-
-        if isinstance(err, SlowConsumerError):
-            self.slow_consumer_events += 1
-            if self.slow_consumer_events in (1, 10, 100, 1000) or self.slow_consumer_events % 10000 == 0:
-                log.warning("trashlab [%s]: slow consumer, messages are being dropped by the client "
-                            "(%d times so far): collect less (max_rows, a queue group) or publish slower",
-                            self.name, self.slow_consumer_events)
-            return True
-        return False
+        return count_slow_consumer(self, err)
 
     # ----- lifecycle ----------------------------------------------------------------------
     async def start(self) -> "Collector":
@@ -213,6 +229,11 @@ class Collector:
         self.reasons.clear()
 
     # ----- what a student looks at ---------------------------------------------------------
+    def loss(self, published: Optional[int] = None) -> dict:
+        """What was lost, by ``seq`` numbers (simulator ``sequence=True``); see :func:`sequence_loss`."""
+        return sequence_loss((row[4] for row in self._rows), published)
+
+
     def frame(self) -> pd.DataFrame:
         """All kept readings: ``can_id`` (str), ``level`` (float), ``received_at`` (UTC), ``subject``, ``seq``."""
         rows = list(self._rows)

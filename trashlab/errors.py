@@ -61,3 +61,15 @@ class CanNotFound(TrashlabError, KeyError):
 
     def __str__(self) -> str:  # KeyError would add quotes around the message
         return str(self.args[0]) if self.args else ""
+
+
+class ServiceFailed(TrashlabError):
+    """A simulator or report process exited, or did not get ready, at start."""
+
+
+class DockerUnavailable(TrashlabError):
+    """No Docker engine answers here (the notebooks then take the local path)."""
+
+
+class ClusterNotFormed(BrokerError):
+    """Cluster nodes did not all route to each other within the bounded wait."""
