@@ -21,7 +21,6 @@ from .cleanup import process_table, stop_everything
 from .cluster import Cluster
 from .collector import Collector, sequence_loss
 from .connection import connect, resolve, server_list
-from .dashboard import LiveDashboard
 from .docker import docker_available
 from .errors import (BadArgument, BadMessage, BrokerError, BrokerStartTimeout, CanNotFound, ConnectionFailed,
                      ClusterNotFormed, DockerUnavailable, InsecureBind, NatsServerNotFound, NoServerKnown,
@@ -63,11 +62,14 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    """``trashlab.plots`` is imported on first use (matplotlib is slow to import in every process)."""
-    if name == "plots":
-        import importlib
+    """``trashlab.plots`` and ``LiveDashboard`` load matplotlib on first use, not in every process
+    (a spawned simulator or report service would pay about a second of CPU for it)."""
+    import importlib
 
+    if name == "plots":
         return importlib.import_module(".plots", __name__)
+    if name == "LiveDashboard":
+        return importlib.import_module(".dashboard", __name__).LiveDashboard
     raise AttributeError(f"module 'trashlab' has no attribute {name!r}")
 
 

@@ -211,6 +211,9 @@ class Collector:
         """Deliver what is already buffered, unsubscribe and close; return ``count``."""
         if self._nc is not None and not self._nc.is_closed:
             try:
+                # a round trip first: everything the server routed to us before stop() is then in our buffer,
+                # and drain() hands all of it to add() before unsubscribing for good
+                await self._nc.flush(timeout=5)
                 await asyncio.wait_for(self._nc.drain(), 10)
             except Exception:
                 await self._nc.close()

@@ -253,8 +253,8 @@ async def query_level(can_id, servers: Servers = None, *, service: str = SERVICE
     msg = await _request(servers, f"{service}.level", can.encode(), timeout)
     headers = msg.headers or {}
     if headers.get("Nats-Service-Error-Code"):
-        raise CanNotFound(f"{headers.get('Nats-Service-Error', 'not found')}: ask for one of the "
-                          "can ids in query_levels()")
+        raise CanNotFound(f"{headers.get('Nats-Service-Error', 'not found')}: ask for a can id the report service "
+                          "lists (trashlab.query_levels() or `trashlab levels`)")
     row = json.loads(msg.data)
     row["updated_at"] = pd.Timestamp(row["updated_at"], unit="s", tz="UTC")
     return row
