@@ -37,6 +37,15 @@ RECEIVED_JS = """() => {
   return -1;
 }"""
 PLOT = ".jupyter-matplotlib-figure canvas"
+#: Run All has finished: every code cell has an execution count and the kernel is idle again.
+ALL_CELLS_RAN_JS = """() => {
+  const w = window.jupyterapp.shell.currentWidget, cells = w.content.model.cells;
+  for (let i = 0; i < cells.length; i++) {
+    const c = cells.get(i);
+    if (c.type === 'code' && !c.executionCount) return false;
+  }
+  return cells.length > 0 && w.sessionContext.session.kernel.status === 'idle';
+}"""
 
 
 def dashboard_notebook() -> Path:
@@ -68,6 +77,9 @@ def jupyter_lab(tmp_path):
     news = tmp_path / "lab-settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     news.parent.mkdir(parents=True)
     news.write_text('{"fetchNews": "false"}')  # no "official Jupyter news?" toast over the dashboard
+    tracker = tmp_path / "lab-settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    tracker.parent.mkdir(parents=True)
+    tracker.write_text('{"windowingMode": "none"}')  # every cell stays in the page, scrolled away or not
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
            f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
            f"--ServerApp.root_dir={work}", "--LabApp.expose_app_in_browser=True",
@@ -117,22 +129,26 @@ def test_student_runs_all_cells_and_sees_the_live_dashboard(jupyter_lab):
                 " return k && k.status === 'idle'; }", timeout=90_000)
             steps["kernel idle"] = time.monotonic() - started
             page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
-            try:
+            try:  # while the cells run: the dashboard is live (a notebook may stop it at its end)
                 page.wait_for_function(f"({RECEIVED_JS})() > 0", timeout=120_000)
                 steps["counter > 0"] = time.monotonic() - started
                 page.wait_for_selector(PLOT, state="visible", timeout=30_000)
                 first = page.evaluate(RECEIVED_JS)
                 page.wait_for_function(f"({RECEIVED_JS})() > {first}", timeout=30_000)  # still live
-                page.locator(PLOT).first.scroll_into_view_if_needed()
-                page.wait_for_timeout(1500)  # one more refresh so the plot shows the data
+                plot = page.locator(PLOT).first
+                plot.scroll_into_view_if_needed()
+                box = plot.bounding_box()
+                page.wait_for_timeout(300)  # let the canvas paint the refresh that raised the counter
                 received = page.evaluate(RECEIVED_JS)
             finally:
                 page.screenshot(path=str(shot))
+            assert box and box["width"] > 300 and box["height"] > 150, f"the plot is not visible: {box}"
+            page.wait_for_function(ALL_CELLS_RAN_JS, timeout=180_000)
+            steps["all cells ran"] = time.monotonic() - started
             errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
                                   has_text="Error")
             assert errors.count() == 0, errors.first.inner_text()  # a traceback or a trashlab error line
-            box = page.locator(PLOT).first.bounding_box()
-            assert box and box["width"] > 100 and box["height"] > 50, f"the plot is not visible: {box}"
+            page.screenshot(path=str(ARTIFACTS / "browser-notebook-end.png"))
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000
