@@ -13,9 +13,10 @@ import heapq
 import logging
 import re
 import time
-from typing import Deque, List, Optional, Tuple
+from typing import TYPE_CHECKING, Deque, List, Optional, Tuple
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 from .connection import Servers, check_subject, connect, count_slow_consumer, server_list, url_of
 from .errors import BadArgument, BadMessage
@@ -239,6 +240,8 @@ class Collector:
 
     def frame(self) -> pd.DataFrame:
         """All kept readings: ``can_id`` (str), ``level`` (float), ``received_at`` (UTC), ``subject``, ``seq``."""
+        import pandas as pd
+
         rows = list(self._rows)
         if not rows:
             return pd.DataFrame({
@@ -256,6 +259,8 @@ class Collector:
 
     def latest(self) -> pd.DataFrame:
         """The latest level per can: ``can_id``, ``level``, ``received_at``, ``readings``."""
+        import pandas as pd
+
         ids = can_order(self._latest)
         values = [self._latest[c] for c in ids]
         return pd.DataFrame({
@@ -268,6 +273,8 @@ class Collector:
     @property
     def rejected(self) -> pd.DataFrame:
         """Payloads set aside: ``payload`` (bytes), ``kind``, ``reason``, ``received_at``."""
+        import pandas as pd
+
         frame = pd.DataFrame(list(self._rejected), columns=REJECTED_COLUMNS)
         frame["received_at"] = pd.to_datetime(frame["received_at"].astype("float64"), unit="s", utc=True)
         return frame
