@@ -69,13 +69,14 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    """Load a public name (or the ``plots`` / ``docker`` module) from its module on first use."""
+    """Load a public name, or a submodule such as ``trashlab.plots``, on first use."""
     import importlib
+    import importlib.util
 
-    if name in ("plots", "docker"):
-        value = importlib.import_module(f".{name}", __name__)
-    elif name in _WHERE:
+    if name in _WHERE:
         value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = importlib.import_module(f".{name}", __name__)  # a module: trashlab.plots, trashlab.docker, ...
     else:
         raise AttributeError(f"module 'trashlab' has no attribute {name!r}")
     globals()[name] = value
