@@ -14,12 +14,13 @@ from __future__ import annotations
 import logging
 import sys
 
+from . import checks
 from .aio import run
 from .broker import Broker, find_nats_server, running_brokers
 from .collector import Collector
 from .connection import connect, resolve, server_list
-from .errors import (BadArgument, BadMessage, BrokerError, BrokerStartTimeout, CanNotFound, ConnectionFailed,
-                     InsecureBind, NatsServerNotFound, NoServerKnown, PortInUse, ServiceUnavailable,
+from .errors import (BadArgument, BadMessage, BrokerError, BrokerStartTimeout, CanNotFound, CheckFailed,
+                     ConnectionFailed, InsecureBind, NatsServerNotFound, NoServerKnown, PortInUse, ServiceUnavailable,
                      TrashlabError)
 from .message import SUBJECT, TrashLevel, decode_fields, encode
 from .monitor import monitor
@@ -31,9 +32,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Broker", "Collector", "ManagedProcess", "ReportService", "Simulator", "TrashLevel", "SUBJECT",
-    "BadArgument", "BadMessage", "BrokerError", "BrokerStartTimeout", "CanNotFound", "ConnectionFailed",
+    "BadArgument", "BadMessage", "BrokerError", "BrokerStartTimeout", "CanNotFound", "CheckFailed", "ConnectionFailed",
     "InsecureBind", "NatsServerNotFound", "NoServerKnown", "PortInUse", "ServiceUnavailable", "TrashlabError",
-    "children", "connect", "decode_fields", "discover", "encode", "find_nats_server", "monitor",
+    "checks", "children", "connect", "decode_fields", "discover", "encode", "find_nats_server", "monitor",
     "query_level", "query_levels", "query_stats", "reap_orphans", "resolve", "run", "running_brokers",
     "server_list", "stop_all",
 ]

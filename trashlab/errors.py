@@ -61,3 +61,7 @@ class CanNotFound(TrashlabError, KeyError):
 
     def __str__(self) -> str:  # KeyError would add quotes around the message
         return str(self.args[0]) if self.args else ""
+
+
+class CheckFailed(TrashlabError, AssertionError):
+    """An exercise answer is not right yet; the message (a ✘ line) says what was expected."""
