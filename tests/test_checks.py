@@ -42,7 +42,7 @@ def not_written(*args):
 
 # ----- wire format ---------------------------------------------------------------------------------
 def test_right_payload_prints_a_tick(capsys):
-    assert checks.check_wire_format(lambda c, l: trashlab.encode(c, l)) is True
+    checks.check_wire_format(lambda c, l: trashlab.encode(c, l))
     out = capsys.readouterr().out
     assert out.startswith("✔ ") and '{"can_id":"135", "level":"42.930236081376314"}' in out
 
@@ -133,7 +133,7 @@ async def test_level_reply_against_a_real_report_service(broker, capsys):
         async def ask(can_id):
             return await trashlab.query_level(can_id, broker.url)
 
-        assert await checks.check_level_reply(ask, can, broker.url) is True
+        await checks.check_level_reply(ask, can, broker.url)
         assert f"can {can} at" in capsys.readouterr().out
         with pytest.raises(CheckFailed, match="answered for can"):
             await checks.check_level_reply(lambda c: ask(levels["can_id"].iloc[1]), can, broker.url)
@@ -152,3 +152,39 @@ async def test_level_reply_without_a_service_is_a_cross_not_a_hang(broker):
     with pytest.raises(CheckFailed, match="run the cells that start it"):
         await checks.check_level_reply(ask, "1", broker.url, timeout=1.0)
     assert time.monotonic() - started < 5
+
+
+def test_gap_on_a_drill_timeline_in_seconds_with_lost_readings(capsys):
+    timeline = checks.example_timeline()
+    assert checks.largest_gap(timeline) == pytest.approx(0.6)
+    checks.check_gap(lambda t: t["received_at"].dropna().diff().max(), timeline)
+    assert "= 0.6" in capsys.readouterr().out
+    text = fails(checks.check_gap, lambda t: t["received_at"].diff().max(), timeline)
+    assert "expected 0.6" in text  # NaN (a lost reading) is not a gap: drop them first
+
+
+def test_fraction_full_example_frame_tells_readings_from_cans():
+    frame = checks.example_frame()
+    assert "fraction of readings" in fails(checks.check_fraction_full, lambda f, t: float((f["level"] > t).mean()),
+                                           frame, 80)
+
+
+def test_total_deliveries(capsys):
+    checks.check_total_deliveries(lambda n, p, q: p if q else n * p)
+    assert "right for 2 cases" in capsys.readouterr().out
+    text = fails(checks.check_total_deliveries, lambda n, p, q: n * p)
+    assert "one queue group" in text and "expected 300" in text
+
+
+def test_client_names_against_a_real_broker(broker, capsys):
+    async def scenario():
+        col = await trashlab.Collector(broker.url, name="watcher").start()
+        try:
+            checks.check_client_names(lambda b: sorted(b.connz()["name"]), broker)
+            assert "['watcher']" in capsys.readouterr().out
+            assert "expected ['watcher']" in fails(checks.check_client_names, lambda b: list(b.connz()["cid"]), broker)
+            assert "return a list" in fails(checks.check_client_names, lambda b: b.connz()["name"], broker)
+        finally:
+            await col.stop()
+
+    trashlab.run(scenario())

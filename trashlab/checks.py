@@ -7,7 +7,11 @@ call them on the notebook's data and tell apart "not written yet", "raised an er
 
     from trashlab import checks
     checks.check_wire_format(make_payload)             # ✔ make_payload("135", 42.5) -> b'{"can_id":"135", ...}'
-    checks.check_count(count_readings, frame, "135")   # ✘ count_readings(frame, '135') returned 3, expected 4 ...
+    checks.check_count(count_readings, frame, "135")   # ✘ count_readings(frame, '135') is 3, expected 4: ...
+
+Under nbgrader a test cell earns its points when it ends without an error; anything it writes to
+stderr, or a value it leaves as the cell's result, would count too, so checks print ✔ to stdout and
+return nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import asyncio
 import inspect
 import json
 import math
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import pandas as pd
 
@@ -27,10 +31,9 @@ from .message import encode
 _TODO = NotImplementedError
 
 
-def passed(text: str) -> bool:
-    """Print a ✔ line and return True."""
+def passed(text: str) -> None:
+    """Print a ✔ line (and return nothing: a value left in a graded cell would be read as partial credit)."""
     print(f"✔ {text}")
-    return True
 
 
 def failed(text: str) -> CheckFailed:
@@ -96,7 +99,7 @@ async def acall(fn: Callable, *args: Any, timeout: float = 5.0) -> Any:
 
 
 # ----- generic comparisons --------------------------------------------------------------------
-def check_equal(actual: Any, expected: Any, what: str, hint: str = "") -> bool:
+def check_equal(actual: Any, expected: Any, what: str, hint: str = "") -> None:
     """✔ if ``actual == expected``, else ✘ showing both (and the hint)."""
     if actual is None or actual is Ellipsis:
         raise failed(f"{what} has no answer yet: write it in the exercise cell and run it")
@@ -107,7 +110,7 @@ def check_equal(actual: Any, expected: Any, what: str, hint: str = "") -> bool:
     raise failed(f"{what} is {_short(actual)}, expected {_short(expected)}" + (f": {hint}" if hint else ""))
 
 
-def check_close(actual: Any, expected: float, what: str, tol: float = 1e-6, hint: str = "") -> bool:
+def check_close(actual: Any, expected: float, what: str, tol: float = 1e-6, hint: str = "") -> None:
     """✔ if ``actual`` is a number within ``tol`` of ``expected``, else ✘ showing both."""
     if actual is None or actual is Ellipsis:
         raise failed(f"{what} has no answer yet: write it in the exercise cell and run it")
@@ -123,7 +126,7 @@ def check_close(actual: Any, expected: float, what: str, tol: float = 1e-6, hint
 
 
 # ----- the course's exercises ---------------------------------------------------------------------
-def check_wire_format(make_payload: Callable, can_id: str = "135", level: float = 42.930236081376314) -> bool:
+def check_wire_format(make_payload: Callable, can_id: str = "135", level: float = 42.930236081376314) -> None:
     """``make_payload(can_id, level)`` must return the lab's exact bytes: both values as JSON strings."""
     expected = encode(can_id, level)
     got = call(make_payload, can_id, level)
@@ -149,7 +152,7 @@ def check_wire_format(make_payload: Callable, can_id: str = "135", level: float 
                  "the full float repr)")
 
 
-def check_count(count_readings: Callable, frame: pd.DataFrame, can_id: str) -> bool:
+def check_count(count_readings: Callable, frame: pd.DataFrame, can_id: str) -> None:
     """``count_readings(frame, can_id)`` must be the number of rows of ``frame`` for that can."""
     expected = int((frame["can_id"].astype(str) == str(can_id)).sum())
     got = call(count_readings, frame, can_id)
@@ -166,7 +169,7 @@ def latest_levels(frame: pd.DataFrame) -> pd.Series:
     return ordered.groupby("can_id")["level"].last()
 
 
-def check_fraction_full(fraction_full: Callable, frame: pd.DataFrame, threshold: float = 80.0) -> bool:
+def check_fraction_full(fraction_full: Callable, frame: pd.DataFrame, threshold: float = 80.0) -> None:
     """``fraction_full(frame, threshold)``: the fraction of cans whose latest level is above ``threshold``."""
     latest = latest_levels(frame)
     if latest.empty:
@@ -190,7 +193,7 @@ def check_fraction_full(fraction_full: Callable, frame: pd.DataFrame, threshold:
     raise failed(f"{what} is {number:.6g}, expected {expected:.6g}: {hint}")
 
 
-async def check_level_reply(ask_level: Callable, can_id: str, servers: Any = None, timeout: float = 5.0) -> bool:
+async def check_level_reply(ask_level: Callable, can_id: str, servers: Any = None, timeout: float = 5.0) -> None:
     """``await ask_level(can_id)`` must return the report service's reply for that can (a dict)."""
     from .report import query_level
 
@@ -214,21 +217,72 @@ async def check_level_reply(ask_level: Callable, can_id: str, servers: Any = Non
 
 
 def largest_gap(frame: pd.DataFrame) -> float:
-    """The longest pause between two consecutive readings in a frame, in seconds."""
-    times = frame["received_at"].sort_values()
+    """The longest silence between two consecutive arrivals (``received_at``: datetimes or seconds), in seconds."""
+    times = frame["received_at"].dropna().sort_values()
     if len(times) < 2:
         return 0.0
-    return float(times.diff().max().total_seconds())
+    gaps = times.diff().dropna()
+    if pd.api.types.is_timedelta64_dtype(gaps):
+        gaps = gaps.dt.total_seconds()
+    return float(gaps.max())
 
 
-def check_gap(gap_seconds: Callable, frame: pd.DataFrame, tol: float = 1e-3) -> bool:
-    """``gap_seconds(frame)``: the longest pause between consecutive readings (``received_at``), in seconds."""
-    if len(frame) < 2:
-        raise failed("the frame has fewer than 2 readings: run the failover cells first, then this one")
+def example_timeline() -> pd.DataFrame:
+    """A tiny failover timeline: one row per sequence number, ``received_at`` in seconds, NaN when lost."""
+    return pd.DataFrame({"seq": [1, 2, 3, 4, 5, 6],
+                         "received_at": [10.0, 10.1, float("nan"), 10.7, 10.8, float("nan")]})
+
+
+def example_frame() -> pd.DataFrame:
+    """A tiny collector frame where the share of readings above 80 % differs from the share of cans."""
+    rows = [("1", 95.0, 0.0), ("2", 85.0, 0.5), ("1", 20.0, 1.0), ("3", 81.0, 1.5), ("1", 90.0, 2.0),
+            ("4", 10.0, 2.5), ("2", 40.0, 3.0)]
+    return pd.DataFrame({"can_id": [r[0] for r in rows], "level": [r[1] for r in rows],
+                         "received_at": pd.to_datetime([r[2] for r in rows], unit="s", utc=True)})
+
+
+def check_gap(gap_seconds: Callable, frame: pd.DataFrame, tol: float = 1e-6) -> None:
+    """``gap_seconds(frame)``: the longest silence between consecutive arrivals (``received_at``), in seconds."""
+    if frame["received_at"].notna().sum() < 2:
+        raise failed("the timeline has fewer than 2 arrivals: run the failover cells first, then this one")
     expected = largest_gap(frame)
     got = call(gap_seconds, frame)
     what = _call_text(_name(gap_seconds), (frame,))
     if isinstance(got, pd.Timedelta):
         raise failed(f"{what} returned a Timedelta ({got}); return seconds as a float: .total_seconds()")
     return check_close(got, expected, what, tol,
-                       "sort by received_at, take the differences between neighbours, keep the largest")
+                       "sort the arrival times (drop the lost ones), take the differences between "
+                       "neighbours, keep the largest")
+
+
+def check_client_names(client_names: Callable, broker: Any) -> None:
+    """``client_names(broker)``: the sorted names of the clients connected now (from the monitoring port)."""
+    got = call(client_names, broker)
+    expected = sorted(str(n) for n in broker.connz()["name"])
+    what = _call_text(_name(client_names), ("broker",)).replace("'broker'", "broker")
+    if isinstance(got, (pd.DataFrame, pd.Series)):
+        raise failed(f"{what} returned a {type(got).__name__}; return a list of names, e.g. {expected}")
+    if not isinstance(got, (list, tuple)):
+        raise failed(f"{what} returned {_short(got)}, expected a list of names such as {expected}")
+    return check_equal([str(n) for n in got], expected, what,
+                       "take the name column of broker.connz(), sorted")
+
+
+def subscribers_total(subscribers: int, published: int, queue: bool) -> int:
+    """How many deliveries ``published`` messages make to ``subscribers`` subscribers (one queue group or fan-out)."""
+    if subscribers < 1:
+        return 0
+    return published if queue else subscribers * published
+
+
+def check_total_deliveries(total_deliveries: Callable,
+                           cases: Sequence = ((3, 300, False), (3, 300, True))) -> None:
+    """``total_deliveries(subscribers, published, queue)`` for each case: fan-out multiplies, a queue group shares."""
+    for args in cases:
+        expected = subscribers_total(*args)
+        got = call(total_deliveries, *args)
+        if isinstance(got, bool) or not isinstance(got, (int, float)) or got != expected:
+            kind = "one queue group" if args[2] else "fan-out (plain subscriptions)"
+            raise failed(f"{_call_text(_name(total_deliveries), args)} is {_short(got)}, expected {expected}: "
+                         f"{args[0]} subscribers in {kind}, {args[1]} messages published")
+    return passed(f"{_name(total_deliveries)} is right for {len(cases)} cases")
