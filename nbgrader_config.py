@@ -15,3 +15,6 @@ c.CourseDirectory.root = os.path.join(os.path.dirname(os.path.abspath(__file__))
 
 # Notebooks start real nats-server processes; a cell waits a few seconds at most, but give slow CI room.
 c.Execute.timeout = 120
+# nbgrader fails a whole notebook when a cell's output arrives more than iopub_timeout (default 4 s) after
+# the cell finished: on a busy 2-core machine the drills' plots can take longer.
+c.Execute.iopub_timeout = 30

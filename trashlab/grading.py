@@ -248,7 +248,10 @@ def scores(root: Optional[Path] = None) -> Dict[str, Dict[str, float]]:
 def feedback(root: Optional[Path] = None) -> Path:
     """HTML feedback per student and assignment in course/feedback (scores, ✔/✘ outputs, hidden tests)."""
     root = find_root(root)
-    for name in assignments(root):
+    graded = {p.name for p in (root / "course" / "autograded").glob("*/*") if p.is_dir()}
+    if not graded:
+        raise GradingError("nothing autograded yet: run `python -m trashlab.grading autograde DIR` first")
+    for name in sorted(graded):
         _run(api(root).generate_feedback(name, force=True), f"generate_feedback {name}")
     return root / "course" / "feedback"
 
