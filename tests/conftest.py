@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+import time
 import uuid
 
 import psutil
@@ -43,11 +45,29 @@ def nats_server_pids() -> set:
     return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "nats-server"}
 
 
+def recorded_alive() -> list:
+    """Processes recorded by trashlab in this test session's state folder that still run."""
+    from trashlab.processes import _alive_as_recorded, state_dir
+
+    alive = []
+    for path in state_dir().glob("*.json"):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if _alive_as_recorded(rec.get("pid"), rec.get("create_time")):
+            if psutil.Process(rec["pid"]).status() != psutil.STATUS_ZOMBIE:
+                alive.append(f"{rec['kind']} {rec['name']} pid {rec['pid']}")
+    return alive
+
+
 @pytest.fixture(autouse=True, scope="session")
 def no_orphans():
-    """Fail the session if a nats-server started by the tests outlives them."""
-    before = nats_server_pids()
+    """Fail the session if a process started by the tests (or by kernels and CLIs they ran) outlives them."""
     yield
     trashlab.stop_all()
-    left = nats_server_pids() - before
-    assert not left, f"tests left nats-server processes behind: {sorted(left)}"
+    deadline = time.monotonic() + 10
+    while recorded_alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = recorded_alive()
+    assert not left, f"tests left processes behind: {left}"

@@ -159,7 +159,10 @@ CHILD = textwrap.dedent("""
     holder = {}
     def start():
         holder["b"] = trashlab.Broker(sys.argv[1]).start()
-    if sys.argv[2] == "thread":   # no parent-death signal from a worker thread: only reaping helps
+    if sys.argv[2] == "nosignal":   # as on a system without a parent-death signal: only reaping helps
+        trashlab.processes._pdeathsig_hook = lambda: None
+        start()
+    elif sys.argv[2] == "thread":
         t = threading.Thread(target=start); t.start(); t.join()
         threading.Event().wait(0)  # keep the process
     else:
@@ -191,8 +194,17 @@ def test_broker_dies_with_its_sigkilled_owner():
     assert _gone(server), "nats-server survived the process that started it"
 
 
-def test_orphan_of_a_crashed_owner_is_cleaned_at_next_start():
+def test_broker_started_from_a_thread_dies_with_its_sigkilled_owner():
     owner, server = _start_owner("thread")
+    time.sleep(0.3)
+    assert psutil.pid_exists(server), "the broker died with the thread that started it"
+    owner.send_signal(signal.SIGKILL)
+    owner.wait()
+    assert _gone(server), "nats-server started from a thread survived the process that started it"
+
+
+def test_orphan_of_a_crashed_owner_is_cleaned_at_next_start():
+    owner, server = _start_owner("nosignal")
     owner.send_signal(signal.SIGKILL)
     owner.wait()
     time.sleep(0.2)

@@ -15,29 +15,63 @@ import logging
 import sys
 
 from . import checks
+from .accounts import AccountsBroker
 from .aio import run
 from .broker import Broker, find_nats_server, running_brokers
-from .collector import Collector
+from .cleanup import process_table, stop_everything
+from .cluster import Cluster
+from .collector import Collector, sequence_loss
 from .connection import connect, resolve, server_list
+from .dashboard import LiveDashboard
+from .docker import docker_available
 from .errors import (BadArgument, BadMessage, BrokerError, BrokerStartTimeout, CanNotFound, CheckFailed,
-                     ConnectionFailed, InsecureBind, NatsServerNotFound, NoServerKnown, PortInUse, ServiceUnavailable,
-                     TrashlabError)
+                     ClusterNotFormed, ConnectionFailed, DockerUnavailable, InsecureBind, NatsServerNotFound, NoServerKnown,
+                     PortInUse, ServiceFailed, ServiceUnavailable, TrashlabError)
 from .message import SUBJECT, TrashLevel, decode_fields, encode
+from .failover import FailoverResult, compare_drills, failover_drill, plot_timelines
+from .kvlevels import KVLevels
 from .monitor import monitor
+from .ping import ping
 from .processes import ManagedProcess, children, reap_orphans, stop_all
-from .report import ReportService, discover, query_level, query_levels, query_stats
+from .report import MemoryLevels, ReportService, discover, query_level, query_levels, query_stats
 from .simulator import Simulator
+from .spawn import (ServiceProcess, spawn_report, spawn_simulator, spawn_simulators, spawned, stop_spawned, summary,
+                    watch)
+from .subscribers import delivery_table, start_subscribers, stop_subscribers, wait_total
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Broker", "Collector", "ManagedProcess", "ReportService", "Simulator", "TrashLevel", "SUBJECT",
-    "BadArgument", "BadMessage", "BrokerError", "BrokerStartTimeout", "CanNotFound", "CheckFailed", "ConnectionFailed",
-    "InsecureBind", "NatsServerNotFound", "NoServerKnown", "PortInUse", "ServiceUnavailable", "TrashlabError",
-    "checks", "children", "connect", "decode_fields", "discover", "encode", "find_nats_server", "monitor",
-    "query_level", "query_levels", "query_stats", "reap_orphans", "resolve", "run", "running_brokers",
-    "server_list", "stop_all",
+    # the lab's pieces
+    "Broker", "Cluster", "AccountsBroker", "Simulator", "Collector", "ReportService", "LiveDashboard",
+    "TrashLevel", "SUBJECT", "encode", "decode_fields",
+    # asking the report service
+    "query_levels", "query_level", "query_stats", "discover", "MemoryLevels", "KVLevels",
+    # clustering and failover
+    "failover_drill", "compare_drills", "plot_timelines", "FailoverResult",
+    # processes like containers, subscribers, clean-up
+    "spawn_simulator", "spawn_simulators", "spawn_report", "spawned", "stop_spawned", "ServiceProcess", "summary",
+    "watch", "start_subscribers", "stop_subscribers", "wait_total", "delivery_table", "process_table",
+    "stop_everything", "ManagedProcess", "children", "reap_orphans", "stop_all", "sequence_loss",
+    # connecting, monitoring, Docker path
+    "connect", "resolve", "server_list", "running_brokers", "find_nats_server", "monitor", "ping",
+    "docker_available", "run", "plots", "docker",
+    # exercises
+    "checks",
+    # errors
+    "TrashlabError", "BadArgument", "BadMessage", "BrokerError", "BrokerStartTimeout", "CanNotFound", "CheckFailed",
+    "ClusterNotFormed", "ConnectionFailed", "DockerUnavailable", "InsecureBind", "NatsServerNotFound",
+    "NoServerKnown", "PortInUse", "ServiceFailed", "ServiceUnavailable",
 ]
+
+
+def __getattr__(name: str):
+    """``trashlab.plots`` is imported on first use (matplotlib is slow to import in every process)."""
+    if name == "plots":
+        import importlib
+
+        return importlib.import_module(".plots", __name__)
+    raise AttributeError(f"module 'trashlab' has no attribute {name!r}")
 
 
 class _StderrHandler(logging.StreamHandler):

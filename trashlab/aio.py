@@ -33,3 +33,19 @@ def run(coro: Awaitable[T]) -> T:
         _loop = asyncio.new_event_loop()
         asyncio.set_event_loop(_loop)
     return _loop.run_until_complete(coro)
+
+
+async def cancel(task: Optional["asyncio.Task"], timeout: float = 5.0) -> None:
+    """Cancel a background task and wait until it has finished (its errors are not re-raised).
+
+    nats-py sometimes turns a cancellation into its own timeout error; a task that swallowed one
+    is cancelled again, for at most ``timeout`` seconds.
+    """
+    if task is None:
+        return
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not task.done() and asyncio.get_running_loop().time() < deadline:
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.1)
+    if task.done() and not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log "exception was never retrieved"

@@ -1,8 +1,8 @@
 """The ``trashlab`` command: the lab's containers as terminal programs.
 
 ``trashlab broker`` is the ``nats`` container, ``trashlab sim`` is ``node sim.js``, ``trashlab report``
-is ``node rep.js`` (and it answers requests), ``trashlab levels`` asks it, ``trashlab demo`` runs the
-whole lab headless.
+is ``node rep.js`` (and it answers requests), ``trashlab levels`` asks it, ``trashlab cluster`` is the
+lab's ``iot-msg`` + ``iot-msg2`` pair (or more nodes), ``trashlab demo`` runs the whole lab headless.
 """
 
 from __future__ import annotations
@@ -50,9 +50,16 @@ def _servers_arg(p: argparse.ArgumentParser) -> None:
                    help="NATS URL(s), comma-separated (default: $NATS_URL), e.g. nats://127.0.0.1:4222")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (no usage block) naming the fix; exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``trashlab`` command."""
-    parser = argparse.ArgumentParser(prog="trashlab", description="The NATS trash-can lab, without Docker.")
+    parser = _Parser(prog="trashlab", description="The NATS trash-can lab, without Docker.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -60,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="iot-msg", help="server name (default iot-msg)")
     p.add_argument("--port", type=_port, default=None, help="client port (default: a free one)")
     p.add_argument("--jetstream", action="store_true", help="enable JetStream (store in a temporary folder)")
+    p.add_argument("--store-dir", default=None, help="JetStream store folder (implies --jetstream)")
     p.add_argument("--listen", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; anything else needs --user/--password or --token)")
     p.add_argument("--user", default=None)
@@ -87,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--timeout", type=_positive_float, default=2.0)
 
+    p = sub.add_parser("cluster", help="run a cluster of nats-servers in the foreground (Ctrl-C stops it)")
+    p.add_argument("--size", type=_count, default=2, help="number of nodes (default 2)")
+    p.add_argument("--name", default="iot-msg", help="first node's name; others get 2, 3, ... (default iot-msg)")
+    p.add_argument("--jetstream", action="store_true", help="enable JetStream on every node")
+
     sub.add_parser("demo", help="the whole lab headless in under a minute")
     return parser
 
@@ -105,7 +118,8 @@ def _stop_event() -> asyncio.Event:
 def _broker(args) -> int:
     from .broker import Broker
 
-    broker = Broker(args.name, port=args.port, jetstream=args.jetstream, host=args.listen,
+    broker = Broker(args.name, port=args.port, jetstream=args.jetstream or bool(args.store_dir),
+                    host=args.listen, store_dir=args.store_dir,
                     user=args.user, password=args.password, token=args.token)
     stopping = {"flag": False}
 
@@ -125,6 +139,32 @@ def _broker(args) -> int:
     broker.stop()
     print(f"broker {broker.name} stopped", flush=True)
     return 0
+
+
+async def _cluster(args) -> int:
+    from .cluster import Cluster
+
+    cluster = Cluster(args.size, name=args.name, jetstream=args.jetstream)
+    stop = _stop_event()
+    try:
+        await cluster.astart()
+        for name, node in cluster.nodes.items():
+            print(f"{name}: {node.url}  routes {node.route_url}  monitoring {node.monitor_url}", flush=True)
+        print(f"servers: {','.join(cluster.urls)}", flush=True)
+        print(f"cluster {cluster.cluster_name} formed with {args.size} nodes; Ctrl-C stops it", file=sys.stderr, flush=True)
+        while not stop.is_set() and all(b.running for b in cluster.nodes.values()):
+            try:
+                await asyncio.wait_for(stop.wait(), 0.2)
+            except asyncio.TimeoutError:
+                pass
+        dead = [n for n, b in cluster.nodes.items() if not b.running]
+        if dead and not stop.is_set():
+            print(f"trashlab: error: node {', '.join(dead)} exited unexpectedly", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        cluster.stop()
+        print(f"cluster {cluster.name} stopped", file=sys.stderr, flush=True)
 
 
 async def _sim(args) -> int:
@@ -151,7 +191,8 @@ async def _report(args) -> int:
     svc = ReportService(args.servers, args.subject, on_message=echo)
     stop = _stop_event()
     await svc.start()
-    print(f"report service {svc.name} listening on {svc.subject} via {svc.connected_url}", file=sys.stderr, flush=True)
+    print(f"report service {svc.name} listening on {svc.subject} via {svc.connected_url} "
+          f"(levels kept in {svc.store.kind})", file=sys.stderr, flush=True)
     await stop.wait()
     await svc.stop()
     print(f"received {svc.received} reports ({svc.rejected} rejected)", file=sys.stderr, flush=True)
@@ -188,7 +229,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "demo":
             from .demo import demo
             return asyncio.run(demo())
-        runner = {"sim": _sim, "report": _report, "levels": _levels}[args.command]
+        runner = {"sim": _sim, "report": _report, "levels": _levels, "cluster": _cluster}[args.command]
         return asyncio.run(runner(args))
     except BadArgument as e:
         print(f"trashlab {args.command}: error: {e}", file=sys.stderr)

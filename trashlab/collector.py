@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import heapq
 import logging
+import re
 import time
-from typing import Deque, Optional
+from typing import Deque, List, Optional, Tuple
 
 import pandas as pd
 
-from .connection import Servers, check_subject, connect, server_list, url_of
+from .connection import Servers, check_subject, connect, count_slow_consumer, server_list, url_of
 from .errors import BadArgument, BadMessage
 from .message import SUBJECT, decode_fields
 
@@ -23,11 +25,46 @@ log = logging.getLogger("trashlab")
 
 COLUMNS = ["can_id", "level", "received_at", "subject", "seq"]
 REJECTED_COLUMNS = ["payload", "kind", "reason", "received_at"]
+#: How much of a rejected payload is kept for inspection (a 1 MB attack must not pile up in memory).
+KEEP_PAYLOAD = 1024
+
+#: Level histogram bins kept while collecting: 0-5 %, 5-10 %, ... 95-100 % (100 % counts in the last one).
+BINS = 20
+#: Seconds of per-second message counts kept for :meth:`Collector.rate_history`.
+RATE_HISTORY = 600
+
+# The exact lab format (what Simulator and sim.js send): parsed without json.loads. Anything else,
+# or anything this pattern lets through that is not a valid reading, goes the full validating way.
+_LAB_FORMAT = re.compile(
+    rb'\{"can_id":"([A-Za-z0-9]{1,64})", "level":"([0-9.][0-9.eE+-]{0,40})"(?:, "seq":(0|[1-9][0-9]{0,17}))?\}\Z').match
 
 
 def can_order(ids) -> list:
     """Sort can ids numerically when they are numbers ("2" before "10"), else as text."""
     return sorted(ids, key=lambda c: (0, int(c), "") if c.isdigit() else (1, 0, c))
+
+
+def sequence_loss(seqs, published: Optional[int] = None) -> dict:
+    """Loss report from the ``seq`` numbers received (1, 2, 3 ... as the simulator numbers them).
+
+    Returns ``received`` (distinct numbers), ``expected`` (``published`` if given, else the highest
+    number seen), ``lost`` (how many of 1..expected never arrived), ``duplicates``, and ``gaps``:
+    the missing ranges as ``(first, last)`` pairs, at most 20 of them.
+    """
+    numbers = [int(s) for s in seqs if s is not None and s == s]  # skip None and NaN/NA
+    seen = sorted(set(numbers))
+    total = len(seen)
+    expected = published if published is not None else (seen[-1] if seen else 0)
+    gaps, prev = [], 0
+    for s in seen:
+        if s > prev + 1 and prev < expected:
+            gaps.append((prev + 1, min(s - 1, expected)))
+        prev = max(prev, s)
+    if prev < expected:
+        gaps.append((prev + 1, expected))
+    lost = sum(b - a + 1 for a, b in gaps)
+    return {"expected": expected, "received": total, "lost": lost,
+            "duplicates": len(numbers) - total, "gaps": gaps[:20]}
 
 
 class Collector:
@@ -47,6 +84,12 @@ class Collector:
         self._rows: Deque[tuple] = collections.deque(maxlen=max_rows)
         self._rejected: Deque[tuple] = collections.deque(maxlen=keep_rejected)
         self._latest: dict = {}
+        # incremental aggregates for dashboards: a refresh costs the same at 1k and at 1M rows
+        self._bins_all: List[int] = [0] * (BINS + 1)  # slot BINS holds level == 100.0
+        self._bins_latest: List[int] = [0] * (BINS + 1)
+        self._rate_sec = 0
+        self._rate_now = 0
+        self._rate_past: Deque[Tuple[int, int]] = collections.deque(maxlen=RATE_HISTORY)
         self.count = 0
         self.rejected_count = 0
         self.reasons: collections.Counter = collections.Counter()
@@ -56,40 +99,73 @@ class Collector:
         self._reached: Optional[asyncio.Event] = None
         self._nc = None
         self._sub = None
+        self._queue: Optional[asyncio.Queue] = None
 
     # ----- the hot path -------------------------------------------------------------------
     def add(self, data: bytes, subject: str = SUBJECT, received_at: Optional[float] = None) -> bool:
         """Record one payload as if it arrived; return True if it was a valid reading."""
         now = received_at if received_at is not None else time.time()
+        fast = _LAB_FORMAT(data) if type(data) is bytes else None
         try:
-            can_id, level, seq = decode_fields(data)
-        except BadMessage as e:
-            self.rejected_count += 1
-            self.reasons[e.kind] += 1
-            self._rejected.append((bytes(data) if not isinstance(data, str) else data.encode(), e.kind, e.reason, now))
-            return False
+            if fast is None:
+                raise ValueError
+            can, lvl, sq = fast.groups()
+            level = float(lvl)
+            if not 0.0 <= level <= 100.0:  # also false for NaN
+                raise ValueError
+            can_id = can.decode()
+            seq = None if sq is None else int(sq)
+        except ValueError:
+            try:
+                can_id, level, seq = decode_fields(data)
+            except BadMessage as e:
+                self.rejected_count += 1
+                self.reasons[e.kind] += 1
+                kept = data[:KEEP_PAYLOAD] if not isinstance(data, str) else data[:KEEP_PAYLOAD].encode()
+                self._rejected.append((bytes(kept), e.kind, e.reason, now))
+                return False
         self._rows.append((can_id, level, now, subject, seq))
         latest = self._latest.get(can_id)
         self._latest[can_id] = (level, now, 1 if latest is None else latest[2] + 1)
+        b = int(level * 0.2)  # BINS / 100
+        self._bins_all[b] += 1
+        bins = self._bins_latest
+        bins[b] += 1
+        if latest is not None:
+            bins[int(latest[0] * 0.2)] -= 1
+        sec = int(now)
+        if sec != self._rate_sec:
+            self._roll_rate(sec)
+        self._rate_now += 1
         self.count += 1
         if self.count >= self._target:
             self._reached.set()
         return True
 
+    def _roll_rate(self, sec: int) -> None:
+        if self._rate_sec:
+            self._rate_past.append((self._rate_sec, self._rate_now))
+        self._rate_sec, self._rate_now = sec, 0
+
     async def _on_msg(self, msg) -> None:
         self.add(msg.data, msg.subject)
+        # Whatever else is already buffered is handled here in one go instead of one awaited
+        # callback per message; drain() still waits for all of it (task_done per message).
+        queue = self._queue
+        if queue is None:
+            return
+        sub, add = self._sub, self.add
+        while queue.qsize():
+            m = queue.get_nowait()
+            data = m.data
+            sub._pending_size -= len(data)
+            try:
+                add(data, m.subject)
+            finally:
+                queue.task_done()
 
     def _on_error(self, err: Exception) -> bool:
-        from nats.errors import SlowConsumerError
-
-        if isinstance(err, SlowConsumerError):
-            self.slow_consumer_events += 1
-            if self.slow_consumer_events in (1, 10, 100, 1000) or self.slow_consumer_events % 10000 == 0:
-                log.warning("trashlab [%s]: slow consumer, messages are being dropped by the client "
-                            "(%d times so far): collect less (max_rows, a queue group) or publish slower",
-                            self.name, self.slow_consumer_events)
-            return True
-        return False
+        return count_slow_consumer(self, err)
 
     # ----- lifecycle ----------------------------------------------------------------------
     async def start(self) -> "Collector":
@@ -101,6 +177,9 @@ class Collector:
         self._sub = await self._nc.subscribe(self.subject, queue=self.queue or "", cb=self._on_msg,
                                              pending_msgs_limit=self.pending_msgs_limit,
                                              pending_bytes_limit=256 * 1024 * 1024)
+        # nats-py's buffer of received messages, drained in batches by _on_msg (if this nats-py has one)
+        queue = getattr(self._sub, "_pending_queue", None)
+        self._queue = queue if isinstance(queue, asyncio.Queue) and hasattr(self._sub, "_pending_size") else None
         await self._nc.flush()  # the subscription is registered on the server when start() returns
         self.started_at = time.time()
         return self
@@ -143,10 +222,18 @@ class Collector:
         self._rows.clear()
         self._rejected.clear()
         self._latest.clear()
+        self._bins_all[:] = self._bins_latest[:] = [0] * (BINS + 1)
+        self._rate_past.clear()
+        self._rate_sec = self._rate_now = 0
         self.count = self.rejected_count = 0
         self.reasons.clear()
 
     # ----- what a student looks at ---------------------------------------------------------
+    def loss(self, published: Optional[int] = None) -> dict:
+        """What was lost, by ``seq`` numbers (simulator ``sequence=True``); see :func:`sequence_loss`."""
+        return sequence_loss((row[4] for row in self._rows), published)
+
+
     def frame(self) -> pd.DataFrame:
         """All kept readings: ``can_id`` (str), ``level`` (float), ``received_at`` (UTC), ``subject``, ``seq``."""
         rows = list(self._rows)
@@ -181,6 +268,28 @@ class Collector:
         frame = pd.DataFrame(list(self._rejected), columns=REJECTED_COLUMNS)
         frame["received_at"] = pd.to_datetime(frame["received_at"].astype("float64"), unit="s", utc=True)
         return frame
+
+    def histogram(self, latest: bool = False) -> Tuple[List[float], List[int]]:
+        """Level histogram kept while collecting: ``(edges, counts)``; of every reading, or of the latest per can."""
+        bins = self._bins_latest if latest else self._bins_all
+        counts = bins[:BINS]
+        counts[-1] += bins[BINS]
+        return [i * 100.0 / BINS for i in range(BINS + 1)], counts
+
+    def fullest(self, n: int = 10) -> List[Tuple[str, float]]:
+        """The ``n`` fullest cans by their latest level, fullest first: ``[(can_id, level), ...]``."""
+        return [(c, v[0]) for c, v in heapq.nlargest(n, self._latest.items(), key=lambda kv: kv[1][0])]
+
+    def rate_history(self, seconds: int = 60) -> List[Tuple[int, int]]:
+        """Readings per whole second for the last ``seconds`` s: ``[(unix_second, count), ...]``, oldest first.
+
+        Seconds without any reading are included with 0; the current second is still filling.
+        """
+        now = int(time.time())
+        counts = dict(self._rate_past)
+        if self._rate_sec:
+            counts[self._rate_sec] = self._rate_now
+        return [(s, counts.get(s, 0)) for s in range(now - seconds + 1, now + 1)]
 
     @property
     def cans(self) -> int:

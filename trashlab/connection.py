@@ -109,6 +109,21 @@ def check_subject(subject: str, *, wildcards: bool = False) -> str:
     return subject
 
 
+def count_slow_consumer(owner, err: Exception) -> bool:
+    """If ``err`` is nats-py's slow-consumer error, add it to ``owner.slow_consumer_events`` and warn
+    (at the 1st, 10th, 100th, 1000th and every 10 000th time); return True if it was one."""
+    from nats.errors import SlowConsumerError
+
+    if not isinstance(err, SlowConsumerError):
+        return False
+    owner.slow_consumer_events += 1
+    n = owner.slow_consumer_events
+    if n in (1, 10, 100, 1000) or n % 10000 == 0:
+        log.warning("trashlab [%s]: slow consumer, messages are being dropped by the client "
+                    "(%d times so far): collect less (max_rows, a queue group) or publish slower", owner.name, n)
+    return True
+
+
 def mask(url: str) -> str:
     """A URL with any credentials hidden, for logs."""
     return re.sub(r"//[^@/]*@", "//***@", url)
@@ -172,6 +187,14 @@ async def connect(servers: Servers = None, *, name: str = "trashlab",
     except (NoServersError, OSError, TimeoutError) as e:
         await _quiet_close(nc)
         e = state["last"] or e
+        if getattr(nc, "_server_info", {}).get("auth_required") or "authorization" in describe(e).lower():
+            # it answered, asked for credentials, then hung up (nats-py may see only the reset)
+            why = ("the credentials in the URL are wrong" if any("@" in u for u in urls)
+                   else "it requires credentials")
+            raise ConnectionFailed(
+                f"{', '.join(mask(u) for u in urls)} refused the login (authorization violation: {why}): give the "
+                "broker's user and password or token in the URL, nats://USER:PASSWORD@host:port or "
+                "nats://TOKEN@host:port (AccountsBroker.url_for(user))") from None
         raise ConnectionFailed(
             f"cannot reach {', '.join(mask(u) for u in urls)} ({describe(e)}): is a broker running? "
             "Start one with trashlab.Broker().start() or `trashlab broker`, or check the URL / NATS_URL") from None

@@ -63,5 +63,17 @@ class CanNotFound(TrashlabError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class ServiceFailed(TrashlabError):
+    """A simulator or report process exited, or did not get ready, at start."""
+
+
+class DockerUnavailable(TrashlabError):
+    """No Docker engine answers here (the notebooks then take the local path)."""
+
+
+class ClusterNotFormed(BrokerError):
+    """Cluster nodes did not all route to each other within the bounded wait."""
+
+
 class CheckFailed(TrashlabError, AssertionError):
     """An exercise answer is not right yet; the message (a ✘ line) says what was expected."""

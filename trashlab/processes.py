@@ -4,7 +4,9 @@ Three safety nets, so a student never finds a stray nats-server:
 
 1. every child is stopped at interpreter exit (``atexit``);
 2. on Linux each child gets ``PR_SET_PDEATHSIG`` = SIGKILL, so it dies with the process that
-   started it even when that process is SIGKILLed (a crashed kernel);
+   started it even when that process is SIGKILLed (a crashed kernel). The kernel ties that signal
+   to the *thread* that forked, so children asked for from any other thread than the main one are
+   forked by one long-lived spawner thread that lives as long as the process;
 3. each child is recorded in a state file; the next trashlab start removes children whose owner
    is gone. A process is only ever killed if its pid, start time and executable match the record,
    so trashlab never kills a process it did not start.
@@ -15,16 +17,18 @@ from __future__ import annotations
 import atexit
 import collections
 import ctypes
+import functools
 import json
 import logging
 import os
+import queue
 import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Deque, Optional, Sequence
+from typing import Callable, Deque, Optional, Sequence
 
 import psutil
 
@@ -44,12 +48,66 @@ def state_dir() -> Path:
     return path
 
 
-def _pdeathsig() -> None:  # runs in the child between fork and exec
+def _pdeathsig(owner: Optional[int] = None) -> None:  # runs in the child between fork and exec
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
-        pass
+        return
+    if owner is not None and os.getppid() != owner:  # the owner died between fork and prctl
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class _Spawner:
+    """One daemon thread that forks children for callers on other threads than the main one.
+
+    ``PR_SET_PDEATHSIG`` fires when the forking *thread* ends, so a child forked by a short-lived
+    worker thread would die with that thread, and one forked without it would outlive a crash.
+    This thread never ends before the process does, so its children die exactly with the process.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: "queue.SimpleQueue" = queue.SimpleQueue()
+        self._thread: Optional[threading.Thread] = None
+        self._start_lock = threading.Lock()
+
+    def popen(self, kwargs: dict) -> subprocess.Popen:
+        with self._start_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name="trashlab-spawner", daemon=True)
+                self._thread.start()
+        done = threading.Event()
+        box: dict = {}
+        self._jobs.put((kwargs, box, done))
+        if not done.wait(30):
+            raise OSError("trashlab's spawner thread did not answer within 30 s")
+        if "error" in box:
+            raise box["error"]
+        return box["popen"]
+
+    def _serve(self) -> None:
+        while True:
+            kwargs, box, done = self._jobs.get()
+            try:
+                box["popen"] = subprocess.Popen(preexec_fn=_pdeathsig_hook(), **kwargs)
+            except BaseException as e:  # handed back to the caller's thread
+                box["error"] = e
+            done.set()
+
+
+_spawner = _Spawner()
+
+
+def _pdeathsig_hook():
+    """The preexec function setting the parent-death signal (None where unsupported)."""
+    return functools.partial(_pdeathsig, os.getpid()) if sys.platform.startswith("linux") else None
+
+
+def _spawn(kwargs: dict) -> subprocess.Popen:
+    """Popen with the parent-death signal, forked by a thread that lives as long as the process."""
+    if _pdeathsig_hook() is None or threading.current_thread() is threading.main_thread():
+        return subprocess.Popen(preexec_fn=_pdeathsig_hook(), **kwargs)
+    return _spawner.popen(kwargs)
 
 
 def _create_time(pid: int) -> Optional[float]:
@@ -63,21 +121,20 @@ class ManagedProcess:
     """A child process started by trashlab: output kept in a ring buffer, stopped at exit."""
 
     def __init__(self, argv: Sequence[str], *, kind: str, name: str, env: Optional[dict] = None,
-                 keep_lines: int = 2000, echo: bool = False) -> None:
+                 keep_lines: int = 2000, echo: bool = False,
+                 on_line: Optional[Callable[[str], None]] = None) -> None:
         self.argv = [str(a) for a in argv]
+        self.on_line = on_line
         self.kind = kind
         self.name = name
         self.echo = echo
         self._lines: Deque[str] = collections.deque(maxlen=keep_lines)
         self.line_count = 0
         reap_orphans()
-        # PDEATHSIG is bound to the *thread* that forks: only safe from the main thread.
-        preexec = _pdeathsig if sys.platform.startswith("linux") and \
-            threading.current_thread() is threading.main_thread() else None
-        self.popen = subprocess.Popen(
-            self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, preexec_fn=preexec, bufsize=1, text=True, errors="replace",
-        )
+        self.popen = _spawn(dict(
+            args=self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env, bufsize=1, text=True, errors="replace",
+        ))
         self.pid = self.popen.pid
         self.started_at = time.time()
         self._record = state_dir() / f"{self.pid}.json"
@@ -97,6 +154,8 @@ class ManagedProcess:
             line = line.rstrip("\n")
             self._lines.append(line)
             self.line_count += 1
+            if self.on_line is not None:
+                self.on_line(line)
             if self.echo:
                 print(line, flush=True)
         self.popen.wait()

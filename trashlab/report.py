@@ -18,6 +18,7 @@ Any NATS client can ask: ``nats req trash-report.level 135`` works as well as
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import time
@@ -28,7 +29,7 @@ from nats import micro
 from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 
 from .collector import can_order
-from .connection import Servers, check_subject, connect, server_list, url_of
+from .connection import Servers, check_subject, connect, count_slow_consumer, describe, server_list, url_of
 from .errors import BadArgument, BadMessage, CanNotFound, ServiceUnavailable
 from .message import SUBJECT, decode_fields
 
@@ -70,19 +71,29 @@ def _row(can_id: str, value: tuple) -> dict:
 
 
 class ReportService:
-    """Subscribes to ``trash-level``, keeps the latest level per can, answers ``trash-report`` requests."""
+    """Subscribes to ``trash-level``, keeps the latest level per can, answers ``trash-report`` requests.
+
+    ``store=None`` (the default) keeps the levels in the JetStream bucket ``trash-levels`` when the server
+    has JetStream (they survive a restart: see :mod:`trashlab.kvlevels`), else in memory;
+    ``stats()["store"]`` says which.
+    """
 
     def __init__(self, servers: Servers = None, subject: str = SUBJECT, *, name: str = SERVICE,
-                 store=None, on_message: Optional[Callable[[bytes], None]] = None) -> None:
+                 store=None, on_message: Optional[Callable[[bytes], None]] = None,
+                 pending_msgs_limit: int = 512 * 1024) -> None:
         self.servers = servers
         self.subject = check_subject(subject, wildcards=True)
         if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
             raise BadArgument(f"service name {name!r}: use letters, digits, '-' or '_'")
         self.name = name
+        self._auto_store = store is None
         self.store = store if store is not None else MemoryLevels()
         self.on_message = on_message
         self.received = 0
         self.rejected = 0
+        self.reasons: collections.Counter = collections.Counter()  # rejected payloads by kind
+        self.slow_consumer_events = 0  # readings the client dropped because this service fell behind
+        self.pending_msgs_limit = pending_msgs_limit
         self.started_at: Optional[float] = None
         self._nc = None
         self._service = None
@@ -92,6 +103,7 @@ class ReportService:
             can_id, level, _ = decode_fields(msg.data)
         except BadMessage as e:
             self.rejected += 1
+            self.reasons[e.kind] += 1
             log.debug("trashlab [%s]: rejected %r: %s", self.name, msg.data[:80], e.reason)
             return
         self.received += 1
@@ -119,7 +131,8 @@ class ReportService:
     def stats(self) -> dict:
         """Counts: cans known, readings received and rejected, where levels are kept, uptime."""
         return {"service": self.name, "cans": len(self.store.items()), "received": self.received,
-                "rejected": self.rejected, "store": self.store.kind,
+                "rejected": self.rejected, "reasons": dict(self.reasons),
+                "slow_consumer_events": self.slow_consumer_events, "store": self.store.kind,
                 "uptime_s": round(time.time() - self.started_at, 3) if self.started_at else 0.0}
 
     # ----- lifecycle ----------------------------------------------------------------------
@@ -128,9 +141,26 @@ class ReportService:
         if self.running:
             return self
         server_list(self.servers)
-        self._nc = await connect(self.servers, name=self.name)
-        await self.store.open(self._nc)
-        await self._nc.subscribe(self.subject, cb=self._on_msg)
+        self._nc = await connect(self.servers, name=self.name, on_error=lambda e: count_slow_consumer(self, e))
+        if self._auto_store:
+            from .kvlevels import KVLevels, jetstream_available
+
+            if await jetstream_available(self._nc):
+                self.store = KVLevels()
+            else:
+                log.info("trashlab [%s]: no JetStream on this server: levels are kept in memory "
+                         "(lost when the service stops)", self.name)
+        try:
+            await self.store.open(self._nc)
+        except Exception as e:
+            if not isinstance(self.store, MemoryLevels) and self._auto_store:
+                log.warning("trashlab [%s]: JetStream bucket not usable (%s): keeping levels in memory",
+                            self.name, describe(e))
+                self.store = MemoryLevels()
+            else:
+                await self._nc.close()
+                raise
+        await self._nc.subscribe(self.subject, cb=self._on_msg, pending_msgs_limit=self.pending_msgs_limit)
         self._service = await micro.add_service(
             self._nc, name=self.name, version=VERSION,
             description="latest trash-can levels from the trash-level subject")
@@ -164,6 +194,9 @@ class ReportService:
             except Exception:
                 pass
             self._service = None
+        close = getattr(self.store, "close", None)
+        if close is not None and self._nc is not None and not self._nc.is_closed:
+            await close()
         if self._nc is not None and not self._nc.is_closed:
             try:
                 await asyncio.wait_for(self._nc.drain(), 5)

@@ -1,0 +1,20 @@
+"""The throughput benchmark still runs end to end (--quick); it prints ratios, timing is not asserted."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quick_benchmark_runs_and_prints_every_ratio():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--quick"],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    text = out.stdout
+    assert "machine:" in text and "Traceback" not in out.stderr
+    for pattern in (r"ratio collector/raw \(wall clock\) = \d+\.\d\d", r"ratio simulator/raw = \d+\.\d\d",
+                    r"Collector\.frame\(\) for [\d,]+ rows : [\d,]+ ms",
+                    r"ratio [\d,]+/1,000 rows \(wall\) = \d+\.\d\d", r"ratio [\d,]+/1,000 rows \(CPU\) = \d+\.\d\d"):
+        assert re.search(pattern, text), f"{pattern!r} not in:\n{text}"

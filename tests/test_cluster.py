@@ -1,0 +1,177 @@
+"""Clusters of real nats-server processes: routes form, clients fail over, nothing is left behind."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+import trashlab
+from conftest import unique
+
+
+@pytest.fixture(scope="module")
+def pair():
+    """A 2-node cluster, like the lab's iot-msg + iot-msg2."""
+    c = trashlab.Cluster(2, name=unique("c")).start()
+    asyncio.run(c.wait_formed())
+    yield c
+    c.stop()
+
+
+async def test_two_nodes_route_to_each_other(pair):
+    names = list(pair.nodes)
+    assert names == [pair.name, pair.name + "2"]
+    assert len(pair.urls) == 2
+    table = pair.routes()
+    assert set(zip(table["node"], table["remote"])) == {(names[0], names[1]), (names[1], names[0])}
+    # nats-server >= 2.10: 3 pooled routes per peer plus one for the system account
+    summary = pair.route_summary()
+    assert list(summary["pooled"]) == [3, 3] and list(summary["system account"]) == [1, 1]
+    assert pair.formed()
+
+
+async def test_route_url_is_the_labs_form(pair):
+    first = pair.first
+    assert first.route_url == f"nats-route://ruser:T0pS3cr3t@127.0.0.1:{first.cluster_port}"
+    assert "my_cluster" in first.command
+
+
+async def test_client_given_one_url_discovers_the_other(pair):
+    nc = await trashlab.connect(pair.first.url)
+    try:
+        discovered = {u.port for u in nc.discovered_servers}
+    finally:
+        await nc.close()
+    assert discovered == {pair.nodes[pair.name + "2"].port}
+
+
+async def test_rerunning_the_cell_reuses_the_nodes(pair):
+    pids = {n: b.pid for n, b in pair.nodes.items()}
+    again = trashlab.Cluster(2, name=pair.name).start()
+    assert {n: b.pid for n, b in again.nodes.items()} == pids
+
+
+async def test_subscriber_continues_on_another_node_when_its_node_is_killed(pair):
+    second = pair.nodes[pair.name + "2"]
+    col = await trashlab.Collector(pair.first.url, subject="kill-test", name="kill-col").start()
+    sim = await trashlab.Simulator(second.url, subject="kill-test", interval=0.005, sequence=True).start()
+    try:
+        assert await col.wait_for(50, timeout=10) >= 50
+        assert pair.node_of(col.connected_url) == pair.name
+        pair.kill()  # the first node, where the collector is
+        before = col.count
+        assert await col.wait_for(before + 100, timeout=10) >= before + 100
+        assert pair.node_of(col.connected_url) == pair.name + "2"
+    finally:
+        await sim.stop()
+        await col.stop()
+        pair.first.restart()
+        await pair.wait_formed()
+    assert pair.first.running and pair.formed()
+
+
+async def test_core_drill_numbers_are_consistent(pair):
+    result = await trashlab.failover_drill(pair, rate=200, kill_after=1.0, run_after=1.0, progress=False)
+    assert result.mode == "core" and result.killed == pair.name
+    assert result.published > 300
+    assert result.published == result.received + result.lost
+    assert set(result.lost_seqs) <= set(range(1, result.published + 1))
+    assert result.reconnect_s is not None and result.reconnect_s < 2
+    assert result.moved_to == pair.name + "2"
+    assert result.largest_gap_s >= 0
+    fig = result.plot()
+    assert len(fig.axes) == 2
+    assert any(line.get_label() == f"kill {pair.name}" for line in fig.axes[0].get_lines())
+    assert pair.first.running  # restored for the next run
+    table = trashlab.compare_drills(result)
+    assert table.loc["core", "published"] == result.published
+
+
+async def test_a_node_added_with_the_labs_literal_routes_url_joins(pair):
+    port = pair.first.cluster_port
+    name = unique("hand")
+    node = trashlab.Broker(name, routes=[f"nats-route://ruser:T0pS3cr3t@127.0.0.1:{port}"]).start()
+    try:
+        for _ in range(100):
+            if name in set(pair.routes()["remote"]):
+                break
+            await asyncio.sleep(0.05)
+        assert name in set(pair.routes()["remote"])
+    finally:
+        node.stop()
+
+
+async def test_wait_formed_is_bounded_and_says_why():
+    c = trashlab.Cluster(1, name=unique("lone")).start()
+    stray = trashlab.Broker(unique("stray")).start()  # not routed to anything
+    c.nodes[stray.name] = stray
+    try:
+        with pytest.raises(trashlab.ClusterNotFormed, match=f"has no route to {stray.name}"):
+            await c.wait_formed(timeout=0.5, progress=False)
+    finally:
+        c.stop()
+    assert not stray.running
+
+
+async def test_three_nodes_and_one_more_at_runtime():
+    with trashlab.Cluster(3, name=unique("tri")) as c:
+        await c.wait_formed()
+        assert len(c.urls) == 3
+        node = c.add_node()
+        assert node.name == c.name + "4"
+        assert node.routes == [c.first.route_url]  # the lab's way: one route to a running node
+        await c.wait_formed()
+        table = c.routes()
+        assert set(table.loc[table["node"] == node.name, "remote"]) == {c.name, c.name + "2", c.name + "3"}
+        pids = [b.pid for b in c.nodes.values()]
+    assert not any(psutil.pid_exists(p) for p in pids)
+
+
+def test_bad_size_is_one_clear_line():
+    with pytest.raises(trashlab.BadArgument, match="size=0"):
+        trashlab.Cluster(0)
+
+
+def test_cli_cluster_prints_urls_and_stops_on_ctrl_c(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "TRASHLAB_STATE_DIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "trashlab", "cluster", "--size", "2", "--name",
+                             unique("cli")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        lines = []
+        while not (lines and lines[-1].startswith("servers:")) and len(lines) < 20:
+            lines.append(proc.stdout.readline())  # node lines (and maybe "waiting for ..."), then servers:
+        nodes = [ln for ln in lines if ln.split(":")[0].startswith("cli-")]
+        assert len(nodes) == 2 and all(ln.split(": ")[1].startswith("nats://127.0.0.1:") for ln in nodes)
+        assert lines[-1].startswith("servers: nats://127.0.0.1:") and lines[-1].count("nats://") == 2
+        servers = [c for c in psutil.Process(proc.pid).children() if c.name() == "nats-server"]
+        assert len(servers) == 2
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(15) == 0
+        gone, alive = psutil.wait_procs(servers, timeout=5)
+        assert not alive
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+async def test_drill_can_kill_the_simulators_node_instead(pair):
+    result = await trashlab.failover_drill(pair, kill="simulator", kill_after=0.5, run_after=0.5, progress=False)
+    assert result.killed == pair.name + "2" and result.client == "simulator"
+    assert result.moved_to == pair.name
+    assert result.published == result.received + result.lost
+    assert all(b.running for b in pair.nodes.values())
+
+
+def test_demo_includes_both_failover_drills(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "TRASHLAB_STATE_DIR": str(tmp_path)}
+    res = subprocess.run([sys.executable, "-m", "trashlab", "demo"], capture_output=True, text=True, env=env,
+                         timeout=180)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "core NATS:  core: killed iot-msg" in res.stdout
+    assert "JetStream:  jetstream: killed" in res.stdout and ", 0 lost" in res.stdout
+    assert "demo passed" in res.stdout

@@ -1,0 +1,84 @@
+"""The collector's fast path for the lab format and the running aggregates a dashboard reads."""
+
+import asyncio
+import time
+
+import pytest
+
+import trashlab
+from trashlab.collector import BINS
+
+TRICKY = [
+    b'{"can_id":"135", "level":"42.930236081376314"}', b'{"can_id":"1", "level":"100"}',
+    b'{"can_id":"1", "level":"100.0000001"}', b'{"can_id":"1", "level":"0"}', b'{"can_id":"1", "level":"-0.0"}',
+    b'{"can_id":"1", "level":"1.5e"}', b'{"can_id":"1", "level":"1..2"}', b'{"can_id":"1", "level":"1e1"}',
+    b'{"can_id":"1", "level":"1e5"}', b'{"can_id":"1", "level":"nan"}', b'{"can_id":"1", "level":"inf"}',
+    b'{"can_id":"007", "level":"5", "seq":7}', b'{"can_id":"1", "level":"5", "seq":007}',
+    b'{"can_id":"1", "level":"5", "seq":0}', b'{"can_id":"1", "level":"5", "seq":-3}',
+    b'{"can_id":"1", "level":"5", "seq":7.0}', b'{"can_id":"1", "level":"5", "can_id":"2"}',
+    b'{"can_id":"' + b"9" * 64 + b'", "level":"5"}', b'{"can_id":"' + b"9" * 65 + b'", "level":"5"}',
+    b'{"can_id":"1", "level":"5"} ', b'{"can_id":"1", "level":"5"}\n', b'{"can_id":" 1", "level":"5"}',
+    b'{"can_id":"1", "level":"1_0"}', b'{"can_id":"1","level":"5"}', b'{"can_id":1, "level":5}',
+]
+
+
+@pytest.mark.parametrize("payload", TRICKY)
+def test_fast_path_accepts_and_rejects_exactly_like_the_validator(payload):
+    col = trashlab.Collector("nats://127.0.0.1:1")
+    try:
+        expected = trashlab.decode_fields(payload)
+    except trashlab.BadMessage as e:
+        assert col.add(payload) is False
+        assert col.reasons == {e.kind: 1} and col.rejected["reason"].iloc[0] == e.reason
+    else:
+        assert col.add(payload) is True
+        row = col._rows[-1]
+        assert (row[0], row[1], row[4]) == expected
+        assert type(row[0]) is str and type(row[1]) is float
+
+
+def test_histograms_of_all_readings_and_of_the_latest_per_can():
+    col = trashlab.Collector("nats://127.0.0.1:1")
+    for can, level in [("1", 2.0), ("1", 97.0), ("2", 100.0), ("3", 50.0), ("x", 250.0)]:
+        col.add(trashlab.encode(can, level) if level <= 100 else b'{"can_id":"x", "level":"250"}')
+    edges, every = col.histogram()
+    assert edges[0] == 0 and edges[-1] == 100 and len(edges) == BINS + 1
+    assert sum(every) == 4 and every[0] == 1 and every[10] == 1 and every[-1] == 2  # 97 and 100
+    _, latest = col.histogram(latest=True)
+    assert sum(latest) == 3 and latest[0] == 0 and latest[-1] == 2  # can 1 moved from 2 % to 97 %
+    assert col.fullest(2) == [("2", 100.0), ("1", 97.0)]
+    col.clear()
+    assert sum(col.histogram()[1]) == sum(col.histogram(latest=True)[1]) == 0 and col.fullest() == []
+
+
+def test_rate_history_counts_readings_per_second():
+    col = trashlab.Collector("nats://127.0.0.1:1")
+    now = int(time.time())
+    for t, n in [(now - 3, 5), (now - 1, 2), (now, 4)]:
+        for _ in range(n):
+            col.add(trashlab.encode("1", 5.0), received_at=t + 0.5)
+    history = col.rate_history(10)
+    assert len(history) == 10 and [s for s, _ in history] == sorted(s for s, _ in history)
+    counts = dict(history)
+    assert [counts[s] for s in range(now - 4, now + 1)] == [0, 5, 0, 2, 4]
+
+
+async def test_a_burst_is_handled_in_batches_without_losing_or_misvalidating_any(shared_broker):
+    from conftest import unique
+
+    subject = unique("burst")
+    col = await trashlab.Collector(shared_broker.url, subject).start()
+    assert col._queue is not None  # this nats-py exposes its buffer: the batch path is in use
+    nc = await trashlab.connect(shared_broker.url)
+    for i in range(20000):
+        await nc.publish(subject, trashlab.encode(str(i % 700), (i % 1000) / 10, i + 1))
+    await nc.publish(subject, b"oops")
+    await nc.flush()
+    await nc.close()
+    # (no stop() right away: the server may still be delivering, and unsubscribing ends delivery)
+    assert await col.wait_for(20000, timeout=60) == 20000
+    await asyncio.sleep(0.2)
+    await col.stop()
+    assert col.count == 20000 and col.rejected_count == 1 and col.reasons == {"not-json": 1}
+    assert sorted(col.frame()["seq"]) == list(range(1, 20001))
+    assert sum(col.histogram()[1]) == 20000 and sum(col.histogram(latest=True)[1]) == col.cans == 700

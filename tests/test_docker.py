@@ -1,0 +1,125 @@
+"""The Docker path: the exact command lines, what happens without an engine, and a live run when one exists."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import time
+
+import pytest
+
+import trashlab
+from trashlab import docker
+
+from conftest import unique
+
+ENGINE = docker.docker_available()
+
+# The lab's commands, as printed in the lab (whitespace normalised).
+LAB = {
+    "network": "docker network create iot-net",
+    "inspect": "docker network inspect iot-net",
+    "broker": "docker container run -d --name iot-msg --network-alias iot-msg --net iot-net nats",
+    "ping": "docker container run --rm --net=iot-net alpine ping -c 1 iot-msg",
+    "cluster_as_in_lab": "docker run -d --name=iot-msg2 --net=iot-net nats -c gnatsd.conf "
+                         "--routes=nats-route://ruser:T0pS3cr3t@iot-msg:6222",
+}
+
+
+def test_lab_command_lines_are_exact():
+    assert docker.network_create() == LAB["network"].split()
+    assert docker.network_inspect() == LAB["inspect"].split()
+    assert docker.run_nats() == LAB["broker"].split()
+    assert docker.ping() == LAB["ping"].split()
+    assert docker.lab_cluster_command() == LAB["cluster_as_in_lab"].split()
+
+
+def test_cluster_command_uses_the_config_file_that_exists():
+    argv = docker.run_nats_node()
+    assert argv[argv.index("nats") + 1:] == ["-c", "nats-server.conf",
+                                             "--routes=nats-route://ruser:T0pS3cr3t@iot-msg:6222"]
+    assert "gnatsd.conf" not in " ".join(argv)
+
+
+def test_sim_and_rep_containers_run_the_lab_scripts():
+    for role in ("sim", "rep"):
+        argv = docker.run_node(role)
+        assert argv[:4] == ["docker", "container", "run", "-d"]
+        assert f"--name={role}" in argv and "--net=iot-net" in argv and "NATS_URL=nats://iot-msg:4222" in argv
+        mount = argv[argv.index("-v") + 1]
+        host_dir = mount.rsplit(":", 1)[0]
+        assert (docker.Path(host_dir) / f"{role}.js").is_file()
+        assert argv[-1].endswith(f"node /app/{role}.js")
+
+
+def test_shell_form_round_trips():
+    for argv in docker.lab_commands().values():
+        assert shlex.split(docker.shell(argv)) == argv
+
+
+def test_lab_gnatsd_flag_fails_with_a_current_nats_server(tmp_path):
+    """What the lab's `-c gnatsd.conf` does today: nats-server refuses to start."""
+    out = subprocess.run([trashlab.find_nats_server(), "-c", "gnatsd.conf"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=20)
+    assert out.returncode != 0
+    assert "gnatsd.conf" in out.stdout + out.stderr
+
+
+def test_cluster_arguments_join_with_the_image_config(tmp_path):
+    """The arguments after `nats` in run_nats_node(), run by a real nats-server with the image's config
+    (ports swapped for free ones), join a trashlab broker using the image's route credentials."""
+    first = trashlab.Broker(unique("dock"), cluster=True).start()
+    conf = docker.IMAGE_CONFIG.replace("4222", "-1").replace("8222", "-1").replace("port: 6222", "port: -1")
+    (tmp_path / "nats-server.conf").write_text(conf)
+    argv = docker.run_nats_node(join="127.0.0.1", route_port=first.cluster_port)
+    node = subprocess.Popen([trashlab.find_nats_server()] + argv[argv.index("nats") + 1:] + ["-a", "127.0.0.1"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and node.poll() is None and first.routez().empty:
+            time.sleep(0.1)
+        assert node.poll() is None, node.stdout.read()
+        assert not first.routez().empty, first.output
+    finally:
+        node.kill()
+        node.communicate(timeout=10)
+        first.stop()
+
+
+@pytest.mark.skipif(bool(ENGINE), reason="a Docker engine answers here")
+def test_without_an_engine_the_reason_is_given_and_nothing_runs():
+    assert not ENGINE and "local path" in ENGINE.reason
+    table = docker.lab_step(docker.network_create())
+    assert table["command"].tolist() == [LAB["network"]]
+    assert table["result"].str.startswith("not run").all()
+    with pytest.raises(trashlab.DockerUnavailable, match="local path"):
+        docker.run(docker.network_create())
+    assert docker.network_table()["source"].iloc[0].startswith("example")
+
+
+def test_no_docker_command_at_all(monkeypatch):
+    monkeypatch.setattr(docker.shutil, "which", lambda name: None)
+    status = docker.docker_available()
+    assert not status and "no docker command" in status.reason
+
+
+def test_network_table_from_inspect_json():
+    data = json.dumps([{"Name": "iot-net", "Driver": "bridge", "Scope": "local",
+                        "IPAM": {"Config": [{"Subnet": "172.18.0.0/16", "Gateway": "172.18.0.1"}]},
+                        "Containers": {"abc": {"Name": "iot-msg"}, "def": {"Name": "sim"}}}])
+    row = docker.network_table(data).iloc[0]
+    assert (row["subnet"], row["gateway"], row["containers"]) == ("172.18.0.0/16", "172.18.0.1", "iot-msg, sim")
+
+
+@pytest.mark.skipif(not ENGINE, reason=f"no live Docker test: {ENGINE.reason}")
+def test_live_docker_network_and_broker():
+    net, name = unique("iot-net"), unique("iot-msg")
+    try:
+        docker.run(docker.network_create(net))
+        docker.run(docker.run_nats(name, net))
+        table = docker.network_table(docker.run(docker.network_inspect(net)))
+        assert name in table["containers"].iloc[0]
+    finally:
+        subprocess.run(docker.rm([name]), capture_output=True)
+        subprocess.run(docker.network_rm(net), capture_output=True)

@@ -1,0 +1,119 @@
+"""JetStream on a 3-node cluster: the drill loses nothing; the report service's levels survive restarts."""
+
+import asyncio
+import os
+
+import pytest
+
+import trashlab
+from trashlab.processes import ManagedProcess, python_command
+from conftest import unique
+
+
+@pytest.fixture(scope="module")
+def js_cluster():
+    c = trashlab.Cluster(3, name=unique("js"), jetstream=True).start()
+    asyncio.run(c.wait_formed(timeout=30, progress=False))
+    yield c
+    c.stop()
+
+
+async def test_jetstream_drill_loses_nothing_and_delivers_each_seq_once(js_cluster):
+    result = await trashlab.failover_drill(js_cluster, jetstream=True, rate=200, kill_after=1.0, run_after=1.0,
+                                           progress=False)
+    assert result.mode == "jetstream"
+    assert result.published > 300
+    assert result.lost == 0 and result.received == result.published
+    seqs = result.frame["seq"]
+    assert seqs.is_unique and list(seqs) == list(range(1, result.published + 1))
+    assert result.frame["received_at"].notna().all()
+    assert js_cluster.first.running  # restored
+    assert set(result.leaders) == {"stream", "consumer"}
+
+
+async def test_jetstream_drill_needs_three_nodes():
+    with trashlab.Cluster(2, name=unique("js2")) as c:
+        with pytest.raises(trashlab.BadArgument, match="jetstream=True"):
+            await trashlab.failover_drill(c, jetstream=True, progress=False)
+
+
+async def _publish(url, readings):
+    nc = await trashlab.connect(url)
+    for can, level in readings:
+        await nc.publish("trash-level", trashlab.encode(can, level))
+    await nc.flush()
+    await nc.close()
+
+
+async def _bucket_levels(url):
+    nc = await trashlab.connect(url)
+    try:
+        kv = await nc.jetstream().key_value("trash-levels")
+        status = await kv.status()
+        out = {}
+        for key in await kv.keys():
+            import json
+            doc = json.loads((await kv.get(key)).value)
+            out[doc["can_id"]] = doc["level"]
+        return out, status.stream_info.config.num_replicas
+    finally:
+        await nc.close()
+
+
+async def _ask_until_answered(url, timeout=15.0):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            return await trashlab.query_levels(url, timeout=0.5)
+        except trashlab.ServiceUnavailable:
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+async def test_report_service_process_restart_answers_with_previous_levels(js_cluster, tmp_path):
+    url = js_cluster.first.url
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    first = ManagedProcess(python_command("report", "--servers", url, "-q"), kind="report", name="rep1", env=env)
+    try:
+        await _ask_until_answered(url)
+        readings = [("135", 42.5), ("7", 10.0), ("135", 80.25), ("ab c", 5.0)]  # "ab c" is no plain KV key
+        await _publish(js_cluster.urls[1], readings)
+        expected = {"135": 80.25, "7": 10.0, "ab c": 5.0}
+        for _ in range(100):
+            stored, replicas = await _bucket_levels(url)
+            if stored == expected:
+                break
+            await asyncio.sleep(0.05)
+        assert stored == expected and replicas == 3  # replicated across the cluster
+        stats = await trashlab.query_stats(url)
+        assert stats["store"] == "jetstream-kv"
+    finally:
+        first.kill()  # SIGKILL: no goodbye, no final write
+    second = ManagedProcess(python_command("report", "--servers", js_cluster.urls[2], "-q"), kind="report",
+                            name="rep2", env=env)
+    try:
+        levels = await _ask_until_answered(url)  # its very first answer already has the old levels
+        assert dict(zip(levels["can_id"], levels["level"])) == expected
+        assert int(levels.loc[levels["can_id"] == "135", "readings"].iloc[0]) == 2
+        # a second instance, in this process, on another node, answers the same
+        other = await trashlab.ReportService(js_cluster.urls[1], name="trash-report-b").start()
+        try:
+            assert other.stats()["store"] == "jetstream-kv"
+            assert dict(zip(other.levels()["can_id"], other.levels()["level"])) == expected
+            one = await trashlab.query_level("7", url, service="trash-report-b")
+            assert one["level"] == 10.0
+        finally:
+            await other.stop()
+    finally:
+        second.stop()
+
+
+async def test_without_jetstream_levels_are_in_memory_and_it_says_so(broker):
+    svc = await trashlab.ReportService(broker.url).start()
+    try:
+        assert svc.stats()["store"] == "memory"
+        assert "store=memory" in repr(svc)
+    finally:
+        await svc.stop()

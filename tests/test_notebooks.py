@@ -1,0 +1,219 @@
+"""Every notebook in notebooks/ runs top to bottom headless, then again in the same kernel.
+
+Each notebook gets a fresh kernel running THIS interpreter (a temporary kernelspec pointing at
+``sys.executable``), with this checkout first on ``PYTHONPATH`` and its own trashlab state folder.
+A cell may fail only when tagged ``raises-exception``; no output may show a traceback. The time of
+each pass is printed at the end of the pytest run (the whole course's headless time).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import psutil
+import pytest
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError, CellTimeoutError
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+CELL_TIMEOUT = 90
+KERNEL = "trashlab-this-python"
+FORBIDDEN = ("Traceback", "Task exception was never retrieved", "Exception ignored in")
+#: notebook name -> (fresh-kernel pass, same-kernel pass) in seconds
+TIMES: "dict[str, tuple[float, float]]" = {}
+
+
+class _CourseTime:
+    """Prints the course's headless time at the end of the run (visible without -s)."""
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if not TIMES:
+            return
+        tr = terminalreporter
+        tr.section("notebooks: headless execution time")
+        for name, (first, second) in TIMES.items():
+            tr.write_line(f"{name:<32} fresh kernel {first:6.1f} s   again, same kernel {second:6.1f} s")
+        total = sum(t[0] for t in TIMES.values())
+        tr.write_line(f"{'whole course (fresh kernels)':<32} {total:6.1f} s for {len(TIMES)} notebooks "
+                      f"(goal: at most 120 s on 2 cores; {os.cpu_count()} cores here)")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def course_time(request):
+    """Registers the end-of-run summary of notebook times."""
+    plugin = _CourseTime()
+    if not request.config.pluginmanager.is_registered(plugin):
+        request.config.pluginmanager.register(plugin, "trashlab-course-time")
+    yield
+
+
+@pytest.fixture(scope="module")
+def kernel_dir():
+    """A kernelspec folder whose only kernel runs this very interpreter."""
+    base = Path(tempfile.mkdtemp(prefix="trashlab-kernels-"))
+    spec = base / KERNEL
+    spec.mkdir()
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "trashlab tests", "language": "python"}))
+    return base
+
+
+def _client(nb, kernel_dir: Path, cwd: Path) -> NotebookClient:
+    client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name=KERNEL, allow_errors=False,
+                            resources={"metadata": {"path": str(cwd)}}, shutdown_kernel="graceful")
+    client.km = AsyncKernelManager(kernel_name=KERNEL,
+                                   kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernel_dir)]))
+    return client
+
+
+def _kernel_env(state: str) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env["TRASHLAB_STATE_DIR"] = state
+    env.pop("NATS_URL", None)
+    return env
+
+
+def _output_text(output) -> str:
+    if output.get("output_type") == "stream":
+        return output.get("text", "")
+    if output.get("output_type") == "error":
+        return "\n".join(output.get("traceback", [])) + output.get("evalue", "")
+    return "\n".join(str(v) for k, v in output.get("data", {}).items() if k.startswith("text/"))
+
+
+def _problems(nb, label: str) -> "list[str]":
+    found = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        tagged = "raises-exception" in cell.metadata.get("tags", [])
+        for out in cell.outputs:
+            if out.get("output_type") == "error" and not tagged:
+                found.append(f"{label} cell {i}: {out.get('ename')}: {out.get('evalue')}")
+            text = _output_text(out)
+            for bad in FORBIDDEN:
+                if bad in text:
+                    found.append(f"{label} cell {i}: output shows {bad!r}: {text[:300]!r}")
+    return found
+
+
+def _left_running(state: Path) -> "list[str]":
+    left = []
+    for record in state.glob("*.json"):
+        rec = json.loads(record.read_text())
+        try:
+            alive = abs(psutil.Process(rec["pid"]).create_time() - rec["create_time"]) < 0.01
+        except (psutil.Error, TypeError, KeyError):
+            alive = False
+        if alive:
+            left.append(f"{rec.get('kind')} {rec.get('name')} (pid {rec['pid']})")
+    return left
+
+
+def _run_cells(client: NotebookClient, label: str) -> float:
+    client.reset_execution_trackers()
+    started = time.monotonic()
+    for index, cell in enumerate(client.nb.cells):
+        try:
+            client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
+        except CellTimeoutError:
+            pytest.fail(f"{label}: cell {index} did not finish within {CELL_TIMEOUT} s:\n{cell.source}")
+        except CellExecutionError as e:
+            pytest.fail(f"{label}: cell {index} failed (tag it raises-exception if that is the point):\n"
+                        f"{cell.source}\n{str(e)[-1500:]}")
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_twice_in_one_kernel(path: Path, kernel_dir: Path):
+    """Top to bottom in a fresh kernel, then again in the same kernel: no errors, no tracebacks."""
+    nb = nbformat.read(path, as_version=4)
+    state = Path(tempfile.mkdtemp(prefix="trashlab-nb-state-"))
+    client = _client(nb, kernel_dir, path.parent)
+    started = time.monotonic()
+    with client.setup_kernel(env=_kernel_env(str(state))):
+        first = _run_cells(client, f"{path.name} (fresh kernel)")
+        first += 0.0
+        kernel_start = time.monotonic() - started - first
+        problems = _problems(client.nb, f"{path.name} (fresh kernel)")
+        second = _run_cells(client, f"{path.name} (same kernel, again)")
+        problems += _problems(client.nb, f"{path.name} (same kernel, again)")
+    TIMES[path.stem] = (first + kernel_start, second)
+    assert not problems, "\n".join(problems)
+    deadline = time.monotonic() + 10
+    while _left_running(state) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _left_running(state), f"{path.name} left processes running after its kernel stopped"
+
+
+def test_the_course_notebooks_are_there():
+    """Each lab section has its notebook, numbered in the lab's order."""
+    course = {"01-private-network", "02-nats-broker", "03-simulator", "04-report-service", "06-cleanup",
+              "07-multiple-simulators", "08-multiple-subscribers"}
+    missing = course - {p.stem for p in NOTEBOOKS}
+    assert not missing, f"missing notebooks: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_committed_notebook_is_stripped(path: Path):
+    """Notebooks are committed without outputs or execution counts (clean diffs, fresh start)."""
+    nb = nbformat.read(path, as_version=4)
+    dirty = [i for i, c in enumerate(nb.cells)
+             if c.cell_type == "code" and (c.outputs or c.execution_count is not None)]
+    assert not dirty, f"{path.name}: cells {dirty} have outputs or execution counts: clear them before committing"
+
+
+def test_kernel_is_this_python(kernel_dir: Path):
+    """The kernel runs this interpreter and imports trashlab from this checkout."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_code_cell("import sys, trashlab; print(sys.prefix); print(trashlab.__file__)"))
+    client = _client(nb, kernel_dir, ROOT)
+    state = tempfile.mkdtemp(prefix="trashlab-nb-state-")
+    with client.setup_kernel(env=_kernel_env(state)):
+        _run_cells(client, "kernel check")
+    prefix, module = nb.cells[0].outputs[0]["text"].split()
+    assert prefix == sys.prefix
+    assert Path(module).resolve() == ROOT / "trashlab" / "__init__.py"
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_cleanup_notebook_stops_what_another_notebook_started(kernel_dir: Path):
+    """06-cleanup, run in its own kernel, stops a broker a sibling kernel (another notebook) left running."""
+    cleanup = sorted((ROOT / "notebooks").glob("06-*.ipynb"))
+    if not cleanup:
+        pytest.skip("no 06 clean-up notebook")
+    state = tempfile.mkdtemp(prefix="trashlab-nb-state-")
+    other_nb = nbformat.v4.new_notebook()
+    other_nb.cells.append(nbformat.v4.new_code_cell(
+        "import trashlab\nb = trashlab.Broker('left-running').start()\nprint(b.pid)"))
+    other = _client(other_nb, kernel_dir, ROOT)
+    with other.setup_kernel(env=_kernel_env(state)):
+        _run_cells(other, "a notebook that leaves its broker running")
+        pid = int(other_nb.cells[0].outputs[0]["text"])
+        nb = nbformat.read(cleanup[0], as_version=4)
+        client = _client(nb, kernel_dir, cleanup[0].parent)
+        with client.setup_kernel(env=_kernel_env(state)):
+            _run_cells(client, cleanup[0].name)
+        deadline = time.monotonic() + 10
+        while not _gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _gone(pid), "the clean-up notebook left another notebook's broker running"
+    shown = "\n".join(_output_text(o) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "left-running" in shown, "the clean-up notebook did not list the other notebook's broker"

@@ -1,0 +1,76 @@
+"""Isolating IoT traffic without Docker: NATS accounts, the local stand-in for a private network.
+
+Docker's ``iot-net`` keeps containers that are not on it from reaching the broker at all. A NATS
+account does the same for messages: subjects are private to an account, so a client logged in to
+another account sees nothing on ``trash-level`` even though it talks to the very same server.
+``AccountsBroker`` is a :class:`~trashlab.broker.Broker` started with such a configuration.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping, Optional
+
+from .broker import Broker
+from .errors import BadArgument
+
+#: Teaching defaults: the IoT account (gateways and the report service) and an office account.
+DEFAULT_ACCOUNTS = {
+    "IOT": {"gateway": "gateway-pw", "report": "report-pw"},
+    "OFFICE": {"intern": "intern-pw"},
+}
+
+
+def accounts_config(accounts: Mapping[str, Mapping[str, str]]) -> str:
+    """The nats-server configuration text declaring ``accounts`` (account → {user: password})."""
+    if not accounts:
+        raise BadArgument("give at least one account, e.g. {'IOT': {'gateway': 'secret'}}")
+    lines = ["accounts {"]
+    for account, users in accounts.items():
+        if not users:
+            raise BadArgument(f"account {account!r} has no users: give {{'user': 'password'}}")
+        entries = ", ".join(f"{{user: {json.dumps(u)}, password: {json.dumps(p)}}}" for u, p in users.items())
+        lines.append(f"  {account}: {{ users: [ {entries} ] }}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+class AccountsBroker(Broker):
+    """A broker whose clients log in to accounts; ``url_for(user)`` is that user's connection URL."""
+
+    def __init__(self, name: str = "iot-msg", accounts: Optional[Mapping[str, Mapping[str, str]]] = None,
+                 **options) -> None:
+        super().__init__(name, **options)
+        self.accounts = {a: dict(u) for a, u in (accounts or DEFAULT_ACCOUNTS).items()}
+        accounts_config(self.accounts)  # bad input fails now, not at start
+
+    def _settings(self) -> tuple:
+        return super()._settings() + (json.dumps(self.accounts, sort_keys=True),)
+
+    def _argv(self, ports_dir: Path, store: Optional[str]) -> list:
+        argv = super()._argv(ports_dir, store)
+        if ports_dir.name == "<ports-dir>":
+            return argv + ["--config", "<accounts.conf>"]
+        conf = Path(self._tmpdir()) / "accounts.conf"
+        conf.write_text(accounts_config(self.accounts))
+        return argv + ["--config", str(conf)]
+
+    def account_of(self, user: str) -> str:
+        """The account a user belongs to."""
+        for account, users in self.accounts.items():
+            if user in users:
+                return account
+        raise BadArgument(f"no user {user!r} on broker {self.name}: use one of "
+                          f"{', '.join(u for users in self.accounts.values() for u in users)}")
+
+    def url_for(self, user: str) -> str:
+        """Client URL logging in as ``user``, e.g. ``nats://gateway:gateway-pw@127.0.0.1:40825``."""
+        account = self.account_of(user)
+        return self.url.replace("nats://", f"nats://{user}:{self.accounts[account][user]}@", 1)
+
+    def users(self):
+        """Who may log in, and to which account, as a table."""
+        import pandas as pd
+
+        return pd.DataFrame([{"user": u, "account": a} for a, users in self.accounts.items() for u in users])

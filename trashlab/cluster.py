@@ -1,0 +1,286 @@
+"""A NATS cluster on loopback (lab section 5): several nats-server processes joined by routes.
+
+``Cluster(size=2, name="iot-msg")`` is the lab's ``iot-msg`` container plus
+``docker run -d --name=iot-msg2 --net=iot-net nats --routes=nats-route://ruser:T0pS3cr3t@iot-msg:6222``.
+Nodes are named ``iot-msg``, ``iot-msg2``, ``iot-msg3`` ... and use the route credentials and cluster
+name of the official ``nats`` image's ``nats-server.conf`` (``ruser`` / ``T0pS3cr3t``, ``my_cluster``),
+so a node started by hand with the lab's ``--routes`` URL joins too.
+
+The nodes started together all get a route to every one of them (a node ignores its route to itself):
+JetStream in a cluster refuses to start on a node without configured routes. :meth:`Cluster.add_node`
+joins one more node the lab's way, with a single route to a running node; the others learn about it
+through the cluster's gossip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+from typing import Dict, List, Optional
+
+import pandas as pd
+
+from .broker import CLUSTER_NAME, ROUTE_PASSWORD, ROUTE_USER, Broker, _free_port
+from .errors import BadArgument, BrokerError, ClusterNotFormed, PortInUse
+from .monitor import fetch
+
+log = logging.getLogger("trashlab")
+
+_clusters: "dict[str, Cluster]" = {}
+
+ROUTE_COLUMNS = ["node", "remote", "rid", "kind", "solicited", "configured", "in_msgs", "out_msgs",
+                 "subscriptions", "uptime"]
+
+
+def node_name(name: str, index: int) -> str:
+    """The lab's naming: ``iot-msg`` for the first node, then ``iot-msg2``, ``iot-msg3`` ..."""
+    return name if index == 1 else f"{name}{index}"
+
+
+def health(broker: Broker) -> dict:
+    """The node's /healthz answer (``{"status": "ok"}`` or the reason it is not healthy)."""
+    try:
+        with urllib.request.urlopen(broker.monitor_url + "/healthz", timeout=2) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as e:  # 503 carries the reason in its body
+        try:
+            return json.loads(e.read())
+        except ValueError:
+            return {"status": "unavailable", "error": f"HTTP {e.code}"}
+    except (urllib.error.URLError, OSError) as e:
+        return {"status": "down", "error": str(getattr(e, "reason", e))}
+
+
+class Cluster:
+    """``size`` real nats-server nodes on 127.0.0.1 joined by routes; ``.urls``, ``.nodes[name]``, ``.routes()``."""
+
+    def __init__(self, size: int = 2, name: str = "iot-msg", jetstream: bool = False, *,
+                 cluster_name: str = CLUSTER_NAME, route_user: str = ROUTE_USER,
+                 route_password: str = ROUTE_PASSWORD, start_timeout: float = 10.0) -> None:
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise BadArgument(f"size={size!r} must be a whole number of nodes >= 1, e.g. 2 (the lab) or 3")
+        if size > 9:
+            raise BadArgument(f"size={size} is more nats-server processes than a laptop needs: use 2-5")
+        Broker(name)  # validates the name the same way (one line on a bad one)
+        self.size = size
+        self.name = name
+        self.jetstream = jetstream
+        self.cluster_name = cluster_name
+        self.route_user, self.route_password = route_user, route_password
+        self.start_timeout = start_timeout
+        self.nodes: Dict[str, Broker] = {}
+        old = _clusters.get(name)
+        if old is not None and old._settings() == self._settings():
+            self.nodes = old.nodes  # a re-run notebook cell: the same processes, not new ones
+
+    def _settings(self) -> tuple:
+        return (self.size, self.jetstream, self.cluster_name, self.route_user, self.route_password)
+
+    # ----- what a student looks at -----------------------------------------------------------
+    @property
+    def urls(self) -> List[str]:
+        """Client URLs of the running nodes, first node first (a list for ``servers=``)."""
+        return [b.url for b in self.nodes.values() if b.running]
+
+    @property
+    def first(self) -> Broker:
+        """The first node (``iot-msg``): the one the lab kills."""
+        return self.nodes[node_name(self.name, 1)]
+
+    @property
+    def running(self) -> bool:
+        """True while at least one node runs."""
+        return any(b.running for b in self.nodes.values())
+
+    def node_of(self, hostport: Optional[str]) -> Optional[str]:
+        """Name of the node a client is connected to, from its ``connected_url`` (``host:port``)."""
+        if not hostport:
+            return None
+        port = int(str(hostport).rsplit(":", 1)[1])
+        for name, b in self.nodes.items():
+            if b.port == port:
+                return name
+        return None
+
+    def _route_url(self, port: int) -> str:
+        return f"nats-route://{self.route_user}:{self.route_password}@127.0.0.1:{port}"
+
+    def _broker(self, name: str, cluster_port: Optional[int], routes: List[str]) -> Broker:
+        return Broker(name, jetstream=self.jetstream, cluster=True, cluster_port=cluster_port,
+                      cluster_name=self.cluster_name, routes=routes, route_user=self.route_user,
+                      route_password=self.route_password, start_timeout=self.start_timeout)
+
+    # ----- lifecycle -----------------------------------------------------------------------
+    def start(self) -> "Cluster":
+        """Start every node (re-running it reuses running nodes, restarts killed ones); returns at once."""
+        if self.nodes:
+            for b in self.nodes.values():
+                b.restart()  # same ports, same JetStream store
+        else:
+            self._start_fresh()
+        _clusters[self.name] = self
+        return self
+
+    def _start_fresh(self, attempts: int = 3) -> None:
+        for attempt in range(attempts):
+            ports = [_free_port() for _ in range(self.size)]
+            routes = [self._route_url(p) for p in ports]
+            nodes = {node_name(self.name, i + 1): self._broker(node_name(self.name, i + 1), p, routes)
+                     for i, p in enumerate(ports)}
+            try:
+                for b in nodes.values():
+                    b.start()
+            except PortInUse:  # a free port was taken in between: pick others
+                for b in nodes.values():
+                    b.stop()
+                if attempt == attempts - 1:
+                    raise
+                continue
+            except BaseException:  # no half-started cluster left behind
+                for b in nodes.values():
+                    b.stop()
+                raise
+            self.nodes = nodes
+            return
+
+    async def astart(self) -> "Cluster":
+        """Like :meth:`start` followed by :meth:`await wait_formed() <wait_formed>`, for notebooks."""
+        self.start()  # a few hundred ms; from the loop's thread, so nodes die with a crashed kernel
+        await self.wait_formed()
+        return self
+
+    def add_node(self, name: Optional[str] = None) -> Broker:
+        """Join one more node the lab's way: ``--routes=nats-route://ruser:T0pS3cr3t@<first>:<port>``."""
+        seed = next((b for b in self.nodes.values() if b.running), None)
+        if seed is None:
+            raise BrokerError(f"cluster {self.name} has no running node to join: call .start() first")
+        name = name or node_name(self.name, len(self.nodes) + 1)
+        if name in self.nodes and self.nodes[name].running:
+            return self.nodes[name]
+        node = self._broker(name, None, [seed.route_url]).start()
+        self.nodes[name] = node
+        return node
+
+    def stop(self) -> None:
+        """Stop every node gracefully (no nats-server left behind)."""
+        for b in reversed(list(self.nodes.values())):
+            b.stop()
+        if _clusters.get(self.name) is self:
+            del _clusters[self.name]
+
+    def kill(self, name: Optional[str] = None) -> Broker:
+        """SIGKILL one node (default: the first, as in the lab); returns it (``.restart()`` brings it back)."""
+        node = self.nodes[name] if name else self.first
+        node.kill()
+        return node
+
+    # ----- is it one cluster yet? -------------------------------------------------------------
+    def formed(self) -> bool:
+        """True when every running node has routes to every other running node (and JetStream is healthy)."""
+        return not self._missing()
+
+    def _missing(self) -> List[str]:
+        running = [n for n, b in self.nodes.items() if b.running]
+        problems = []
+        for n in running:
+            try:
+                routes = fetch(self.nodes[n].monitor_url, "routez").get("routes") or []
+            except BrokerError:
+                problems.append(f"{n} does not answer monitoring")
+                continue
+            peers = {r.get("remote_name") for r in routes}
+            for other in running:
+                if other != n and other not in peers:
+                    problems.append(f"{n} has no route to {other}")
+            if self.jetstream:
+                h = health(self.nodes[n])
+                if h.get("status") != "ok":
+                    problems.append(f"{n}: {h.get('error', h.get('status'))}")
+        return problems
+
+    async def wait_formed(self, timeout: float = 15.0, progress: bool = True) -> "Cluster":
+        """Wait (at most ``timeout`` s) until all running nodes are routed together; else :class:`ClusterNotFormed`."""
+        t0 = time.monotonic()
+        said = False
+        while True:
+            missing = await asyncio.get_running_loop().run_in_executor(None, self._missing)
+            if not missing:
+                if said:
+                    print(f"cluster {self.name} formed after {time.monotonic() - t0:.1f}s", flush=True)
+                return self
+            waited = time.monotonic() - t0
+            if waited > timeout:
+                raise ClusterNotFormed(
+                    f"cluster {self.name} not formed after {timeout:g}s ({'; '.join(missing[:3])}): check the "
+                    "nodes' logs with cluster.nodes[name].output, or stop() and start() it again")
+            if progress and waited > 2 and not said:
+                print(f"waiting for cluster {self.name} to form ({missing[0]}) ...", flush=True)
+                said = True
+            await asyncio.sleep(0.1)
+
+    # ----- the route table -------------------------------------------------------------------
+    def routes(self) -> pd.DataFrame:
+        """One row per route connection (from each node's /routez); see the module docs for the pool."""
+        rows = []
+        for n, b in self.nodes.items():
+            if not b.running:
+                continue
+            for r in fetch(b.monitor_url, "routez?subs=1").get("routes") or []:
+                account = r.get("account")
+                rows.append({
+                    "node": n, "remote": r.get("remote_name"), "rid": r.get("rid"),
+                    # since nats-server 2.10: a pool of routes per peer, plus one pinned to the system account
+                    "kind": f"account {account}" if account else "pooled",
+                    "solicited": bool(r.get("did_solicit")), "configured": bool(r.get("is_configured")),
+                    "in_msgs": r.get("in_msgs"), "out_msgs": r.get("out_msgs"),
+                    "subscriptions": r.get("subscriptions"), "uptime": r.get("uptime")})
+        return pd.DataFrame(rows, columns=ROUTE_COLUMNS)
+
+    def route_summary(self) -> pd.DataFrame:
+        """Route connections counted per node and peer: why 2 nodes show more than one route each."""
+        table = self.routes()
+        if table.empty:
+            return pd.DataFrame(columns=["node", "remote", "pooled", "system account", "total"])
+        summary = (table.assign(pooled=table["kind"].eq("pooled"), system=~table["kind"].eq("pooled"))
+                   .groupby(["node", "remote"], sort=False)
+                   .agg(pooled=("pooled", "sum"), system=("system", "sum"), total=("rid", "count"))
+                   .reset_index().rename(columns={"system": "system account"}))
+        return summary
+
+    def status(self) -> pd.DataFrame:
+        """One row per node: running, pid, client URL, cluster port, connected clients, routes."""
+        rows = []
+        for n, b in self.nodes.items():
+            row = {"node": n, "running": b.running, "pid": b.pid if b.running else None,
+                   "url": b.url if b.running else None, "cluster_port": b.cluster_port,
+                   "connections": None, "routes": None}
+            if b.running:
+                try:
+                    varz = fetch(b.monitor_url, "varz")
+                    row["connections"], row["routes"] = varz.get("connections"), varz.get("routes")
+                except BrokerError:
+                    pass
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    # ----- context managers ------------------------------------------------------------------
+    def __enter__(self) -> "Cluster":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> "Cluster":
+        return await self.astart()
+
+    async def __aexit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        up = sum(b.running for b in self.nodes.values())
+        js = " jetstream" if self.jetstream else ""
+        return f"<Cluster {self.name}{js}: {up}/{len(self.nodes) or self.size} nodes running>"

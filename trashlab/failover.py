@@ -1,0 +1,478 @@
+"""The failover drill (lab section 5, measured): kill a node while readings flow, count what arrives.
+
+A simulator publishes sequence-numbered readings (``"seq"`` added to the lab's payload) to one node;
+a collector given only the first node's URL receives them; the first node is SIGKILLed
+(``docker container kill iot-msg``) in the middle. The result says how long the collector took to
+reconnect to another node, the largest gap between two arrivals, and which sequence numbers never
+arrived.
+
+* Core NATS is at-most-once: a message is delivered to whoever is subscribed *at that instant*.
+  The few readings that were in flight to the dead node, or published while the collector was
+  reconnecting, are gone. That is the truth, not a bug.
+* With ``jetstream=True`` the readings go into a stream over the same subject, replicated on 3 nodes;
+  the publisher waits for the stream's acknowledgement (and retries, with a message id so a retry is
+  never stored twice) and the collector reads from a durable consumer, acknowledging each reading.
+  Nothing is lost: every sequence number arrives exactly once, a little later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+import pandas as pd
+
+from .aio import cancel
+from .cluster import Cluster
+from .collector import Collector
+from .connection import connect, url_of
+from .errors import BadArgument, BrokerError
+from .message import SUBJECT
+from .monitor import fetch
+from .simulator import Simulator
+
+log = logging.getLogger("trashlab")
+
+STREAM = "TRASH_DRILL"
+DURABLE = "drill-collector"
+COMPARE_COLUMNS = ["mode", "killed", "published", "received", "lost", "duplicates", "reconnect_ms",
+                   "largest_gap_ms", "lost_seqs", "leaders on killed node"]
+
+
+@dataclass
+class FailoverResult:
+    """What a failover drill measured; ``.plot()`` draws the timeline, ``.row()`` one line of a table."""
+
+    mode: str
+    killed: str
+    published: int
+    received: int
+    lost_seqs: List[int]
+    duplicates: int
+    reconnect_s: Optional[float]
+    largest_gap_s: float
+    moved_from: Optional[str]
+    moved_to: Optional[str]
+    kill_at: float
+    reconnected_at: Optional[float]
+    rate: float
+    frame: pd.DataFrame = field(repr=False)
+    leaders: dict = field(default_factory=dict)
+    client: str = "collector"  # whose connection died with the node: "collector" or "simulator"
+
+    @property
+    def lost(self) -> int:
+        """How many sequence numbers never arrived."""
+        return len(self.lost_seqs)
+
+    def row(self) -> dict:
+        """The headline numbers as one table row."""
+        shown = self.lost_seqs[:8]
+        return {"mode": self.mode, "killed": self.killed, "published": self.published,
+                "received": self.received, "lost": self.lost, "duplicates": self.duplicates,
+                "reconnect_ms": None if self.reconnect_s is None else round(self.reconnect_s * 1000, 1),
+                "largest_gap_ms": round(self.largest_gap_s * 1000, 1),
+                "lost_seqs": ", ".join(map(str, shown)) + (" ..." if self.lost > len(shown) else ""),
+                "leaders on killed node": ", ".join(w for w, n in self.leaders.items() if n == self.killed)
+                if self.leaders else "-"}
+
+    def summary(self) -> str:
+        """One sentence with the numbers."""
+        rc = "did not reconnect" if self.reconnect_s is None else \
+            f"reconnected to {self.moved_to} {self.reconnect_s * 1000:.0f} ms after the kill"
+        return (f"{self.mode}: killed {self.killed}; the {self.client} {rc}; largest gap between arrivals "
+                f"{self.largest_gap_s * 1000:.0f} ms; {self.published} published, {self.received} received, "
+                f"{self.lost} lost" + (f" (seq {', '.join(map(str, self.lost_seqs[:8]))})" if self.lost else "")
+                + (f"; {self.duplicates} redeliveries dropped as duplicates" if self.duplicates else "")
+                + self._leader_note())
+
+    def _leader_note(self) -> str:
+        on_victim = [what for what, node in self.leaders.items() if node == self.killed]
+        if not self.leaders:
+            return ""
+        if not on_victim:
+            return f"; no JetStream leader was on {self.killed}"
+        return (f"; the {' and '.join(on_victim)} leader was on {self.killed}, so the survivors first had to "
+                "elect a new one (Raft: seconds, not milliseconds)")
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def plot(self, ax=None, zoom: bool = True):
+        """Timeline: sequence number against arrival time, the kill marked, lost readings in red."""
+        if ax is None:
+            fig = _new_figure((11, 3.6))
+            axes = fig.subplots(1, 2, width_ratios=[2, 1]) if zoom else [fig.subplots()]
+        else:
+            fig, axes = ax.figure, [ax]
+        for i, a in enumerate(axes):
+            self._draw(a, legend=(i == 0))
+        if zoom and len(axes) > 1:
+            end = self.reconnected_at if self.reconnected_at is not None else self.kill_at
+            span = max(0.15, end - self.kill_at, self.largest_gap_s)
+            lo, hi = self.kill_at - 0.4 * span, self.kill_at + 1.6 * span
+            axes[1].set_xlim(lo, hi)
+            seen = self.frame[(self.frame["t"] >= lo) & (self.frame["t"] <= hi)]
+            if not seen.empty:
+                axes[1].set_ylim(seen["seq"].min() - 1, seen["seq"].max() + 1)
+            axes[1].set_title("zoom on the kill")
+        return fig
+
+    def _draw(self, ax, legend: bool) -> None:
+        got = self.frame[self.frame["received_at"].notna()]
+        miss = self.frame[self.frame["received_at"].isna()]
+        ax.plot(got["t"], got["seq"], ".", ms=3, color="tab:blue", label="received (arrival time)")
+        if not miss.empty:
+            ax.plot(miss["published_t"], miss["seq"], "x", ms=7, color="tab:red",
+                    label=f"lost ({len(miss)}, at publish time)")
+        ax.axvline(self.kill_at, color="tab:red", ls="--", lw=1.2, label=f"kill {self.killed}")
+        if self.reconnected_at is not None:
+            ax.axvspan(self.kill_at, max(self.reconnected_at, self.kill_at + 1e-3), color="tab:orange",
+                       alpha=0.3, label=f"{self.client} reconnecting")
+        ax.set_xlabel("seconds since the simulator started")
+        ax.set_ylabel("seq")
+        ax.set_title(f"{self.mode}: {self.published} published, {self.received} received, {self.lost} lost")
+        if legend:
+            ax.legend(loc="upper left", fontsize=8)
+
+
+def _new_figure(figsize: tuple):
+    """A figure made through pyplot (so Jupyter draws it when a cell returns it), closed at once.
+
+    Closed, it is not drawn a second time at the end of the cell, and re-running cells never piles
+    figures up in pyplot.
+    """
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=figsize, layout="constrained")
+    plt.close(fig)
+    return fig
+
+
+def compare_drills(*results: FailoverResult) -> pd.DataFrame:
+    """Drill results side by side, one row each (core NATS vs JetStream)."""
+    return pd.DataFrame([r.row() for r in results], columns=COMPARE_COLUMNS).set_index("mode")
+
+
+def plot_timelines(*results: FailoverResult):
+    """One figure with the timeline of each result, stacked (same layout as ``result.plot()``)."""
+    fig = _new_figure((11, 3.4 * len(results)))
+    grid = fig.subplots(len(results), 1, squeeze=False)
+    for r, row in zip(results, grid):
+        r._draw(row[0], legend=True)
+    return fig
+
+
+# ----- the JetStream side ---------------------------------------------------------------------
+class _AckedSimulator(Simulator):
+    """The simulator, publishing through JetStream: waits for the stream's ack, retries until stored."""
+
+    def __init__(self, *args, give_up: float = 30.0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.give_up = give_up
+        self.retries = 0
+        self._stopping = False
+        self._run_id = uuid.uuid4().hex[:8]
+
+    async def stop(self) -> int:
+        """Stop publishing (also when a cancellation got lost inside nats-py), close the connection."""
+        self._stopping = True
+        return await super().stop()
+
+    async def _publish(self, payload: bytes) -> None:
+        js = self._nc.jetstream(timeout=1.0)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.give_up
+        msg_id = f"{self._run_id}-{self.published + 1}"  # the stream drops a retry it already stored
+        while True:
+            if self._stopping:  # nats-py may swallow a cancellation inside publish: stop for sure
+                raise asyncio.CancelledError
+            try:
+                await js.publish(self.subject, payload, timeout=0.5, headers={"Nats-Msg-Id": msg_id})
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # no stream leader yet, node gone, ack lost: try again
+                if loop.time() > deadline:
+                    self.dropped += 1
+                    return
+                self.retries += 1
+                await asyncio.sleep(0.02)
+        self.published += 1
+        if self.on_publish is not None:
+            self.on_publish(payload)
+
+
+class _DurableReader:
+    """Pulls from the drill's durable consumer into a Collector, acking each reading, dropping redeliveries."""
+
+    def __init__(self, url: str, subject: str, collector: Collector) -> None:
+        self.url, self.subject, self.collector = url, subject, collector
+        self.duplicates = 0
+        self._seen: set = set()
+        self._nc = None
+        self._task: Optional[asyncio.Task] = None
+
+    @property
+    def connected_url(self) -> Optional[str]:
+        return url_of(self._nc) if self._nc else None
+
+    async def leaders(self) -> dict:
+        """Which node leads the drill's stream and its consumer right now."""
+        js = self._nc.jetstream(timeout=2.0)
+        try:
+            stream = await js.stream_info(STREAM)
+            consumer = await js.consumer_info(STREAM, DURABLE)
+        except Exception:  # not known this instant (an election running): the drill goes on without
+            return {}
+        return {"stream": stream.cluster.leader if stream.cluster else None,
+                "consumer": consumer.cluster.leader if consumer.cluster else None}
+
+    async def start(self) -> "_DurableReader":
+        self._nc = await connect(self.url, name="drill-collector")
+        js = self._nc.jetstream(timeout=2.0)
+        self._psub = await js.pull_subscribe(self.subject, durable=DURABLE, stream=STREAM)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="trashlab-drill-reader")
+        return self
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                msgs = await self._psub.fetch(200, timeout=0.2)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # timeout with nothing new, or the node went away: ask again
+                await asyncio.sleep(0.005)
+                continue
+            for m in msgs:
+                stream_seq = m.metadata.sequence.stream
+                if stream_seq in self._seen:
+                    self.duplicates += 1  # delivered again because its ack was lost with the node
+                else:
+                    self._seen.add(stream_seq)
+                    self.collector.add(m.data, m.subject)
+                try:
+                    await m.ack()
+                except Exception:
+                    pass
+
+    async def stop(self) -> None:
+        await cancel(self._task)
+        if self._nc is not None and not self._nc.is_closed:
+            await self._nc.close()
+
+
+async def _make_stream(url: str, subject: str, replicas: int) -> None:
+    from nats.js.api import StreamConfig
+    from nats.js.errors import NotFoundError
+
+    nc = await connect(url, name="drill-setup")
+    try:
+        js = nc.jetstream(timeout=5.0)
+        try:
+            await js.delete_stream(STREAM)  # a fresh stream each drill: numbering from 1, no backlog
+        except NotFoundError:
+            pass
+        try:
+            await js.add_stream(StreamConfig(name=STREAM, subjects=[subject], num_replicas=replicas,
+                                             duplicate_window=120.0))
+        except Exception as e:
+            raise BrokerError(f"cannot create the drill's stream over {subject!r} ({e}): another stream may "
+                              "already capture that subject; delete it or pass subject='trash-level.drill'") from None
+        from nats.js.api import AckPolicy, ConsumerConfig
+        await js.add_consumer(STREAM, ConsumerConfig(durable_name=DURABLE, ack_policy=AckPolicy.EXPLICIT,
+                                                     ack_wait=2.0, max_ack_pending=10000))
+    finally:
+        await nc.close()
+
+
+async def _drop_stream(urls: List[str]) -> None:
+    try:
+        nc = await connect(urls, name="drill-cleanup")
+    except Exception:
+        return
+    try:
+        await nc.jetstream(timeout=5.0).delete_stream(STREAM)
+    except Exception:
+        pass
+    finally:
+        await nc.close()
+
+
+# ----- the drill --------------------------------------------------------------------------------
+async def _interest_reached(node, subject: str, timeout: float = 5.0) -> None:
+    """Wait until ``node`` knows (through its routes) that someone subscribes to ``subject``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        routes = fetch(node.monitor_url, "routez?subs=1").get("routes") or []
+        if any(subject in (r.get("subscriptions_list") or []) for r in routes):
+            return
+        await asyncio.sleep(0.01)
+    raise BrokerError(f"node {node.name} never learnt of the collector's subscription within {timeout:g}s: "
+                      "is the cluster formed? Try await cluster.wait_formed()")
+
+
+async def failover_drill(cluster: Optional[Cluster] = None, *, jetstream: bool = False, rate: float = 200.0,
+                         kill_after: float = 1.5, run_after: float = 1.5, kill: str = "collector",
+                         subject: str = SUBJECT, restore: bool = True, progress: bool = True) -> FailoverResult:
+    """Kill a node while sequence-numbered readings flow; measure reconnect time, gaps and losses.
+
+    ``cluster``: a running :class:`Cluster` (default: a throw-away one, 2 nodes, 3 with JetStream).
+    ``kill``: ``"collector"`` kills the first node, the one the collector was given (the lab's
+    experiment); ``"simulator"`` kills the node the simulator publishes to instead.
+    The killed node is restarted afterwards (``restore=True``) so the drill can run again.
+    """
+    if not isinstance(rate, (int, float)) or not 1 <= rate <= 5000:
+        raise BadArgument(f"rate={rate!r} must be between 1 and 5000 readings per second, e.g. 200")
+    if kill not in ("collector", "simulator"):
+        raise BadArgument(f"kill={kill!r}: use 'collector' (kill the collector's node) or 'simulator'")
+    if kill_after <= 0 or run_after <= 0:
+        raise BadArgument("kill_after and run_after must be positive numbers of seconds, e.g. 1.5")
+    own = cluster is None
+    if own:
+        cluster = Cluster(3 if jetstream else 2, name="drill-js" if jetstream else "drill", jetstream=jetstream)
+        cluster.start()
+    try:
+        await cluster.wait_formed(progress=progress)
+        running = [b for b in cluster.nodes.values() if b.running]
+        if len(running) < 2:
+            raise BadArgument("a failover drill needs at least 2 running nodes: Cluster(size=2).start()")
+        if jetstream and not cluster.jetstream:
+            raise BadArgument("this cluster runs without JetStream: use Cluster(size=3, jetstream=True)")
+        if jetstream and len(running) < 3:
+            raise BadArgument("a JetStream drill needs 3 running nodes: with 2, losing one leaves no majority "
+                              "to elect a stream leader. Use Cluster(size=3, jetstream=True)")
+        first = running[0]
+        other = running[-1]
+        victim = first if kill == "collector" else other
+        return await _drill(cluster, first, other, victim, jetstream=jetstream, rate=float(rate),
+                            kill_after=kill_after, run_after=run_after, subject=subject, progress=progress,
+                            restore=restore and not own)
+    finally:
+        if own:
+            cluster.stop()
+
+
+async def _drill(cluster: Cluster, first, other, victim, *, jetstream: bool, rate: float, kill_after: float,
+                 run_after: float, subject: str, progress: bool, restore: bool) -> FailoverResult:
+    published_at: List[float] = []
+    sim_cls = _AckedSimulator if jetstream else Simulator
+    col = Collector(first.url, subject=subject, name="drill-collector")
+    reader = None
+    if jetstream:
+        await _make_stream(first.url, subject, replicas=min(3, len(cluster.urls)))
+        reader = await _DurableReader(first.url, subject, col).start()
+        watched = reader
+    else:
+        await col.start()
+        await _interest_reached(other, subject)
+        watched = col
+    sim = sim_cls(other.url, subject=subject, interval=1.0 / rate, sequence=True, seed=7, name="drill-simulator",
+                  on_publish=lambda payload: published_at.append(time.time()))
+    # the collector's connection, sampled every millisecond: when it left the victim and where it went
+    path: List[tuple] = []
+    target = sim if victim is not first else watched
+
+    async def sample() -> None:
+        last = object()
+        while True:
+            now = target.connected_url
+            if now != last:
+                path.append((time.time(), now))
+                last = now
+            await asyncio.sleep(0.001)
+
+    sampler = asyncio.get_running_loop().create_task(sample(), name="trashlab-drill-sampler")
+    t0 = time.time()
+    try:
+        await sim.start()
+        if progress:
+            print(f"{'jetstream' if jetstream else 'core'} drill: {rate:g} readings/s to {other.name}, collector on "
+                  f"{first.name}; killing {victim.name} in {kill_after:g}s ...", flush=True)
+        await asyncio.sleep(kill_after)
+        leaders = await reader.leaders() if reader is not None else {}
+        kill_at = time.time()
+        at_kill, was_on = sim.published, target.connected_url
+        victim.kill()
+        await _recovered(lambda: sim.published > at_kill + 1 and target.connected_url not in (None, was_on),
+                         victim.name, progress)
+        await asyncio.sleep(run_after)
+        await sim.stop()
+        published = sim.published
+        await _settle(col, published, jetstream, progress)
+    finally:
+        await cancel(sampler)
+        await sim.stop()
+        if reader is not None:
+            await reader.stop()
+        await col.stop()
+        if jetstream:
+            await _drop_stream(cluster.urls)
+        if restore and not victim.running:
+            victim.restart()
+            await cluster.wait_formed(progress=progress)
+    return _result("jetstream" if jetstream else "core", victim, cluster, col, published, published_at,
+                   reader.duplicates if reader else 0, path, t0, kill_at, rate, leaders,
+                   "simulator" if target is sim else "collector")
+
+
+async def _recovered(check, victim: str, progress: bool, timeout: float = 20.0) -> None:
+    """Wait until the collector is connected elsewhere and readings are accepted again (at most ``timeout`` s)."""
+    deadline = time.monotonic() + timeout
+    said = False
+    start = time.monotonic()
+    while not check() and time.monotonic() < deadline:
+        if progress and not said and time.monotonic() - start > 1.0:
+            print(f"{victim} is gone: waiting for the cluster to recover (a new JetStream leader is elected "
+                  "after a few seconds of silence) ...", flush=True)
+            said = True
+        await asyncio.sleep(0.01)
+    if said:
+        print(f"recovered {time.monotonic() - start:.1f}s after the kill", flush=True)
+
+
+async def _settle(col: Collector, published: int, jetstream: bool, progress: bool) -> None:
+    """Give the last readings time to arrive (JetStream: until all did, at most 15 s)."""
+    if not jetstream:
+        await asyncio.sleep(0.3)
+        return
+    deadline = time.monotonic() + 15
+    said = False
+    while time.monotonic() < deadline:
+        got = set(col.frame()["seq"].dropna().astype(int))
+        if len(got & set(range(1, published + 1))) >= published:
+            return
+        if progress and not said and deadline - time.monotonic() < 13:
+            print(f"waiting for the durable consumer to deliver the rest ({len(got)} of {published}) ...",
+                  flush=True)
+            said = True
+        await asyncio.sleep(0.1)
+
+
+def _result(mode, victim, cluster, col, published, published_at, duplicates, path, t0, kill_at, rate, leaders,
+            client):
+    frame = col.frame()
+    frame = frame[frame["seq"].notna()]
+    epoch = (frame["received_at"] - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    arrivals = epoch.groupby(frame["seq"].astype("int64")).min()
+    seqs = pd.Series(range(1, published + 1), name="seq")
+    received_at = seqs.map(arrivals)
+    table = pd.DataFrame({"seq": seqs, "published_t": [p - t0 for p in published_at[:published]],
+                          "received_at": received_at.astype("float64")})
+    table["t"] = table["received_at"] - t0
+    lost = [int(s) for s in table.loc[table["received_at"].isna(), "seq"]]
+    times = table["received_at"].dropna().sort_values()
+    gap = float(times.diff().max()) if len(times) > 1 else 0.0
+    before = next((node for at, node in reversed(path) if at < kill_at and node), None)
+    after = next(((at, node) for at, node in path if at >= kill_at and node and node != before), None)
+    reconnect = None if after is None else after[0] - kill_at
+    return FailoverResult(
+        mode=mode, killed=victim.name, published=published, received=int(table["received_at"].notna().sum()),
+        lost_seqs=lost, duplicates=duplicates, reconnect_s=reconnect, largest_gap_s=gap if gap == gap else 0.0,
+        moved_from=cluster.node_of(before), moved_to=cluster.node_of(after[1]) if after else None,
+        kill_at=kill_at - t0, reconnected_at=None if after is None else after[0] - t0, rate=rate, frame=table,
+        leaders=leaders, client=client)

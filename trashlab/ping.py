@@ -1,0 +1,19 @@
+"""Reaching a broker by name: the local version of ``docker container run --net=iot-net alpine ping iot-msg``."""
+
+from __future__ import annotations
+
+from .connection import Servers, connect, mask, server_list
+
+
+async def ping(servers: Servers = "iot-msg", count: int = 3) -> dict:
+    """Resolve ``servers`` (a broker name works), connect, and time ``count`` NATS PING/PONG round trips."""
+    url = server_list(servers)[0]
+    nc = await connect(url, name="trashlab-ping")
+    try:
+        rtts = [await nc.rtt() * 1000 for _ in range(max(1, count))]
+        info = nc._server_info
+    finally:
+        await nc.close()
+    return {"name": servers if isinstance(servers, str) else url, "resolves_to": mask(url),
+            "server_name": info.get("server_name") or info.get("server_id"), "version": info.get("version"),
+            "round_trips": len(rtts), "best_ms": round(min(rtts), 3)}

@@ -1,0 +1,209 @@
+"""The lab's containers as separate local processes: ``python -m trashlab sim`` and ``... report``.
+
+``await spawn_simulator(broker.url)`` is ``docker container run --name=sim ... node sim.js``: its own
+process, its own connection, its own output (``.tail()``), which you can ``.stop()`` (Ctrl-C) or
+``.kill()`` (a crash) without touching the notebook. Spawning again under the same name reuses the
+running process when nothing changed, so re-running a cell never starts a second one.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterable, Optional
+
+from .connection import Servers, server_list
+from .errors import BadArgument, ServiceFailed
+from .message import SUBJECT
+from .processes import ManagedProcess, python_command
+from .progress import StatusLine, wait_until
+
+_running: "dict[str, ServiceProcess]" = {}
+
+
+class ServiceProcess:
+    """A trashlab command running as its own process: ``.tail()``, ``.alive``, ``.stop()``, ``.kill()``."""
+
+    def __init__(self, role: str, name: str, args: list, ready_marker: str, count_prefix: str) -> None:
+        self.role, self.name, self.args = role, name, list(args)
+        self.ready_marker, self.count_prefix = ready_marker, count_prefix
+        self.count = 0
+        self.first_at: Optional[float] = None
+        self.last_at: Optional[float] = None
+        self.proc = ManagedProcess(python_command(*self.args), kind=role, name=name, on_line=self._on_line)
+
+    def _on_line(self, line: str) -> None:
+        if line.startswith(self.count_prefix):
+            self.count += 1
+            self.last_at = time.time()
+            if self.first_at is None:
+                self.first_at = self.last_at
+
+    @property
+    def ready(self) -> bool:
+        """True once the process printed its first sign of life (a message or its listening line)."""
+        return self.count > 0 or any(self.ready_marker in line for line in self.proc.tail(20))
+
+    @property
+    def alive(self) -> bool:
+        """True while the process runs."""
+        return self.proc.alive
+
+    @property
+    def pid(self) -> int:
+        """Its process id."""
+        return self.proc.pid
+
+    @property
+    def returncode(self) -> Optional[int]:
+        """Exit code once it ended (negative: the signal that killed it)."""
+        return self.proc.returncode
+
+    @property
+    def rate(self) -> float:
+        """Messages per second from its first one until now (or until its last one, once it stopped)."""
+        if self.first_at is None:
+            return 0.0
+        end = time.time() if self.alive else (self.last_at or self.first_at)
+        return self.count / max(1e-3, end - self.first_at) if self.count > 1 else 0.0
+
+    def tail(self, n: int = 5) -> list:
+        """The last ``n`` lines it printed (like ``docker container logs --tail``)."""
+        return self.proc.tail(n)
+
+    def stop(self) -> Optional[int]:
+        """Stop it like Ctrl-C in its terminal; returns the exit code."""
+        return self.proc.stop()
+
+    def kill(self) -> Optional[int]:
+        """SIGKILL it, like ``docker container kill``; returns the exit code."""
+        return self.proc.kill()
+
+    def __repr__(self) -> str:
+        state = "running" if self.alive else f"exited {self.returncode}"
+        return f"<{self.role} process {self.name!r} pid={self.pid} {state}, {self.count} messages>"
+
+
+def _servers_arg(servers: Servers) -> str:
+    return ",".join(server_list(servers))  # names resolve here, in the process that knows them
+
+
+def _launch(role: str, name: str, args: list, marker: str, prefix: str) -> "tuple[ServiceProcess, bool]":
+    old = _running.get(name)
+    if old is not None and old.alive:
+        if old.args == args:
+            return old, False
+        old.stop()
+    svc = ServiceProcess(role, name, args, marker, prefix)
+    _running[name] = svc
+    return svc, True
+
+
+async def _ready(procs: "list[ServiceProcess]", what: str, timeout: float) -> None:
+    line = StatusLine(f"starting {what} ...")
+
+    def check() -> bool:
+        if all(p.ready for p in procs):
+            return True
+        failed = [p for p in procs if not p.alive and not p.ready]
+        if failed:
+            last = (failed[0].tail(1) or ["no output"])[0]
+            raise ServiceFailed(f"{failed[0].role} {failed[0].name!r} exited at start: {last}")
+        return False
+
+    if not await wait_until(check, timeout=timeout, what=f"starting {what}", status=line):
+        for p in procs:
+            p.stop()
+        raise ServiceFailed(f"{what} did not start within {timeout:g}s: the machine may be busy; run the cell again")
+    line.done(f"{what}: running (pid {', '.join(str(p.pid) for p in procs)}) after {line.elapsed:.1f} s")
+
+
+def _sim_args(servers: Servers, subject: str, interval: float, count: Optional[int], cans: int,
+              seed: Optional[int], sequence: bool) -> list:
+    if not isinstance(interval, (int, float)) or interval < 0:
+        raise BadArgument(f"interval={interval!r} must be 0 (full speed) or a positive number of seconds")
+    args = ["sim", "--servers", _servers_arg(servers), "--subject", subject, "--interval", f"{interval:g}",
+            "--cans", str(cans)]
+    if count is not None:
+        args += ["--count", str(count)]
+    if seed is not None:
+        args += ["--seed", str(seed)]
+    if sequence:
+        args.append("--sequence")
+    return args
+
+
+async def spawn_simulator(servers: Servers = None, *, name: str = "sim", interval: float = 0.5,
+                          subject: str = SUBJECT, count: Optional[int] = None, cans: int = 1000,
+                          seed: Optional[int] = None, sequence: bool = False,
+                          timeout: float = 20.0) -> ServiceProcess:
+    """Run ``trashlab sim`` as its own process (the lab's ``sim`` container); return once it publishes."""
+    args = _sim_args(servers, subject, interval, count, cans, seed, sequence)
+    svc, new = _launch("simulator", name, args, "publishing:", "publishing:")
+    if new or not svc.ready:
+        await _ready([svc], f"simulator {name}", timeout)
+    return svc
+
+
+async def spawn_simulators(n: int, servers: Servers = None, *, prefix: str = "sim", interval: float = 0.5,
+                           subject: str = SUBJECT, timeout: float = 30.0, **options) -> "list[ServiceProcess]":
+    """Run ``n`` simulator processes named ``sim-1`` ... ``sim-n`` at once; return when all publish."""
+    if not isinstance(n, int) or n < 1:
+        raise BadArgument(f"n={n!r}: give how many simulators to run, e.g. 3")
+    procs = []
+    for i in range(1, n + 1):
+        args = _sim_args(servers, subject, interval, options.get("count"), options.get("cans", 1000),
+                         options.get("seed"), options.get("sequence", False))
+        procs.append(_launch("simulator", f"{prefix}-{i}", args, "publishing:", "publishing:")[0])
+    if not all(p.ready for p in procs):
+        await _ready(procs, f"{n} simulators", timeout)
+    return procs
+
+
+async def spawn_report(servers: Servers = None, *, name: str = "rep", subject: str = SUBJECT,
+                       timeout: float = 20.0) -> ServiceProcess:
+    """Run ``trashlab report`` as its own process (the lab's ``rep`` container); return once it listens."""
+    args = ["report", "--servers", _servers_arg(servers), "--subject", subject]
+    svc, new = _launch("report", name, args, "listening on", "Received report:")
+    if new or not svc.ready:
+        await _ready([svc], f"report service {name}", timeout)
+    return svc
+
+
+def summary(procs: Iterable[ServiceProcess]):
+    """One row per process: name, pid, running, messages (published or received), rate per second."""
+    import pandas as pd
+
+    return pd.DataFrame([{"name": p.name, "pid": p.pid, "running": p.alive, "messages": p.count,
+                          "rate_per_s": round(p.rate, 1)} for p in procs],
+                        columns=["name", "pid", "running", "messages", "rate_per_s"])
+
+
+async def watch(procs: Iterable[ServiceProcess], seconds: float = 2.0, every: float = 0.25):
+    """Let the processes run for ``seconds`` s with a live line of their message counts; return :func:`summary`."""
+    import asyncio
+
+    procs = list(procs)
+    line = StatusLine("")
+    end = time.monotonic() + seconds
+    while True:
+        left = end - time.monotonic()
+        counts = ", ".join(f"{p.name}: {p.count}" + ("" if p.alive else " (stopped)") for p in procs)
+        line.update(f"{counts}  ({max(0.0, left):.1f} s to go)" if left > 0 else counts)
+        if left <= 0:
+            return summary(procs)
+        await asyncio.sleep(min(every, left))
+
+
+def spawned(role: Optional[str] = None) -> "list[ServiceProcess]":
+    """The simulator/report processes started from here that still run (optionally one role)."""
+    return [p for p in _running.values() if p.alive and (role is None or p.role == role)]
+
+
+def stop_spawned(procs: Optional[Iterable[ServiceProcess]] = None) -> int:
+    """Stop the given processes (default: every one spawned from here); return how many were running."""
+    targets = [p for p in (procs if procs is not None else list(_running.values())) if p.alive]
+    for p in targets:  # all at once, like Ctrl-C in every terminal, then wait for each
+        p.proc.popen.terminate()
+    for p in targets:
+        p.stop()
+    return len(targets)
