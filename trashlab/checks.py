@@ -236,7 +236,7 @@ def example_timeline() -> pd.DataFrame:
 def example_frame() -> pd.DataFrame:
     """A tiny collector frame where the share of readings above 80 % differs from the share of cans."""
     rows = [("1", 95.0, 0.0), ("2", 85.0, 0.5), ("1", 20.0, 1.0), ("3", 81.0, 1.5), ("1", 90.0, 2.0),
-            ("4", 10.0, 2.5), ("2", 40.0, 3.0)]
+            ("4", 10.0, 2.5), ("2", 60.0, 3.0)]
     return pd.DataFrame({"can_id": [r[0] for r in rows], "level": [r[1] for r in rows],
                          "received_at": pd.to_datetime([r[2] for r in rows], unit="s", utc=True)})
 
