@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import sys
-import time
 from collections import Counter
 
 sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.dirname(__file__)))

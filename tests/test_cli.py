@@ -9,7 +9,6 @@ import time
 
 import pytest
 
-import trashlab
 from conftest import unique
 
 TL = [sys.executable, "-m", "trashlab"]

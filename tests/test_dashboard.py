@@ -3,13 +3,11 @@
 import asyncio
 import gc
 import json
-import sys
 import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import nbclient
-import nbformat
 import pytest
 from matplotlib.figure import Figure
 from nbformat.v4 import new_code_cell, new_notebook
@@ -101,8 +99,9 @@ def test_one_figure_reused_and_closed_on_stop(renderer):
 
 def test_fullest_cans_and_threshold_follow_the_collector():
     col = trashlab.Collector("nats://127.0.0.1:1")
+    long_ago = time.time() - 30  # readings from a quiet past: the last whole second's rate is 0 at any speed
     for can, level in [("1", 10.0), ("2", 85.0), ("3", 99.5), ("2", 50.0)]:
-        col.add(trashlab.encode(can, level))
+        col.add(trashlab.encode(can, level), received_at=long_ago)
     dash = trashlab.LiveDashboard(col, top=3, threshold=80, renderer="image")
     dash.refresh()
     assert [t.get_text() for t in dash._top_labels] == ["can 3: 99.5 %", "can 2: 50.0 %", "can 1: 10.0 %"]

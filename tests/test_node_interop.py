@@ -3,7 +3,6 @@
 import asyncio
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest

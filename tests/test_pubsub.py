@@ -1,10 +1,7 @@
 """Simulator → broker → Collector: every valid reading kept, every bad one set aside with its reason."""
 
 import asyncio
-import json
-import logging
 
-import pandas as pd
 import pytest
 
 import trashlab

@@ -6,7 +6,6 @@ import json
 import pytest
 
 import trashlab
-from conftest import unique
 
 
 @pytest.fixture

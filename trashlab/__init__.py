@@ -14,30 +14,35 @@ from __future__ import annotations
 import logging
 import sys
 
-from . import checks
-from .accounts import AccountsBroker
 from .aio import run
-from .broker import Broker, find_nats_server, running_brokers
-from .cleanup import process_table, stop_everything
-from .cluster import Cluster
-from .collector import Collector, sequence_loss
-from .connection import connect, resolve, server_list
-from .dashboard import LiveDashboard
-from .docker import docker_available
 from .errors import (BadArgument, BadMessage, BrokerError, BrokerStartTimeout, CanNotFound, CheckFailed,
                      ClusterNotFormed, ConnectionFailed, DockerUnavailable, InsecureBind, NatsServerNotFound, NoServerKnown,
                      PortInUse, ServiceFailed, ServiceUnavailable, TrashlabError)
 from .message import SUBJECT, TrashLevel, decode_fields, encode
-from .failover import FailoverResult, compare_drills, failover_drill, plot_timelines
-from .kvlevels import KVLevels
-from .monitor import monitor
-from .ping import ping
-from .processes import ManagedProcess, children, reap_orphans, stop_all
-from .report import MemoryLevels, ReportService, discover, query_level, query_levels, query_stats
-from .simulator import Simulator
-from .spawn import (ServiceProcess, spawn_report, spawn_simulator, spawn_simulators, spawned, stop_spawned, summary,
-                    watch)
-from .subscribers import delivery_table, start_subscribers, stop_subscribers, wait_total
+
+# Everything else loads on first use (PEP 562): a spawned `python -m trashlab sim` then starts without
+# pandas or matplotlib, and a notebook pays for what it touches. The table is the public API by module.
+_LAZY = {
+    "accounts": ("AccountsBroker",),
+    "broker": ("Broker", "find_nats_server", "running_brokers"),
+    "cleanup": ("process_table", "stop_everything"),
+    "cluster": ("Cluster",),
+    "collector": ("Collector", "sequence_loss"),
+    "connection": ("connect", "resolve", "server_list"),
+    "dashboard": ("LiveDashboard",),
+    "docker": ("docker_available",),
+    "failover": ("FailoverResult", "compare_drills", "failover_drill", "plot_timelines"),
+    "kvlevels": ("KVLevels",),
+    "monitor": ("monitor",),
+    "ping": ("ping",),
+    "processes": ("ManagedProcess", "children", "reap_orphans", "stop_all"),
+    "report": ("MemoryLevels", "ReportService", "discover", "query_level", "query_levels", "query_stats"),
+    "simulator": ("Simulator",),
+    "spawn": ("ServiceProcess", "spawn_report", "spawn_simulator", "spawn_simulators", "spawned", "stop_spawned",
+              "summary", "watch"),
+    "subscribers": ("delivery_table", "start_subscribers", "stop_subscribers", "wait_total"),
+}
+_WHERE = {name: module for module, names in _LAZY.items() for name in names}
 
 __version__ = "0.1.0"
 
@@ -66,12 +71,22 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    """``trashlab.plots`` is imported on first use (matplotlib is slow to import in every process)."""
-    if name == "plots":
-        import importlib
+    """Load a public name, or a submodule such as ``trashlab.plots``, on first use."""
+    import importlib
+    import importlib.util
 
-        return importlib.import_module(".plots", __name__)
-    raise AttributeError(f"module 'trashlab' has no attribute {name!r}")
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = importlib.import_module(f".{name}", __name__)  # a module: trashlab.plots, trashlab.docker, ...
+    else:
+        raise AttributeError(f"module 'trashlab' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(__all__))
 
 
 class _StderrHandler(logging.StreamHandler):

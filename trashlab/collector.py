@@ -13,9 +13,10 @@ import heapq
 import logging
 import re
 import time
-from typing import Deque, List, Optional, Tuple
+from typing import TYPE_CHECKING, Deque, List, Optional, Tuple
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 from .connection import Servers, check_subject, connect, count_slow_consumer, server_list, url_of
 from .errors import BadArgument, BadMessage
@@ -211,6 +212,9 @@ class Collector:
         """Deliver what is already buffered, unsubscribe and close; return ``count``."""
         if self._nc is not None and not self._nc.is_closed:
             try:
+                # a round trip first: everything the server routed to us before stop() is then in our buffer,
+                # and drain() hands all of it to add() before unsubscribing for good
+                await self._nc.flush(timeout=5)
                 await asyncio.wait_for(self._nc.drain(), 10)
             except Exception:
                 await self._nc.close()
@@ -236,6 +240,8 @@ class Collector:
 
     def frame(self) -> pd.DataFrame:
         """All kept readings: ``can_id`` (str), ``level`` (float), ``received_at`` (UTC), ``subject``, ``seq``."""
+        import pandas as pd
+
         rows = list(self._rows)
         if not rows:
             return pd.DataFrame({
@@ -253,6 +259,8 @@ class Collector:
 
     def latest(self) -> pd.DataFrame:
         """The latest level per can: ``can_id``, ``level``, ``received_at``, ``readings``."""
+        import pandas as pd
+
         ids = can_order(self._latest)
         values = [self._latest[c] for c in ids]
         return pd.DataFrame({
@@ -265,6 +273,8 @@ class Collector:
     @property
     def rejected(self) -> pd.DataFrame:
         """Payloads set aside: ``payload`` (bytes), ``kind``, ``reason``, ``received_at``."""
+        import pandas as pd
+
         frame = pd.DataFrame(list(self._rejected), columns=REJECTED_COLUMNS)
         frame["received_at"] = pd.to_datetime(frame["received_at"].astype("float64"), unit="s", utc=True)
         return frame

@@ -14,7 +14,6 @@ import re
 from typing import Callable, Optional, Sequence, Union
 from urllib.parse import urlsplit
 
-import nats
 from nats.aio.client import Client
 from nats.errors import NoServersError
 

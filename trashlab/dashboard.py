@@ -157,7 +157,10 @@ class LiveDashboard:
 
     # ----- one refresh: read aggregates, move artists, render ----------------------------------
     def counters(self) -> dict:
-        """What the dashboard shows as numbers: received, rejected, cans, rate (last full second), full cans."""
+        """The numbers shown: received, rejected, distinct cans, rate (last whole second), full cans.
+
+        ``full`` counts cans whose latest level falls in a 5 % bin at or above the threshold.
+        """
         col = self.collector
         history = col.rate_history(2)
         _, latest = col.histogram(latest=True)

@@ -22,11 +22,13 @@ import collections
 import json
 import logging
 import time
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
-import pandas as pd
 from nats import micro
 from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from .collector import can_order
 from .connection import Servers, check_subject, connect, count_slow_consumer, describe, server_list, url_of
@@ -216,6 +218,8 @@ class ReportService:
 
 # ----- the client side ----------------------------------------------------------------------
 def _levels_frame(rows: list) -> pd.DataFrame:
+    import pandas as pd
+
     frame = pd.DataFrame(rows, columns=LEVEL_COLUMNS)
     if rows:
         order = {c: i for i, c in enumerate(can_order(frame["can_id"]))}
@@ -247,14 +251,16 @@ async def query_levels(servers: Servers = None, *, service: str = SERVICE, timeo
 
 async def query_level(can_id, servers: Servers = None, *, service: str = SERVICE, timeout: float = 2.0) -> dict:
     """Ask the report service for one can; raises :class:`CanNotFound` for an unknown id."""
+    import pandas as pd
+
     can = str(can_id).strip()
     if not can:
         raise BadArgument("can id is empty: give one such as '135'")
     msg = await _request(servers, f"{service}.level", can.encode(), timeout)
     headers = msg.headers or {}
     if headers.get("Nats-Service-Error-Code"):
-        raise CanNotFound(f"{headers.get('Nats-Service-Error', 'not found')}: ask for one of the "
-                          "can ids in query_levels()")
+        raise CanNotFound(f"{headers.get('Nats-Service-Error', 'not found')}: ask for a can id the report service "
+                          "lists (trashlab.query_levels() or `trashlab levels`)")
     row = json.loads(msg.data)
     row["updated_at"] = pd.Timestamp(row["updated_at"], unit="s", tz="UTC")
     return row
@@ -268,6 +274,8 @@ async def query_stats(servers: Servers = None, *, service: str = SERVICE, timeou
 
 async def discover(servers: Servers = None, *, service: str = SERVICE, wait: float = 0.5) -> pd.DataFrame:
     """Every running instance of a service that answers ``$SRV.PING.<service>`` within ``wait`` s."""
+    import pandas as pd
+
     nc = await connect(servers, name="trashlab-discover")
     replies = []
     try:
