@@ -1,5 +1,9 @@
 """Every notebook in notebooks/ runs top to bottom headless, then again in the same kernel.
 
+notebooks/ holds the student versions, generated from the instructor versions in course/source (with
+solutions, INSTRUCTORS.md): unanswered exercises fail there in cells tagged ``raises-exception``, and the
+walkthrough goes on. The instructor versions run once each, and there no exercise or check cell may fail.
+
 Each notebook gets a fresh kernel running THIS interpreter (a temporary kernelspec pointing at
 ``sys.executable``), with this checkout first on ``PYTHONPATH`` and its own trashlab state folder.
 A cell may fail only when tagged ``raises-exception``; no output may show a traceback. The time of
@@ -25,6 +29,8 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+#: the instructor versions (solutions), the source notebooks/ is generated from
+INSTRUCTOR = sorted((ROOT / "course" / "source").glob("*/*.ipynb"))
 CELL_TIMEOUT = 90
 KERNEL = "trashlab-this-python"
 FORBIDDEN = ("Traceback", "Task exception was never retrieved", "Exception ignored in")
@@ -165,7 +171,33 @@ def test_the_course_notebooks_are_there():
     assert not missing, f"missing notebooks: {sorted(missing)}"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+@pytest.mark.parametrize("path", INSTRUCTOR, ids=[p.stem for p in INSTRUCTOR])
+def test_instructor_notebook_runs_with_every_exercise_passing(path: Path, kernel_dir: Path):
+    """The instructor version, top to bottom in a fresh kernel: no exercise or check cell fails, no traceback."""
+    nb = nbformat.read(path, as_version=4)
+    state = Path(tempfile.mkdtemp(prefix="trashlab-nb-state-"))
+    client = _client(nb, kernel_dir, path.parent)
+    with client.setup_kernel(env=_kernel_env(str(state))):
+        _run_cells(client, f"{path.name} (instructor version)")
+    problems = _problems(client.nb, f"{path.name} (instructor version)")
+    problems += [f"{path.name} (instructor version) cell {i}: exercise {c.metadata['nbgrader']['grade_id']} "
+                 f"failed: {out.get('evalue')}" for i, c in enumerate(client.nb.cells)
+                 if c.cell_type == "code" and c.metadata.get("nbgrader")
+                 for out in c.outputs if out.get("output_type") == "error"]
+    assert not problems, "\n".join(problems)
+    deadline = time.monotonic() + 10
+    while _left_running(state) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _left_running(state), f"{path.name} left processes running after its kernel stopped"
+
+
+def test_there_are_instructor_versions():
+    """Every student notebook has its instructor version (the generated student version is checked in test_grading)."""
+    assert {p.stem for p in INSTRUCTOR} == {p.stem for p in NOTEBOOKS}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS + INSTRUCTOR,
+                         ids=[p.stem for p in NOTEBOOKS] + [f"instructor-{p.stem}" for p in INSTRUCTOR])
 def test_committed_notebook_is_stripped(path: Path):
     """Notebooks are committed without outputs or execution counts (clean diffs, fresh start)."""
     nb = nbformat.read(path, as_version=4)

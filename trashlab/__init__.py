@@ -15,8 +15,8 @@ import logging
 import sys
 
 from .aio import run
-from .errors import (BadArgument, BadMessage, BrokerError, BrokerStartTimeout, CanNotFound, ConnectionFailed,
-                     ClusterNotFormed, DockerUnavailable, InsecureBind, NatsServerNotFound, NoServerKnown,
+from .errors import (BadArgument, BadMessage, BrokerError, BrokerStartTimeout, CanNotFound, CheckFailed,
+                     ClusterNotFormed, ConnectionFailed, DockerUnavailable, InsecureBind, NatsServerNotFound, NoServerKnown,
                      PortInUse, ServiceFailed, ServiceUnavailable, TrashlabError)
 from .message import SUBJECT, TrashLevel, decode_fields, encode
 
@@ -61,8 +61,10 @@ __all__ = [
     # connecting, monitoring, Docker path
     "connect", "resolve", "server_list", "running_brokers", "find_nats_server", "monitor", "ping",
     "docker_available", "run", "plots", "docker",
+    # exercises
+    "checks",
     # errors
-    "TrashlabError", "BadArgument", "BadMessage", "BrokerError", "BrokerStartTimeout", "CanNotFound",
+    "TrashlabError", "BadArgument", "BadMessage", "BrokerError", "BrokerStartTimeout", "CanNotFound", "CheckFailed",
     "ClusterNotFormed", "ConnectionFailed", "DockerUnavailable", "InsecureBind", "NatsServerNotFound",
     "NoServerKnown", "PortInUse", "ServiceFailed", "ServiceUnavailable",
 ]

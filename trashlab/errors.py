@@ -73,3 +73,7 @@ class DockerUnavailable(TrashlabError):
 
 class ClusterNotFormed(BrokerError):
     """Cluster nodes did not all route to each other within the bounded wait."""
+
+
+class CheckFailed(TrashlabError, AssertionError):
+    """An exercise answer is not right yet; the message (a ✘ line) says what was expected."""

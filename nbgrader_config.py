@@ -1,0 +1,20 @@
+# nbgrader configuration for the trashlab course (nbgrader 0.9.x). Run nbgrader from the repository root.
+#
+#   course/source/lab/*.ipynb   the instructor version with solutions: the ONE source of truth (committed)
+#   notebooks/*.ipynb           the student version, generated from it: python -m trashlab.grading generate
+#   course/release, submitted, autograded, feedback, gradebook.db, exchange: working state, never committed
+#
+# See INSTRUCTORS.md for the three commands from source to grades.
+import os
+
+c = get_config()  # noqa: F821 (provided by traitlets when nbgrader loads this file)
+
+c.CourseDirectory.course_id = "trashlab"
+# Absolute, so nbgrader finds the course wherever it is started from.
+c.CourseDirectory.root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "course")
+
+# Notebooks start real nats-server processes; a cell waits a few seconds at most, but give slow CI room.
+c.Execute.timeout = 120
+# nbgrader fails a whole notebook when a cell's output arrives more than iopub_timeout (default 4 s) after
+# the cell finished: on a busy 2-core machine the drills' plots can take longer.
+c.Execute.iopub_timeout = 30
