@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -47,14 +46,10 @@ def nats_server_pids() -> set:
 
 def recorded_alive() -> list:
     """Processes recorded by trashlab in this test session's state folder that still run."""
-    from trashlab.processes import _alive_as_recorded, state_dir
+    from trashlab.processes import _alive_as_recorded, records
 
     alive = []
-    for path in state_dir().glob("*.json"):
-        try:
-            rec = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
+    for _, rec in records():
         if _alive_as_recorded(rec.get("pid"), rec.get("create_time")):
             if psutil.Process(rec["pid"]).status() != psutil.STATUS_ZOMBIE:
                 alive.append(f"{rec['kind']} {rec['name']} pid {rec['pid']}")

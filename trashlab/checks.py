@@ -20,7 +20,7 @@ import asyncio
 import inspect
 import json
 import math
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 

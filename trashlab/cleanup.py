@@ -10,29 +10,20 @@ Jupyter server, terminal or user is.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import pandas as pd
 import psutil
 
 from .broker import running_brokers
-from .processes import _alive_as_recorded, reap_orphans, state_dir, stop_all
+from .processes import _alive_as_recorded, reap_orphans, records, stop_all
 
 COLUMNS = ["pid", "kind", "name", "started_by", "running_for_s"]
 
 
 def _records() -> "list[dict]":
     rows = []
-    try:
-        paths = sorted(state_dir().glob("*.json"))
-    except OSError:
-        return rows
-    for path in paths:
-        try:
-            rec = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
+    for path, rec in records():
         if _alive_as_recorded(rec.get("pid"), rec.get("create_time")) and _this_session(rec):
             rec["_path"] = path
             rows.append(rec)

@@ -244,23 +244,30 @@ def _alive_as_recorded(pid: Optional[int], create_time: Optional[float]) -> bool
     return now is not None and abs(now - create_time) < 0.01
 
 
+def records(drop_unreadable: bool = False) -> "list[tuple[Path, dict]]":
+    """Every readable child record in the state folder: ``(path, record)`` pairs, oldest pid first."""
+    found = []
+    try:
+        paths = sorted(state_dir().glob("*.json"))
+    except OSError:
+        return found
+    for path in paths:
+        try:
+            found.append((path, json.loads(path.read_text())))
+        except (OSError, ValueError):
+            if drop_unreadable:
+                path.unlink(missing_ok=True)
+    return found
+
+
 def reap_orphans() -> list[int]:
     """Kill children left behind by a trashlab process that died; return their pids.
 
-    Only processes whose pid, start time and executable name match a trashlab record are
+    Only processes whose pid, start time and command line match a trashlab record are
     touched, and only when the process that started them no longer exists.
     """
     killed = []
-    try:
-        records = list(state_dir().glob("*.json"))
-    except OSError:
-        return killed
-    for path in records:
-        try:
-            rec = json.loads(path.read_text())
-        except (OSError, ValueError):
-            path.unlink(missing_ok=True)
-            continue
+    for path, rec in records(drop_unreadable=True):
         if _alive_as_recorded(rec.get("owner_pid"), rec.get("owner_create_time")):
             continue  # its owner still runs: not an orphan
         pid = rec.get("pid")
