@@ -1,7 +1,7 @@
 # nbgrader configuration for the trashlab course (nbgrader 0.9.x). Run nbgrader from the repository root.
 #
 #   course/source/lab/*.ipynb   the instructor version with solutions: the ONE source of truth (committed)
-#   notebooks/*.ipynb           the student version, generated from it: python -m trashlab.grading generate
+#   notebooks/*.ipynb           the student version, generated from it: python -m trashlab_instructor generate
 #   course/release, submitted, autograded, feedback, gradebook.db, exchange: working state, never committed
 #
 # See INSTRUCTORS.md for the three commands from source to grades.

@@ -46,7 +46,7 @@ def nats_server_pids() -> set:
 
 def recorded_alive() -> list:
     """Processes recorded by trashlab in this test session's state folder that still run."""
-    from trashlab.processes import _alive_as_recorded, records
+    from trashlab.servers.processes import _alive_as_recorded, records
 
     alive = []
     for _, rec in records():

@@ -6,7 +6,7 @@ import time
 import pytest
 
 import trashlab
-from trashlab.collector import BINS
+from trashlab.services.collector import BINS
 
 TRICKY = [
     b'{"can_id":"135", "level":"42.930236081376314"}', b'{"can_id":"1", "level":"100"}',

@@ -158,7 +158,7 @@ async def test_live_histogram_counts_what_arrived(broker, monkeypatch):
 
 
 def test_status_line_prints_only_the_result_outside_jupyter(capsys):
-    line = trashlab.progress.StatusLine("starting")
+    line = trashlab._progress.StatusLine("starting")
     line.update("still starting")
     line.done("ready")
     assert capsys.readouterr().out == "ready\n"

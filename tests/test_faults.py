@@ -232,7 +232,7 @@ async def test_slow_consumer_is_a_warning_with_counts_not_a_silent_drop(broker, 
 PARENT = textwrap.dedent("""
     import json, sys, threading, time
     import psutil, trashlab
-    from trashlab.processes import ManagedProcess, python_command
+    from trashlab.servers.processes import ManagedProcess, python_command
     pids = {}
     def start():
         b = trashlab.Broker(sys.argv[1]).start()
@@ -337,7 +337,7 @@ def test_route_credentials_are_configurable_and_checked():
         assert len(good.routez()) > 0, "a node with the right route credentials did not join"
         time.sleep(1.0)
         assert len(bad.routez()) == 0, "a node with wrong route credentials joined the cluster"
-        assert (trashlab.broker.ROUTE_USER, trashlab.broker.ROUTE_PASSWORD) == ("ruser", "T0pS3cr3t")
+        assert (trashlab.servers.broker.ROUTE_USER, trashlab.servers.broker.ROUTE_PASSWORD) == ("ruser", "T0pS3cr3t")
     finally:
         for n in nodes:
             n.stop()

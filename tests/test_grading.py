@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from trashlab import grading
+from trashlab_instructor import grading
 
 # nbgrader's own SQLAlchemy session warnings while it records grades: not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore:Object of type <Submitted")
@@ -148,7 +148,7 @@ def test_every_exercise_is_well_formed():
 def test_student_notebooks_are_exactly_what_generation_produces(course):
     problems = grading.differences(course / "course" / "release", REPO / "notebooks")
     assert not problems, ("notebooks/ is not the generated student version; run "
-                          "`python -m trashlab.grading generate` and commit:\n" + "\n".join(problems))
+                          "`python -m trashlab_instructor generate` and commit:\n" + "\n".join(problems))
 
 
 def test_student_version_has_no_solutions_or_hidden_tests():

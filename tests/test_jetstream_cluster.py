@@ -9,7 +9,7 @@ import pytest
 from nats.js.errors import NoKeysError
 
 import trashlab
-from trashlab.processes import ManagedProcess, python_command
+from trashlab.servers.processes import ManagedProcess, python_command
 from conftest import unique
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from .aio import run
+from ._aio import run
 from .errors import (BadArgument, BadMessage, BrokerError, BrokerStartTimeout, CanNotFound, CheckFailed,
                      ClusterNotFormed, ConnectionFailed, DockerUnavailable, InsecureBind, NatsServerNotFound, NoServerKnown,
                      PortInUse, ServiceFailed, ServiceUnavailable, TrashlabError)
@@ -23,26 +23,29 @@ from .message import SUBJECT, TrashLevel, decode_fields, encode
 # Everything else loads on first use (PEP 562): a spawned `python -m trashlab sim` then starts without
 # pandas or matplotlib, and a notebook pays for what it touches. The table is the public API by module.
 _LAZY = {
-    "accounts": ("AccountsBroker",),
-    "broker": ("Broker", "find_nats_server", "running_brokers"),
-    "cleanup": ("process_table", "stop_everything"),
-    "cluster": ("Cluster",),
-    "collector": ("Collector", "sequence_loss"),
-    "connection": ("connect", "resolve", "server_list"),
-    "dashboard": ("LiveDashboard",),
-    "docker": ("docker_available",),
-    "failover": ("FailoverResult", "compare_drills", "failover_drill", "plot_timelines"),
-    "kvlevels": ("KVLevels",),
-    "monitor": ("monitor",),
-    "ping": ("ping",),
-    "processes": ("ManagedProcess", "children", "reap_orphans", "stop_all"),
-    "report": ("MemoryLevels", "ReportService", "discover", "query_level", "query_levels", "query_stats"),
-    "simulator": ("Simulator",),
-    "spawn": ("ServiceProcess", "spawn_report", "spawn_simulator", "spawn_simulators", "spawned", "stop_spawned",
+    "servers.accounts": ("AccountsBroker",),
+    "servers.broker": ("Broker", "find_nats_server", "running_brokers"),
+    "servers.cleanup": ("process_table", "stop_everything"),
+    "servers.cluster": ("Cluster",),
+    "services.collector": ("Collector", "sequence_loss"),
+    "servers.connection": ("connect", "resolve", "server_list"),
+    "notebook.dashboard": ("LiveDashboard",),
+    "servers.docker": ("docker_available",),
+    "course.failover": ("FailoverResult", "compare_drills", "failover_drill", "plot_timelines"),
+    "services.kvlevels": ("KVLevels",),
+    "servers.monitor": ("monitor",),
+    "services.ping": ("ping",),
+    "servers.processes": ("ManagedProcess", "children", "reap_orphans", "stop_all"),
+    "services.report": ("MemoryLevels", "ReportService", "discover", "query_level", "query_levels", "query_stats"),
+    "services.simulator": ("Simulator",),
+    "services.spawn": ("ServiceProcess", "spawn_report", "spawn_simulator", "spawn_simulators", "spawned", "stop_spawned",
               "summary", "watch"),
-    "subscribers": ("delivery_table", "start_subscribers", "stop_subscribers", "wait_total"),
+    "services.subscribers": ("delivery_table", "start_subscribers", "stop_subscribers", "wait_total"),
 }
 _WHERE = {name: module for module, names in _LAZY.items() for name in names}
+# Modules notebooks and scripts reach as ``trashlab.<name>`` (trashlab.plots.counts_bar, trashlab.docker.lab_step).
+_MODULES = {"plots": "notebook.plots", "docker": "servers.docker", "checks": "course.checks",
+            "processes": "servers.processes"}
 
 __version__ = "0.1.0"
 
@@ -77,8 +80,10 @@ def __getattr__(name: str):
 
     if name in _WHERE:
         value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    elif name in _MODULES:
+        value = importlib.import_module(f".{_MODULES[name]}", __name__)  # trashlab.plots, trashlab.docker, ...
     elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
-        value = importlib.import_module(f".{name}", __name__)  # a module: trashlab.plots, trashlab.docker, ...
+        value = importlib.import_module(f".{name}", __name__)  # a subpackage: trashlab.servers, ...
     else:
         raise AttributeError(f"module 'trashlab' has no attribute {name!r}")
     globals()[name] = value

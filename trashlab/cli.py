@@ -116,7 +116,7 @@ def _stop_event() -> asyncio.Event:
 
 
 def _broker(args) -> int:
-    from .broker import Broker
+    from .servers.broker import Broker
 
     broker = Broker(args.name, port=args.port, jetstream=args.jetstream or bool(args.store_dir),
                     host=args.listen, store_dir=args.store_dir,
@@ -142,7 +142,7 @@ def _broker(args) -> int:
 
 
 async def _cluster(args) -> int:
-    from .cluster import Cluster
+    from .servers.cluster import Cluster
 
     cluster = Cluster(args.size, name=args.name, jetstream=args.jetstream)
     stop = _stop_event()
@@ -168,7 +168,7 @@ async def _cluster(args) -> int:
 
 
 async def _sim(args) -> int:
-    from .simulator import Simulator
+    from .services.simulator import Simulator
 
     echo = None if args.quiet else (lambda payload: print("publishing: " + payload.decode(), flush=True))
     sim = Simulator(args.servers, args.subject, interval=args.interval, cans=args.cans, count=args.count,
@@ -185,7 +185,7 @@ async def _sim(args) -> int:
 
 
 async def _report(args) -> int:
-    from .report import ReportService
+    from .services.report import ReportService
 
     echo = None if args.quiet else (lambda payload: print("Received report: " + payload.decode(), flush=True))
     svc = ReportService(args.servers, args.subject, on_message=echo)
@@ -200,7 +200,7 @@ async def _report(args) -> int:
 
 
 async def _levels(args) -> int:
-    from .report import query_level, query_levels
+    from .services.report import query_level, query_levels
 
     if args.can is not None:
         row = await query_level(args.can, args.servers, timeout=args.timeout)
@@ -227,7 +227,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "broker":
             return _broker(args)
         if args.command == "demo":
-            from .demo import demo
+            from .course.demo import demo
             return asyncio.run(demo())
         runner = {"sim": _sim, "report": _report, "levels": _levels, "cluster": _cluster}[args.command]
         return asyncio.run(runner(args))

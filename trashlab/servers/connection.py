@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from nats.aio.client import Client
 from nats.errors import NoServersError
 
-from .errors import BadArgument, ConnectionFailed, NoServerKnown
+from ..errors import BadArgument, ConnectionFailed, NoServerKnown
 
 log = logging.getLogger("trashlab")
 

@@ -6,10 +6,10 @@ import asyncio
 import time
 from typing import Callable
 
-from .cluster import Cluster
+from ..servers.cluster import Cluster
 from .failover import failover_drill
-from .report import ReportService, query_level, query_levels
-from .simulator import Simulator
+from ..services.report import ReportService, query_level, query_levels
+from ..services.simulator import Simulator
 
 
 async def demo(say: Callable[[str], None] = print) -> int:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import NamedTuple, Optional, Sequence
 
 from .broker import CLUSTER_NAME, ROUTE_PASSWORD, ROUTE_USER
-from .errors import DockerUnavailable
+from ..errors import DockerUnavailable
 
 #: The official image's nats-server.conf (FACTS.md), for running the Docker path's arguments locally.
 IMAGE_CONFIG = f"""port: 4222

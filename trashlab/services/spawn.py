@@ -11,11 +11,11 @@ from __future__ import annotations
 import time
 from typing import Iterable, Optional
 
-from .connection import Servers, server_list
-from .errors import BadArgument, ServiceFailed
-from .message import SUBJECT
-from .processes import ManagedProcess, python_command
-from .progress import StatusLine, wait_until
+from ..servers.connection import Servers, server_list
+from ..errors import BadArgument, ServiceFailed
+from ..message import SUBJECT
+from ..servers.processes import ManagedProcess, python_command
+from .._progress import StatusLine, wait_until
 
 _running: "dict[str, ServiceProcess]" = {}
 

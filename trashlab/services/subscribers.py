@@ -8,9 +8,9 @@ from typing import Mapping, Optional, Sequence
 import pandas as pd
 
 from .collector import Collector
-from .connection import Servers
-from .errors import BadArgument
-from .message import SUBJECT
+from ..servers.connection import Servers
+from ..errors import BadArgument
+from ..message import SUBJECT
 
 _groups: "dict[str, list[Collector]]" = {}
 
@@ -40,7 +40,7 @@ def total(collectors: Sequence[Collector]) -> int:
 
 async def wait_total(collectors: Sequence[Collector], count: int, timeout: float = 10.0) -> int:
     """Wait until a group together received ``count`` messages (at most ``timeout`` s); return the total."""
-    from .progress import wait_until
+    from .._progress import wait_until
 
     await wait_until(lambda: total(collectors) >= count, timeout=timeout, what=f"waiting for {count} messages")
     return total(collectors)

@@ -25,7 +25,7 @@ from typing import Dict, List, Optional
 import pandas as pd
 
 from .broker import CLUSTER_NAME, ROUTE_PASSWORD, ROUTE_USER, Broker, _free_port
-from .errors import BadArgument, BrokerError, ClusterNotFormed, PortInUse
+from ..errors import BadArgument, BrokerError, ClusterNotFormed, PortInUse
 from .monitor import fetch
 
 log = logging.getLogger("trashlab")

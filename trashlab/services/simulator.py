@@ -10,9 +10,9 @@ from typing import Callable, Optional
 
 from nats.errors import ConnectionClosedError, OutboundBufferLimitError
 
-from .connection import Servers, check_subject, connect, server_list
-from .errors import BadArgument
-from .message import SUBJECT, encode
+from ..servers.connection import Servers, check_subject, connect, server_list
+from ..errors import BadArgument
+from ..message import SUBJECT, encode
 
 log = logging.getLogger("trashlab")
 
@@ -73,7 +73,7 @@ class Simulator:
     @property
     def connected_url(self) -> Optional[str]:
         """``host:port`` of the server it publishes to (None while disconnected)."""
-        from .connection import url_of
+        from ..servers.connection import url_of
         return url_of(self._nc) if self._nc else None
 
     async def _publish(self, payload: bytes) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 from .broker import Broker
-from .errors import BadArgument
+from ..errors import BadArgument
 
 #: Teaching defaults: the IoT account (gateways and the report service) and an office account.
 DEFAULT_ACCOUNTS = {

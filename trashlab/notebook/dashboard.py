@@ -26,8 +26,8 @@ from typing import Any, Optional
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .collector import Collector
-from .errors import BadArgument, TrashlabError
+from ..services.collector import Collector
+from ..errors import BadArgument, TrashlabError
 
 log = logging.getLogger("trashlab")
 

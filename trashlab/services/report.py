@@ -31,9 +31,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 from .collector import can_order
-from .connection import Servers, check_subject, connect, count_slow_consumer, describe, server_list, url_of
-from .errors import BadArgument, BadMessage, CanNotFound, ServiceUnavailable
-from .message import SUBJECT, decode_fields
+from ..servers.connection import Servers, check_subject, connect, count_slow_consumer, describe, server_list, url_of
+from ..errors import BadArgument, BadMessage, CanNotFound, ServiceUnavailable
+from ..message import SUBJECT, decode_fields
 
 log = logging.getLogger("trashlab")
 

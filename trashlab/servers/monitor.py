@@ -8,7 +8,7 @@ import urllib.request
 
 import pandas as pd
 
-from .errors import BadArgument, BrokerError
+from ..errors import BadArgument, BrokerError
 
 VARZ_FIELDS = ["server_name", "version", "host", "port", "http_port", "cluster", "connections",
                "total_connections", "routes", "subscriptions", "in_msgs", "out_msgs", "in_bytes",

@@ -26,14 +26,14 @@ from typing import List, Optional
 
 import pandas as pd
 
-from .aio import cancel
-from .cluster import Cluster
-from .collector import Collector
-from .connection import connect, url_of
-from .errors import BadArgument, BrokerError
-from .message import SUBJECT
-from .monitor import fetch
-from .simulator import Simulator
+from .._aio import cancel
+from ..servers.cluster import Cluster
+from ..services.collector import Collector
+from ..servers.connection import connect, url_of
+from ..errors import BadArgument, BrokerError
+from ..message import SUBJECT
+from ..servers.monitor import fetch
+from ..services.simulator import Simulator
 
 log = logging.getLogger("trashlab")
 

@@ -18,7 +18,7 @@ import logging
 import re
 from typing import Optional
 
-from .aio import cancel
+from .._aio import cancel
 
 log = logging.getLogger("trashlab")
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .errors import BadArgument, BrokerError, BrokerStartTimeout, InsecureBind, NatsServerNotFound, PortInUse
+from ..errors import BadArgument, BrokerError, BrokerStartTimeout, InsecureBind, NatsServerNotFound, PortInUse
 from .processes import ManagedProcess
 
 log = logging.getLogger("trashlab")

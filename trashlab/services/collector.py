@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Deque, List, Optional, Tuple
 if TYPE_CHECKING:
     import pandas as pd
 
-from .connection import Servers, check_subject, connect, count_slow_consumer, server_list, url_of
-from .errors import BadArgument, BadMessage
-from .message import SUBJECT, decode_fields
+from ..servers.connection import Servers, check_subject, connect, count_slow_consumer, server_list, url_of
+from ..errors import BadArgument, BadMessage
+from ..message import SUBJECT, decode_fields
 
 log = logging.getLogger("trashlab")
 

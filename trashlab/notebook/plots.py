@@ -12,7 +12,7 @@ from typing import Mapping, Optional
 
 import matplotlib
 
-from .collector import Collector
+from ..services.collector import Collector
 
 
 def _figure(size=(6, 3)):

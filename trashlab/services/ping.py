@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .connection import Servers, connect, mask, server_list
+from ..servers.connection import Servers, connect, mask, server_list
 
 
 async def ping(servers: Servers = "iot-msg", count: int = 3) -> dict:

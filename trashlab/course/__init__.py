@@ -1,0 +1,1 @@
+"""Course material used by the notebooks: exercise checks, the failover drill, the demo."""

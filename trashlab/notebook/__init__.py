@@ -1,0 +1,1 @@
+"""What a notebook shows: the live dashboard and plots."""

@@ -1,0 +1,321 @@
+"""Grading with nbgrader: instructor source → student notebooks → autograded scores → CSV.
+
+One source of truth: ``course/source/<name>/<name>.ipynb`` (the instructor version, with
+solutions). Each notebook is its own nbgrader assignment, so a submission is one notebook and the
+grades come per part of the lab. The student version in ``notebooks/`` is generated, never edited::
+
+    python -m trashlab_instructor generate            # course/source → course/release → notebooks/
+    python -m trashlab_instructor generate --check    # exit 1 if notebooks/ is not what generation gives
+    python -m trashlab_instructor autograde DIR       # DIR/<student>/<name>.ipynb → scores (time per submission)
+    python -m trashlab_instructor feedback            # course/feedback/<student>/<name>/<name>.html
+    python -m trashlab_instructor export grades.csv   # one row per student and assignment
+    python -m trashlab_instructor disable-extensions  # hide nbgrader's JupyterLab parts (student images)
+
+Every step is nbgrader's own (its Python API, in one process: nbgrader takes seconds to import, so
+each submission's time is its grading alone), configured by ``nbgrader_config.py`` at the repository
+root; this module only adds the copy to ``notebooks/``, the drift check and the submissions folder.
+nbgrader is an instructor/test tool (requirements-test.txt), imported only here and only when used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from trashlab.errors import BadArgument, TrashlabError
+
+CONFIG = "nbgrader_config.py"
+#: Folders and files of a course root that are working state, never part of a release or the repo.
+IGNORED = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "*.pyc")
+#: nbgrader's JupyterLab extension and server extensions (what students must not see).
+LABEXTENSION = "@jupyter/nbgrader"
+SERVER_EXTENSIONS = ["nbgrader.server_extensions.formgrader", "nbgrader.server_extensions.validate_assignment",
+                     "nbgrader.server_extensions.assignment_list", "nbgrader.server_extensions.course_list"]
+
+
+class GradingError(TrashlabError):
+    """An nbgrader step failed or the course folders are not as expected."""
+
+
+def find_root(start: Optional[Path] = None) -> Path:
+    """The repository root: the nearest folder (from ``start`` or the cwd upwards) holding nbgrader_config.py."""
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG).is_file():
+            return folder
+    package_parent = Path(__file__).resolve().parent.parent
+    if (package_parent / CONFIG).is_file():
+        return package_parent
+    raise GradingError(f"no {CONFIG} in {here} or above: run this from the trashlab repository")
+
+
+def _env() -> Dict[str, str]:
+    env = dict(os.environ)
+    # nbgrader runs `alembic` from PATH: make this interpreter's scripts folder come first.
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def nbgrader(args: Sequence[str], root: Path) -> subprocess.CompletedProcess:
+    """Run ``nbgrader ARGS`` from the repository root; raise GradingError with its log if it fails."""
+    cmd = [sys.executable, "-m", "nbgrader", *args]
+    proc = subprocess.run(cmd, cwd=root, env=_env(), capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
+        raise GradingError(f"`nbgrader {' '.join(args)}` failed (exit {proc.returncode}):\n{tail}")
+    return proc
+
+
+_apis: Dict[Path, object] = {}
+
+
+def api(root: Path):
+    """nbgrader's Python API for the course at ``root`` (one per process: nbgrader takes seconds to import)."""
+    root = Path(root).resolve()
+    if root not in _apis:
+        os.environ["PATH"] = _env()["PATH"]  # the gradebook runs `alembic` from PATH
+        warnings.filterwarnings("ignore", module="nbgrader")  # SQLAlchemy session warnings inside nbgrader
+        from nbgrader.apps import NbGraderAPI
+        from nbgrader.coursedir import CourseDirectory
+        from traitlets.config.loader import PyFileConfigLoader
+
+        config = PyFileConfigLoader(CONFIG, path=str(root)).load_config()
+        _apis[root] = NbGraderAPI(CourseDirectory(config=config), config=config)
+    return _apis[root]
+
+
+def _run(result: dict, what: str) -> dict:
+    if not result.get("success"):
+        tail = "\n".join(str(result.get("log", "")).strip().splitlines()[-25:])
+        raise GradingError(f"nbgrader {what} failed: {result.get('error') or ''}\n{tail}")
+    return result
+
+
+def assignments(root: Path) -> List[str]:
+    """Assignment names: the folders in course/source (each holds <name>.ipynb)."""
+    source = root / "course" / "source"
+    return sorted(p.name for p in source.iterdir() if p.is_dir() and (p / f"{p.name}.ipynb").is_file()) \
+        if source.is_dir() else []
+
+
+def _release_files(release: Path) -> Dict[str, Path]:
+    files: Dict[str, Path] = {}
+    for assignment in sorted(p for p in release.iterdir() if p.is_dir()):
+        for f in sorted(assignment.rglob("*")):
+            if f.is_file() and ".ipynb_checkpoints" not in f.parts:
+                rel = f.relative_to(assignment).as_posix()
+                if rel in files:
+                    raise GradingError(f"{rel} exists in two assignments ({files[rel].parent.name} and "
+                                       f"{assignment.name}): notebooks/ is flat, rename one")
+                files[rel] = f
+    return files
+
+
+def generate_release(root: Path) -> Path:
+    """``nbgrader generate_assignment`` for every assignment; returns course/release."""
+    if not assignments(root):
+        raise GradingError(f"no course/source/<name>/<name>.ipynb under {root}")
+    for name in assignments(root):
+        _run(api(root).generate_assignment(name, force=True, create=True), f"generate_assignment {name}")
+    return root / "course" / "release"
+
+
+def differences(release: Path, notebooks: Path) -> List[str]:
+    """What differs between a release and a notebooks/ folder (empty when identical)."""
+    wanted = _release_files(release)
+    problems = []
+    for rel, src in wanted.items():
+        have = notebooks / rel
+        if not have.is_file():
+            problems.append(f"missing: notebooks/{rel}")
+        elif not filecmp.cmp(src, have, shallow=False):
+            problems.append(f"differs: notebooks/{rel}")
+    if notebooks.is_dir():
+        for nb in sorted(notebooks.glob("*.ipynb")):
+            if nb.name not in wanted:
+                problems.append(f"not generated: notebooks/{nb.name} (its source belongs in course/source/"
+                                f"{nb.stem}/{nb.name})")
+    return problems
+
+
+def generate(root: Optional[Path] = None) -> List[str]:
+    """Regenerate notebooks/ from course/source; return the notebooks/ files written or removed."""
+    root = find_root(root)
+    release = generate_release(root)
+    notebooks = root / "notebooks"
+    notebooks.mkdir(exist_ok=True)
+    wanted = _release_files(release)
+    changed = []
+    for rel, src in wanted.items():
+        dest = notebooks / rel
+        if not dest.is_file() or not filecmp.cmp(src, dest, shallow=False):
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+            changed.append(f"wrote notebooks/{rel}")
+    for nb in sorted(notebooks.glob("*.ipynb")):
+        if nb.name not in wanted:
+            nb.unlink()
+            changed.append(f"removed notebooks/{nb.name} (no source)")
+    return changed
+
+
+def check(root: Optional[Path] = None) -> List[str]:
+    """Generate into a scratch copy of the course and compare with notebooks/; return the differences."""
+    root = find_root(root)
+    with tempfile.TemporaryDirectory(prefix="trashlab-generate-") as tmp:
+        scratch = Path(tmp)
+        shutil.copy2(root / CONFIG, scratch / CONFIG)
+        shutil.copytree(root / "course" / "source", scratch / "course" / "source", ignore=IGNORED)
+        release = generate_release(scratch)
+        return differences(release, root / "notebooks")
+
+
+def collect(submissions: Path, root: Path) -> List[tuple]:
+    """Copy DIR/<student>/<name>.ipynb (or DIR/<student>/<name>/<name>.ipynb) into course/submitted."""
+    known = set(assignments(root))
+    found = []
+    if not submissions.is_dir():
+        raise BadArgument(f"{submissions} is not a folder: give one holding a folder per student")
+    for student_dir in sorted(p for p in submissions.iterdir() if p.is_dir()):
+        student = student_dir.name
+        for nb in sorted(student_dir.rglob("*.ipynb")):
+            if ".ipynb_checkpoints" in nb.parts:
+                continue
+            name = nb.stem
+            if name not in known:
+                print(f"skipped {nb}: no assignment called {name!r} in course/source", file=sys.stderr)
+                continue
+            dest = root / "course" / "submitted" / student / name
+            if dest.exists():
+                shutil.rmtree(dest)
+            dest.mkdir(parents=True)
+            shutil.copyfile(nb, dest / nb.name)
+            found.append((student, name))
+    if not found:
+        raise BadArgument(f"no submissions in {submissions}: expected {submissions}/<student>/<name>.ipynb "
+                          f"with <name> one of {sorted(known)}")
+    return found
+
+
+def autograde(submissions: Path, root: Optional[Path] = None) -> List[dict]:
+    """Autograde every submission in a folder; print and return student, assignment, score, max, seconds."""
+    root = find_root(root)
+    if not (root / "course" / "gradebook.db").is_file():
+        generate_release(root)  # the gradebook learns the assignments (and hidden tests) from generation
+    results = []
+    for student, name in collect(Path(submissions), root):
+        started = time.monotonic()
+        _run(api(root).autograde(name, student, force=True, create=True), f"autograde {name} --student {student}")
+        seconds = time.monotonic() - started
+        score, max_score = _score(root, student, name)
+        print(f"autograded {student}/{name}: {score:g}/{max_score:g} points in {seconds:.1f} s", flush=True)
+        results.append({"student": student, "assignment": name, "score": score, "max_score": max_score,
+                        "seconds": seconds})
+    return results
+
+
+def _score(root: Path, student: str, name: str) -> tuple:
+    with api(root).gradebook as gb:
+        sub = gb.find_submission(name, student)
+        return float(sub.score), float(sub.max_score)
+
+
+def scores(root: Optional[Path] = None) -> Dict[str, Dict[str, float]]:
+    """Per submission ``{"student/assignment": {"score", "max_score"}}`` and per test cell, from the gradebook."""
+    root = find_root(root)
+    out: Dict[str, Dict[str, float]] = {}
+    with api(root).gradebook as gb:
+        for assignment in gb.assignments:
+            for sub in assignment.submissions:
+                row = {"score": float(sub.score), "max_score": float(sub.max_score)}
+                for nb in sub.notebooks:
+                    for grade in nb.grades:
+                        if grade.max_score:
+                            row[grade.name] = float(grade.score)
+                out[f"{sub.student.id}/{assignment.name}"] = row
+    return out
+
+
+def feedback(root: Optional[Path] = None) -> Path:
+    """HTML feedback per student and assignment in course/feedback (scores, ✔/✘ outputs, hidden tests)."""
+    root = find_root(root)
+    graded = {p.name for p in (root / "course" / "autograded").glob("*/*") if p.is_dir()}
+    if not graded:
+        raise GradingError("nothing autograded yet: run `python -m trashlab_instructor autograde DIR` first")
+    for name in sorted(graded):
+        _run(api(root).generate_feedback(name, force=True), f"generate_feedback {name}")
+    return root / "course" / "feedback"
+
+
+def export(to: Path, root: Optional[Path] = None) -> Path:
+    """The gradebook as CSV: one row per student and assignment."""
+    root = find_root(root)
+    to = Path(to).resolve()
+    nbgrader(["export", f"--to={to}"], root)
+    return to
+
+
+def disable_extensions() -> List[str]:
+    """Disable nbgrader's JupyterLab and server extensions in this environment (no-op without nbgrader)."""
+    try:
+        import nbgrader as _  # noqa: F401
+    except ImportError:
+        return []
+    jupyter = [sys.executable, "-m", "jupyter"]
+    steps = [[*jupyter, "labextension", "disable", "--level=sys_prefix", LABEXTENSION]]
+    steps += [[*jupyter, "server", "extension", "disable", "--sys-prefix", ext] for ext in SERVER_EXTENSIONS]
+    for cmd in steps:
+        subprocess.run(cmd, check=True, env=_env(), capture_output=True, timeout=300)
+    return [LABEXTENSION, *SERVER_EXTENSIONS]
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m trashlab_instructor COMMAND``: generate, autograde, feedback, export, disable-extensions."""
+    parser = argparse.ArgumentParser(prog="python -m trashlab_instructor", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    gen = sub.add_parser("generate", help="course/source → notebooks/ (the student version)")
+    gen.add_argument("--check", action="store_true", help="only compare; exit 1 if notebooks/ would change")
+    auto = sub.add_parser("autograde", help="autograde DIR/<student>/<name>.ipynb")
+    auto.add_argument("submissions", type=Path)
+    sub.add_parser("feedback", help="HTML feedback in course/feedback/")
+    exp = sub.add_parser("export", help="grades as CSV")
+    exp.add_argument("to", nargs="?", type=Path, default=Path("grades.csv"))
+    sub.add_parser("disable-extensions", help="hide nbgrader in JupyterLab (student images)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "generate" and args.check:
+            problems = check()
+            for line in problems:
+                print(line)
+            print("notebooks/ is up to date" if not problems else
+                  "notebooks/ is out of date: run `python -m trashlab_instructor generate` and commit")
+            return 1 if problems else 0
+        if args.command == "generate":
+            changed = generate()
+            print("\n".join(changed) if changed else "notebooks/ was already up to date")
+        elif args.command == "autograde":
+            autograde(args.submissions)
+        elif args.command == "feedback":
+            print(f"feedback in {feedback()}")
+        elif args.command == "export":
+            print(f"grades in {export(args.to)}")
+        elif args.command == "disable-extensions":
+            done = disable_extensions()
+            print("disabled: " + ", ".join(done) if done else "nbgrader is not installed: nothing to disable")
+    except TrashlabError as e:
+        print(f"{type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
