@@ -24,8 +24,8 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from ..errors import CanNotFound, CheckFailed, ServiceUnavailable
-from ..message import encode
+from ...errors import CanNotFound, CheckFailed, ServiceUnavailable
+from ...message import encode
 
 #: The stub nbgrader puts where a solution was removed raises this exception type.
 _TODO = NotImplementedError
@@ -195,7 +195,7 @@ def check_fraction_full(fraction_full: Callable, frame: pd.DataFrame, threshold:
 
 async def check_level_reply(ask_level: Callable, can_id: str, servers: Any = None, timeout: float = 5.0) -> None:
     """``await ask_level(can_id)`` must return the report service's reply for that can (a dict)."""
-    from ..services.report import query_level
+    from ...services.report import query_level
 
     got = await acall(ask_level, can_id, timeout=timeout)
     what = f"await {_call_text(_name(ask_level), (can_id,))}"
