@@ -216,43 +216,12 @@ async def check_level_reply(ask_level: Callable, can_id: str, servers: Any = Non
                   f"({got.get('readings', '?')} readings)")
 
 
-def largest_gap(frame: pd.DataFrame) -> float:
-    """The longest silence between two consecutive arrivals (``received_at``: datetimes or seconds), in seconds."""
-    times = frame["received_at"].dropna().sort_values()
-    if len(times) < 2:
-        return 0.0
-    gaps = times.diff().dropna()
-    if pd.api.types.is_timedelta64_dtype(gaps):
-        gaps = gaps.dt.total_seconds()
-    return float(gaps.max())
-
-
-def example_timeline() -> pd.DataFrame:
-    """A tiny failover timeline: one row per sequence number, ``received_at`` in seconds, NaN when lost."""
-    return pd.DataFrame({"seq": [1, 2, 3, 4, 5, 6],
-                         "received_at": [10.0, 10.1, float("nan"), 10.7, 10.8, float("nan")]})
-
-
 def example_frame() -> pd.DataFrame:
     """A tiny collector frame where the share of readings above 80 % differs from the share of cans."""
     rows = [("1", 95.0, 0.0), ("2", 85.0, 0.5), ("1", 20.0, 1.0), ("3", 81.0, 1.5), ("1", 90.0, 2.0),
             ("4", 10.0, 2.5), ("2", 60.0, 3.0)]
     return pd.DataFrame({"can_id": [r[0] for r in rows], "level": [r[1] for r in rows],
                          "received_at": pd.to_datetime([r[2] for r in rows], unit="s", utc=True)})
-
-
-def check_gap(gap_seconds: Callable, frame: pd.DataFrame, tol: float = 1e-6) -> None:
-    """``gap_seconds(frame)``: the longest silence between consecutive arrivals (``received_at``), in seconds."""
-    if frame["received_at"].notna().sum() < 2:
-        raise failed("the timeline has fewer than 2 arrivals: run the failover cells first, then this one")
-    expected = largest_gap(frame)
-    got = call(gap_seconds, frame)
-    what = _call_text(_name(gap_seconds), (frame,))
-    if isinstance(got, pd.Timedelta):
-        raise failed(f"{what} returned a Timedelta ({got}); return seconds as a float: .total_seconds()")
-    return check_close(got, expected, what, tol,
-                       "sort the arrival times (drop the lost ones), take the differences between "
-                       "neighbours, keep the largest")
 
 
 def check_client_names(client_names: Callable, broker: Any) -> None:
@@ -268,21 +237,8 @@ def check_client_names(client_names: Callable, broker: Any) -> None:
                        "take the name column of broker.connz(), sorted")
 
 
-def subscribers_total(subscribers: int, published: int, queue: bool) -> int:
-    """How many deliveries ``published`` messages make to ``subscribers`` subscribers (one queue group or fan-out)."""
-    if subscribers < 1:
-        return 0
-    return published if queue else subscribers * published
-
-
-def check_total_deliveries(total_deliveries: Callable,
-                           cases: Sequence = ((3, 300, False), (3, 300, True))) -> None:
-    """``total_deliveries(subscribers, published, queue)`` for each case: fan-out multiplies, a queue group shares."""
-    for args in cases:
-        expected = subscribers_total(*args)
-        got = call(total_deliveries, *args)
-        if isinstance(got, bool) or not isinstance(got, (int, float)) or got != expected:
-            kind = "one queue group" if args[2] else "fan-out (plain subscriptions)"
-            raise failed(f"{_call_text(_name(total_deliveries), args)} is {_short(got)}, expected {expected}: "
-                         f"{args[0]} subscribers in {kind}, {args[1]} messages published")
-    return passed(f"{_name(total_deliveries)} is right for {len(cases)} cases")
+# ----- the live checks of notebooks 05-08 (one module each; reachable as trashlab.checks.<name>) ----
+from .cluster import check_outage  # noqa: E402  (05: a client that records its outage)
+from .cleanup import check_shut_down  # noqa: E402  (06: drain before closing)
+from .rates import check_rate  # noqa: E402  (07: the rate arriving on a subject)
+from .fanout import check_queue_member  # noqa: E402  (08: a member of a queue group)

@@ -1,0 +1,169 @@
+"""The live checks of notebooks 05-08 against real nats-servers: the example solution passes, each
+realistic mistake fails with one ✘ line that names the fix, and nothing the check starts outlives it.
+
+These checks judge with the truth of their own broker (what they published, ``/connz`` of the student's
+connection), never with what the student's code reports about itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+import nats
+import pytest
+
+from trashlab import checks
+from trashlab.errors import CheckFailed
+
+from conftest import recorded_alive
+
+
+async def fails(check, *args, **kwargs) -> str:
+    """The ✘ line a failing live check shows."""
+    with pytest.raises(CheckFailed) as info:
+        await check(*args, **kwargs)
+    text = str(info.value)
+    assert text.startswith("✘ ") and "\n" not in text, text
+    return text
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_running():
+    """What a check starts (recorded in this session's state folder) is stopped before it returns."""
+    yield
+    assert not recorded_alive(), f"a check left processes running: {recorded_alive()}"
+
+
+# ----- 05: a client that records its outage -------------------------------------------------------
+def recorder(*, down="time", up="time", **options):
+    async def connect_recording(servers, events):
+        async def disconnected():
+            events.append(("disconnected", time.time() if down == "time" else down))
+
+        async def reconnected():
+            events.append(("reconnected", time.time() if up == "time" else up))
+        cbs = {}
+        if down is not None:
+            cbs["disconnected_cb"] = disconnected
+        if up is not None:
+            cbs["reconnected_cb"] = reconnected
+        return await nats.connect(servers=servers, **cbs, **options)
+    return connect_recording
+
+
+@pytest.mark.parametrize("give", ["all", "one"])
+async def test_outage_recorder_passes_against_the_servers_truth(give, capsys):
+    await checks.check_outage(recorder(), give)
+    out = capsys.readouterr()
+    assert "✔ your client recorded an outage of" in out.out and "after the kill" in out.out
+    assert out.err == "", "nats-py's error tracebacks while the node was down must not reach stderr"
+
+
+async def test_outage_recorder_mistakes():
+    assert "coroutine that nobody awaited" in await fails(
+        checks.check_outage, lambda servers, events: _no_await(servers))
+    assert "not clock times" in await fails(checks.check_outage, recorder(down=1.0, up=2.0))
+    assert "not clock times" in await fails(checks.check_outage, recorder(down=time.monotonic()))
+    assert "reconnected_cb" in await fails(checks.check_outage, recorder(up=None))
+    assert "did not come back" in await fails(checks.check_outage, recorder(allow_reconnect=False))
+
+
+async def _no_await(servers):
+    return nats.connect(servers=servers)
+
+
+# ----- 06: drain before closing ---------------------------------------------------------------------
+async def test_shut_down_with_drain_passes_and_close_loses_readings(capsys):
+    async def drain(nc):
+        await nc.drain()
+
+    async def close(nc):
+        await nc.close()
+
+    async def no_await(nc):
+        nc.drain()
+
+    await checks.check_shut_down(drain)
+    assert "✔" in capsys.readouterr().out
+    assert "drain() lets the handler finish" in await fails(checks.check_shut_down, close)
+    assert "still open" in await fails(checks.check_shut_down, no_await)
+
+
+# ----- 07: the rate arriving on a subject --------------------------------------------------------------
+async def measure(nc, subject, seconds):
+    count = 0
+
+    async def cb(msg):
+        nonlocal count
+        count += 1
+    sub = await nc.subscribe(subject, cb=cb)
+    await asyncio.sleep(seconds)
+    await sub.unsubscribe()
+    return count / seconds
+
+
+async def test_rate_against_what_the_check_published(capsys):
+    await checks.check_rate(measure, seconds=1.0)
+    await checks.check_rate(measure, seconds=2.0)
+    assert capsys.readouterr().out.count("✔") == 2
+
+    async def count_only(nc, subject, seconds):
+        return await measure(nc, subject, seconds) * seconds
+
+    async def wrong_subject(nc, subject, seconds):
+        return await measure(nc, "trash.level", seconds)
+
+    async def constant(nc, subject, seconds):
+        await asyncio.sleep(seconds)
+        return 40.0
+
+    async def subscribed_constant(nc, subject, seconds):
+        await nc.subscribe(subject)
+        await asyncio.sleep(seconds)
+        return 40.0
+
+    async def no_await(nc, subject, seconds):
+        await nc.subscribe(subject)
+        asyncio.sleep(seconds)
+        return 0.0
+
+    assert "that is the count" in await fails(checks.check_rate, count_only, seconds=2.0)
+    assert "saw no subscription" in await fails(checks.check_rate, wrong_subject)
+    assert "saw no subscription" in await fails(checks.check_rate, constant, seconds=2.0)
+    assert "expected 20" in await fails(checks.check_rate, subscribed_constant, seconds=2.0)
+    assert "before its 1 s window ended" in await fails(checks.check_rate, no_await)
+
+
+# ----- 08: a member of a queue group ---------------------------------------------------------------------
+def joiner(queue_override="given", data=True, subject_override=None):
+    async def join(nc, subject, queue, received):
+        async def cb(msg):
+            received.append(msg.data if data else msg)
+        q = queue if queue_override == "given" else queue_override
+        kwargs = {"queue": q} if q else {}
+        return await nc.subscribe(subject_override or subject, cb=cb, **kwargs)
+    return join
+
+
+async def test_queue_member_read_from_the_servers_connz(capsys):
+    await checks.check_queue_member(joiner())
+    await checks.check_queue_member(joiner(), queue="workers-2", published=90)
+    assert capsys.readouterr().out.count("each reading exactly once") == 2
+    assert "in no queue group" in await fails(checks.check_queue_member, joiner(queue_override=None))
+    assert "expected the group it was given" in await fails(checks.check_queue_member,
+                                                             joiner(queue_override="reporters"), queue="other")
+    assert "expected the subject" in await fails(checks.check_queue_member, joiner(subject_override="trash.level"))
+    assert "append msg.data" in await fails(checks.check_queue_member, joiner(data=False))
+
+
+async def test_a_log_line_on_stderr_during_a_check_goes_to_stdout(capsys):
+    """A trashlab reconnect line (stderr) while a check runs must not reach stderr: nbgrader zeroes such a cell."""
+    async def noisy(nc, subject, queue, received):
+        print("trashlab [rep]: reconnected to 127.0.0.1:4222", file=sys.stderr)
+        return await joiner()(nc, subject, queue, received)
+
+    await checks.check_queue_member(noisy)
+    out = capsys.readouterr()
+    assert out.err == "" and "reconnected to 127.0.0.1:4222" in out.out

@@ -1,0 +1,82 @@
+"""Checks of notebook 07 (several simulators): the student measures the rate arriving on a subject.
+
+The check starts a broker of its own, connects a client for the student and starts
+``await receive_rate(nc, subject, seconds)``. Once the server shows the student's subscription, the
+check publishes a number of readings it chose, all inside the window, and compares the rate returned
+with that number (and with what the server says it delivered to the student's connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from typing import Callable
+
+from . import failed, passed
+from ._live import answer, connection, poll, quiet, subscriptions, unique
+from ...message import encode
+
+
+async def check_rate(receive_rate: Callable, seconds: float = 1.0, published: int = 40,
+                     subject: str = "trash-level") -> None:
+    """``await receive_rate(nc, subject, seconds)`` must subscribe, count for ``seconds`` and return
+    messages per second (a number); the check publishes ``published`` readings inside the window."""
+    import nats
+
+    from ...servers.broker import Broker
+
+    name = getattr(receive_rate, "__name__", "your function")
+    what = f"await {name}(nc, {subject!r}, {seconds:g})"
+    with quiet():
+        broker = await Broker(unique("check")).astart()
+        clients = []
+        try:
+            nc = await nats.connect(broker.url, name="student")
+            pub = await nats.connect(broker.url, name="check-publisher")
+            clients += [nc, pub]
+            started = time.monotonic()
+            task = asyncio.ensure_future(answer(receive_rate, what, nc, subject, seconds, timeout=seconds + 5))
+            subs = await poll(lambda: task.done() or [s for s in subscriptions(connection(broker.monitor_url,
+                                                                                          nc.client_id))
+                                                      if s.get("subject") == subject],
+                              timeout=min(1.0, seconds / 3))
+            if subs and subs is not True:
+                spread = seconds / 3 / published
+                for seq in range(1, published + 1):
+                    await pub.publish(subject, encode(str(seq), float(seq % 100)))
+                    await asyncio.sleep(spread)
+                await pub.flush()
+            got = await task
+            took = time.monotonic() - started
+            record = connection(broker.monitor_url, nc.client_id) or {}
+            _judge(got, took, int(record.get("out_msgs", 0)), bool(subs and subs is not True),
+                   published, seconds, what)
+        finally:
+            for c in clients:
+                try:
+                    await c.close()
+                except Exception:
+                    pass
+            broker.stop()
+
+
+def _judge(got, took: float, delivered: int, subscribed: bool, published: int, seconds: float, what: str) -> None:
+    expected = published / seconds
+    if isinstance(got, bool) or not isinstance(got, (int, float)) or not math.isfinite(float(got)):
+        raise failed(f"{what} returned {got!r}, expected a number of messages per second such as {expected:g}")
+    if took < seconds * 0.9:
+        raise failed(f"{what} returned after {took:.2f} s, before its {seconds:g} s window ended: "
+                     "`await asyncio.sleep(seconds)` while the subscription counts")
+    if not subscribed:
+        raise failed(f"during {what} the server saw no subscription on {what.split(',')[1].strip()} from "
+                     "your connection: `await nc.subscribe(subject, cb=...)` first")
+    if abs(float(got) - expected) <= 1 / seconds + 1e-9:
+        return passed(f"{what} = {float(got):g} msg/s; the check published {published} readings in your "
+                      f"{seconds:g} s window and the server delivered {delivered} to your connection")
+    if abs(float(got) - published) <= 1 and abs(expected - published) > 1:
+        hint = "that is the count; divide by the seconds"
+    else:
+        hint = "count every message your subscription receives, divide by the seconds"
+    raise failed(f"{what} is {float(got):g}, expected {expected:g} msg/s: the check published {published} "
+                 f"readings in your {seconds:g} s window (the server delivered {delivered} to you): {hint}")
