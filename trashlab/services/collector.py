@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Deque, List, Optional, Tuple
 if TYPE_CHECKING:
     import pandas as pd
 
-from ..servers.connection import Servers, check_subject, connect, count_slow_consumer, server_list, url_of
+from ..servers.connection import Servers, check_subject, connect, count_slow_consumer, resolve_servers, url_of
 from ..errors import BadArgument, BadMessage
 from ..message import SUBJECT, decode_fields
 
@@ -173,8 +173,8 @@ class Collector:
         """Connect and subscribe; returns at once while messages keep arriving in the background."""
         if self.running:
             return self
-        server_list(self.servers)
-        self._nc = await connect(self.servers, name=self.name, on_error=self._on_error)
+        self.resolved = resolve_servers(self.servers)
+        self._nc = await connect(self.resolved, name=self.name, on_error=self._on_error)
         self._sub = await self._nc.subscribe(self.subject, queue=self.queue or "", cb=self._on_msg,
                                              pending_msgs_limit=self.pending_msgs_limit,
                                              pending_bytes_limit=256 * 1024 * 1024)

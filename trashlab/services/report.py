@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 from .collector import can_order
-from ..servers.connection import Servers, check_subject, connect, count_slow_consumer, describe, server_list, url_of
+from ..servers.connection import Servers, check_subject, connect, count_slow_consumer, describe, resolve_servers, url_of
 from ..errors import BadArgument, BadMessage, CanNotFound, ServiceUnavailable
 from ..message import SUBJECT, decode_fields
 
@@ -142,8 +142,8 @@ class ReportService:
         """Connect, subscribe and register the ``trash-report`` service; returns at once."""
         if self.running:
             return self
-        server_list(self.servers)
-        self._nc = await connect(self.servers, name=self.name, on_error=lambda e: count_slow_consumer(self, e))
+        self.resolved = resolve_servers(self.servers)
+        self._nc = await connect(self.resolved, name=self.name, on_error=lambda e: count_slow_consumer(self, e))
         if self._auto_store:
             from .kvlevels import KVLevels, jetstream_available
 
@@ -231,11 +231,11 @@ def _levels_frame(rows: list) -> pd.DataFrame:
 
 
 async def _request(servers: Servers, subject: str, payload: bytes, timeout: float):
-    nc = await connect(servers, name="trashlab-query")
+    where = resolve_servers(servers)
+    nc = await connect(where, name="trashlab-query")
     try:
         return await nc.request(subject, payload, timeout=timeout)
     except (NoRespondersError, NatsTimeout, asyncio.TimeoutError):
-        where = ", ".join(server_list(servers))
         raise ServiceUnavailable(
             f"no {SERVICE} service answered on {where}: start one with `trashlab report` "
             "or `await trashlab.ReportService().start()`") from None
