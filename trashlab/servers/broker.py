@@ -9,7 +9,6 @@ its ports file, so two students on one machine never clash.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import ipaddress
 import json
 import logging
@@ -27,7 +26,7 @@ from typing import Optional, Sequence
 
 from ..errors import BadArgument, BrokerError, BrokerStartTimeout, InsecureBind, NatsServerNotFound, PortInUse
 from . import names
-from .processes import ManagedProcess
+from .processes import ManagedProcess, temp_dir
 
 log = logging.getLogger("trashlab")
 
@@ -231,8 +230,7 @@ class Broker:
 
     def _tmpdir(self) -> str:
         if self._tmp is None:
-            self._tmp = tempfile.mkdtemp(prefix=f"trashlab-{self.name}-")
-            atexit.register(shutil.rmtree, self._tmp, True)
+            self._tmp = temp_dir(self.name)
         return self._tmp
 
     def _argv(self, ports_dir: Path, store: Optional[str]) -> list:

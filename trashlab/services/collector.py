@@ -45,6 +45,14 @@ def can_order(ids) -> list:
     return sorted(ids, key=lambda c: (0, int(c), "") if c.isdigit() else (1, 0, c))
 
 
+def _seq_number(value) -> Optional[int]:
+    """A sequence number as int; None for a missing one (None, NaN, pandas' NA in an Int64 column)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def sequence_loss(seqs, published: Optional[int] = None) -> dict:
     """Loss report from the ``seq`` numbers received (1, 2, 3 ... as the simulator numbers them).
 
@@ -52,7 +60,7 @@ def sequence_loss(seqs, published: Optional[int] = None) -> dict:
     number seen), ``lost`` (how many of 1..expected never arrived), ``duplicates``, and ``gaps``:
     the missing ranges as ``(first, last)`` pairs, at most 20 of them.
     """
-    numbers = [int(s) for s in seqs if s is not None and s == s]  # skip None and NaN/NA
+    numbers = [n for n in map(_seq_number, seqs) if n is not None]
     seen = sorted(set(numbers))
     total = len(seen)
     expected = published if published is not None else (seen[-1] if seen else 0)

@@ -14,7 +14,7 @@ from typing import Iterable, Optional
 from ..servers.connection import Servers, resolve_servers
 from ..errors import BadArgument, ServiceFailed
 from ..message import SUBJECT
-from ..servers.processes import ManagedProcess, python_command
+from ..servers.processes import ManagedProcess, python_command, stop_processes
 from .._progress import StatusLine, wait_until
 
 _running: "dict[str, ServiceProcess]" = {}
@@ -202,9 +202,5 @@ def spawned(role: Optional[str] = None) -> "list[ServiceProcess]":
 
 def stop_spawned(procs: Optional[Iterable[ServiceProcess]] = None) -> int:
     """Stop the given processes (default: every one spawned from here); return how many were running."""
-    targets = [p for p in (procs if procs is not None else list(_running.values())) if p.alive]
-    for p in targets:  # all at once, like Ctrl-C in every terminal, then wait for each
-        p.proc.popen.terminate()
-    for p in targets:
-        p.stop()
-    return len(targets)
+    targets = procs if procs is not None else list(_running.values())
+    return stop_processes([p.proc for p in targets])  # all at once, like Ctrl-C in every terminal
