@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from nats.aio.client import Client
 from nats.errors import NoServersError
 
+from .._compat import server_info
 from ..errors import BadArgument, ConnectionFailed, NoServerKnown
 from . import names
 
@@ -214,7 +215,7 @@ async def connect(servers: "Servers | Resolved" = None, *, name: str = "trashlab
 
 
 async def _connect(urls: list, name: str, on_error: Optional[Callable[[Exception], bool]], options: dict) -> Client:
-    state = {"down": False, "connecting": True, "last": None}
+    state: dict = {"down": False, "connecting": True, "last": None}
     nc: Client
 
     def where() -> str:
@@ -225,7 +226,7 @@ async def _connect(urls: list, name: str, on_error: Optional[Callable[[Exception
         if on_error is not None and on_error(e):
             return
         if state["connecting"]:  # reported once, by the exception connect() raises
-            state["last"] = e
+            state["last"] = e  # the cause (refused, auth); nc.last_error holds only "no servers available"
             return
         if state["down"]:
             return  # one line per outage: reconnect attempts fail quietly until one succeeds
@@ -254,9 +255,10 @@ async def _connect(urls: list, name: str, on_error: Optional[Callable[[Exception
         # the first connection is tried once per URL: a wrong URL should fail fast, not retry forever
         await nc.connect(servers=urls, **{**opts, "max_reconnect_attempts": 1})
     except (NoServersError, OSError, TimeoutError) as e:
-        await _quiet_close(nc)
         e = state["last"] or e
-        if getattr(nc, "_server_info", {}).get("auth_required") or "authorization" in describe(e).lower():
+        auth_required = server_info(nc).get("auth_required")
+        await _quiet_close(nc)
+        if auth_required or "authorization" in describe(e).lower():
             # it answered, asked for credentials, then hung up (nats-py may see only the reset)
             why = ("the credentials in the URL are wrong" if any("@" in u for u in urls)
                    else "it requires credentials")

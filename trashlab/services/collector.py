@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 from ..servers.connection import Servers, check_subject, connect, count_slow_consumer, resolve_servers, url_of
+from .._compat import pending_queue, release_pending
 from ..errors import BadArgument, BadMessage
 from ..message import SUBJECT, decode_fields
 
@@ -163,15 +164,18 @@ class Collector:
         queue = self._queue
         if queue is None:
             return
-        sub, add = self._sub, self.add
-        while queue.qsize():
-            m = queue.get_nowait()
-            data = m.data
-            sub._pending_size -= len(data)
-            try:
-                add(data, m.subject)
-            finally:
-                queue.task_done()
+        add, taken = self.add, 0
+        try:
+            while queue.qsize():
+                m = queue.get_nowait()
+                data = m.data
+                taken += len(data)
+                try:
+                    add(data, m.subject)
+                finally:
+                    queue.task_done()
+        finally:
+            release_pending(self._sub, taken)
 
     def _on_error(self, err: Exception) -> bool:
         return count_slow_consumer(self, err)
@@ -186,9 +190,7 @@ class Collector:
         self._sub = await self._nc.subscribe(self.subject, queue=self.queue or "", cb=self._on_msg,
                                              pending_msgs_limit=self.pending_msgs_limit,
                                              pending_bytes_limit=256 * 1024 * 1024)
-        # nats-py's buffer of received messages, drained in batches by _on_msg (if this nats-py has one)
-        queue = getattr(self._sub, "_pending_queue", None)
-        self._queue = queue if isinstance(queue, asyncio.Queue) and hasattr(self._sub, "_pending_size") else None
+        self._queue = pending_queue(self._sub)  # nats-py's buffer of received messages, drained in batches by _on_msg
         await self._nc.flush()  # the subscription is registered on the server when start() returns
         self.started_at = time.time()
         return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .._compat import server_info
 from ..servers.connection import Resolved, Servers, connect, mask, resolve_servers
 
 
@@ -12,7 +13,7 @@ async def ping(servers: Servers = "iot-msg", count: int = 3) -> dict:
     nc = await connect(Resolved((url,), where.origin, where.fallback, where.fallback_name), name="trashlab-ping")
     try:
         rtts = [await nc.rtt() * 1000 for _ in range(max(1, count))]
-        info = nc._server_info
+        info = server_info(nc)
     finally:
         await nc.close()
     return {"name": servers if isinstance(servers, str) else url, "resolves_to": mask(url),
