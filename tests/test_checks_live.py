@@ -129,7 +129,11 @@ async def test_rate_against_what_the_check_published(capsys):
         asyncio.sleep(seconds)
         return 0.0
 
+    async def off_by_one(nc, subject, seconds):
+        return await measure(nc, subject, seconds) + 1 / seconds
+
     assert "that is the count" in await fails(checks.check_rate, count_only, seconds=2.0)
+    assert "one message off" in await fails(checks.check_rate, off_by_one)
     assert "saw no subscription" in await fails(checks.check_rate, wrong_subject)
     assert "saw no subscription" in await fails(checks.check_rate, constant, seconds=2.0)
     assert "expected 20" in await fails(checks.check_rate, subscribed_constant, seconds=2.0)

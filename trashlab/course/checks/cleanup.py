@@ -12,7 +12,7 @@ import asyncio
 from typing import Callable
 
 from . import failed, passed
-from ._live import answer, connection, poll, quiet, unique
+from ._truth import answer, connection, poll, quiet, unique
 from ...message import encode
 
 

@@ -12,7 +12,7 @@ import time
 from typing import Any, Callable
 
 from . import failed, passed
-from ._live import answer, connection, poll, quiet, server_time, unique
+from ._truth import answer, connection, poll, quiet, server_time, unique
 
 #: How late a callback may fire after the event it reports (seconds; generous for a busy machine).
 LATE = 1.5

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Callable
 
 from . import failed, passed
-from ._live import answer, connection, poll, quiet, subscriptions, unique
+from ._truth import answer, connection, poll, quiet, subscriptions, unique
 from ...message import encode
 
 

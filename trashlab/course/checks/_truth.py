@@ -1,4 +1,4 @@
-"""What the live checks share: a broker of their own, the server's view of one connection, quiet output.
+"""What the checks of 05-08 share: the server's view of one connection, bounded polling, quiet output.
 
 A live check never trusts what the student's code says about itself: it starts its own nats-server
 (so nothing else in the notebook disturbs it, and killing a node hurts nobody), publishes values it
