@@ -42,6 +42,22 @@ def test_cluster_command_uses_the_config_file_that_exists():
     assert "gnatsd.conf" not in " ".join(argv)
 
 
+def test_section_5_docker_cells_show_the_lab_commands():
+    """Notebook 05's Docker cells: the second node (with the config file that exists), its log, the kill."""
+    import nbformat
+
+    assert docker.kill("iot-msg") == "docker container kill iot-msg".split()  # the lab's exact line
+    table = docker.lab_step(docker.run_nats_node("iot-msg2"), docker.logs("iot-msg2"), docker.kill("iot-msg"))
+    assert table["command"].tolist() == [
+        "docker container run -d --name=iot-msg2 --net=iot-net nats -c nats-server.conf "
+        "--routes=nats-route://ruser:T0pS3cr3t@iot-msg:6222",
+        "docker container logs --tail 5 iot-msg2", "docker container kill iot-msg"]
+    root = docker.Path(__file__).resolve().parent.parent
+    cells = "\n".join(c.source for c in nbformat.read(root / "notebooks" / "05-clustering.ipynb", 4).cells)
+    for call in ('docker.run_nats_node("iot-msg2")', 'docker.logs("iot-msg2")', 'docker.kill("iot-msg")'):
+        assert call in cells, f"notebook 05 has no Docker cell with {call}"
+
+
 def test_sim_and_rep_containers_run_the_lab_scripts():
     for role in ("sim", "rep"):
         argv = docker.run_node(role)

@@ -12,7 +12,7 @@ import asyncio
 from typing import Callable
 
 from . import failed, passed
-from ._truth import answer, connection, poll, quiet, unique
+from ._truth import answer, connection, poll, quiet, subscriptions, unique
 from ...message import encode
 
 
@@ -41,6 +41,8 @@ async def check_shut_down(shut_down: Callable, published: int = 40, work: float 
             await nc.subscribe(subject, cb=slow_handler)
             await nc.flush()
             cid = nc.client_id
+            # publish only once the server lists the subscription (a flush alone was seen to return earlier)
+            await poll(lambda: subscriptions(connection(broker.monitor_url, cid)), timeout=2)
             for seq in range(1, published + 1):
                 await pub.publish(subject, encode(str(seq), float(seq % 100)))
             await pub.flush()
