@@ -136,4 +136,5 @@ def quiet():
         lines = _condense(buffer.getvalue())
         if lines:
             shown = lines[:3] + ([f"... and {len(lines) - 3} more"] if len(lines) > 3 else [])
-            print("(printed meanwhile: " + " | ".join(shown) + ")", file=sys.stdout)
+            print("(written to stderr during the check, e.g. by a client without error_cb: "
+                  + " | ".join(shown) + ")", file=sys.stdout)
