@@ -208,7 +208,7 @@ class ClassView:
         self.levels = w.HTML()
         self.who = w.Dropdown(options=watch.students, description="student")
         self.can = w.Text(description="can id", placeholder="e.g. 135")
-        self.button = w.Button(description="Ask the class report")
+        self.button = w.Button(description="Ask the class report", layout=w.Layout(width="auto"))
         self.answer = w.HTML()
         self.button.on_click(lambda _: asyncio.ensure_future(self._ask()))
         self.widget = w.VBox([self.header, w.HBox([self.students, self.levels]),
@@ -254,7 +254,8 @@ class ClassView:
                         f"<td class='rate' style='text-align:right'>{r['rate']:.1f}</td>"
                         f"<td class='received' style='text-align:right'>{r['received']}</td>"
                         f"<td style='text-align:right'>{r['cans']}</td><td class='last'>{last}</td></tr>")
-        self.students.value = ("<table class='class-students' style='border-collapse:collapse;margin-right:2em'>"
+        self.students.value = ("<style>.class-students td, .class-students th {padding: 2px 8px}</style>"
+                               "<table class='class-students' style='border-collapse:collapse;margin-right:2em'>"
                                "<tr><th></th><th>student</th><th>msg/s</th><th>readings</th><th>cans</th>"
                                "<th style='text-align:left'>last readings</th></tr>" + "".join(body) + "</table>")
         counts = self.watch.distribution()
@@ -267,8 +268,9 @@ class ClassView:
     async def _ask(self) -> None:
         try:
             row = await self.watch.ask(self.who.value, self.can.value)
+            can = str(row["can_id"]).split("/", 1)[-1]
             self.answer.value = (f"<span class='report-answer'>{html.escape(self.who.value)}'s can "
-                                 f"{html.escape(str(row['can_id']))}: level {row['level']:.1f}% "
+                                 f"{html.escape(can)}: level {row['level']:.1f}% "
                                  f"({row['readings']} readings, at {row['updated_at']:%H:%M:%S})</span>")
         except Exception as e:
             self.answer.value = f"<span class='report-answer'>{html.escape(str(e))}</span>"
