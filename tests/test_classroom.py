@@ -149,15 +149,26 @@ async def test_a_joined_student_s_course_broker_reaches_the_class(hub, class_fil
         else:
             pytest.fail(f"the joined broker did not become a leaf of the hub: {local.output[-500:]}")
         col = await trashlab.Collector(local.url, name="local-col").start()
+        # another notebook's broker of the same student: joined too, but private from this one
+        other_notebook = trashlab.Broker(unique("iot-msg")).start()
+        neighbour = await trashlab.Collector(other_notebook.url, name="neighbour").start()
         sim = await trashlab.Simulator(local.url, interval=0.01, count=50, sequence=True).start()
         await sim.wait(timeout=10)
         await col.wait_for(50, timeout=5)
+        if seat.client_url:  # the student's own client on the hub reaches the class, not the local broker
+            direct = await trashlab.connect(seat.client_url, name="direct")
+            await direct.publish("trash-level", b'{"can_id":"1", "level":"1.0"}')
+            await direct.flush()
+            await direct.close()
         for _ in range(50):
-            if len(seen) >= 50:
+            if len(seen) >= 50 + bool(seat.client_url):
                 break
             await asyncio.sleep(0.1)
-        assert len(seen) == 50 and {s for s, _ in seen} == {"class.s03.trash-level"}
+        assert len(seen) == 50 + bool(seat.client_url) and {s for s, _ in seen} == {"class.s03.trash-level"}
         assert seen_by_s01 == []
+        assert col.count == 50 and neighbour.count == 0
+        await neighbour.stop()
+        other_notebook.stop()
         for password in (hub.seats["s03"], hub.instructor_password):
             assert password not in local.output
             assert password not in hub.output

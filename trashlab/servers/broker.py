@@ -250,8 +250,9 @@ class Broker:
             conf_lines.append(f'http: "127.0.0.1:{self.http_port or _free_port()}"')
             del argv[argv.index("--http_port"):argv.index("--http_port") + 2]
         leaf = self._class_leaf()
-        if leaf:  # a joined class: this broker is a leaf node of the class hub (trashlab.join)
-            conf_lines.append(f"leafnodes {{ remotes: [ {{ url: {json.dumps(leaf)} }} ] }}")
+        if leaf:  # a joined class: this broker is a leaf node of the class hub (trashlab.join); it sends its
+            # traffic to the student's account there but takes none back, so two notebooks' brokers stay apart
+            conf_lines.append(f"leafnodes {{ remotes: [ {{ url: {json.dumps(leaf)}, deny_imports: [\">\"] }} ] }}")
         if conf_lines:
             if ports_dir.name == "<ports-dir>":
                 argv += ["--config", "<broker.conf>"]
