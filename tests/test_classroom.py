@@ -246,3 +246,18 @@ def test_cli_serve_writes_the_roster_and_prints_no_password(tmp_path):
     assert "roster.txt" in text and "4 students" in text
     for password in info["passwords"].values():
         assert password not in text
+
+
+async def test_env_nats_url_set_to_the_join_line_puts_clients_without_a_url_in_the_student_account(hub, monkeypatch):
+    """``%env NATS_URL=<roster line>``: clients started without a URL log in to the student's account."""
+    teacher, seen = await _listen(hub.instructor_url, "class.>", "teacher")
+    monkeypatch.setenv("NATS_URL", hub.join_line("s02", host="127.0.0.1"))
+    sim = await trashlab.Simulator(interval=0.01, count=5, name="env-sim").start()
+    await sim.wait(timeout=10)
+    await sim.stop()
+    for _ in range(30):
+        if len(seen) >= 5:
+            break
+        await asyncio.sleep(0.1)
+    await teacher.close()
+    assert [s for s, _ in seen] == ["class.s02.trash-level"] * 5
