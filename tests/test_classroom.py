@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 import trashlab
-from trashlab.servers.classroom import ClassHub, class_subject, join, joined, leave, parse_join_line
+from trashlab.servers.classroom import ClassHub, _check_login, class_subject, join, joined, leave, parse_join_line
 from trashlab.notebook.classview import ClassWatch
 from conftest import unique
 
@@ -246,6 +246,20 @@ def test_cli_serve_writes_the_roster_and_prints_no_password(tmp_path):
     assert "roster.txt" in text and "4 students" in text
     for password in info["passwords"].values():
         assert password not in text
+    # served again from the same folder: same students, passwords and ports, so the handed-out lines still work
+    roster = (tmp_path / "class" / "roster.txt").read_text()
+    proc = subprocess.Popen([sys.executable, "-m", "trashlab", "classroom", "serve", "--students", "9",
+                             "--dir", str(tmp_path / "class"), "--name", unique("hub")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    try:
+        for line in proc.stdout:
+            if "Ctrl-C" in line:
+                break
+        assert (tmp_path / "class" / "roster.txt").read_text() == roster
+        _check_login(parse_join_line(roster.splitlines()[-1]).client_url)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=15)
 
 
 async def test_env_nats_url_set_to_the_join_line_puts_clients_without_a_url_in_the_student_account(hub, monkeypatch):

@@ -432,12 +432,15 @@ def _serve(args) -> int:
 
     folder = Path(args.dir)
     passwords, students = None, args.students
-    if (folder / INSTRUCTOR_FILE).exists():
+    ports = (args.port, args.leaf_port, args.websocket_port)
+    if (folder / INSTRUCTOR_FILE).exists():  # a restarted hub: the lines handed out stay valid
         info = read_class(folder)
         passwords, students = info["passwords"], info["students"]
-        print(f"reusing the roster in {folder} ({len(students)} students, same passwords)", flush=True)
-    hub = ClassHub(students, name=args.name, host=args.listen, port=args.port, leaf_port=args.leaf_port,
-                   websocket_port=args.websocket_port, advertise=args.advertise, passwords=passwords)
+        ports = tuple(given if given is not None else info.get(key) for given, key in
+                      zip(ports, ("port", "leaf_port", "websocket_port")))
+        print(f"reusing the roster in {folder} ({len(students)} students, same passwords and ports)", flush=True)
+    hub = ClassHub(students, name=args.name, host=args.listen, port=ports[0], leaf_port=ports[1],
+                   websocket_port=ports[2], advertise=args.advertise, passwords=passwords)
 
     def announce() -> None:
         roster = hub.write_roster(folder)
