@@ -275,3 +275,21 @@ async def test_env_nats_url_set_to_the_join_line_puts_clients_without_a_url_in_t
         await asyncio.sleep(0.1)
     await teacher.close()
     assert [s for s, _ in seen] == ["class.s02.trash-level"] * 5
+
+
+def test_rerunning_the_broker_cell_after_joining_makes_it_join(hub, class_file):
+    """Broker("iot-msg").start() again after trashlab.join restarts it as a leaf node; after leave, private."""
+    name = unique("iot-msg")
+    first = trashlab.Broker(name).start()
+    try:
+        assert first._leaf is None
+        join(hub.join_line("s02", host="127.0.0.1"))
+        second = trashlab.Broker(name).start()
+        assert second.pid != first.pid and second._leaf and "--config" in second.command
+        assert trashlab.Broker(name).start().pid == second.pid  # same settings: reused
+        leave()
+        third = trashlab.Broker(name).start()
+        assert third.pid != second.pid and third._leaf is None
+        third.stop()
+    finally:
+        first.stop()
