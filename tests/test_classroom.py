@@ -112,6 +112,9 @@ def test_roster_has_one_private_join_line_per_student(hub, tmp_path):
         assert parse_join_line(ws).leaf_url == ws and parse_join_line(ws).client_url is None
         assert hub.seats[student] not in repr(seat)
     assert hub.instructor_password not in roster.read_text()
+    seat_file = tmp_path / "class" / "students" / "s02.txt"  # a student's line as a file of its own
+    assert stat.S_IMODE(seat_file.stat().st_mode) == 0o600
+    assert parse_join_line(str(seat_file)) == parse_join_line(hub.join_line("s02"))
     assert json.loads(info.read_text())["instructor_url"] == hub.instructor_url
 
 
