@@ -442,7 +442,7 @@ def _serve(args) -> int:
         info = read_class(folder)
         passwords, students = info["passwords"], info["students"]
         ports = tuple(given if given is not None else info.get(key) for given, key in
-                      zip(ports, ("port", "leaf_port", "websocket_port")))
+                      zip(ports, ("port", "leaf_port", "websocket_port"), strict=True))
         print(f"reusing the roster in {folder} ({len(students)} students, same passwords and ports)", flush=True)
     hub = ClassHub(students, name=args.name, host=args.listen, port=ports[0], leaf_port=ports[1],
                    websocket_port=ports[2], advertise=args.advertise, passwords=passwords)
