@@ -36,7 +36,7 @@ async def check_queue_member(join_queue_group: Callable, queue: str = "reporters
             clients += [nc, helper]
             received: list = []
             await answer(join_queue_group, what, nc, subject, queue, received)
-            record = await poll(lambda: subscriptions(connection(broker.monitor_url, nc.client_id)), timeout=1.0)
+            record = await poll(lambda: subscriptions(connection(broker.monitor_url, nc.client_id)), timeout=3.0)
             _judge_subscription(record, what, subject, queue)
             counts = [0] * others
 

@@ -40,12 +40,10 @@ async def check_rate(receive_rate: Callable, seconds: float = 1.0, published: in
             subs = await poll(lambda: task.done() or [s for s in subscriptions(connection(broker.monitor_url,
                                                                                           nc.client_id))
                                                       if s.get("subject") == subject],
-                              timeout=min(1.0, seconds / 3))
-            if subs and subs is not True:
-                spread = seconds / 3 / published
+                              timeout=seconds * 0.6)
+            if subs and subs is not True:  # a burst, well inside the window even on a busy machine
                 for seq in range(1, published + 1):
                     await pub.publish(subject, encode(str(seq), float(seq % 100)))
-                    await asyncio.sleep(spread)
                 await pub.flush()
             got = await task
             took = time.monotonic() - started
