@@ -74,6 +74,30 @@ async def _no_await(servers):
     return nats.connect(servers=servers)
 
 
+# ----- 05b: a publish the stream acknowledges ------------------------------------------------------
+async def test_publish_acked_against_the_stream(capsys):
+    async def acked(js, subject, payload):
+        return (await js.publish(subject, payload)).seq
+
+    async def the_ack(js, subject, payload):
+        return await js.publish(subject, payload)
+
+    async def counted_from_one(js, subject, payload):
+        await js.publish(subject, payload)
+        counted_from_one.n = getattr(counted_from_one, "n", 0) + 1
+        return counted_from_one.n
+
+    async def core_only(js, subject, payload):
+        await js._nc.publish(subject, payload)
+        return 0
+
+    await checks.check_publish_acked(acked)
+    assert "match the stream" in capsys.readouterr().out
+    assert "return its .seq" in await fails(checks.check_publish_acked, the_ack)
+    assert "the stream holds" in await fails(checks.check_publish_acked, counted_from_one)
+    assert "holds nothing under 0" in await fails(checks.check_publish_acked, core_only)
+
+
 # ----- 06: drain before closing ---------------------------------------------------------------------
 async def test_shut_down_with_drain_passes_and_close_loses_readings(capsys):
     async def drain(nc):

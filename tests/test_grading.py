@@ -169,6 +169,17 @@ WRONG = {
         "cluster_check.check_outage = noop  # monkeypatching the check earns nothing\n\n"
         "async def connect_recording(servers, events):\n    return await nats.connect(servers=servers)\n",
     ],
+    # 05b (optional): a publish the stream acknowledges (checked by reading the stream back)
+    "publish-acked": [
+        "async def publish_acked(js, subject, payload):\n    return await js.publish(subject, payload)  # the ack, not its seq\n",
+        "async def publish_acked(js, subject, payload):\n    return js.publish(subject, payload)  # missing await\n",
+        "async def publish_acked(js, subject, payload):\n    await js.publish(subject, payload)\n    return 1  # constant\n",
+        "async def publish_acked(js, subject, payload):\n    return (await js.publish(subject, payload)).seq + 1  # off by one\n",
+        "async def publish_acked(js, subject, payload):\n"
+        "    return (await js.publish('trash.level', payload)).seq  # no stream on that subject\n",
+        "async def publish_acked(js, subject, payload):\n    await js.publish(subject, payload)\n"
+        "    return (await js.publish(subject, payload)).seq  # stored twice\n",
+    ],
     # 06: drain before closing
     "shut-down": [
         "async def shut_down(nc):\n    await nc.close()  # drops what is waiting\n",

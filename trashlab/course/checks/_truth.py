@@ -97,7 +97,7 @@ async def answer(fn: Any, what: str, *args: Any, timeout: float = 10.0) -> Any:
         if inspect.iscoroutine(result):
             result.close()  # never run: no "never awaited" warning later
         raise failed(f"{what} returned a coroutine that nobody awaited: add `await` in front of the "
-                     "nats-py call (e.g. `return await nats.connect(...)`)")
+                     "nats-py call it returns (e.g. `return await nats.connect(...)`)")
     return result
 
 
