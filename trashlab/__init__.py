@@ -95,7 +95,7 @@ def __dir__() -> list:
 
 
 class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at the time (in Jupyter: the running cell)."""
+    """Writes to whatever ``sys.stderr`` is at the time; in Jupyter, under the cell run last."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -109,6 +109,14 @@ class _StderrHandler(logging.StreamHandler):
     def stream(self, value) -> None:
         pass
 
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from ._kernel import write_news
+
+            write_news(self.format(record) + self.terminator)
+        except Exception:
+            self.handleError(record)
+
 
 _log = logging.getLogger("trashlab")
 if not _log.handlers:
@@ -118,21 +126,10 @@ if not _log.handlers:
 
 
 def _install_short_errors() -> None:
-    """In IPython/Jupyter, show trashlab errors as one line instead of a traceback."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return
-    shell = get_ipython()
-    if shell is None or not hasattr(shell, "set_custom_exc"):
-        return
+    """In IPython/Jupyter, show trashlab errors and interrupts as one line instead of a traceback."""
+    from ._kernel import install
 
-    def short(shell, etype, evalue, tb, tb_offset=None):
-        stb = [f"\x1b[0;31m{etype.__name__}\x1b[0m: {evalue}"]
-        shell._showtraceback(etype, evalue, stb)
-        return stb
-
-    shell.set_custom_exc((TrashlabError,), short)
+    install()
 
 
 _install_short_errors()

@@ -57,20 +57,33 @@ class StatusLine:
 
 
 async def wait_until(check: Callable[[], bool], *, timeout: float, what: str,
-                     status: Optional[StatusLine] = None, every: float = 0.05) -> bool:
-    """Await ``check()`` becoming true (at most ``timeout`` s), showing ``what`` and the seconds waited."""
+                     status: Optional[StatusLine] = None, every: float = 0.05,
+                     why: Optional[Callable[[], str]] = None) -> bool:
+    """Await ``check()`` becoming true (at most ``timeout`` s), showing ``what`` and the seconds waited.
+
+    Giving up says so on the line, with ``why()`` (the likely cause) when given; an Interrupt
+    leaves "interrupted" on it.
+    """
+    from ._kernel import waiting
+
     line = status or StatusLine(f"{what} ...")
     deadline = time.monotonic() + timeout
     last = -1.0
-    while not check():
-        if time.monotonic() > deadline:
-            if status is None:
-                line.done(f"{what}: gave up after {line.elapsed:.1f} s")
-            return False
-        if line.elapsed - last >= 0.25:
-            last = line.elapsed
-            line.update(f"{what} ... {line.elapsed:.1f} s")
-        await asyncio.sleep(every)
+    with waiting(what):
+        try:
+            while not check():
+                if time.monotonic() > deadline:
+                    if status is None:
+                        cause = why() if why is not None else ""
+                        line.done(f"{what}: gave up after {line.elapsed:.1f} s" + (f": {cause}" if cause else ""))
+                    return False
+                if line.elapsed - last >= 0.25:
+                    last = line.elapsed
+                    line.update(f"{what} ... {line.elapsed:.1f} s")
+                await asyncio.sleep(every)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            line.update(f"{what}: interrupted after {line.elapsed:.1f} s")
+            raise
     if status is None:  # our own line: say how it ended
         line.done(f"{what}: done after {line.elapsed:.1f} s")
     return True

@@ -27,6 +27,7 @@ from typing import List, Optional
 import pandas as pd
 
 from .._aio import cancel
+from .._kernel import waiting
 from ..servers.cluster import Cluster
 from ..services.collector import Collector
 from ..servers.connection import connect, url_of
@@ -349,9 +350,10 @@ async def failover_drill(cluster: Optional[Cluster] = None, *, jetstream: bool =
         first = running[0]
         other = running[-1]
         victim = first if kill == "collector" else other
-        return await _drill(cluster, first, other, victim, jetstream=jetstream, rate=float(rate),
-                            kill_after=kill_after, run_after=run_after, subject=subject, progress=progress,
-                            restore=restore and not own)
+        with waiting(f"the {'JetStream' if jetstream else 'core'} failover drill"):
+            return await _drill(cluster, first, other, victim, jetstream=jetstream, rate=float(rate),
+                                kill_after=kill_after, run_after=run_after, subject=subject, progress=progress,
+                                restore=restore and not own)
     finally:
         if own:
             cluster.stop()

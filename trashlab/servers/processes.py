@@ -10,6 +10,11 @@ Three safety nets, so a student never finds a stray nats-server:
 3. each child is recorded in a state file; the next trashlab start removes children whose owner
    is gone. A process is only ever killed if its pid, start time and executable match the record,
    so trashlab never kills a process it did not start.
+
+Each child runs in its own session (``start_new_session``), outside the process group of the process
+that started it: JupyterLab's Interrupt (■) sends SIGINT to the kernel's whole process group, and it
+must stop the running cell, never the brokers and services the notebook started. A kernel that is
+shut down still stops them (1), one that crashes still takes them with it (2, 3).
 """
 
 from __future__ import annotations
@@ -89,7 +94,7 @@ class _Spawner:
         while True:
             kwargs, box, done = self._jobs.get()
             try:
-                box["popen"] = subprocess.Popen(preexec_fn=_pdeathsig_hook(), **kwargs)
+                box["popen"] = subprocess.Popen(preexec_fn=_pdeathsig_hook(), start_new_session=True, **kwargs)
             except BaseException as e:  # handed back to the caller's thread
                 box["error"] = e
             done.set()
@@ -104,9 +109,10 @@ def _pdeathsig_hook():
 
 
 def _spawn(kwargs: dict) -> subprocess.Popen:
-    """Popen with the parent-death signal, forked by a thread that lives as long as the process."""
+    """Popen in its own session (an Interrupt of the kernel does not reach it), with the parent-death
+    signal, forked by a thread that lives as long as the process."""
     if _pdeathsig_hook() is None or threading.current_thread() is threading.main_thread():
-        return subprocess.Popen(preexec_fn=_pdeathsig_hook(), **kwargs)
+        return subprocess.Popen(preexec_fn=_pdeathsig_hook(), start_new_session=True, **kwargs)
     return _spawner.popen(kwargs)
 
 
