@@ -292,7 +292,7 @@ async def close_quietly(nc: Optional[Client], *, drain: bool = False, timeout: f
     if nc is None or nc.is_closed:
         return
     try:
-        if nc.is_connected:
+        if nc.is_connected and nc not in _hushed:  # hushed: a clean-up stops its server, no time to lose
             await nc.flush(timeout=min(2.0, timeout))
             if drain:
                 await asyncio.wait_for(nc.drain(), timeout)

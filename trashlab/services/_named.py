@@ -15,6 +15,8 @@ log = logging.getLogger("trashlab")
 
 #: (kind, name) -> the running client of that kind and name
 _live: "dict[tuple[str, str], Any]" = {}
+#: stop tasks a synchronous clean-up scheduled, until they are done
+_stopping: set = set()
 
 
 async def replace(kind: str, name: str, new: Any) -> None:
@@ -72,7 +74,9 @@ def stop_clients() -> int:
         loop = None
     if loop is not None:
         for client in clients:
-            loop.create_task(_stop_quietly(client), name="trashlab-cleanup")
+            task = loop.create_task(_stop_quietly(client), name="trashlab-cleanup")
+            _stopping.add(task)  # asyncio keeps only a weak reference to a task
+            task.add_done_callback(_stopping.discard)
     elif clients:  # a script driving its clients with trashlab.run(): stop them on that loop now
         from .._aio import run
 
