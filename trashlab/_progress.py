@@ -1,22 +1,62 @@
 """A live status line for waits longer than a moment (processes starting, messages arriving).
 
 In Jupyter it is one output line updated in place (a display handle); in a terminal or script it
-prints only the final line, so logs stay short.
+prints only the final line, so logs stay short. Every wait marks itself with :func:`waiting`, so a
+cell interrupted during it can say what was interrupted (see :mod:`trashlab.notebook.kernel`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sys
 import time
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
+
+#: what the running cell is waiting for right now: (description, started at)
+_waits: "list[tuple[str, float]]" = []
+#: the innermost wait an Interrupt ended in this cell: (description, seconds it had waited)
+_interrupted: "Optional[tuple[str, float]]" = None
+
+
+@contextlib.contextmanager
+def waiting(what: str) -> Iterator[None]:
+    """Mark a wait (``waiting for 100 readings``), so an Interrupt during it can say what it stopped."""
+    global _interrupted
+    entry = (what, time.monotonic())
+    _waits.append(entry)
+    try:
+        yield
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        if _interrupted is None:  # the innermost wait names it
+            _interrupted = (what, time.monotonic() - entry[1])
+        raise
+    finally:
+        if entry in _waits:
+            _waits.remove(entry)
+
+
+def interrupted_wait() -> "Optional[tuple[str, float]]":
+    """What an Interrupt just ended: ``(description, seconds waited)`` of the innermost wait, or None; forgets it."""
+    global _interrupted
+    found, _interrupted = _interrupted, None
+    if found is None and _waits:
+        what, since = _waits[-1]
+        found = (what, time.monotonic() - since)
+    return found
+
+
+def forget_interrupt() -> None:
+    """A new cell runs: an earlier interrupt that user code caught is no news."""
+    global _interrupted
+    _interrupted = None
 
 
 def _in_kernel() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
+    ipython = sys.modules.get("IPython")  # never imported here: a script or child does not load IPython
+    if ipython is None:
         return False
-    shell = get_ipython()
+    shell = ipython.get_ipython()
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
@@ -64,8 +104,6 @@ async def wait_until(check: Callable[[], bool], *, timeout: float, what: str,
     Giving up says so on the line, with ``why()`` (the likely cause) when given; an Interrupt
     leaves "interrupted" on it.
     """
-    from ._kernel import waiting
-
     line = status or StatusLine(f"{what} ...")
     deadline = time.monotonic() + timeout
     last = -1.0

@@ -27,7 +27,7 @@ from typing import List, Optional
 import pandas as pd
 
 from .._aio import cancel
-from .._kernel import waiting
+from .._progress import waiting
 from ..servers.cluster import Cluster
 from ..services.collector import Collector
 from ..servers.connection import connect, url_of

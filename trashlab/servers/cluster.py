@@ -209,7 +209,7 @@ class Cluster:
 
     async def wait_formed(self, timeout: float = 15.0, progress: bool = True) -> "Cluster":
         """Wait (at most ``timeout`` s) until all running nodes are routed together; else :class:`ClusterNotFormed`."""
-        from .._kernel import waiting
+        from .._progress import waiting
 
         with waiting(f"waiting for cluster {self.name} to form"):
             return await self._wait_formed(timeout, progress)

@@ -11,7 +11,7 @@ from typing import Callable, Optional
 from nats.errors import ConnectionClosedError, OutboundBufferLimitError
 
 from .._aio import cancel
-from ..servers.connection import Servers, check_subject, close_quietly, connect, server_list
+from ..servers.connection import Servers, check_subject, close_quietly, connect, resolve_servers
 from ._named import forget, replace
 from ..errors import BadArgument
 from ..message import SUBJECT, encode
@@ -63,9 +63,9 @@ class Simulator:
         """Connect and start publishing in the background; returns at once."""
         if self.running:
             return self
-        server_list(self.servers)  # bad URLs fail here, before any connection attempt
+        self.resolved = resolve_servers(self.servers)  # bad URLs fail here, before any connection attempt
         await replace("simulator", self.name, self)  # a re-run cell: the earlier one stops
-        self._nc = await connect(self.servers, name=self.name)
+        self._nc = await connect(self.resolved, name=self.name)
         self.started_at = time.time()
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"trashlab-{self.name}")
         return self
@@ -117,7 +117,7 @@ class Simulator:
 
         Giving up prints one line saying how far it got.
         """
-        from .._kernel import waiting
+        from .._progress import waiting
 
         if self._task is not None:
             what = f"simulator {self.name!r} publishing {self.count if self.count is not None else 'until stopped'}"
