@@ -14,6 +14,7 @@ import os
 import queue
 import re
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -43,7 +44,7 @@ def kernel_env(state: str) -> dict:
 
 def kernelspec_dir() -> Path:
     """A kernelspec folder (``<dir>/kernels/<name>``) whose only kernel runs this interpreter."""
-    base = Path(tempfile.mkdtemp(prefix="trashlab-kernels-"))
+    base = Path(tempfile.mkdtemp(prefix="proof-kernels-"))
     spec = base / "kernels" / KERNEL
     spec.mkdir(parents=True)
     (spec / "kernel.json").write_text(json.dumps({
@@ -88,9 +89,10 @@ class Kernel:
     """A live ipykernel: ``run(code)`` a cell, ``submit`` one and ``interrupt()`` it, ``kill()`` it."""
 
     def __init__(self, state: str, *, km: Optional[KernelManager] = None,
-                 client: Optional[BlockingKernelClient] = None) -> None:
+                 client: Optional[BlockingKernelClient] = None, folders: "tuple[Path, ...]" = ()) -> None:
         self.state = state
         self.km = km
+        self._folders = folders  # removed when the kernel is shut down
         if client is None:
             assert km is not None
             client = km.client()
@@ -108,7 +110,7 @@ class Kernel:
 
         km = KernelManager(kernel_name=KERNEL, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(specs / "kernels")]))
         km.start_kernel(env=kernel_env(state), cwd=str(ROOT))
-        return cls(state, km=km)
+        return cls(state, km=km, folders=(specs,))
 
     @property
     def pid(self) -> int:
@@ -199,6 +201,10 @@ class Kernel:
         self.client.stop_channels()
         if self.km is not None and self.km.has_kernel:
             self.km.shutdown_kernel(now=False)
+        elif self.km is not None:
+            self.km.cleanup_resources()
+        for folder in self._folders:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def running_recorded(state: str) -> "dict[str, int]":
@@ -240,11 +246,11 @@ class JupyterServer:
         self.token = secrets.token_hex(16)
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.runtime = tempfile.mkdtemp(prefix="trashlab-jrt-")
         self._specs = kernelspec_dir()
+        self.runtime = str(self._specs / "runtime")
         env = kernel_env(state)
         env.update(JUPYTER_PATH=str(self._specs), JUPYTER_RUNTIME_DIR=self.runtime,
-                   JUPYTER_CONFIG_DIR=tempfile.mkdtemp(prefix="trashlab-jcfg-"))
+                   JUPYTER_CONFIG_DIR=str(self._specs / "config"), JUPYTER_DATA_DIR=str(self._specs / "data"))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={self.port}", "--ip=127.0.0.1",
              f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={ROOT}", "--allow-root",
@@ -293,3 +299,4 @@ class JupyterServer:
         except (OSError, subprocess.TimeoutExpired):
             self.proc.terminate()
             self.proc.wait(10)
+        shutil.rmtree(self._specs, ignore_errors=True)

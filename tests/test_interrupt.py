@@ -6,12 +6,17 @@ Real kernels: jupyter_client's interrupt (what JupyterLab's kernel manager does)
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import psutil
 import pytest
 
+import trashlab
+from conftest import unique
 from kernels import JupyterServer, Kernel, running_recorded, wait_gone
 
 SETUP = """
@@ -109,7 +114,7 @@ print("same port", broker.port == port)
 
 
 def test_interrupt_through_jupyter_servers_rest_endpoint():
-    server = JupyterServer(state=__import__("tempfile").mkdtemp(prefix="trashlab-test-state-"))
+    server = JupyterServer(state=tempfile.mkdtemp(prefix="trashlab-test-state-"))
     try:
         kernel_id, kernel = server.start_kernel()
         assert "set up True" in kernel.ok(SETUP).text
@@ -138,16 +143,19 @@ def test_a_dead_kernel_still_takes_the_lab_with_it(how):
         assert len(pids) == 2
         kernel_group = psutil.Process(k.pid).pid
         for pid in pids.values():  # the reason Interrupt no longer reaches them
-            assert __import__("os").getpgid(pid) != kernel_group
+            assert os.getpgid(pid) != kernel_group
+        folder = k.ok("js = trashlab.Broker('js-store', jetstream=True).start()\nprint(js.store_dir)").text.strip()
+        pids = running_recorded(k.state)
+        assert len(pids) == 3 and os.path.isdir(folder)
         if how == "crash":
             k.kill()
         else:
             k.shutdown()
         assert not wait_gone(pids.values()), f"the lab outlived its {how}ed kernel"
+        if how == "crash":  # the next start anywhere removes the dead kernel's temp folders (JetStream store too)
+            trashlab.Broker(unique("next")).start().stop()
+        top = Path(folder).parent
+        assert top.name.startswith("trashlab-js-store-") and not top.exists(), f"{top} left behind by the {how}"
     finally:
-        if how == "crash":
-            k.client.stop_channels()
-            k.km.cleanup_resources()
-        else:
-            k.shutdown()
+        k.shutdown()
         shutil.rmtree(k.state, ignore_errors=True)
