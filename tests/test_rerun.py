@@ -135,7 +135,32 @@ def test_a_wait_that_gives_up_says_why_in_one_line(kernel):
     assert "no simulator runs in this notebook" in lines[0]
     reply = kernel.ok("await trashlab.wait_total([col], 5, timeout=0.5)")
     assert "gave up after" in reply.text and "no simulator runs" in reply.text
+    # 03's next cell: a check on the (empty) readings says what to run, no pandas traceback
+    reply = kernel.run("from trashlab import checks\nchecks.check_count(lambda frame, can: 0, col.frame())")
+    (ename, evalue, lines), = reply.errors
+    assert ename == "CheckFailed" and len(lines) == 1 and "run the collector cells first" in evalue, reply
     kernel.ok("await col.stop()")
+
+
+@pytest.mark.parametrize("data", [None, "empty", "no columns", 5])
+def test_checks_never_show_a_library_traceback_for_missing_data(data):
+    import inspect
+
+    import pandas as pd
+    from trashlab import checks
+
+    value = {"empty": pd.DataFrame({"can_id": [], "level": [], "received_at": []}),
+             "no columns": pd.DataFrame()}.get(data, data)
+    answers = {"make_payload", "count_readings", "fraction_full", "ask_level", "gap_seconds", "client_names",
+               "total_deliveries"}
+    for name in [n for n in dir(checks) if n.startswith("check_") and n != "check_level_reply"]:
+        fn = getattr(checks, name)
+        params = [p for p in inspect.signature(fn).parameters.values() if p.default is inspect.Parameter.empty]
+        args = [(lambda *a: 0) if p.name in answers else "the answer" if p.name == "what" else value for p in params]
+        try:
+            fn(*args)  # passing is fine (check_equal(5, 5, 5)); any error but a ✘ line is not
+        except trashlab.CheckFailed as e:
+            assert "\n" not in str(e).strip(), f"{name}: more than one line: {e}"
 
 
 def test_a_spawned_simulator_that_fails_at_start_is_reported_as_failed(kernel):
