@@ -30,7 +30,7 @@ from .._aio import cancel
 from .._progress import waiting
 from ..servers.cluster import Cluster
 from ..services.collector import Collector
-from ..servers.connection import connect, url_of
+from ..servers.connection import close_quietly, connect, url_of
 from ..errors import BadArgument, BrokerError
 from ..message import SUBJECT
 from ..servers.monitor import fetch
@@ -263,8 +263,7 @@ class _DurableReader:
 
     async def stop(self) -> None:
         await cancel(self._task)
-        if self._nc is not None and not self._nc.is_closed:
-            await self._nc.close()
+        await close_quietly(self._nc, timeout=2)  # the node may be the one the drill killed
 
 
 async def _make_stream(url: str, subject: str, replicas: int) -> None:
