@@ -171,10 +171,14 @@ WRONG = {
     ],
     # 05b (optional): a publish the stream acknowledges (checked by reading the stream back)
     "publish-acked": [
-        "async def publish_acked(js, subject, payload):\n    return await js.publish(subject, payload)  # the ack, not its seq\n",
-        "async def publish_acked(js, subject, payload):\n    return js.publish(subject, payload)  # missing await\n",
-        "async def publish_acked(js, subject, payload):\n    await js.publish(subject, payload)\n    return 1  # constant\n",
-        "async def publish_acked(js, subject, payload):\n    return (await js.publish(subject, payload)).seq + 1  # off by one\n",
+        "async def publish_acked(js, subject, payload):\n"
+        "    return await js.publish(subject, payload)  # the ack, not its seq\n",
+        "async def publish_acked(js, subject, payload):\n"
+        "    return js.publish(subject, payload)  # missing await\n",
+        "async def publish_acked(js, subject, payload):\n"
+        "    await js.publish(subject, payload)\n    return 1  # constant\n",
+        "async def publish_acked(js, subject, payload):\n"
+        "    return (await js.publish(subject, payload)).seq + 1  # off by one\n",
         "async def publish_acked(js, subject, payload):\n"
         "    return (await js.publish('trash.level', payload)).seq  # no stream on that subject\n",
         "async def publish_acked(js, subject, payload):\n    await js.publish(subject, payload)\n"
@@ -186,7 +190,8 @@ WRONG = {
         "async def shut_down(nc):\n    nc.drain()  # missing await\n",
         "async def shut_down(nc):\n    pass  # does nothing\n",
         "async def shut_down(nc):\n    await nc.flush()  # flushes, never closes\n",
-        "import asyncio\n\nasync def shut_down(nc):\n    await asyncio.sleep(0.1)  # a guess at how long the work takes\n"
+        "import asyncio\n\nasync def shut_down(nc):\n"
+        "    await asyncio.sleep(0.1)  # a guess at how long the work takes\n"
         "    await nc.close()\n",
         "import trashlab.course.checks.cleanup as cleanup_check\n\n"
         "async def noop(*args, **kwargs):\n    print('✔ all good')\n\n"

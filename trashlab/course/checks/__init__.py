@@ -277,8 +277,8 @@ def check_client_names(client_names: Callable, broker: Any) -> None:
 
 
 # ----- the live checks of notebooks 05-08 (one module each; reachable as trashlab.checks.<name>) ----
-from .cluster import check_outage  # noqa: E402  (05: a client that records its outage)
-from .jetstream import check_publish_acked  # noqa: E402  (05b: a publish the stream acknowledges)
-from .cleanup import check_shut_down  # noqa: E402  (06: drain before closing)
-from .rates import check_rate  # noqa: E402  (07: the rate arriving on a subject)
-from .fanout import check_queue_member  # noqa: E402  (08: a member of a queue group)
+from .cluster import check_outage as check_outage  # noqa: E402  (05: a client that records its outage)
+from .jetstream import check_publish_acked as check_publish_acked  # noqa: E402  (05b: a publish the stream acknowledges)
+from .cleanup import check_shut_down as check_shut_down  # noqa: E402  (06: drain before closing)
+from .rates import check_rate as check_rate  # noqa: E402  (07: the rate arriving on a subject)
+from .fanout import check_queue_member as check_queue_member  # noqa: E402  (08: a member of a queue group)

@@ -70,13 +70,18 @@ async def poll(condition: Callable[[], Any], timeout: float, every: float = 0.02
         await asyncio.sleep(every)
 
 
-async def answer(fn: Any, what: str, *args: Any, timeout: float = 10.0) -> Any:
-    """Await the student's ``async def`` with ``args``: one ✘ line for not written, not async, missing await,
-    an exception or a hang; else its result."""
+def require_function(fn: Any, what: str) -> None:
+    """✘ at once (before any server starts) when the answer is missing or not a function."""
     if fn is None or fn is Ellipsis:
         raise failed(f"{what} has no answer yet: write it in the exercise cell, run that cell, then this one")
     if not callable(fn):
         raise failed(f"{what} should be a function (async def ...), got {type(fn).__name__}")
+
+
+async def answer(fn: Any, what: str, *args: Any, timeout: float = 10.0) -> Any:
+    """Await the student's ``async def`` with ``args``: one ✘ line for not written, not async, missing await,
+    an exception or a hang; else its result."""
+    require_function(fn, what)
     try:
         result = fn(*args)
         if not inspect.isawaitable(result):

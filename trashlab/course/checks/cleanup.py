@@ -12,7 +12,7 @@ import asyncio
 from typing import Callable
 
 from . import failed, passed
-from ._truth import answer, connection, poll, quiet, subscriptions, unique
+from ._truth import answer, connection, poll, quiet, require_function, subscriptions, unique
 from ...message import encode
 
 
@@ -24,6 +24,7 @@ async def check_shut_down(shut_down: Callable, published: int = 40, work: float 
     from ...servers.broker import Broker
 
     name = getattr(shut_down, "__name__", "your function")
+    require_function(shut_down, name)
     what = f"await {name}(nc)"
     with quiet():
         broker = await Broker(unique("check")).astart()

@@ -12,7 +12,7 @@ import time
 from typing import Any, Callable
 
 from . import failed, passed
-from ._truth import answer, connection, poll, quiet, server_time, unique
+from ._truth import answer, connection, poll, quiet, require_function, server_time, unique
 
 #: How late a callback may fire after the event it reports (seconds; generous for a busy machine).
 LATE = 3.0
@@ -43,6 +43,7 @@ async def check_outage(connect_recording: Callable, give: str = "all", timeout: 
     from ...servers.cluster import Cluster
 
     name = getattr(connect_recording, "__name__", "your function")
+    require_function(connect_recording, name)
     with quiet():
         cluster = Cluster(size=2, name=unique("check")).start()
         nc = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Callable
 
 from . import failed, passed
-from ._truth import answer, quiet, unique
+from ._truth import answer, quiet, require_function, unique
 from ...message import encode
 
 
@@ -25,6 +25,7 @@ async def check_publish_acked(publish_acked: Callable, subject: str = "trash-lev
     from ...servers.broker import Broker
 
     name = getattr(publish_acked, "__name__", "your function")
+    require_function(publish_acked, name)
     stream = unique("CHECK").replace("-", "_").upper()
     with quiet():
         broker = await Broker(unique("check"), jetstream=True).astart()

@@ -14,7 +14,7 @@ import time
 from typing import Callable
 
 from . import failed, passed
-from ._truth import answer, connection, poll, quiet, subscriptions, unique
+from ._truth import answer, connection, poll, quiet, require_function, subscriptions, unique
 from ...message import encode
 
 
@@ -27,6 +27,7 @@ async def check_rate(receive_rate: Callable, seconds: float = 1.0, published: in
     from ...servers.broker import Broker
 
     name = getattr(receive_rate, "__name__", "your function")
+    require_function(receive_rate, name)
     what = f"await {name}(nc, {subject!r}, {seconds:g})"
     with quiet():
         broker = await Broker(unique("check")).astart()
