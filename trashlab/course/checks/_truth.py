@@ -28,6 +28,17 @@ from ...errors import CheckFailed
 _TODO = NotImplementedError
 
 
+def private_broker(jetstream: bool = False):
+    """A nats-server of the check's own (not yet started; ``await .astart()``): never a leaf of a joined
+    class, so what a check publishes is no reading of the class."""
+    from ...servers.broker import Broker
+
+    class _CheckBroker(Broker):
+        _joins_class = False
+
+    return _CheckBroker(unique("check"), jetstream=jetstream)
+
+
 def unique(prefix: str) -> str:
     """A name no other broker, subject or queue group in this kernel uses (``prefix-1a2b3c``)."""
     return f"{prefix}-{uuid.uuid4().hex[:6]}"

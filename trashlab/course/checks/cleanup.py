@@ -12,7 +12,7 @@ import asyncio
 from typing import Callable
 
 from . import failed, passed
-from ._truth import answer, connection, poll, quiet, require_function, subscriptions, unique
+from ._truth import answer, connection, poll, private_broker, quiet, require_function, subscriptions
 from ...message import encode
 
 
@@ -21,13 +21,11 @@ async def check_shut_down(shut_down: Callable, published: int = 40, work: float 
     """``await shut_down(nc)`` must leave ``nc`` closed with every delivered message handled (drain)."""
     import nats
 
-    from ...servers.broker import Broker
-
     name = getattr(shut_down, "__name__", "your function")
     require_function(shut_down, name)
     what = f"await {name}(nc)"
     with quiet():
-        broker = await Broker(unique("check")).astart()
+        broker = await private_broker().astart()
         clients = []
         try:
             nc = await nats.connect(broker.url, name="student")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Callable
 
 from . import failed, passed
-from ._truth import answer, connection, poll, quiet, require_function, subscriptions, unique
+from ._truth import answer, connection, poll, private_broker, quiet, require_function, subscriptions
 from ...message import encode
 
 
@@ -23,13 +23,11 @@ async def check_queue_member(join_queue_group: Callable, queue: str = "reporters
     queue group ``queue`` and append each message's ``data`` to ``received``."""
     import nats
 
-    from ...servers.broker import Broker
-
     name = getattr(join_queue_group, "__name__", "your function")
     require_function(join_queue_group, name)
     what = f"await {name}(nc, {subject!r}, {queue!r}, received)"
     with quiet():
-        broker = await Broker(unique("check")).astart()
+        broker = await private_broker().astart()
         clients = []
         try:
             nc = await nats.connect(broker.url, name="student")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Callable
 
 from . import failed, passed
-from ._truth import answer, quiet, require_function, unique
+from ._truth import answer, private_broker, quiet, require_function, unique
 from ...message import encode
 
 
@@ -22,13 +22,11 @@ async def check_publish_acked(publish_acked: Callable, subject: str = "trash-lev
     sequence number from the acknowledgement (an int)."""
     import nats
 
-    from ...servers.broker import Broker
-
     name = getattr(publish_acked, "__name__", "your function")
     require_function(publish_acked, name)
     stream = unique("CHECK").replace("-", "_").upper()
     with quiet():
-        broker = await Broker(unique("check"), jetstream=True).astart()
+        broker = await private_broker(jetstream=True).astart()
         nc = None
         try:
             nc = await nats.connect(broker.url, name="student")

@@ -14,7 +14,7 @@ import time
 from typing import Callable
 
 from . import failed, passed
-from ._truth import answer, connection, poll, quiet, require_function, subscriptions, unique
+from ._truth import answer, connection, poll, private_broker, quiet, require_function, subscriptions
 from ...message import encode
 
 
@@ -24,13 +24,11 @@ async def check_rate(receive_rate: Callable, seconds: float = 1.0, published: in
     messages per second (a number); the check publishes ``published`` readings inside the window."""
     import nats
 
-    from ...servers.broker import Broker
-
     name = getattr(receive_rate, "__name__", "your function")
     require_function(receive_rate, name)
     what = f"await {name}(nc, {subject!r}, {seconds:g})"
     with quiet():
-        broker = await Broker(unique("check")).astart()
+        broker = await private_broker().astart()
         clients = []
         try:
             nc = await nats.connect(broker.url, name="student")
