@@ -159,3 +159,25 @@ def test_a_dead_kernel_still_takes_the_lab_with_it(how):
     finally:
         k.shutdown()
         shutil.rmtree(k.state, ignore_errors=True)
+
+
+def test_a_broker_start_interrupted_leaves_no_half_started_server(monkeypatch):
+    """■ while Broker.start() waits for nats-server to get ready: the half-started server goes too."""
+    started = []
+    real_launch = trashlab.Broker._launch
+
+    def launch(self):
+        ports_dir = real_launch(self)
+        started.append(self._run.proc.pid)
+        return ports_dir
+
+    def interrupted(self, ports_dir):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trashlab.Broker, "_launch", launch)
+    monkeypatch.setattr(trashlab.Broker, "_poll_ready", interrupted)
+    broker = trashlab.Broker(unique("halfway"))
+    with pytest.raises(KeyboardInterrupt):
+        broker.start()
+    assert started and not wait_gone(started), "an interrupted start left its nats-server running"
+    assert not broker.running

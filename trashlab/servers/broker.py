@@ -382,6 +382,9 @@ class Broker:
             except PortInUse:
                 if not self._give_up_preferred_port():
                     raise
+            except (KeyboardInterrupt, asyncio.CancelledError):
+                self._abandon()  # interrupted while starting: no half-started server left behind
+                raise
         return self
 
     async def astart(self) -> "Broker":
@@ -397,7 +400,16 @@ class Broker:
             except PortInUse:
                 if not self._give_up_preferred_port():
                     raise
+            except (KeyboardInterrupt, asyncio.CancelledError):
+                self._abandon()
+                raise
         return self
+
+    def _abandon(self) -> None:
+        """Kill a server whose start was interrupted before it was ready (a ready one keeps running)."""
+        if self._run is not None and not self._run.port:
+            self._run.proc.kill()
+            self._run = None
 
     def _give_up_preferred_port(self) -> bool:
         """The port this name had before is taken now: True if another start may take any free port."""
