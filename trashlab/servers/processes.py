@@ -183,9 +183,13 @@ class ManagedProcess:
     def wait(self, timeout: Optional[float] = None) -> Optional[int]:
         """Wait until it ends (at most ``timeout`` s); return the exit code or None if still running."""
         try:
-            return self.popen.wait(timeout)
+            code = self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
+        # its last lines may still be in the pipe: let the reader take them, so .output is complete
+        # (a loaded machine ran the check "exited at start" before the reader had read "address in use")
+        self._reader.join(2)
+        return code
 
     def stop(self, timeout: float = 5.0) -> Optional[int]:
         """Ask it to stop (SIGTERM, like Ctrl-C in its terminal); SIGKILL after ``timeout`` s."""
