@@ -13,7 +13,7 @@ import os
 import re
 import socket
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
 from nats.aio.client import Client
@@ -246,7 +246,7 @@ async def _connect(urls: list, name: str, on_error: Optional[Callable[[Exception
         state["down"] = False
         log.warning("trashlab [%s]: reconnected to %s", name, where())
 
-    opts = dict(name=name, allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+    opts: dict[str, Any] = dict(name=name, allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
                 connect_timeout=2, ping_interval=10, max_outstanding_pings=3,
                 error_cb=error_cb, disconnected_cb=disconnected_cb, reconnected_cb=reconnected_cb)
     opts.update(options)
