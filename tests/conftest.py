@@ -4,8 +4,8 @@ Every test carries exactly one tier marker, by cost (registered in pyproject.tom
 
 ``quick``   no processes at all (checked: a quick test that starts one fails, naming it)
 ``nats``    real nats-server processes, spawned ``trashlab`` children, a small kernel or CLI run
-``course``  the course itself: notebooks, the real browser, nbgrader, the Binder emulation
-``slow``    load and soak (minutes)
+``course``  the course itself: notebooks, the demo, the real browser, nbgrader, the Binder emulation
+``slow``    load and soak (minutes), the benchmark
 
 The inner loop is ``python -m pytest -m "quick or nats"``. A test module or test may set its tier
 with a marker; otherwise the tables below decide (a module not named in them is ``nats``).
@@ -33,6 +33,8 @@ import trashlab
 TIERS = ("quick", "nats", "course", "slow")
 #: modules that run the course: notebooks, browser, nbgrader, Binder
 COURSE_MODULES = {"test_notebooks", "test_grading", "test_binder", "test_browser"}
+#: load and soak, benchmarks
+SLOW_MODULES = {"test_benchmark"}
 #: modules whose tests are ``quick`` unless they ask for a process fixture or are named in NOT_QUICK
 QUICK_MODULES = {"test_message", "test_checks", "test_collector_aggregates", "test_dashboard", "test_docker",
                  "test_static"}
@@ -53,6 +55,8 @@ def tier_of(item) -> str:
     module = Path(str(item.fspath)).stem
     if module in COURSE_MODULES:
         return "course"
+    if module in SLOW_MODULES:
+        return "slow"
     if module in QUICK_MODULES and not PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())) \
             and item.originalname not in NOT_QUICK:
         return "quick"

@@ -102,6 +102,7 @@ def test_listen_beyond_loopback_needs_credentials():
     assert res.returncode == 1 and "without credentials" in res.stderr
 
 
+@pytest.mark.course  # the whole lab end to end, like the notebooks: not in the inner loop
 def test_demo_runs_the_whole_lab(capsys):
     """The one run of ``trashlab demo`` in the suite: the lab, then the core NATS and JetStream drills."""
     t0 = time.monotonic()
