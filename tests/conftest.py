@@ -27,12 +27,15 @@ import pytest
 # touches what a developer runs by hand beside them.
 os.environ["TRASHLAB_STATE_DIR"] = tempfile.mkdtemp(prefix="trashlab-test-state-")
 os.environ.pop("NATS_URL", None)
+# A class the developer joined (trashlab.join) must not turn the tests' brokers into leaf nodes.
+os.environ["TRASHLAB_CLASS_FILE"] = os.path.join(os.environ["TRASHLAB_STATE_DIR"], "no-class.json")
 
 import trashlab
 
 TIERS = ("quick", "nats", "course", "slow")
 #: modules that run the course: notebooks, browser, nbgrader, Binder
-COURSE_MODULES = {"test_notebooks", "test_grading", "test_binder", "test_browser"}
+COURSE_MODULES = {"test_notebooks", "test_grading", "test_binder", "test_browser", "test_classroom_notebooks",
+                  "test_classroom_browser"}
 #: load and soak, benchmarks
 SLOW_MODULES = {"test_benchmark"}
 #: modules whose tests are ``quick`` unless they ask for a process fixture or are named in NOT_QUICK
