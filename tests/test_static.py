@@ -25,3 +25,15 @@ def test_the_package_says_it_is_typed():
     """PEP 561: trashlab ships py.typed, so a student's or instructor's type checker reads our hints."""
     assert (ROOT / "trashlab" / "py.typed").is_file()
     assert '"trashlab" = ["py.typed"]' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_mypy_finds_nothing():
+    """mypy in its default (basic) mode over the library and the instructor tools (pyproject's [tool.mypy])."""
+    try:
+        from mypy import api
+    except ImportError:
+        pytest.fail("mypy is missing: pip install -r requirements-test.txt")
+    out, err, status = api.run(["--config-file", str(ROOT / "pyproject.toml"),
+                                "--cache-dir", str(ROOT / ".mypy_cache"),
+                                str(ROOT / "trashlab"), str(ROOT / "trashlab_instructor")])
+    assert status == 0, f"mypy found problems:\n{out}{err}"
