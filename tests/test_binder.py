@@ -141,15 +141,28 @@ def _run(cmd, **kw) -> subprocess.CompletedProcess:
     return out
 
 
-#: Files whose content decides what the emulated image installs: the cached venv is rebuilt when one changes.
+#: Files whose content decides what the emulated image installs: the cached venv is rebuilt when one changes
+#: (of pyproject.toml only what pip reads: the build system, the project and setuptools' tables).
 BUILD_INPUTS = ("binder/requirements.txt", "binder/runtime.txt", "requirements.txt", "pyproject.toml")
+
+
+def _install_relevant(name: str) -> bytes:
+    if name != "pyproject.toml":
+        return (ROOT / name).read_bytes()
+    import tomllib  # the build runs only on binder/runtime.txt's Python (3.11)
+
+    data = tomllib.loads((ROOT / name).read_text())
+    tool = data.get("tool", {})
+    kept = {"build-system": data.get("build-system"), "project": data.get("project"),
+            "setuptools": {k: v for k, v in tool.items() if k.startswith("setuptools")}}
+    return json.dumps(kept, sort_keys=True).encode()
 
 
 def _build_key(pins: list) -> str:
     """``<this checkout>-<its build inputs>``: a cached image is reused only for the same inputs."""
     digest = hashlib.sha256(f"{sys.version}\n{pins}".encode())
     for name in BUILD_INPUTS:
-        digest.update(name.encode() + b"\0" + (ROOT / name).read_bytes())
+        digest.update(name.encode() + b"\0" + _install_relevant(name))
     where = hashlib.sha256(str(ROOT).encode()).hexdigest()[:8]
     return f"{where}-{digest.hexdigest()[:16]}"
 
