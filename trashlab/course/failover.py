@@ -22,7 +22,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional, Union
 
 import pandas as pd
 
@@ -35,6 +35,9 @@ from ..errors import BadArgument, BrokerError
 from ..message import SUBJECT
 from ..servers.monitor import fetch
 from ..services.simulator import Simulator
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
 
 log = logging.getLogger("trashlab")
 
@@ -185,6 +188,7 @@ class _AckedSimulator(Simulator):
         return await super().stop()
 
     async def _publish(self, payload: bytes) -> None:
+        assert self._nc is not None, "publishing before start()"
         js = self._nc.jetstream(timeout=1.0)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.give_up
@@ -215,7 +219,7 @@ class _DurableReader:
         self.url, self.subject, self.collector = url, subject, collector
         self.duplicates = 0
         self._seen: set = set()
-        self._nc = None
+        self._nc: Optional[Client] = None
         self._task: Optional[asyncio.Task] = None
 
     @property
@@ -224,6 +228,7 @@ class _DurableReader:
 
     async def leaders(self) -> dict:
         """Which node leads the drill's stream and its consumer right now."""
+        assert self._nc is not None, "start() first"
         js = self._nc.jetstream(timeout=2.0)
         try:
             stream = await js.stream_info(STREAM)
@@ -333,7 +338,7 @@ async def failover_drill(cluster: Optional[Cluster] = None, *, jetstream: bool =
     if kill_after <= 0 or run_after <= 0:
         raise BadArgument("kill_after and run_after must be positive numbers of seconds, e.g. 1.5")
     own = cluster is None
-    if own:
+    if cluster is None:
         cluster = Cluster(3 if jetstream else 2, name="drill-js" if jetstream else "drill", jetstream=jetstream)
         cluster.start()
     try:
@@ -364,6 +369,7 @@ async def _drill(cluster: Cluster, first, other, victim, *, jetstream: bool, rat
     sim_cls = _AckedSimulator if jetstream else Simulator
     col = Collector(first.url, subject=subject, name="drill-collector")
     reader = None
+    watched: Union[_DurableReader, Collector]
     if jetstream:
         await _make_stream(first.url, subject, replicas=min(3, len(cluster.urls)))
         reader = await _DurableReader(first.url, subject, col).start()

@@ -148,33 +148,33 @@ class Broker:
     @property
     def url(self) -> str:
         """Client URL, e.g. ``nats://127.0.0.1:40825`` (with credentials when the broker requires them)."""
-        self._require_started()
+        run = self._require_started()
         auth = ""
         if self.user is not None:
             auth = f"{self.user}:{self.password}@"
         elif self.token is not None:
             auth = f"{self.token}@"
-        return f"nats://{auth}{self.client_host}:{self._run.port}"
+        return f"nats://{auth}{self.client_host}:{run.port}"
 
     @property
     def monitor_url(self) -> str:
         """HTTP monitoring base URL (always on loopback): /varz, /connz, /routez, /healthz."""
-        self._require_started()
-        return f"http://127.0.0.1:{self._run.http_port}"
+        run = self._require_started()
+        return f"http://127.0.0.1:{run.http_port}"
 
     @property
     def route_url(self) -> str:
         """The URL another node joins with, in the lab's form ``nats-route://ruser:T0pS3cr3t@host:port``."""
-        self._require_started()
-        if not self._run.cluster_port:
+        run = self._require_started()
+        if not run.cluster_port:
             raise BrokerError(f"broker {self.name} was started without clustering: use Broker(..., cluster=True)")
-        return f"nats-route://{self.route_user}:{self.route_password}@{self.client_host}:{self._run.cluster_port}"
+        return f"nats-route://{self.route_user}:{self.route_password}@{self.client_host}:{run.cluster_port}"
 
     def real_port(self, lab_port: int) -> Optional[int]:
         """This broker's port for one of the lab container's ports (4222, 6222, 8222); None for others."""
-        self._require_started()
-        return {names.CLIENT_PORT: self._run.port, names.ROUTE_PORT: self._run.cluster_port,
-                names.MONITOR_PORT: self._run.http_port}.get(lab_port)
+        run = self._require_started()
+        return {names.CLIENT_PORT: run.port, names.ROUTE_PORT: run.cluster_port,
+                names.MONITOR_PORT: run.http_port}.get(lab_port)
 
     @property
     def command(self) -> list:
@@ -186,9 +186,11 @@ class Broker:
         """What nats-server printed (its log), newest lines."""
         return self._run.proc.output if self._run else ""
 
-    def _require_started(self) -> None:
+    def _require_started(self) -> _Running:
+        """The running server, or one line saying to start it first."""
         if self._run is None:
             raise BrokerError(f"broker {self.name} is not started yet: call .start() first")
+        return self._run
 
     # ----- lifecycle ----------------------------------------------------------------------
     def _settings(self) -> tuple:
@@ -282,7 +284,7 @@ class Broker:
         if store:
             argv += ["--jetstream", "--store_dir", store]
         if self.user is not None:
-            argv += ["--user", self.user, "--pass", self.password]
+            argv += ["--user", self.user, "--pass", self.password or ""]
         elif self.token is not None:
             argv += ["--auth", self.token]
         if self.cluster:
@@ -370,7 +372,7 @@ class Broker:
 
     def start(self) -> "Broker":
         """Start nats-server (or reuse the running one of the same name); wait until it accepts clients."""
-        for attempt in (1, 2):
+        for _attempt in (1, 2):
             ports_dir = self._launch()
             try:
                 if ports_dir is not None:
@@ -389,7 +391,7 @@ class Broker:
 
     async def astart(self) -> "Broker":
         """Like :meth:`start`, but waits without blocking the event loop."""
-        for attempt in (1, 2):
+        for _attempt in (1, 2):
             ports_dir = self._launch()
             try:
                 if ports_dir is not None:
