@@ -30,6 +30,7 @@ _LAZY = {
     "services.collector": ("Collector", "sequence_loss"),
     "servers.connection": ("connect", "resolve", "server_list"),
     "notebook.dashboard": ("LiveDashboard",),
+    "notebook.flowmap": ("FlowMap",),
     "servers.docker": ("docker_available",),
     "course.failover": ("FailoverResult", "compare_drills", "failover_drill", "plot_timelines"),
     "services.kvlevels": ("KVLevels",),
@@ -51,7 +52,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     # the lab's pieces
-    "Broker", "Cluster", "AccountsBroker", "Simulator", "Collector", "ReportService", "LiveDashboard",
+    "Broker", "Cluster", "AccountsBroker", "Simulator", "Collector", "ReportService", "LiveDashboard", "FlowMap",
     "TrashLevel", "SUBJECT", "encode", "decode_fields",
     # asking the report service
     "query_levels", "query_level", "query_stats", "discover", "MemoryLevels", "KVLevels",

@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import sys
 import sysconfig
@@ -35,6 +36,11 @@ log = logging.getLogger("trashlab")
 ROUTE_USER = "ruser"
 ROUTE_PASSWORD = "T0pS3cr3t"
 CLUSTER_NAME = "my_cluster"
+#: Lame-duck mode: nats-server's shortest drain (it refuses less than 30 s) and a short grace period.
+LAME_DUCK_DURATION = "30s"
+LAME_DUCK_GRACE = "1s"
+#: How long the server waits on a client that does not read before it cuts it off as a slow consumer.
+WRITE_DEADLINE = "2s"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 _registry: "dict[str, Broker]" = {}
@@ -116,6 +122,8 @@ class Broker:
         self.start_timeout = start_timeout
         self._run: Optional[_Running] = None
         self._tmp: Optional[str] = None
+        self._routes_now: Optional[list] = None  # routes changed at run time (chaos.partition), else self.routes
+        self._mappings: "dict[str, list]" = {}  # subject -> [(destination, weight %)] (chaos.drop_messages)
 
     # ----- public state -------------------------------------------------------------------
     @property
@@ -160,8 +168,8 @@ class Broker:
 
     @property
     def command(self) -> list:
-        """The nats-server command line it runs (handy to compare with the Docker command)."""
-        return list(self._run.argv) if self._run else self._argv(Path("<ports-dir>"), None)
+        """The command line equivalent to its config file (handy to compare with the Docker command)."""
+        return self._argv(getattr(self, "_ports_dir", Path("<ports-dir>")), self.store_dir if self.jetstream else None)
 
     @property
     def output(self) -> str:
@@ -191,6 +199,7 @@ class Broker:
             return self.running
         if self._compatible(other):
             self._run, self._tmp = other._run, other._tmp
+            self._ports_dir, self._routes_now, self._mappings = other._ports_dir, other._routes_now, other._mappings
             self.port, self.http_port, self.cluster_port = other.port, other.http_port, other.cluster_port
             self.store_dir = other.store_dir
             log.info("trashlab: reusing running broker %s at %s", self.name, self.url)
@@ -230,14 +239,10 @@ class Broker:
         return self._tmp
 
     def _argv(self, ports_dir: Path, store: Optional[str]) -> list:
-        argv = [find_nats_server() if ports_dir.name != "<ports-dir>" else "nats-server",
-                "--addr", self.host, "--port", str(self.port or -1),
+        """The command-line form of this broker's settings (what :attr:`command` shows, e.g. to compare with Docker)."""
+        argv = ["nats-server", "--addr", self.host, "--port", str(self.port or -1),
                 "--http_port", str(self.http_port or -1), "--server_name", self.name,
                 "--ports_file_dir", str(ports_dir)]
-        if not is_loopback(self.host):  # clients beyond loopback, monitoring stays on loopback
-            conf = Path(self._tmpdir()) / "monitor.conf"
-            conf.write_text(f'http: "127.0.0.1:{self.http_port or _free_port()}"\n')
-            argv[argv.index("--http_port"):argv.index("--http_port") + 2] = ["--config", str(conf)]
         if store:
             argv += ["--jetstream", "--store_dir", store]
         if self.user is not None:
@@ -252,6 +257,73 @@ class Broker:
                 argv += ["--routes", ",".join(self.routes)]
         return argv
 
+    def _config_text(self, ports_dir: Path, store: Optional[str]) -> str:
+        """The whole nats-server config file: it runs from this file alone, so ``reload()`` can change it."""
+        run = self._run if self._run is not None and self._run.port else None
+        port = run.port if run else self.port or -1
+        http = run.http_port if run else self.http_port or (_free_port() if not is_loopback(self.host) else -1)
+        q = json.dumps
+        lines = [f"server_name: {q(self.name)}", f"host: {q(self.host)}", f"port: {port}",
+                 f"http: {q(f'127.0.0.1:{http}')}",  # monitoring stays on loopback
+                 f"ports_file_dir: {q(str(ports_dir))}",
+                 # lame-duck mode (chaos.lame_duck): the shortest drain nats-server accepts, a short grace
+                 f"lame_duck_duration: {q(LAME_DUCK_DURATION)}", f"lame_duck_grace_period: {q(LAME_DUCK_GRACE)}",
+                 # a consumer that stops reading is cut off as a slow consumer after 2 s, not 10
+                 f"write_deadline: {q(WRITE_DEADLINE)}"]
+        if store:
+            lines.append(f"jetstream {{ store_dir: {q(store)} }}")
+        if self.user is not None:
+            lines.append(f"authorization {{ user: {q(self.user)}, password: {q(self.password)} }}")
+        elif self.token is not None:
+            lines.append(f"authorization {{ token: {q(self.token)} }}")
+        if self.cluster:
+            cport = run.cluster_port if run and run.cluster_port else self.cluster_port or -1
+            routes = self.routes if self._routes_now is None else self._routes_now
+            lines.append(f"cluster {{ name: {q(self.cluster_name)}, host: {q(self.client_host)}, port: {cport}, "
+                         f"authorization {{ user: {q(self.route_user)}, password: {q(self.route_password)} }}, "
+                         f"routes: [{', '.join(q(r) for r in routes)}] }}")
+        if self._mappings:
+            body = ", ".join(f"{q(subject)}: [{', '.join(f'{{destination: {q(d)}, weight: {w:g}%}}' for d, w in dests)}]"
+                             for subject, dests in self._mappings.items())
+            lines.append(f"mappings {{ {body} }}")
+        return "\n".join(lines + [self._config_extra()]) + "\n"
+
+    def _config_extra(self) -> str:
+        """More config lines a subclass adds (accounts)."""
+        return ""
+
+    @property
+    def config_path(self) -> Optional[Path]:
+        """The config file nats-server runs from (None before start)."""
+        return Path(self._tmpdir()) / "nats-server.conf" if self._run is not None else None
+
+    @property
+    def config(self) -> str:
+        """The text of the config file nats-server runs from."""
+        path = self.config_path
+        return path.read_text() if path is not None and path.exists() else ""
+
+    def reload(self, timeout: float = 5.0) -> "Broker":
+        """Rewrite the config file and apply it without a restart (``nats-server --signal reload=<pid>``)."""
+        self._require_started()
+        if not self.running:
+            raise BrokerError(f"broker {self.name} is not running: restart() it before changing its config")
+        assert self.config_path is not None
+        self.config_path.write_text(self._config_text(self._ports_dir, self.store_dir if self.jetstream else None))
+        before = self._run.proc.output.count("Reloaded server configuration")
+        failed = self._run.proc.output.count("Failed to reload")
+        os.kill(self._run.proc.pid, signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = self._run.proc.output
+            if out.count("Reloaded server configuration") > before:
+                return self
+            if out.count("Failed to reload") > failed:
+                line = [ln for ln in out.splitlines() if "Failed to reload" in ln][-1]
+                raise BrokerError(f"nats-server {self.name} refused the new config: {line.split('] ', 2)[-1]}")
+            time.sleep(0.01)
+        raise BrokerError(f"nats-server {self.name} did not confirm the config reload within {timeout:g}s")
+
     def _launch(self) -> Optional[Path]:
         """Spawn nats-server unless an equivalent one runs; return the ports dir to wait on."""
         if self._reuse_running():
@@ -259,7 +331,10 @@ class Broker:
         self._check_security()
         store = self._prepare_store()
         ports_dir = Path(tempfile.mkdtemp(prefix="ports-", dir=self._tmpdir()))
-        argv = self._argv(ports_dir, store)
+        argv = [find_nats_server(), "--config", str(Path(self._tmpdir()) / "nats-server.conf")]
+        self._run = None
+        self._ports_dir = ports_dir
+        Path(argv[-1]).write_text(self._config_text(ports_dir, store))
         try:
             proc = ManagedProcess(argv, kind="nats-server", name=self.name)
         except PermissionError:
