@@ -25,6 +25,7 @@ from .message import SUBJECT, TrashLevel, decode_fields, encode
 _LAZY = {
     "servers.accounts": ("AccountsBroker",),
     "servers.broker": ("Broker", "find_nats_server", "running_brokers"),
+    "servers.chaos": ("SlowConsumer", "chaos_drill", "slow_consumer"),
     "servers.cleanup": ("process_table", "stop_everything"),
     "servers.cluster": ("Cluster",),
     "services.collector": ("Collector", "sequence_loss"),
@@ -58,6 +59,8 @@ __all__ = [
     "query_levels", "query_level", "query_stats", "discover", "MemoryLevels", "KVLevels",
     # clustering and failover
     "failover_drill", "compare_drills", "plot_timelines", "FailoverResult",
+    # the chaos menu (the rest are methods of Broker and Cluster)
+    "chaos_drill", "slow_consumer", "SlowConsumer",
     # processes like containers, subscribers, clean-up
     "spawn_simulator", "spawn_simulators", "spawn_report", "spawned", "stop_spawned", "ServiceProcess", "summary",
     "watch", "start_subscribers", "stop_subscribers", "wait_total", "delivery_table", "process_table",

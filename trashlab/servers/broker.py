@@ -200,6 +200,7 @@ class Broker:
         if self._compatible(other):
             self._run, self._tmp = other._run, other._tmp
             self._ports_dir, self._routes_now, self._mappings = other._ports_dir, other._routes_now, other._mappings
+            self._launch_ports = other._launch_ports
             self.port, self.http_port, self.cluster_port = other.port, other.http_port, other.cluster_port
             self.store_dir = other.store_dir
             log.info("trashlab: reusing running broker %s at %s", self.name, self.url)
@@ -259,9 +260,8 @@ class Broker:
 
     def _config_text(self, ports_dir: Path, store: Optional[str]) -> str:
         """The whole nats-server config file: it runs from this file alone, so ``reload()`` can change it."""
-        run = self._run if self._run is not None and self._run.port else None
-        port = run.port if run else self.port or -1
-        http = run.http_port if run else self.http_port or (_free_port() if not is_loopback(self.host) else -1)
+        # a reload must repeat the ports as given at start (-1: "pick one"), or nats-server refuses it
+        port, http, cport = self._launch_ports
         q = json.dumps
         lines = [f"server_name: {q(self.name)}", f"host: {q(self.host)}", f"port: {port}",
                  f"http: {q(f'127.0.0.1:{http}')}",  # monitoring stays on loopback
@@ -277,7 +277,6 @@ class Broker:
         elif self.token is not None:
             lines.append(f"authorization {{ token: {q(self.token)} }}")
         if self.cluster:
-            cport = run.cluster_port if run and run.cluster_port else self.cluster_port or -1
             routes = self.routes if self._routes_now is None else self._routes_now
             lines.append(f"cluster {{ name: {q(self.cluster_name)}, host: {q(self.client_host)}, port: {cport}, "
                          f"authorization {{ user: {q(self.route_user)}, password: {q(self.route_password)} }}, "
@@ -334,6 +333,8 @@ class Broker:
         argv = [find_nats_server(), "--config", str(Path(self._tmpdir()) / "nats-server.conf")]
         self._run = None
         self._ports_dir = ports_dir
+        self._launch_ports = (self.port or -1, self.http_port or (-1 if is_loopback(self.host) else _free_port()),
+                              self.cluster_port or -1)
         Path(argv[-1]).write_text(self._config_text(ports_dir, store))
         try:
             proc = ManagedProcess(argv, kind="nats-server", name=self.name)
@@ -431,6 +432,22 @@ class Broker:
         """SIGKILL the server, like ``docker container kill`` (for failure demos)."""
         if self._run is not None:
             self._run.proc.kill()
+
+    # ----- the chaos menu (trashlab.servers.chaos) -----------------------------------------
+    def lame_duck(self) -> "Broker":
+        """Lame-duck mode (``nats-server --signal ldm=<pid>``): clients are told to move, then the server leaves."""
+        from .chaos import lame_duck
+        return lame_duck(self)
+
+    def drop_messages(self, subject: str, percent: float = 30.0) -> "Broker":
+        """Lose ``percent`` % of the messages on ``subject`` (a weighted subject mapping, by config reload)."""
+        from .chaos import drop_messages
+        return drop_messages(self, subject, percent)
+
+    def stop_dropping(self, subject: Optional[str] = None) -> "Broker":
+        """Undo :meth:`drop_messages`."""
+        from .chaos import stop_dropping
+        return stop_dropping(self, subject)
 
     # ----- context managers ---------------------------------------------------------------
     def __enter__(self) -> "Broker":
