@@ -1,0 +1,118 @@
+"""trashlab.FlowMap against real servers: what the map says about fan-out, queue groups, a killed node,
+a client leaving and a JetStream stream; the still SVG; one map per target; the kernel's cost per refresh."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import nats
+import pytest
+
+import trashlab
+from conftest import unique
+
+
+def clients(fm) -> dict:
+    return {c["name"]: c for c in fm.data["snapshot"]["clients"]}
+
+
+def texts(fm) -> list:
+    return [it["text"] for it in fm.data["picture"]["items"] if it["kind"] == "text"]
+
+
+async def wait_for(check, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the map did not show it in time"
+        await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+async def pair():
+    c = trashlab.Cluster(2, name=unique("fm")).start()
+    await c.wait_formed()
+    yield c
+    c.stop()
+
+
+async def test_fan_out_queue_group_kill_and_leave(pair):
+    first, second = pair.nodes.values()
+    sim = await trashlab.Simulator(second.url, interval=0.01, name="sim").start()
+    fan = [await trashlab.Collector(first.url, name="fan-a").start(),
+           await trashlab.Collector(second.url, name="fan-b").start()]
+    workers = await trashlab.start_subscribers(2, first.url, queue="workers", prefix="worker")
+    fm = trashlab.FlowMap(pair, refresh=0.3).start()
+    try:
+        await wait_for(lambda: fm.refreshes > 3 and clients(fm).get("fan-a", {}).get("out", 0) > 20)
+        seen = clients(fm)
+        assert {"sim", "fan-a", "fan-b", "worker-1", "worker-2"} <= set(seen)
+        assert "trashlab-flowmap" not in seen  # the wiretap is not drawn
+        assert seen["sim"]["lang"] == "python3"
+        # fan-out: each plain subscriber gets every message; the queue group splits them
+        rate = fm.data["snapshot"]["subjects"]["trash-level"]
+        assert rate > 50
+        fan_rates = [seen[n]["subs"][0]["rate"] for n in ("fan-a", "fan-b")]
+        worker_rates = [seen[n]["subs"][0]["rate"] for n in ("worker-1", "worker-2")]
+        assert all(r > 0.6 * rate for r in fan_rates), (fan_rates, rate)
+        assert all(0 < r < 0.9 * rate for r in worker_rates), (worker_rates, rate)
+        assert any(t.startswith("queue group 'workers'") for t in texts(fm))
+        assert any(it["id"].startswith("p:") for it in fm.data["picture"]["items"]), "sim -> subject arrow"
+        # a client leaving disappears
+        await fan[1].stop()
+        await wait_for(lambda: "fan-b" not in clients(fm))
+        # a node killed turns red and its clients move to the survivor
+        pair.kill(first.name)
+        await wait_for(lambda: not fm.data["snapshot"]["servers"][0]["up"]
+                       and all(c["server"] == second.name for c in clients(fm).values())
+                       and {"fan-a", "worker-1", "worker-2"} <= set(clients(fm)))
+        box = next(it for it in fm.data["picture"]["items"] if it["id"] == f"srv:{first.name}")
+        assert box["stroke"] == trashlab.notebook.flowmap.DOWN and "down" in box["cls"]
+        assert f"● {first.name}  DOWN" in texts(fm)
+        svg = fm.svg()
+        assert svg.startswith("<svg") and f"{first.name}  DOWN" in svg and "fan-a (python3)" in svg
+        print(f"kernel cost per refresh {fm.last_kernel_seconds * 1000:.2f} ms, "
+              f"poll (worker thread) {fm.last_poll_seconds * 1000:.1f} ms, {fm.refreshes} refreshes")
+    finally:
+        fm.stop()
+        await trashlab.stop_subscribers()
+        for c in fan:
+            await c.stop()
+        await sim.stop()
+    assert not fm.running
+
+
+async def test_stream_and_replicas_and_one_map_per_target():
+    c = trashlab.Cluster(3, name=unique("fmjs"), jetstream=True).start()
+    nc = None
+    try:
+        await c.wait_formed()
+        nc = await nats.connect(c.urls[0], name="student")
+        await nc.jetstream().add_stream(name="LEVELS", subjects=["levels.>"], num_replicas=3)
+        await nc.jetstream().publish("levels.can1", b"42")
+        old = trashlab.FlowMap(c, refresh=0.3).start()
+        fm = trashlab.FlowMap(c, refresh=0.3).start()  # a re-run cell: the old map stops polling
+        assert not old.running and fm.running
+        await wait_for(lambda: fm.data.get("snapshot", {}).get("streams"))
+        st = fm.data["snapshot"]["streams"][0]
+        assert st["name"] == "LEVELS" and st["messages"] == 1
+        assert len({st["leader"], *st["replicas"]}) == 3
+        assert any("JetStream stream LEVELS" in t and "R3" in t for t in texts(fm))
+        assert "student" in clients(fm)
+        fm.pause()
+        n = fm.refreshes
+        await asyncio.sleep(1.0)
+        assert fm.refreshes == n and fm.paused
+        fm.resume()
+        await wait_for(lambda: fm.refreshes > n)
+        fm.stop()
+        assert not fm.running
+    finally:
+        if nc is not None:
+            await nc.close()
+        c.stop()
+
+
+def test_wrong_target_is_one_line():
+    with pytest.raises(trashlab.BadArgument, match="FlowMap needs a trashlab.Broker or trashlab.Cluster"):
+        trashlab.FlowMap("nats://127.0.0.1:4222")
