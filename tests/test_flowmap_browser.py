@@ -66,3 +66,53 @@ def test_flow_map_shows_a_kill_and_a_newcomer(tmp_path):
             browser.close()
     assert (ARTIFACTS / "flowmap.png").stat().st_size > 10_000
     print("flowmap browser:", ", ".join(f"{k} at {v:.1f}s" for k, v in steps.items()))
+
+
+def test_flow_map_in_voila(tmp_path):
+    """Voilà (the notebook as an app, code hidden) shows the live map too, and its rates change."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from sessions import free_port, stop_session
+
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config")}
+    cmd = [sys.executable, "-m", "voila", str(ROOT / "tests" / "notebooks" / "flowmap-voila.ipynb"), "--no-browser",
+           f"--port={port}", "--Voila.ip=127.0.0.1"]
+    log = open(tmp_path / "voila.log", "w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=2)
+                break
+            except urllib.error.HTTPError:
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "voila.log").read_text()[-2000:]
+                time.sleep(0.3)
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            try:
+                page = browser.new_page(viewport={"width": 1100, "height": 700})
+                page.goto(f"http://127.0.0.1:{port}/", timeout=90_000)
+                has_text(page, "collector (python3)", 90_000)
+                first = page.evaluate("() => document.querySelector('.fm-title').textContent")
+                page.wait_for_function(f"() => document.querySelector('.fm-title').textContent !== {first!r}",
+                                       timeout=10_000)  # it updates in place
+                page.screenshot(path=str(ARTIFACTS / "flowmap-voila.png"))
+            finally:
+                browser.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            pass
+        stop_session(proc.pid)
+        log.close()
