@@ -116,3 +116,40 @@ async def test_stream_and_replicas_and_one_map_per_target():
 def test_wrong_target_is_one_line():
     with pytest.raises(trashlab.BadArgument, match="FlowMap needs a trashlab.Broker or trashlab.Cluster"):
         trashlab.FlowMap("nats://127.0.0.1:4222")
+
+
+async def quiet(e: Exception) -> None:
+    pass
+
+
+async def test_the_chaos_menu_shows_on_the_map(pair):
+    first, second = pair.nodes.values()
+    nc = await nats.connect(second.url, name="listener")
+    await nc.subscribe("trash-level")
+    await nc.flush()
+    fm = trashlab.FlowMap(pair, wiretap=False)
+
+    def shown() -> list:
+        fm.data = {"picture": fm.layout(fm.snapshot())}
+        return texts(fm)
+
+    try:
+        pair.drop_messages("trash-level", 30)
+        assert any(t.startswith("trash-level") and "losing 30 %" in t for t in shown())
+        pair.stop_dropping()
+        assert not any("losing" in t for t in shown())
+        pair.partition(first.name)
+        assert "no route: partitioned" in shown()
+        pair.heal()
+        await pair.wait_formed()
+        assert "no route: partitioned" not in shown()
+        stayer = await nats.connect(first.url, name="stayer", error_cb=quiet)  # a lame duck with no client leaves at once
+        pair.lame_duck(first.name)
+        assert f"● {first.name}  LAME DUCK" in shown()  # draining: its clients are told to move
+    finally:
+        await nc.close()
+        if "stayer" in locals():
+            await stayer.close()
+        first.kill()
+        first.restart()
+    assert f"● {first.name}  up" in shown()  # a new process: no longer a lame duck

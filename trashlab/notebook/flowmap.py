@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import BadArgument, BrokerError, TrashlabError
+from ..servers.chaos import dropping, in_lame_duck
 
 log = logging.getLogger("trashlab")
 
@@ -43,6 +44,7 @@ WIRETAP_NAME = "trashlab-flowmap"
 SERVER_COLOURS = ["#2e86c1", "#8e44ad", "#d68910", "#16a085", "#c0392b", "#7f8c8d"]
 DOWN = "#c0392b"
 UP = "#27ae60"
+LAME = "#e67e22"
 WIDTH = 980
 ROW = 30
 _COL_PUB, _COL_SUBJ, _COL_SUB = 16, 372, 700
@@ -196,6 +198,7 @@ class FlowMap:
                 continue
             v = entry["varz"]
             servers.append({"name": name, "up": True, "colour": colour, "clients": 0,
+                            "lame_duck": in_lame_duck(self.nodes[name]) if name in self.nodes else False,
                             "in": self._rate(f"s:{name}:in", v.get("in_msgs", 0), now),
                             "out": self._rate(f"s:{name}:out", v.get("out_msgs", 0), now),
                             "slow": v.get("slow_consumers", 0)})
@@ -227,7 +230,10 @@ class FlowMap:
                         "subjects": (st.get("config") or {}).get("subjects") or []})
                     info["messages"] = max(info["messages"], (st.get("state") or {}).get("messages", 0))
         subjects = self._subjects(clients, now)
-        return {"servers": servers, "routes": sorted(routes), "clients": clients, "subjects": subjects,
+        up = [s["name"] for s in servers if s["up"]]
+        missing = sorted({tuple(sorted((a, b))) for a in up for b in up if a < b} - routes) if len(up) > 1 else []
+        return {"servers": servers, "routes": sorted(routes), "missing_routes": missing, "clients": clients,
+                "subjects": subjects, "dropping": dropping(self.target),
                 "streams": sorted(streams.values(), key=lambda s: s["name"]),
                 "wiretap": self._tap is not None}
 
@@ -260,16 +266,26 @@ class FlowMap:
         for i, s in enumerate(servers):
             x = 20 + i * (WIDTH - 40) // n + ((WIDTH - 40) // n - sw) // 2
             pos[s["name"]] = (x, 34)
-            state = "up" if s["up"] else "DOWN"
+            lame = s.get("lame_duck")
+            state = "LAME DUCK" if lame else "up" if s["up"] else "DOWN"
             items.append({"id": f"srv:{s['name']}", "kind": "box", "x": x, "y": 34, "w": sw, "h": 52,
-                          "fill": "#eafaf1" if s["up"] else "#fdedec", "stroke": UP if s["up"] else DOWN,
-                          "sw": 3, "cls": "server" + ("" if s["up"] else " down")})
+                          "fill": "#fef5e7" if lame else "#eafaf1" if s["up"] else "#fdedec",
+                          "stroke": LAME if lame else UP if s["up"] else DOWN,
+                          "sw": 3, "cls": "server" + (" lame" if lame else "" if s["up"] else " down")})
             items.append({"id": f"srvt:{s['name']}", "kind": "text", "x": x + 8, "y": 52, "bold": True,
-                          "fill": s["colour"], "text": f"● {s['name']}  {state}"})
+                          "fill": LAME if lame else s["colour"], "text": f"● {s['name']}  {state}"})
             detail = (f"{s['clients']} clients · in {_rate_label(s['in'])} · out {_rate_label(s['out'])}"
                       + (f" · slow {s['slow']}" if s["slow"] else "")) if s["up"] else "not answering (killed?)"
             items.append({"id": f"srvd:{s['name']}", "kind": "text", "x": x + 8, "y": 72, "size": 11,
                           "fill": "#333" if s["up"] else DOWN, "text": detail})
+        for a, b in snap.get("missing_routes", []):  # both up, yet not routed: a partition
+            if a in pos and b in pos:
+                (xa, ya), (xb, _) = pos[a], pos[b]
+                lo, hi = sorted((xa, xb))
+                items.append({"id": f"cut:{a}:{b}", "kind": "path", "stroke": DOWN, "sw": 2, "dash": "4 4",
+                              "d": f"M{lo + sw},{ya + 26} L{hi},{ya + 26}"})
+                items.append({"id": f"cutt:{a}:{b}", "kind": "text", "x": (lo + sw + hi) / 2 - 40, "y": ya + 20,
+                              "size": 11, "fill": DOWN, "bold": True, "text": "no route: partitioned"})
         for a, b in snap["routes"]:
             if a in pos and b in pos:
                 (xa, ya), (xb, _) = pos[a], pos[b]
@@ -309,10 +325,15 @@ class FlowMap:
         for k, (subject, rate) in enumerate(sorted(subjects.items())):
             y = top + k * (ROW + 8)
             spos[subject] = (_COL_SUBJ, y)
-            items.append({"id": f"subj:{subject}", "kind": "box", "x": _COL_SUBJ, "y": y, "w": _BOX_W["subj"],
-                          "h": ROW, "fill": "#f4f6f7", "stroke": "#566573", "sw": 1.5, "r": 14, "cls": "subject"})
+            lost = snap.get("dropping", {}).get(subject)
+            box = {"id": f"subj:{subject}", "kind": "box", "x": _COL_SUBJ, "y": y, "w": _BOX_W["subj"], "h": ROW,
+                   "fill": "#f4f6f7", "stroke": "#566573", "sw": 1.5, "r": 14, "cls": "subject"}
+            if lost:
+                box.update(fill="#fdedec", stroke=DOWN, dash="5 3")
+            items.append(box)
             items.append({"id": f"subjt:{subject}", "kind": "text", "x": _COL_SUBJ + 12, "y": y + 19, "size": 12,
-                          "text": f"{subject}   {_rate_label(rate)}", "bold": True})
+                          "fill": DOWN if lost else "#222", "bold": True,
+                          "text": f"{subject}   {_rate_label(rate)}" + (f" · losing {lost:g} %" if lost else "")})
         # subscribers column: plain subscriptions, then queue groups as one box with members
         groups: Dict[Tuple[str, str], List[Tuple[dict, dict]]] = {}
         plain: List[Tuple[dict, dict]] = []

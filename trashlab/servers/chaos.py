@@ -38,6 +38,7 @@ from ..errors import BadArgument, BrokerError
 log = logging.getLogger("trashlab")
 
 FAULTS = ("kill", "lame_duck", "drop", "partition", "step_down")
+_lame_ducks: Dict[int, float] = {}  # pid -> when it was put in lame-duck mode
 
 
 def _nodes(target: Any) -> List[Any]:
@@ -56,7 +57,13 @@ def lame_duck(broker: Any) -> Any:
     if not broker.running:
         raise BrokerError(f"broker {broker.name} is not running: nothing to put in lame-duck mode")
     os.kill(broker.pid, signal.SIGUSR2)  # what `nats-server --signal ldm=<pid>` sends
+    _lame_ducks[broker.pid] = time.time()
     return broker
+
+
+def in_lame_duck(broker: Any) -> bool:
+    """True while ``broker``'s current process drains in lame-duck mode (the FlowMap draws it orange)."""
+    return broker.running and broker.pid in _lame_ducks
 
 
 # ----- message loss: a weighted subject mapping ------------------------------------------------------
@@ -65,7 +72,7 @@ def dropping(target: Any) -> Dict[str, float]:
     nodes = _running(target)
     if not nodes:
         return {}
-    return {s: 100.0 - sum(w for d, w in m if d == s) for s, m in nodes[0]._mappings.items()
+    return {s: 100.0 - sum(w for d, w in m if d == s) for s, m in getattr(nodes[0], "_mappings", {}).items()
             if sum(w for d, w in m if d == s) < 100}
 
 
