@@ -188,3 +188,11 @@ async def test_step_down_keeps_the_stream_accepting():
         assert r.published > 100
     finally:
         c.stop()
+
+
+async def test_partition_drill_loses_what_was_published_across_it(pair):
+    r = await trashlab.chaos_drill(pair, "partition", run_after=1.0, progress=False)
+    print(r.summary())
+    assert r.lost > 50, "a second across a partition loses its messages (core NATS)"
+    assert r.largest_gap_s > 0.5
+    assert pair.formed()  # healed

@@ -83,7 +83,7 @@ class FailoverResult:
 
     def summary(self) -> str:
         """One sentence with the numbers."""
-        rc = "did not reconnect" if self.reconnect_s is None else \
+        rc = ("did not reconnect" if self.action == "killed" else "stayed connected") if self.reconnect_s is None else \
             f"reconnected to {self.moved_to} {self.reconnect_s * 1000:.0f} ms after the {'kill' if self.action == 'killed' else 'fault'}"
         return (f"{self.mode}: {self.action} {self.killed}; the {self.client} {rc}; largest gap between arrivals "
                 f"{self.largest_gap_s * 1000:.0f} ms; {self.published} published, {self.received} received, "
