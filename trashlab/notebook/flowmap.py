@@ -224,11 +224,15 @@ class FlowMap:
                 for st in acc.get("stream_detail") or []:
                     cl = st.get("cluster") or {}
                     info = streams.setdefault(st.get("name"), {
-                        "name": st.get("name"), "leader": cl.get("leader") or name,
-                        "replicas": sorted([r.get("name") for r in cl.get("replicas") or []]),
-                        "messages": (st.get("state") or {}).get("messages", 0),
+                        "name": st.get("name"), "leader": None, "replicas": [], "messages": 0, "hosts": set(),
                         "subjects": (st.get("config") or {}).get("subjects") or []})
+                    # each node reports the stream it hosts; together they name the leader and every replica
+                    info["hosts"].add(name)
+                    info["hosts"].update(r.get("name") for r in cl.get("replicas") or [] if r.get("name"))
+                    info["leader"] = cl.get("leader") or info["leader"] or (name if not cl else None)
                     info["messages"] = max(info["messages"], (st.get("state") or {}).get("messages", 0))
+        for info in streams.values():
+            info["replicas"] = sorted(info.pop("hosts") - {info["leader"]})
         subjects = self._subjects(clients, now)
         up = [s["name"] for s in servers if s["up"]]
         missing = sorted({tuple(sorted((a, b))) for a in up for b in up if a < b} - routes) if len(up) > 1 else []
@@ -297,7 +301,9 @@ class FlowMap:
                               "fill": "#7f8c8d", "text": "route"})
         y0 = 104
         for j, st in enumerate(snap["streams"]):
-            reps = " ".join(("★" if r == st["leader"] else "") + r for r in [st["leader"], *st["replicas"]])
+            reps = " ".join(("★" if r == st["leader"] else "") + r
+                            for r in ([st["leader"]] if st["leader"] else []) + st["replicas"])
+            reps += "" if st["leader"] else " (no leader: electing)"
             items.append({"id": f"stream:{st['name']}", "kind": "box", "x": 20, "y": y0, "w": WIDTH - 40, "h": 22,
                           "fill": "#fef9e7", "stroke": "#d4ac0d", "sw": 1.5, "cls": "stream"})
             items.append({"id": f"streamt:{st['name']}", "kind": "text", "x": 28, "y": y0 + 15, "size": 12,

@@ -9,7 +9,6 @@ its ports file, so two students on one machine never clash.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import ipaddress
 import json
 import logging
@@ -27,7 +26,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import BadArgument, BrokerError, BrokerStartTimeout, InsecureBind, NatsServerNotFound, PortInUse
-from .processes import ManagedProcess
+from . import names
+from .processes import ManagedProcess, temp_dir
 
 log = logging.getLogger("trashlab")
 
@@ -43,7 +43,6 @@ LAME_DUCK_GRACE = "1s"
 WRITE_DEADLINE = "2s"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
-_registry: "dict[str, Broker]" = {}
 
 
 def find_nats_server() -> str:
@@ -166,10 +165,16 @@ class Broker:
             raise BrokerError(f"broker {self.name} was started without clustering: use Broker(..., cluster=True)")
         return f"nats-route://{self.route_user}:{self.route_password}@{self.client_host}:{self._run.cluster_port}"
 
+    def real_port(self, lab_port: int) -> Optional[int]:
+        """This broker's port for one of the lab container's ports (4222, 6222, 8222); None for others."""
+        self._require_started()
+        return {names.CLIENT_PORT: self._run.port, names.ROUTE_PORT: self._run.cluster_port,
+                names.MONITOR_PORT: self._run.http_port}.get(lab_port)
+
     @property
     def command(self) -> list:
         """The command line equivalent to its config file (handy to compare with the Docker command)."""
-        return self._argv(getattr(self, "_ports_dir", Path("<ports-dir>")), self.store_dir if self.jetstream else None)
+        return self._flags(getattr(self, "_ports_dir", Path("<ports-dir>")), self.store_dir if self.jetstream else None)
 
     @property
     def output(self) -> str:
@@ -183,7 +188,18 @@ class Broker:
     # ----- lifecycle ----------------------------------------------------------------------
     def _settings(self) -> tuple:
         return (self.host, self.jetstream, self.user, self.password, self.token, self.cluster,
-                self.cluster_name, tuple(self.routes), self.route_user, self.route_password)
+                self.cluster_name, tuple(self.routes), self.route_user, self.route_password, self._class_leaf())
+
+    #: Whether this kind of broker becomes a leaf node of a class hub after ``trashlab.join(...)``.
+    _joins_class = True
+
+    def _class_leaf(self) -> Optional[str]:
+        """The class hub's leaf URL when a class is joined (single, unclustered brokers only)."""
+        if not self._joins_class or self.cluster:
+            return None
+        from .classroom import leaf_remote
+
+        return leaf_remote()
 
     def _compatible(self, other: "Broker") -> bool:
         if self._settings() != other._settings():
@@ -194,8 +210,8 @@ class Broker:
             (self.cluster_port, other._run.cluster_port), (self.store_dir, other.store_dir)))
 
     def _reuse_running(self) -> bool:
-        other = _registry.get(self.name)
-        if other is None or other is self or not other.running:
+        other = names.registered(self.name)
+        if not isinstance(other, Broker) or other is self or not other.running:
             return self.running
         if self._compatible(other):
             self._run, self._tmp = other._run, other._tmp
@@ -204,7 +220,7 @@ class Broker:
             self.port, self.http_port, self.cluster_port = other.port, other.http_port, other.cluster_port
             self.store_dir = other.store_dir
             log.info("trashlab: reusing running broker %s at %s", self.name, self.url)
-            _registry[self.name] = self
+            names.register(self)
             return True
         log.warning("trashlab: restarting broker %s with new settings", self.name)
         other.stop()
@@ -235,15 +251,25 @@ class Broker:
 
     def _tmpdir(self) -> str:
         if self._tmp is None:
-            self._tmp = tempfile.mkdtemp(prefix=f"trashlab-{self.name}-")
-            atexit.register(shutil.rmtree, self._tmp, True)
+            self._tmp = temp_dir(self.name)
         return self._tmp
 
     def _argv(self, ports_dir: Path, store: Optional[str]) -> list:
+        """The command that starts nats-server: write the config file, run from it alone (subclasses may differ)."""
+        conf = Path(self._tmpdir()) / "nats-server.conf"
+        conf.touch(mode=0o600)  # it holds credentials
+        conf.write_text(self._config_text(ports_dir, store))
+        return [find_nats_server(), "--config", str(conf)]
+
+    def _flags(self, ports_dir: Path, store: Optional[str]) -> list:
         """The command-line form of this broker's settings (what :attr:`command` shows, e.g. to compare with Docker)."""
         argv = ["nats-server", "--addr", self.host, "--port", str(self.port or -1),
                 "--http_port", str(self.http_port or -1), "--server_name", self.name,
                 "--ports_file_dir", str(ports_dir)]
+        if not is_loopback(self.host) or self._class_leaf():  # these settings exist only in the config file
+            if not is_loopback(self.host):
+                del argv[argv.index("--http_port"):argv.index("--http_port") + 2]
+            argv += ["--config", "<broker.conf>"]
         if store:
             argv += ["--jetstream", "--store_dir", store]
         if self.user is not None:
@@ -255,7 +281,7 @@ class Broker:
                                   f"{self.cluster_port or -1}",
                      "--cluster_name", self.cluster_name]
             if self.routes:
-                argv += ["--routes", ",".join(self.routes)]
+                argv += ["--routes", ",".join(self._route_urls())]
         return argv
 
     def _config_text(self, ports_dir: Path, store: Optional[str]) -> str:
@@ -277,7 +303,7 @@ class Broker:
         elif self.token is not None:
             lines.append(f"authorization {{ token: {q(self.token)} }}")
         if self.cluster:
-            routes = self.routes if self._routes_now is None else self._routes_now
+            routes = self._route_urls() if self._routes_now is None else self._routes_now
             lines.append(f"cluster {{ name: {q(self.cluster_name)}, host: {q(self.client_host)}, port: {cport}, "
                          f"authorization {{ user: {q(self.route_user)}, password: {q(self.route_password)} }}, "
                          f"routes: [{', '.join(q(r) for r in routes)}] }}")
@@ -285,6 +311,10 @@ class Broker:
             body = ", ".join(f"{q(subject)}: [{', '.join(f'{{destination: {q(d)}, weight: {w:g}%}}' for d, w in dests)}]"
                              for subject, dests in self._mappings.items())
             lines.append(f"mappings {{ {body} }}")
+        leaf = self._class_leaf()
+        if leaf:  # a joined class: this broker is a leaf node of the class hub (trashlab.join); it sends its
+            # traffic to the student's account there but takes none back, so two notebooks' brokers stay apart
+            lines.append(f"leafnodes {{ remotes: [ {{ url: {q(leaf)}, deny_imports: [\">\"] }} ] }}")
         return "\n".join(lines + [self._config_extra()]) + "\n"
 
     def _config_extra(self) -> str:
@@ -294,7 +324,8 @@ class Broker:
     @property
     def config_path(self) -> Optional[Path]:
         """The config file nats-server runs from (None before start)."""
-        return Path(self._tmpdir()) / "nats-server.conf" if self._run is not None else None
+        argv = self._run.argv if self._run is not None else []
+        return Path(argv[argv.index("--config") + 1]) if "--config" in argv else None
 
     @property
     def config(self) -> str:
@@ -307,7 +338,9 @@ class Broker:
         self._require_started()
         if not self.running:
             raise BrokerError(f"broker {self.name} is not running: restart() it before changing its config")
-        assert self.config_path is not None
+        if self.config_path != Path(self._tmpdir()) / "nats-server.conf":
+            raise BrokerError(f"broker {self.name} runs from its own config ({self.config_path}): it cannot be "
+                              "changed at run time")
         self.config_path.write_text(self._config_text(self._ports_dir, self.store_dir if self.jetstream else None))
         before = self._run.proc.output.count("Reloaded server configuration")
         failed = self._run.proc.output.count("Failed to reload")
@@ -323,6 +356,13 @@ class Broker:
             time.sleep(0.01)
         raise BrokerError(f"nats-server {self.name} did not confirm the config reload within {timeout:g}s")
 
+    def _route_urls(self) -> "list[str]":
+        """``routes`` with broker names resolved: the lab's ``nats-route://ruser:T0pS3cr3t@iot-msg:6222`` works."""
+        try:
+            return [names.map_url(r) or r for r in self.routes]
+        except names.UnknownPort as e:
+            raise BadArgument(str(e)) from None
+
     def _launch(self) -> Optional[Path]:
         """Spawn nats-server unless an equivalent one runs; return the ports dir to wait on."""
         if self._reuse_running():
@@ -330,12 +370,11 @@ class Broker:
         self._check_security()
         store = self._prepare_store()
         ports_dir = Path(tempfile.mkdtemp(prefix="ports-", dir=self._tmpdir()))
-        argv = [find_nats_server(), "--config", str(Path(self._tmpdir()) / "nats-server.conf")]
         self._run = None
         self._ports_dir = ports_dir
         self._launch_ports = (self.port or -1, self.http_port or (-1 if is_loopback(self.host) else _free_port()),
                               self.cluster_port or -1)
-        Path(argv[-1]).write_text(self._config_text(ports_dir, store))
+        argv = self._argv(ports_dir, store)
         try:
             proc = ManagedProcess(argv, kind="nats-server", name=self.name)
         except PermissionError:
@@ -359,7 +398,7 @@ class Broker:
             self._run.http_port = _port_of(ports["monitoring"][0])
             self._run.cluster_port = _port_of(ports["cluster"][0]) if ports.get("cluster") else None
             self.port, self.http_port, self.cluster_port = self._run.port, self._run.http_port, self._run.cluster_port
-            _registry[self.name] = self
+            names.register(self)
             return True
         if not self._run.proc.alive:
             self._run.proc.wait(2)
@@ -500,10 +539,4 @@ def _mask(url: str) -> str:
 
 def running_brokers() -> "list[Broker]":
     """Brokers this process started that are still running, oldest first."""
-    return [b for b in _registry.values() if b.running]
-
-
-def get_broker(name: str) -> Optional[Broker]:
-    """The running broker of that name started by this process, if any."""
-    b = _registry.get(name)
-    return b if b is not None and b.running else None
+    return [b for b in names.running() if isinstance(b, Broker)]
