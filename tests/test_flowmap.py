@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import nats
 import pytest
@@ -115,7 +116,14 @@ async def test_stream_and_replicas_and_one_map_per_target():
 
 def test_wrong_target_is_one_line():
     with pytest.raises(trashlab.BadArgument, match="FlowMap needs a trashlab.Broker or trashlab.Cluster"):
+        trashlab.FlowMap(4222)
+    with pytest.raises(trashlab.BadArgument, match="no broker or cluster named 'nats://127.0.0.1:4222'"):
         trashlab.FlowMap("nats://127.0.0.1:4222")
+
+
+def test_a_name_works_like_the_object(pair, broker):
+    assert trashlab.FlowMap(pair.name).target is pair  # the cluster, not only its first node
+    assert trashlab.FlowMap(broker.name).target is broker
 
 
 async def quiet(e: Exception) -> None:
@@ -153,3 +161,31 @@ async def test_the_chaos_menu_shows_on_the_map(pair):
         first.kill()
         first.restart()
     assert f"● {first.name}  up" in shown()  # a new process: no longer a lame duck
+
+
+def test_an_executed_notebook_keeps_a_still_picture(tmp_path):
+    """Run in a real kernel (nbclient, no browser): the map's output carries a still SVG for front ends
+    without widgets, and after ``fm.stop()`` the output is the SVG of its last state."""
+    import os
+    import sys
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    name = unique("fmnb")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in (
+        f"import asyncio, trashlab\nbroker = trashlab.Broker({name!r}).start()\n"
+        "col = await trashlab.Collector(broker.url, name='collector').start()",
+        f"fm = trashlab.FlowMap({name!r}, refresh=0.2)\nfm",
+        "await asyncio.sleep(1.5)\nprint(f'kernel ms per refresh: {fm.last_kernel_seconds * 1000:.2f}, refreshes {fm.refreshes}')",
+        "fm.stop()\nawait col.stop()\nbroker.stop()")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent.parent),
+                                                                    os.environ.get("PYTHONPATH")]))}
+    env.pop("NATS_URL", None)
+    client = NotebookClient(nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client.execute(env=env)
+    shown = nb.cells[1].outputs[0]["data"]
+    assert "text/html" in shown and "<svg" in shown["text/html"] and "collector (python3)" in shown["text/html"]
+    assert "application/vnd.jupyter.widget-view+json" not in shown, "stopped: the widget gave way to the still SVG"
+    print(nb.cells[2].outputs[0]["text"].strip(), sys.version.split()[0])

@@ -76,6 +76,20 @@ def _matches(pattern: str, subject: str) -> bool:
     return len(p) == len(s)
 
 
+def _resolve(target: Any) -> Any:
+    """A Broker or Cluster as given, or the one this kernel started under that name (a cluster first)."""
+    if not isinstance(target, str):
+        return target
+    from ..servers import names
+    from ..servers.cluster import _clusters
+
+    found = _clusters.get(target) or names.registered(target)
+    if found is None:
+        raise BadArgument(f"no broker or cluster named {target!r} was started here (running: "
+                          f"{names.running_names()}): start it first, e.g. trashlab.Broker({target!r}).start()")
+    return found
+
+
 def _nodes_of(target: Any) -> Dict[str, Any]:
     """Name -> Broker for a Broker or a Cluster."""
     nodes = getattr(target, "nodes", None)
@@ -126,12 +140,17 @@ class _Wiretap:
 
 
 class FlowMap:
-    """A live map of servers, clients, subjects and message rates; display it as a cell's last line."""
+    """A live map of servers, clients, subjects and message rates; display it as a cell's last line.
+
+    ``target``: a :class:`~trashlab.Broker`, a :class:`~trashlab.Cluster`, or the name of one started in
+    this kernel (``"iot-msg"``).
+    """
 
     _running: "weakref.WeakSet[FlowMap]" = weakref.WeakSet()
 
     def __init__(self, target: Any, refresh: float = 1.0, *, wiretap: bool = True, internal: bool = False,
                  height: Optional[int] = None) -> None:
+        target = _resolve(target)
         _nodes_of(target)  # one line on a wrong argument
         if not isinstance(refresh, (int, float)) or not 0.2 <= refresh <= 60:
             raise BadArgument(f"refresh={refresh!r} must be 0.2 to 60 seconds, e.g. 1")
