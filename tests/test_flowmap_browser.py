@@ -1,7 +1,7 @@
 """The flow map in a real browser: JupyterLab, headless Debian chromium, the test notebook run with Run All.
 
 It sees the map drawn (servers, the collector), sees the killed node turn red, sees a new subscriber
-appear, and after the notebook stops the map, a still SVG in the output. Screenshots land in
+appear, presses Pause and Resume, and after the notebook stops the map, sees a still SVG in the output. Screenshots land in
 test-artifacts/ (flowmap-*.png); the one after the newcomer appears is the docs picture
 (docs/img/flowmap.png is a small copy of it, committed by hand).
 """
@@ -30,7 +30,7 @@ def test_flow_map_shows_a_kill_and_a_newcomer(tmp_path):
     with serve_lab(NOTEBOOK, tmp_path) as (base, token), sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1200, "height": 1000})
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{base}/lab/tree/{NOTEBOOK.name}?token={token}", timeout=60_000)
             page.wait_for_function(
                 "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
@@ -53,6 +53,12 @@ def test_flow_map_shows_a_kill_and_a_newcomer(tmp_path):
                 steps["newcomer"] = time.monotonic() - started
                 page.wait_for_timeout(1200)  # a refresh with rates, transitions settled
                 page.locator(".trashlab-flowmap").first.screenshot(path=str(ARTIFACTS / "flowmap.png"))
+                # the buttons go through the kernel and back: Pause, then Resume
+                page.get_by_role("button", name="❚❚ Pause").click()
+                page.wait_for_selector(".trashlab-flowmap[data-state='paused']", timeout=5_000)
+                page.get_by_role("button", name="▶ Resume").click()
+                page.wait_for_selector(".trashlab-flowmap[data-state='live']", timeout=5_000)
+                steps["paused and resumed"] = time.monotonic() - started
             finally:
                 page.screenshot(path=str(ARTIFACTS / "flowmap-page.png"))
             page.wait_for_function(ALL_CELLS_RAN_JS, timeout=60_000)

@@ -45,10 +45,10 @@ SERVER_COLOURS = ["#2e86c1", "#8e44ad", "#d68910", "#16a085", "#c0392b", "#7f8c8
 DOWN = "#c0392b"
 UP = "#27ae60"
 LAME = "#e67e22"
-WIDTH = 980
+WIDTH = 920
 ROW = 30
-_COL_PUB, _COL_SUBJ, _COL_SUB = 16, 372, 700
-_BOX_W = {"pub": 250, "subj": 230, "sub": 264}
+_COL_PUB, _COL_SUBJ, _COL_SUB = 12, 330, 636
+_BOX_W = {"pub": 236, "subj": 216, "sub": 264}
 _ASSETS = Path(__file__).parent
 
 
@@ -379,7 +379,7 @@ class FlowMap:
                           "h": h, "fill": "#fbeee6", "stroke": "#ca6f1e", "sw": 1.5, "dash": "5 3", "cls": "queue"})
             items.append({"id": f"qt:{subject}:{queue}", "kind": "text", "x": _COL_SUB, "y": y + 15, "size": 11,
                           "fill": "#ca6f1e", "bold": True,
-                          "text": f"queue group '{queue}': each message to one of {len(members)}"})
+                          "text": f"queue group '{queue}': 1 of {len(members)} gets each"})
             for m, (c, s) in enumerate(members):
                 my = y + 22 + m * (ROW + 4)
                 items += self._client_box(c, "sub", _COL_SUB, my, colour, f"sub:{c['key']}:{subject}:{queue}")
