@@ -189,3 +189,18 @@ def test_an_executed_notebook_keeps_a_still_picture(tmp_path):
     assert "text/html" in shown and "<svg" in shown["text/html"] and "collector (python3)" in shown["text/html"]
     assert "application/vnd.jupyter.widget-view+json" not in shown, "stopped: the widget gave way to the still SVG"
     print(nb.cells[2].outputs[0]["text"].strip(), sys.version.split()[0])
+
+
+async def test_an_accounts_broker_is_mapped_without_the_wiretap():
+    b = trashlab.AccountsBroker(unique("fmacct")).start()
+    nc = await nats.connect(b.url_for("gateway"), name="gateway")
+    try:
+        await nc.subscribe("trash-level")
+        fm = trashlab.FlowMap(b, refresh=0.2).start()
+        await wait_for(lambda: fm.refreshes > 4)
+        assert "gateway" in clients(fm)
+        assert fm._tap is None  # the wiretap has no account to log in to: no publish arrows, no crash
+        fm.stop()
+    finally:
+        await nc.close()
+        b.stop()

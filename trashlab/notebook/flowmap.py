@@ -163,8 +163,8 @@ class FlowMap:
         self.last_poll_seconds = 0.0  # in a worker thread: the HTTP requests
         self.last_kernel_seconds = 0.0  # on the kernel's loop: rates, layout, sending the update
         self.data: dict = {}
-        self._prev: Dict[str, Tuple[float, float]] = {}
-        self._seen_down: Dict[str, float] = {}
+        self._prev: Dict[str, Tuple[float, float]] = {}  # counter -> (when, value) at the last poll
+        self._fresh: set = set()  # counters seen in this poll (the others are forgotten)
         self._paused = False
         self._stopped = False
         self._task: Optional[asyncio.Task] = None
@@ -198,6 +198,7 @@ class FlowMap:
     def _rate(self, key: str, value: float, now: float) -> float:
         prev = self._prev.get(key)
         self._prev[key] = (now, value)
+        self._fresh.add(key)
         if prev is None or now <= prev[0] or value < prev[1]:
             return 0.0
         return (value - prev[1]) / (now - prev[0])
@@ -207,6 +208,7 @@ class FlowMap:
         if raw is None:
             raw = self._poll()
         now = time.monotonic()
+        self._fresh = set()
         servers, clients, routes, streams = [], [], set(), {}
         names = list(self.nodes)
         for i, (name, entry) in enumerate(raw.items()):
@@ -253,6 +255,8 @@ class FlowMap:
         for info in streams.values():
             info["replicas"] = sorted(info.pop("hosts") - {info["leader"]})
         subjects = self._subjects(clients, now)
+        for key in [k for k in self._prev if k not in self._fresh]:  # clients and subjects that are gone
+            del self._prev[key]
         up = [s["name"] for s in servers if s["up"]]
         missing = sorted({tuple(sorted((a, b))) for a in up for b in up if a < b} - routes) if len(up) > 1 else []
         return {"servers": servers, "routes": sorted(routes), "missing_routes": missing, "clients": clients,
@@ -517,15 +521,18 @@ class FlowMap:
         return self
 
     async def _run(self) -> None:
-        failures = 0
+        failures = tap_failures = 0
         while not self._stopped:
-            if self.wiretap and self._tap is None:
+            if self.wiretap and self._tap is None and tap_failures < 3:
                 urls = [b.url for b in self.nodes.values() if b.running]
                 if urls:
                     try:
                         self._tap = await _Wiretap(urls).start()
-                    except Exception as e:  # no server answers yet: try again next round
-                        log.debug("trashlab: flow map wiretap not connected: %s", e)
+                    except Exception as e:  # no server answers yet, or it wants an account: a few tries
+                        tap_failures += 1
+                        if tap_failures == 3:
+                            log.warning("trashlab: the flow map draws no publish arrows (its wiretap cannot "
+                                        "connect: %s); subscriptions and rates are still shown", e)
             if not self._paused:
                 try:
                     await self.refresh()
