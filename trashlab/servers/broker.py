@@ -123,6 +123,7 @@ class Broker:
         self._tmp: Optional[str] = None
         self._routes_now: Optional[list] = None  # routes changed at run time (chaos.partition), else self.routes
         self._mappings: "dict[str, list]" = {}  # subject -> [(destination, weight %)] (chaos.drop_messages)
+        self._leaf: Optional[str] = None  # the class hub it was started as a leaf of
 
     # ----- public state -------------------------------------------------------------------
     @property
@@ -188,7 +189,8 @@ class Broker:
     # ----- lifecycle ----------------------------------------------------------------------
     def _settings(self) -> tuple:
         return (self.host, self.jetstream, self.user, self.password, self.token, self.cluster,
-                self.cluster_name, tuple(self.routes), self.route_user, self.route_password, self._class_leaf())
+                self.cluster_name, tuple(self.routes), self.route_user, self.route_password,
+                self._leaf if self._run is not None else self._class_leaf())
 
     #: Whether this kind of broker becomes a leaf node of a class hub after ``trashlab.join(...)``.
     _joins_class = True
@@ -214,7 +216,7 @@ class Broker:
         if not isinstance(other, Broker) or other is self or not other.running:
             return self.running
         if self._compatible(other):
-            self._run, self._tmp = other._run, other._tmp
+            self._run, self._tmp, self._leaf = other._run, other._tmp, other._leaf
             self._ports_dir, self._routes_now, self._mappings = other._ports_dir, other._routes_now, other._mappings
             self._launch_ports = other._launch_ports
             self.port, self.http_port, self.cluster_port = other.port, other.http_port, other.cluster_port
@@ -311,7 +313,7 @@ class Broker:
             body = ", ".join(f"{q(subject)}: [{', '.join(f'{{destination: {q(d)}, weight: {w:g}%}}' for d, w in dests)}]"
                              for subject, dests in self._mappings.items())
             lines.append(f"mappings {{ {body} }}")
-        leaf = self._class_leaf()
+        leaf = self._leaf
         if leaf:  # a joined class: this broker is a leaf node of the class hub (trashlab.join); it sends its
             # traffic to the student's account there but takes none back, so two notebooks' brokers stay apart
             lines.append(f"leafnodes {{ remotes: [ {{ url: {q(leaf)}, deny_imports: [\">\"] }} ] }}")
@@ -372,6 +374,7 @@ class Broker:
         ports_dir = Path(tempfile.mkdtemp(prefix="ports-", dir=self._tmpdir()))
         self._run = None
         self._ports_dir = ports_dir
+        self._leaf = self._class_leaf()  # remembered: a later join or leave restarts it with the new setting
         self._launch_ports = (self.port or -1, self.http_port or (-1 if is_loopback(self.host) else _free_port()),
                               self.cluster_port or -1)
         argv = self._argv(ports_dir, store)
