@@ -42,7 +42,7 @@ async def test_fan_out_queue_group_kill_and_leave(pair):
     sim = await trashlab.Simulator(second.url, interval=0.01, name="sim").start()
     fan = [await trashlab.Collector(first.url, name="fan-a").start(),
            await trashlab.Collector(second.url, name="fan-b").start()]
-    workers = await trashlab.start_subscribers(2, first.url, queue="workers", prefix="worker")
+    await trashlab.start_subscribers(2, first.url, queue="workers", prefix="worker")
     fm = trashlab.FlowMap(pair, refresh=0.3).start()
     try:
         await wait_for(lambda: fm.refreshes > 3 and clients(fm).get("fan-a", {}).get("out", 0) > 20)

@@ -9,7 +9,6 @@ test-artifacts/ (flowmap-*.png); the one after the newcomer appears is the docs 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from test_browser import ALL_CELLS_RAN_JS, ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT, UNEXPECTED_ERRORS_JS, serve_lab, sync_api
 

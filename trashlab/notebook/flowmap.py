@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
-import re
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -211,7 +210,7 @@ class FlowMap:
         self._fresh = set()
         servers, clients, routes, streams = [], [], set(), {}
         names = list(self.nodes)
-        for i, (name, entry) in enumerate(raw.items()):
+        for name, entry in raw.items():
             colour = SERVER_COLOURS[names.index(name) % len(SERVER_COLOURS)] if name in names else "#555"
             if not entry["up"]:
                 servers.append({"name": name, "up": False, "colour": colour, "clients": 0, "in": 0.0, "out": 0.0,
@@ -323,7 +322,7 @@ class FlowMap:
                 items.append({"id": f"routet:{a}:{b}", "kind": "text", "x": mid - 16, "y": ya + 2, "size": 10,
                               "fill": "#7f8c8d", "text": "route"})
         y0 = 104
-        for j, st in enumerate(snap["streams"]):
+        for st in snap["streams"]:
             reps = " ".join(("★" if r == st["leader"] else "") + r
                             for r in ([st["leader"]] if st["leader"] else []) + st["replicas"])
             reps += "" if st["leader"] else " (no leader: electing)"
