@@ -44,14 +44,14 @@ async def test_drop_messages_loses_about_the_share_then_stops(broker):
     nc, got = await count_on(broker.url, "loss.test")
     try:
         broker.drop_messages("loss.test", 40)
-        assert '"loss.test": [{destination: "loss.test", weight: 60%}]' in broker.config
+        assert '"loss.test": [{destination: "loss.test", weight: 60%}]' in broker.config_text
         assert trashlab.servers.chaos.dropping(broker) == {"loss.test": 40.0}
         await publish(broker.url, "loss.test", 2000)
         await asyncio.sleep(0.3)
         lost = 2000 - len(got)
         assert 500 < lost < 1100, f"about 40 % of 2000 should be lost, lost {lost}"
         broker.stop_dropping()
-        assert '"loss.test": [{destination: "loss.test", weight: 100%}]' in broker.config
+        assert '"loss.test": [{destination: "loss.test", weight: 100%}]' in broker.config_text
         assert trashlab.servers.chaos.dropping(broker) == {}
         got.clear()
         await publish(broker.url, "loss.test", 500)

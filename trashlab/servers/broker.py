@@ -330,7 +330,7 @@ class Broker:
         return Path(argv[argv.index("--config") + 1]) if "--config" in argv else None
 
     @property
-    def config(self) -> str:
+    def config_text(self) -> str:
         """The text of the config file nats-server runs from."""
         path = self.config_path
         return path.read_text() if path is not None and path.exists() else ""
