@@ -94,6 +94,11 @@ async def test_stream_and_replicas_and_one_map_per_target():
         old = trashlab.FlowMap(c, refresh=0.3).start()
         fm = trashlab.FlowMap(c, refresh=0.3).start()  # a re-run cell: the old map stops polling
         assert not old.running and fm.running
+        again = trashlab.Cluster(3, name=c.name, jetstream=True)  # a re-run `cluster = ...` cell: same nodes
+        assert again.nodes is c.nodes
+        replacement = trashlab.FlowMap(again, refresh=0.3).start()
+        assert replacement.running and not fm.running
+        fm = replacement
         await wait_for(lambda: fm.data.get("snapshot", {}).get("streams"))
         st = fm.data["snapshot"]["streams"][0]
         assert st["name"] == "LEVELS" and st["messages"] == 1

@@ -512,8 +512,8 @@ class FlowMap:
         except RuntimeError:
             raise TrashlabError("FlowMap needs a running event loop: use it in a notebook cell "
                                 "(or in async code)") from None
-        for other in list(FlowMap._running):  # a re-run cell replaces its old map
-            if other is not self and other.target is self.target:
+        for other in list(FlowMap._running):  # a re-run cell replaces its old map (same servers, maybe new objects)
+            if other is not self and (other.target is self.target or set(other.nodes) == set(self.nodes)):
                 other.stop()
         FlowMap._running.add(self)
         self._task = loop.create_task(self._run(), name="trashlab-flowmap")
