@@ -105,6 +105,9 @@ async def test_stream_and_replicas_and_one_map_per_target():
         assert len({st["leader"], *st["replicas"]}) == 3
         assert any("JetStream stream LEVELS" in t and "R3" in t for t in texts(fm))
         assert "student" in clients(fm)
+        moved = await c.step_down("LEVELS")  # the chaos menu's leader step-down: the ★ moves
+        await wait_for(lambda: fm.data["snapshot"]["streams"][0]["leader"] == moved["new_leader"])
+        assert any(f"★{moved['new_leader']}" in t for t in texts(fm))
         fm.pause()
         n = fm.refreshes
         await asyncio.sleep(1.0)
@@ -194,6 +197,19 @@ def test_an_executed_notebook_keeps_a_still_picture(tmp_path):
     assert "text/html" in shown and "<svg" in shown["text/html"] and "collector (python3)" in shown["text/html"]
     assert "application/vnd.jupyter.widget-view+json" not in shown, "stopped: the widget gave way to the still SVG"
     print(nb.cells[2].outputs[0]["text"].strip(), sys.version.split()[0])
+
+
+async def test_a_slow_consumer_cut_off_shows_on_the_server(broker):
+    fm = trashlab.FlowMap(broker, wiretap=False)
+    sc = await trashlab.slow_consumer(broker, "slow.map", kind="server")
+    try:
+        assert await sc.wait_cut_off(15)
+        pic = fm.layout(fm.snapshot())
+        detail = next(it["text"] for it in pic["items"] if it["id"] == f"srvd:{broker.name}")
+        assert "slow 1" in detail
+        assert "slow-consumer" not in {c["name"] for c in fm.snapshot()["clients"]}  # cut off: gone
+    finally:
+        await sc.stop()
 
 
 async def test_an_accounts_broker_is_mapped_without_the_wiretap():
