@@ -301,7 +301,7 @@ class FlowMap:
             items.append({"id": f"srvt:{s['name']}", "kind": "text", "x": x + 8, "y": 52, "bold": True,
                           "fill": LAME if lame else s["colour"], "text": f"● {s['name']}  {state}"})
             detail = (f"{s['clients']} clients · in {_rate_label(s['in'])} · out {_rate_label(s['out'])}"
-                      + (f" · slow {s['slow']}" if s["slow"] else "")) if s["up"] else "not answering (killed?)"
+                      + (f" · slow {s['slow']}" if s["slow"] else "")) if s["up"] else "not answering: stopped or killed"
             items.append({"id": f"srvd:{s['name']}", "kind": "text", "x": x + 8, "y": 72, "size": 11,
                           "fill": "#333" if s["up"] else DOWN, "text": detail})
         for a, b in snap.get("missing_routes", []):  # both up, yet not routed: a partition
