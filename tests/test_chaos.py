@@ -122,8 +122,10 @@ async def test_slow_consumer_server_cuts_it_off(broker):
         names = list(broker.connz()["name"])
         assert "slow-consumer" not in names
         print(f"server view: slow_consumers +{sc.server_slow_consumers}")
+        assert 'write_deadline: "2s"' in broker.config_text
     finally:
         await sc.stop()
+    assert "write_deadline" not in broker.config_text  # the server's default again
 
 
 async def test_lame_duck_compared_with_a_kill(pair):

@@ -39,8 +39,6 @@ CLUSTER_NAME = "my_cluster"
 #: Lame-duck mode: nats-server's shortest drain (it refuses less than 30 s) and a short grace period.
 LAME_DUCK_DURATION = "30s"
 LAME_DUCK_GRACE = "1s"
-#: How long the server waits on a client that does not read before it cuts it off as a slow consumer.
-WRITE_DEADLINE = "2s"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 
@@ -123,6 +121,7 @@ class Broker:
         self._tmp: Optional[str] = None
         self._routes_now: Optional[list] = None  # routes changed at run time (chaos.partition), else self.routes
         self._mappings: "dict[str, list]" = {}  # subject -> [(destination, weight %)] (chaos.drop_messages)
+        self._write_deadline: Optional[str] = None  # e.g. "2s" while a chaos.SlowConsumer runs (server default 10s)
         self._leaf: Optional[str] = None  # the class hub it was started as a leaf of
 
     # ----- public state -------------------------------------------------------------------
@@ -218,6 +217,7 @@ class Broker:
         if self._compatible(other):
             self._run, self._tmp, self._leaf = other._run, other._tmp, other._leaf
             self._ports_dir, self._routes_now, self._mappings = other._ports_dir, other._routes_now, other._mappings
+            self._write_deadline = other._write_deadline
             self._launch_ports = other._launch_ports
             self.port, self.http_port, self.cluster_port = other.port, other.http_port, other.cluster_port
             self.store_dir = other.store_dir
@@ -295,9 +295,9 @@ class Broker:
                  f"http: {q(f'127.0.0.1:{http}')}",  # monitoring stays on loopback
                  f"ports_file_dir: {q(str(ports_dir))}",
                  # lame-duck mode (chaos.lame_duck): the shortest drain nats-server accepts, a short grace
-                 f"lame_duck_duration: {q(LAME_DUCK_DURATION)}", f"lame_duck_grace_period: {q(LAME_DUCK_GRACE)}",
-                 # a consumer that stops reading is cut off as a slow consumer after 2 s, not 10
-                 f"write_deadline: {q(WRITE_DEADLINE)}"]
+                 f"lame_duck_duration: {q(LAME_DUCK_DURATION)}", f"lame_duck_grace_period: {q(LAME_DUCK_GRACE)}"]
+        if self._write_deadline:  # chaos.SlowConsumer: a client that stops reading is cut off sooner
+            lines.append(f"write_deadline: {q(self._write_deadline)}")
         if store:
             lines.append(f"jetstream {{ store_dir: {q(store)} }}")
         if self.user is not None:

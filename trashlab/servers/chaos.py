@@ -220,16 +220,19 @@ class SlowConsumer:
     ``kind="client"``: a nats-py subscriber whose handler takes ``delay`` s per message and may hold
     only ``pending`` messages: nats-py drops the rest and says so (``.dropped``, the client's view).
     ``kind="server"``: a bare TCP client that subscribes and then stops reading; the server's buffer
-    for it fills and after ``write_deadline`` (2 s) the server cuts it off and counts a slow consumer
-    (``/varz`` ``slow_consumers``, the server's view). ``burst`` bytes are published to fill it fast.
+    for it fills and after ``write_deadline`` the server cuts it off and counts a slow consumer
+    (``/varz`` ``slow_consumers``, the server's view). ``burst`` bytes are published to fill it fast,
+    and the broker's ``write_deadline`` is lowered to ``deadline`` (server default 10 s) by config
+    reload while it runs.
     """
 
     def __init__(self, broker: Any, subject: str = "trash-level", *, kind: str = "client", delay: float = 0.05,
-                 pending: int = 20, burst: int = 8 << 20) -> None:
+                 pending: int = 20, burst: int = 8 << 20, deadline: str = "2s") -> None:
         if kind not in ("client", "server"):
             raise BadArgument(f"kind={kind!r}: use 'client' (nats-py drops) or 'server' (the server cuts it off)")
         self.broker, self.subject, self.kind = broker, subject, kind
-        self.delay, self.pending, self.burst = delay, pending, burst
+        self.delay, self.pending, self.burst, self.deadline = delay, pending, burst, deadline
+        self._lowered = False
         self.received = 0
         self.dropped = 0
         self.cut_off = False
@@ -269,6 +272,10 @@ class SlowConsumer:
 
             await self._nc.subscribe(self.subject, cb=handle, pending_msgs_limit=self.pending)
             return self
+        if self.deadline and self.broker._write_deadline != self.deadline:
+            self.broker._write_deadline = self.deadline
+            await asyncio.to_thread(self.broker.reload)
+            self._lowered = True
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a tiny window: the server's writes stall
         sock.connect((self.broker.client_host, self.broker.port))
@@ -323,6 +330,11 @@ class SlowConsumer:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+        if self._lowered:  # back to the server's default
+            self._lowered = False
+            self.broker._write_deadline = None
+            if self.broker.running:
+                await asyncio.to_thread(self.broker.reload)
 
     def __repr__(self) -> str:
         return (f"<SlowConsumer {self.kind} on {self.subject}: received {self.received}, client dropped "
