@@ -67,6 +67,8 @@ async def test_fan_out_queue_group_kill_and_leave(pair):
         await wait_for(lambda: not fm.data["snapshot"]["servers"][0]["up"]
                        and all(c["server"] == second.name for c in clients(fm).values())
                        and {"fan-a", "worker-1", "worker-2"} <= set(clients(fm)))
+        assert clients(fm)["fan-a"]["moved_from"] == first.name  # said on the map for a few seconds
+        assert any(t.startswith(f"on {second.name} (was on {first.name})") for t in texts(fm))
         box = next(it for it in fm.data["picture"]["items"] if it["id"] == f"srv:{first.name}")
         assert box["stroke"] == trashlab.notebook.flowmap.DOWN and "down" in box["cls"]
         assert f"● {first.name}  DOWN" in texts(fm)

@@ -44,11 +44,12 @@ SERVER_COLOURS = ["#2e86c1", "#8e44ad", "#d68910", "#16a085", "#c0392b", "#7f8c8
 DOWN = "#c0392b"
 UP = "#27ae60"
 LAME = "#e67e22"
-WIDTH = 920
+WIDTH = 940
 ROW = 30
 _COL_PUB, _COL_SUBJ, _COL_SUB = 12, 330, 636
-_BOX_W = {"pub": 236, "subj": 216, "sub": 264}
+_BOX_W = {"pub": 236, "subj": 216, "sub": 280}
 _ASSETS = Path(__file__).parent
+MOVED_SHOWN = 10.0  # seconds a client that changed server says where it came from
 
 
 def _subject_group(subject: str) -> str:
@@ -164,6 +165,7 @@ class FlowMap:
         self.data: dict = {}
         self._prev: Dict[str, Tuple[float, float]] = {}  # counter -> (when, value) at the last poll
         self._fresh: set = set()  # counters seen in this poll (the others are forgotten)
+        self._where: Dict[str, tuple] = {}  # client name -> (server, (moved from, when) or None)
         self._paused = False
         self._stopped = False
         self._task: Optional[asyncio.Task] = None
@@ -202,6 +204,18 @@ class FlowMap:
             return 0.0
         return (value - prev[1]) / (now - prev[0])
 
+    def _moved(self, client: str, server: str, now: float) -> Optional[str]:
+        """The server a client (by name) was on before, for MOVED_SHOWN seconds after it moved."""
+        before = self._where.get(client)
+        if before is None or before[0] == server:
+            moved = before[1] if before else None
+            if moved and now - moved[1] < MOVED_SHOWN:
+                return moved[0]
+            self._where[client] = (server, None)
+            return None
+        self._where[client] = (server, (before[0], now))
+        return before[0]
+
     def snapshot(self, raw: Optional[dict] = None) -> dict:
         """What the map shows now, as plain data (polls the servers when ``raw`` is not given)."""
         if raw is None:
@@ -234,7 +248,8 @@ class FlowMap:
                 for s in c.get("subscriptions_list_detail") or []:
                     subs.append({"subject": s.get("subject"), "queue": s.get("qgroup") or "",
                                  "rate": self._rate(f"sub:{key}:{s.get('sid')}", s.get("msgs", 0), now)})
-                clients.append({"key": key, "name": c.get("name") or f"cid {c.get('cid')}",
+                cname = c.get("name") or f"cid {c.get('cid')}"
+                clients.append({"key": key, "name": cname, "moved_from": self._moved(cname, name, now),
                                 "lang": c.get("lang") or "?", "server": name,
                                 "in": self._rate(f"c:{key}:in", c.get("in_msgs", 0), now),
                                 "out": self._rate(f"c:{key}:out", c.get("out_msgs", 0), now),
@@ -423,7 +438,8 @@ class FlowMap:
             {"id": ident + ":t", "kind": "text", "x": x + 10, "y": y + 13, "size": 12, "bold": True,
              "text": f"{c['name']} ({c['lang']})"},
             {"id": ident + ":d", "kind": "text", "x": x + 10, "y": y + 26, "size": 10, "fill": "#555",
-             "text": f"on {c['server']} · {rate}{slow}"},
+             "text": f"on {c['server']}" + (f" (was on {c['moved_from']})" if c.get("moved_from") else "")
+                     + f" · {rate}{slow}"},
         ]
 
     @staticmethod
