@@ -116,8 +116,14 @@ async def test_stream_and_replicas_and_one_map_per_target():
         assert fm.refreshes == n and fm.paused
         fm.resume()
         await wait_for(lambda: fm.refreshes > n)
+
+        def wiretaps() -> int:
+            return sum(list(node.connz()["name"]).count("trashlab-flowmap") for node in c.nodes.values())
+
+        assert wiretaps() == 1
         fm.stop()
         assert not fm.running
+        await wait_for(lambda: wiretaps() == 0)  # stopped: its wiretap connection is closed too
     finally:
         if nc is not None:
             await nc.close()

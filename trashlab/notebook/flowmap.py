@@ -536,6 +536,14 @@ class FlowMap:
         return self
 
     async def _run(self) -> None:
+        try:
+            await self._loop()
+        finally:  # cancelled by stop() (from any context: a cell, the Stop button) or ended: close the wiretap
+            if self._tap is not None:
+                tap, self._tap = self._tap, None
+                await asyncio.shield(tap.stop())
+
+    async def _loop(self) -> None:
         failures = tap_failures = 0
         while not self._stopped:
             if self.wiretap and self._tap is None and tap_failures < 3:
@@ -590,12 +598,6 @@ class FlowMap:
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._task = None
-        if self._tap is not None:
-            tap, self._tap = self._tap, None
-            try:
-                asyncio.get_running_loop().create_task(tap.stop())
-            except RuntimeError:
-                pass
         if self.data:
             self.data["title"] = self.data["title"] + " (stopped)"
         if self._handle is not None:
