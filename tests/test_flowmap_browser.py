@@ -74,7 +74,7 @@ def test_flow_map_shows_a_kill_and_a_newcomer(tmp_path):
 
 
 def test_flow_map_in_voila(tmp_path):
-    """Voilà (the notebook as an app, code hidden) shows the live map too, and its rates change."""
+    """Voilà (the notebook as an app, code hidden) shows the live map too, it updates, and Stop freezes it on its last picture."""
     import os
     import signal
     import subprocess
@@ -111,6 +111,10 @@ def test_flow_map_in_voila(tmp_path):
                 page.wait_for_function(f"() => document.querySelector('.fm-title').textContent !== {first!r}",
                                        timeout=10_000)  # it updates in place
                 page.screenshot(path=str(ARTIFACTS / "flowmap-voila.png"))
+                page.get_by_role("button", name="■ Stop").click()  # through the kernel and back: frozen, still there
+                page.wait_for_selector(".trashlab-flowmap[data-state='stopped']", timeout=10_000)
+                assert page.get_by_role("button", name="■ Stop").is_disabled()
+                assert any("collector (python3)" in t for t in page.evaluate(MAP_TEXTS_JS))
             finally:
                 browser.close()
     finally:

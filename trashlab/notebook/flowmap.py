@@ -600,14 +600,17 @@ class FlowMap:
         self._task = None
         if self.data:
             self.data["title"] = self.data["title"] + " (stopped)"
-        if self._handle is not None:
+        if self._widget is not None:
+            # the view freezes on its last picture, buttons off: what a front end that ignores the update
+            # below keeps showing (Voilà); the widget is left open for that reason
+            self._widget.title = self.data.get("title", "")
+            self._widget.state = "stopped"
+            self._widget = None
+        if self._handle is not None:  # JupyterLab, nbclient: the output becomes a still SVG, kept when saved
             from IPython.display import HTML
 
             self._handle.update(HTML(self.svg()))
             self._handle = None
-        if self._widget is not None:
-            self._widget.close()
-            self._widget = None
         self._pool.shutdown(wait=False)
 
     # ----- display -------------------------------------------------------------------------------
