@@ -198,3 +198,17 @@ async def test_partition_drill_loses_what_was_published_across_it(pair):
     assert r.lost > 50, "a second across a partition loses its messages (core NATS)"
     assert r.largest_gap_s > 0.5
     assert pair.formed()  # healed
+
+
+async def test_an_interrupted_drill_leaves_no_fault_behind(pair):
+    """A student presses Interrupt during the drill: the partition is healed all the same."""
+    drill = asyncio.ensure_future(trashlab.chaos_drill(pair, "partition", run_after=5.0, progress=False))
+    for _ in range(100):
+        await asyncio.sleep(0.1)
+        if any(b._routes_now is not None for b in pair.nodes.values()):
+            break
+    assert not pair.formed()  # cut
+    drill.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await drill
+    assert pair.formed() and all(b._routes_now is None for b in pair.nodes.values())

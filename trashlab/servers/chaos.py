@@ -349,6 +349,14 @@ async def slow_consumer(broker: Any, subject: str = "trash-level", **options: An
 
 
 # ----- measuring a fault like the failover drill ----------------------------------------------------------
+async def _undo(fault: str, cluster: Any, subject: str) -> None:
+    """Undo a config-reload fault (a kill or lame duck is undone by the restart after the drill)."""
+    if fault == "drop":
+        await asyncio.to_thread(stop_dropping, cluster, subject)
+    elif fault == "partition":
+        await asyncio.to_thread(heal, cluster)
+
+
 async def chaos_drill(cluster: Any, fault: str = "lame_duck", *, rate: float = 200.0, fault_after: float = 1.5,
                       run_after: float = 1.5, percent: float = 30.0, subject: str = "trash-level.chaos",
                       progress: bool = True):
@@ -400,6 +408,7 @@ async def chaos_drill(cluster: Any, fault: str = "lame_duck", *, rate: float = 2
     sampler = asyncio.get_running_loop().create_task(sample(), name="trashlab-chaos-sampler")
     t0 = time.time()
     extra: Dict[str, Any] = {}
+    faulted = undone = False
     try:
         await sim.start()
         await asyncio.sleep(fault_after)
@@ -407,6 +416,7 @@ async def chaos_drill(cluster: Any, fault: str = "lame_duck", *, rate: float = 2
         was_on = watched.connected_url
         if progress:
             print(f"chaos drill: {fault} ({victim.name}) while {rate:g} readings/s flow ...", flush=True)
+        faulted = True  # from here on the finally below undoes it, even when interrupted
         if fault == "kill":
             victim.kill()
         elif fault == "lame_duck":
@@ -422,16 +432,16 @@ async def chaos_drill(cluster: Any, fault: str = "lame_duck", *, rate: float = 2
             while watched.connected_url in (None, was_on) and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)
         await asyncio.sleep(run_after)
-        if fault == "drop":
-            await asyncio.to_thread(stop_dropping, cluster, subject)
-        elif fault == "partition":
-            await asyncio.to_thread(heal, cluster)
+        await _undo(fault, cluster, subject)
+        undone = True
         await sim.stop()
         published = sim.published
         await asyncio.sleep(0.5 if not jetstream else 3.0)
     finally:
         from .._aio import cancel
 
+        if faulted and not undone:  # interrupted (or failed) mid-drill: the fault never outlives the drill
+            await _undo(fault, cluster, subject)
         await cancel(sampler)
         await sim.stop()
         if reader is not None:
@@ -439,7 +449,7 @@ async def chaos_drill(cluster: Any, fault: str = "lame_duck", *, rate: float = 2
         await col.stop()
         if jetstream:
             await _drop_stream(cluster.urls)
-        if fault in ("kill", "lame_duck"):
+        if faulted and fault in ("kill", "lame_duck"):
             if victim.running:  # lame duck: still draining; end it now
                 victim.kill()
             victim.restart()
