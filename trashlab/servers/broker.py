@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import sys
 import sysconfig
@@ -35,6 +36,9 @@ log = logging.getLogger("trashlab")
 ROUTE_USER = "ruser"
 ROUTE_PASSWORD = "T0pS3cr3t"
 CLUSTER_NAME = "my_cluster"
+#: Lame-duck mode: nats-server's shortest drain (it refuses less than 30 s) and a short grace period.
+LAME_DUCK_DURATION = "30s"
+LAME_DUCK_GRACE = "1s"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 #: the client port each broker name last had in this process: a broker started again under that name
@@ -127,6 +131,9 @@ class Broker:
         self._preferred_port: Optional[int] = None
         self._run: Optional[_Running] = None
         self._tmp: Optional[str] = None
+        self._routes_now: Optional[list] = None  # routes changed at run time (chaos.partition), else self.routes
+        self._mappings: "dict[str, list]" = {}  # subject -> [(destination, weight %)] (chaos.drop_messages)
+        self._write_deadline: Optional[str] = None  # e.g. "2s" while a chaos.SlowConsumer runs (server default 10s)
         self._leaf: Optional[str] = None  # the class hub it was started as a leaf of
 
     # ----- public state -------------------------------------------------------------------
@@ -178,8 +185,8 @@ class Broker:
 
     @property
     def command(self) -> list:
-        """The nats-server command line it runs (handy to compare with the Docker command)."""
-        return list(self._run.argv) if self._run else self._argv(Path("<ports-dir>"), None)
+        """The command line equivalent to its config file (handy to compare with the Docker command)."""
+        return self._flags(getattr(self, "_ports_dir", Path("<ports-dir>")), self.store_dir if self.jetstream else None)
 
     @property
     def output(self) -> str:
@@ -223,6 +230,9 @@ class Broker:
             return self.running
         if self._compatible(other):
             self._run, self._tmp, self._leaf = other._run, other._tmp, other._leaf
+            self._ports_dir, self._routes_now, self._mappings = other._ports_dir, other._routes_now, other._mappings
+            self._write_deadline = other._write_deadline
+            self._launch_ports = other._launch_ports
             self.port, self.http_port, self.cluster_port = other.port, other.http_port, other.cluster_port
             self.store_dir = other.store_dir
             log.info("trashlab: reusing running broker %s at %s", self.name, self.url)
@@ -261,26 +271,21 @@ class Broker:
         return self._tmp
 
     def _argv(self, ports_dir: Path, store: Optional[str]) -> list:
-        argv = [find_nats_server() if ports_dir.name != "<ports-dir>" else "nats-server",
-                "--addr", self.host, "--port", str(self.port or self._preferred_port or -1),
+        """The command that starts nats-server: write the config file, run from it alone (subclasses may differ)."""
+        conf = Path(self._tmpdir()) / "nats-server.conf"
+        conf.touch(mode=0o600)  # it holds credentials
+        conf.write_text(self._config_text(ports_dir, store))
+        return [find_nats_server(), "--config", str(conf)]
+
+    def _flags(self, ports_dir: Path, store: Optional[str]) -> list:
+        """The command-line form of this broker's settings (what :attr:`command` shows, e.g. to compare with Docker)."""
+        argv = ["nats-server", "--addr", self.host, "--port", str(self.port or self._preferred_port or -1),
                 "--http_port", str(self.http_port or -1), "--server_name", self.name,
                 "--ports_file_dir", str(ports_dir)]
-        conf_lines = []
-        if not is_loopback(self.host):  # clients beyond loopback, monitoring stays on loopback
-            conf_lines.append(f'http: "127.0.0.1:{self.http_port or _free_port()}"')
-            del argv[argv.index("--http_port"):argv.index("--http_port") + 2]
-        leaf = self._leaf = self._class_leaf()
-        if leaf:  # a joined class: this broker is a leaf node of the class hub (trashlab.join); it sends its
-            # traffic to the student's account there but takes none back, so two notebooks' brokers stay apart
-            conf_lines.append(f"leafnodes {{ remotes: [ {{ url: {json.dumps(leaf)}, deny_imports: [\">\"] }} ] }}")
-        if conf_lines:
-            if ports_dir.name == "<ports-dir>":
-                argv += ["--config", "<broker.conf>"]
-            else:
-                conf = Path(self._tmpdir()) / "broker.conf"
-                conf.touch(mode=0o600)
-                conf.write_text("\n".join(conf_lines) + "\n")
-                argv += ["--config", str(conf)]
+        if not is_loopback(self.host) or self._class_leaf():  # these settings exist only in the config file
+            if not is_loopback(self.host):
+                del argv[argv.index("--http_port"):argv.index("--http_port") + 2]
+            argv += ["--config", "<broker.conf>"]
         if store:
             argv += ["--jetstream", "--store_dir", store]
         if self.user is not None:
@@ -294,6 +299,78 @@ class Broker:
             if self.routes:
                 argv += ["--routes", ",".join(self._route_urls())]
         return argv
+
+    def _config_text(self, ports_dir: Path, store: Optional[str]) -> str:
+        """The whole nats-server config file: it runs from this file alone, so ``reload()`` can change it."""
+        # a reload must repeat the ports as given at start (-1: "pick one"), or nats-server refuses it
+        port, http, cport = self._launch_ports
+        q = json.dumps
+        lines = [f"server_name: {q(self.name)}", f"host: {q(self.host)}", f"port: {port}",
+                 f"http: {q(f'127.0.0.1:{http}')}",  # monitoring stays on loopback
+                 f"ports_file_dir: {q(str(ports_dir))}",
+                 # lame-duck mode (chaos.lame_duck): the shortest drain nats-server accepts, a short grace
+                 f"lame_duck_duration: {q(LAME_DUCK_DURATION)}", f"lame_duck_grace_period: {q(LAME_DUCK_GRACE)}"]
+        if self._write_deadline:  # chaos.SlowConsumer: a client that stops reading is cut off sooner
+            lines.append(f"write_deadline: {q(self._write_deadline)}")
+        if store:
+            lines.append(f"jetstream {{ store_dir: {q(store)} }}")
+        if self.user is not None:
+            lines.append(f"authorization {{ user: {q(self.user)}, password: {q(self.password)} }}")
+        elif self.token is not None:
+            lines.append(f"authorization {{ token: {q(self.token)} }}")
+        if self.cluster:
+            routes = self._route_urls() if self._routes_now is None else self._routes_now
+            lines.append(f"cluster {{ name: {q(self.cluster_name)}, host: {q(self.client_host)}, port: {cport}, "
+                         f"authorization {{ user: {q(self.route_user)}, password: {q(self.route_password)} }}, "
+                         f"routes: [{', '.join(q(r) for r in routes)}] }}")
+        if self._mappings:
+            body = ", ".join(f"{q(subject)}: [{', '.join(f'{{destination: {q(d)}, weight: {w:g}%}}' for d, w in dests)}]"
+                             for subject, dests in self._mappings.items())
+            lines.append(f"mappings {{ {body} }}")
+        leaf = self._leaf
+        if leaf:  # a joined class: this broker is a leaf node of the class hub (trashlab.join); it sends its
+            # traffic to the student's account there but takes none back, so two notebooks' brokers stay apart
+            lines.append(f"leafnodes {{ remotes: [ {{ url: {q(leaf)}, deny_imports: [\">\"] }} ] }}")
+        return "\n".join(lines + [self._config_extra()]) + "\n"
+
+    def _config_extra(self) -> str:
+        """More config lines a subclass adds (accounts)."""
+        return ""
+
+    @property
+    def config_path(self) -> Optional[Path]:
+        """The config file nats-server runs from (None before start)."""
+        argv = self._run.argv if self._run is not None else []
+        return Path(argv[argv.index("--config") + 1]) if "--config" in argv else None
+
+    @property
+    def config_text(self) -> str:
+        """The text of the config file nats-server runs from."""
+        path = self.config_path
+        return path.read_text() if path is not None and path.exists() else ""
+
+    def reload(self, timeout: float = 5.0) -> "Broker":
+        """Rewrite the config file and apply it without a restart (``nats-server --signal reload=<pid>``)."""
+        self._require_started()
+        if not self.running:
+            raise BrokerError(f"broker {self.name} is not running: restart() it before changing its config")
+        if self.config_path != Path(self._tmpdir()) / "nats-server.conf":
+            raise BrokerError(f"broker {self.name} runs from its own config ({self.config_path}): it cannot be "
+                              "changed at run time")
+        self.config_path.write_text(self._config_text(self._ports_dir, self.store_dir if self.jetstream else None))
+        before = self._run.proc.output.count("Reloaded server configuration")
+        failed = self._run.proc.output.count("Failed to reload")
+        os.kill(self._run.proc.pid, signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = self._run.proc.output
+            if out.count("Reloaded server configuration") > before:
+                return self
+            if out.count("Failed to reload") > failed:
+                line = [ln for ln in out.splitlines() if "Failed to reload" in ln][-1]
+                raise BrokerError(f"nats-server {self.name} refused the new config: {line.split('] ', 2)[-1]}")
+            time.sleep(0.01)
+        raise BrokerError(f"nats-server {self.name} did not confirm the config reload within {timeout:g}s")
 
     def _route_urls(self) -> "list[str]":
         """``routes`` with broker names resolved: the lab's ``nats-route://ruser:T0pS3cr3t@iot-msg:6222`` works."""
@@ -312,6 +389,12 @@ class Broker:
             self._preferred_port = before
         store = self._prepare_store()
         ports_dir = Path(tempfile.mkdtemp(prefix="ports-", dir=self._tmpdir()))
+        self._run = None
+        self._ports_dir = ports_dir
+        self._leaf = self._class_leaf()  # remembered: a later join or leave restarts it with the new setting
+        self._launch_ports = (self.port or self._preferred_port or -1,
+                              self.http_port or (-1 if is_loopback(self.host) else _free_port()),
+                              self.cluster_port or -1)
         argv = self._argv(ports_dir, store)
         try:
             proc = ManagedProcess(argv, kind="nats-server", name=self.name)
@@ -445,6 +528,22 @@ class Broker:
         """SIGKILL the server, like ``docker container kill`` (for failure demos)."""
         if self._run is not None:
             self._run.proc.kill()
+
+    # ----- the chaos menu (trashlab.servers.chaos) -----------------------------------------
+    def lame_duck(self) -> "Broker":
+        """Lame-duck mode (``nats-server --signal ldm=<pid>``): clients are told to move, then the server leaves."""
+        from .chaos import lame_duck
+        return lame_duck(self)
+
+    def drop_messages(self, subject: str, percent: float = 30.0) -> "Broker":
+        """Lose ``percent`` % of the messages on ``subject`` (a weighted subject mapping, by config reload)."""
+        from .chaos import drop_messages
+        return drop_messages(self, subject, percent)
+
+    def stop_dropping(self, subject: Optional[str] = None) -> "Broker":
+        """Undo :meth:`drop_messages`."""
+        from .chaos import stop_dropping
+        return stop_dropping(self, subject)
 
     # ----- context managers ---------------------------------------------------------------
     def __enter__(self) -> "Broker":
