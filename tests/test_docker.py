@@ -42,6 +42,7 @@ def test_cluster_command_uses_the_config_file_that_exists():
     assert "gnatsd.conf" not in " ".join(argv)
 
 
+@pytest.mark.nats  # asks the docker command whether an engine answers
 def test_section_5_docker_cells_show_the_lab_commands():
     """Notebook 05's Docker cells: the second node (with the config file that exists), its log, the kill."""
     import nbformat
