@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -68,3 +69,4 @@ def no_orphans():
         time.sleep(0.2)
     left = recorded_alive()
     assert not left, f"tests left processes behind: {left}"
+    shutil.rmtree(os.environ["TRASHLAB_STATE_DIR"], ignore_errors=True)  # the session's own state folder
