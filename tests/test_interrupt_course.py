@@ -41,7 +41,7 @@ def test_interrupt_any_cell_then_run_it_again(stem):
                 reply = k.result(msg_id, timeout=60)
                 if reply.status == "error":
                     interrupted += 1
-                    for ename, _, lines in reply.errors:
+                    for _ename, _, lines in reply.errors:
                         assert len(lines) == 1, f"{stem} cell {index} interrupted shows a traceback:\n{reply.text}"
                     assert "Traceback" not in reply.text, f"{stem} cell {index}: {reply.text}"
             else:

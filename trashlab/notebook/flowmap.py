@@ -60,7 +60,7 @@ def _subject_group(subject: str) -> str:
         return "$SRV.> (service discovery)"
     if subject.startswith("$JS."):
         return "$JS.> (JetStream API)"
-    if subject.startswith("$KV.") or subject.startswith("$O."):
+    if subject.startswith(("$KV.", "$O.")):
         return subject.split(".", 2)[0] + "." + subject.split(".", 2)[1] + ".>"
     return subject
 
