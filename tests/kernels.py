@@ -276,7 +276,7 @@ class JupyterServer:
                 break
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"jupyter_server did not start: {self.proc.stderr.read()[-2000:]}")
+                    raise AssertionError(f"jupyter_server did not start: {self.proc.stderr.read()[-2000:]}") from None
                 time.sleep(0.2)
 
     def request(self, method: str, path: str, body: Optional[dict] = None) -> dict:

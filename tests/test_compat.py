@@ -45,7 +45,7 @@ def test_ipympl_canvas_still_takes_a_figure_and_hides_its_chrome():
 
     canvas, manager = _compat.ipympl_canvas(Figure())
     assert (canvas.header_visible, canvas.toolbar_visible, canvas.resizable) == (False, False, False)
-    assert callable(getattr(canvas, "blit")) and callable(getattr(manager, "destroy"))
+    assert callable(canvas.blit) and callable(manager.destroy)
     manager.destroy()
 
 

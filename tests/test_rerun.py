@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import socket
-import time
 
 import pytest
 
@@ -142,6 +141,7 @@ def test_a_wait_that_gives_up_says_why_in_one_line(kernel):
     kernel.ok("await col.stop()")
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("data", [None, "empty", "no columns", 5])
 def test_checks_never_show_a_library_traceback_for_missing_data(data):
     import inspect
@@ -184,6 +184,7 @@ def test_connection_news_lands_in_the_running_cell(kernel):
     kernel.ok("await col.stop()")
 
 
+@pytest.mark.quick
 async def test_query_with_no_time_to_answer_is_a_clear_error():
     with pytest.raises(trashlab.BadArgument, match="timeout=0"):
         await trashlab.query_levels("nats://127.0.0.1:4222", timeout=0)

@@ -41,7 +41,7 @@ class _CellStderr(logging.StreamHandler):
         super().__init__()
         self.setFormatter(logging.Formatter("%(message)s"))
 
-    @property  # type: ignore[override]
+    @property
     def stream(self):
         return sys.stderr
 

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Deque, List, Optional, Tuple
 
 if TYPE_CHECKING:
     import pandas as pd
+    from nats.aio.client import Client
+    from nats.aio.subscription import Subscription
 
 from ..servers.connection import (Servers, check_subject, close_quietly, connect, count_slow_consumer,
                                   resolve_servers, url_of)
@@ -119,8 +121,8 @@ class Collector:
         self.started_at: Optional[float] = None
         self._target = float("inf")
         self._reached: Optional[asyncio.Event] = None
-        self._nc = None
-        self._sub = None
+        self._nc: Optional[Client] = None
+        self._sub: Optional[Subscription] = None
         self._queue: Optional[asyncio.Queue] = None
 
     # ----- the hot path -------------------------------------------------------------------
@@ -160,7 +162,7 @@ class Collector:
             self._roll_rate(sec)
         self._rate_now += 1
         self.count += 1
-        if self.count >= self._target:
+        if self.count >= self._target and self._reached is not None:
             self._reached.set()
         return True
 
