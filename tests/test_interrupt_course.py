@@ -36,6 +36,7 @@ def test_interrupt_any_cell_then_run_it_again(stem):
     k = Kernel.start()
     interrupted = 0
     try:
+        k.ok("import trashlab")  # ■ before trashlab is imported at all is plain Jupyter (a traceback)
         for index, (source, may_fail) in enumerate(_cells(stem)):
             msg_id = k.submit(source)
             if k.running_after(msg_id, PRESS_AFTER):
