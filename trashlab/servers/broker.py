@@ -51,7 +51,7 @@ def _still_used(hostport: str) -> bool:
     connection, spawn = sys.modules.get(__package__ + ".connection"), sys.modules.get("trashlab.services.spawn")
     if connection is not None and connection.knows(hostport):
         return True
-    return spawn is not None and any(hostport in " ".join(p.args) for p in spawn.spawned())
+    return spawn is not None and spawn.uses(hostport)
 
 
 def find_nats_server() -> str:
@@ -422,9 +422,8 @@ class Broker:
             names.register(self)
             before = _last_port.get(self.name)
             _last_port[self.name] = self.port
-            connection = sys.modules.get(__package__ + ".connection")  # no client without it
-            if before is not None and before != self.port and connection is not None:
-                connection.broker_moved(f"{self.client_host}:{before}", self.url)
+            if before is not None and before != self.port:
+                self._tell_users(f"{self.client_host}:{before}")
             return True
         if not self._run.proc.alive:
             self._run.proc.wait(2)
@@ -495,6 +494,15 @@ class Broker:
         if self._run is not None and not self._run.port:
             self._run.proc.kill()
             self._run = None
+
+    def _tell_users(self, old_hostport: str) -> None:
+        """Back on another port than before: clients of this process and spawned processes follow it."""
+        connection = sys.modules.get(__package__ + ".connection")  # no client without it
+        if connection is not None:
+            connection.broker_moved(old_hostport, self.url)
+        spawn = sys.modules.get("trashlab.services.spawn")  # no spawned process without it
+        if spawn is not None:
+            spawn.broker_moved(old_hostport, f"{self.client_host}:{self.port}")
 
     def _give_up_preferred_port(self) -> bool:
         """The port this name had before is taken now: True if another start may take any free port."""
