@@ -3,6 +3,7 @@
 import asyncio
 import time
 
+import pandas as pd
 import pytest
 
 import trashlab
@@ -32,9 +33,10 @@ def test_fast_path_accepts_and_rejects_exactly_like_the_validator(payload):
         assert col.reasons == {e.kind: 1} and col.rejected["reason"].iloc[0] == e.reason
     else:
         assert col.add(payload) is True
-        row = col._rows[-1]
-        assert (row[0], row[1], row[4]) == expected
-        assert type(row[0]) is str and type(row[1]) is float
+        frame = col.frame()
+        seq = frame["seq"].iloc[-1]
+        assert (frame["can_id"].iloc[-1], frame["level"].iloc[-1], None if pd.isna(seq) else int(seq)) == expected
+        assert type(frame["can_id"].iloc[-1]) is str and frame["level"].dtype == "float64" and len(frame) == 1
 
 
 def test_histograms_of_all_readings_and_of_the_latest_per_can():
@@ -82,3 +84,38 @@ async def test_a_burst_is_handled_in_batches_without_losing_or_misvalidating_any
     assert col.count == 20000 and col.rejected_count == 1 and col.reasons == {"not-json": 1}
     assert sorted(col.frame()["seq"]) == list(range(1, 20001))
     assert sum(col.histogram()[1]) == 20000 and sum(col.histogram(latest=True)[1]) == col.cans == 700
+
+
+async def test_a_mixed_burst_parsed_in_bulk_agrees_with_the_full_validator_row_by_row(shared_broker):
+    """Valid, tricky and malformed payloads in one burst: the batch parser keeps exactly what decode_fields keeps."""
+    from conftest import unique
+    from flood import MALFORMED
+
+    subject = unique("mixed")
+    payloads = []
+    for i in range(3000):
+        payloads.append(trashlab.encode(str(i % 50), (i * 7.31) % 100, i if i % 3 else None))
+        if i % 7 == 0:
+            payloads.append(TRICKY[i % len(TRICKY)])
+        if i % 11 == 0:
+            payloads.append(MALFORMED[i % len(MALFORMED)][1])
+    expected, kinds = [], {}
+    for p in payloads:
+        try:
+            expected.append(trashlab.decode_fields(p))
+        except trashlab.BadMessage as e:
+            kinds[e.kind] = kinds.get(e.kind, 0) + 1
+    col = await trashlab.Collector(shared_broker.url, subject).start()
+    nc = await trashlab.connect(shared_broker.url)
+    for p in payloads:
+        await nc.publish(subject, p)
+    await nc.flush()
+    await nc.close()
+    await col.wait_for(len(expected), timeout=60)
+    await col.stop()
+    frame = col.frame()
+    got = [(c, lv, None if pd.isna(s) else int(s)) for c, lv, s in zip(frame["can_id"], frame["level"], frame["seq"])]
+    assert got == expected
+    assert dict(col.reasons) == kinds and col.rejected_count == sum(kinds.values())
+    assert col.rejected["kind"].value_counts().to_dict() == kinds
+    assert sum(col.histogram()[1]) == len(expected)
