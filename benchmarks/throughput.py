@@ -249,13 +249,29 @@ async def simulator_rate(url: str, n: int) -> float:
 
 
 # ----- frame() and the dashboard -----------------------------------------------------------------
-async def filled_collector(rows: int, batch: int = 64) -> "trashlab.Collector":
+async def filled_collector(rows: int) -> "trashlab.Collector":
     """A collector holding ``rows`` readings, each handed to its subscription callback (no network)."""
     col = trashlab.Collector("nats://127.0.0.1:1")
-    data = payloads(min(rows, 100_000))
-    for i in range(rows):
-        await col._on_msg(types.SimpleNamespace(data=data[i % len(data)], subject=trashlab.SUBJECT))
+    await feed(col, rows)
     return col
+
+
+_FEED = payloads(100_000)
+
+
+async def feed(col: "trashlab.Collector", rows: int) -> None:
+    """Hand ``rows`` more readings to the collector's subscription callback, as if they arrived."""
+    start = col._count + len(col._raw)
+    for i in range(start, start + rows):
+        await col._on_msg(types.SimpleNamespace(data=_FEED[i % len(_FEED)], subject=trashlab.SUBJECT))
+
+
+def jupyterlab_dashboard(col: "trashlab.Collector", renderer: str) -> "trashlab.LiveDashboard":
+    """A dashboard as in JupyterLab: for ipympl, the front end has said it is there (diffs only from then on)."""
+    dash = trashlab.LiveDashboard(col, refresh=0.5, renderer=renderer)
+    if renderer == "widget":
+        dash._canvas._handle_message(dash._canvas, {"type": "initialized"}, [])
+    return dash
 
 
 def timed(fn: Callable[[], object], runs: int) -> tuple:
@@ -269,19 +285,35 @@ def timed(fn: Callable[[], object], runs: int) -> tuple:
     return wall, cpu
 
 
-def refresh_times(col, runs: int, renderer: str) -> tuple:
-    """One complete refresh: read aggregates, move artists, render the changing part, encode or send it."""
-    dash = trashlab.LiveDashboard(col, refresh=0.5, renderer=renderer)
+async def refresh_times(col, runs: int, renderer: str) -> tuple:
+    """One complete refresh with 50 new readings since the last one (their parsing not counted: that is
+    the collector's work): read aggregates, move artists, render the changing part, encode and send it."""
+    dash = jupyterlab_dashboard(col, renderer)
+    wall, cpu = [], []
     try:
         dash.refresh()  # the first one draws the static background and caches fonts: not counted
-        return timed(dash.refresh, runs)
+        for _ in range(runs):
+            await feed(col, 50)
+            col.count  # parse them now
+            w, c = timed(dash.refresh, 1)
+            wall += w
+            cpu += c
+        return wall, cpu
     finally:
         dash.stop()
 
 
-async def cell_seconds(work: int, col=None, renderer: str = "widget") -> float:
-    """Wall time of a cell-like task (pure Python work, yielding to the loop every ~1 ms), beside a dashboard or not."""
-    dash = trashlab.LiveDashboard(col, refresh=0.5, renderer=renderer).start() if col is not None else None
+async def cell_seconds(work: int, col, dashboard: bool, renderer: str = "widget") -> float:
+    """Wall time of a cell-like task (pure Python work, yielding to the loop every ~1 ms) while readings
+    arrive (1,000/s), with a dashboard refreshing every 0.5 s beside it or not."""
+    dash = jupyterlab_dashboard(col, renderer).start() if dashboard else None
+
+    async def arrive():
+        while True:
+            await feed(col, 100)
+            await asyncio.sleep(0.1)
+
+    arriving = asyncio.get_running_loop().create_task(arrive())
     try:
         await asyncio.sleep(0.6)  # let the dashboard reach its steady refreshing
         t0 = time.perf_counter()
@@ -291,6 +323,7 @@ async def cell_seconds(work: int, col=None, renderer: str = "widget") -> float:
             await asyncio.sleep(0)
         return time.perf_counter() - t0
     finally:
+        arriving.cancel()
         if dash is not None:
             dash.stop()
 
@@ -429,18 +462,18 @@ async def main(quick: bool, runs: int) -> int:
 
     n = max(5, runs * 4)
     for renderer in ("widget", "image"):
-        (w_small, c_small), (w_large, c_large) = refresh_times(small, n, renderer), refresh_times(large, n, renderer)
+        (w_small, c_small), (w_large, c_large) = await refresh_times(small, n, renderer), await refresh_times(large, n, renderer)
         default = " (the default in JupyterLab: ipympl)" if renderer == "widget" else ""
         print(f"\n4. LiveDashboard.refresh(), renderer={renderer!r}{default} ({load()})")
         for label, w, c in (("1,000", w_small, c_small), (f"{big:,}", w_large, c_large)):
             ms = statistics.median(c) * 1e3
-            print(f"   at {label} rows : {fmt(w, 'ms', 1e3, 1)} wall, {fmt(c, 'ms', 1e3, 1)} CPU"
+            print(f"   at {label} rows (+50 per refresh) : {fmt(w, 'ms', 1e3, 1)} wall, {fmt(c, 'ms', 1e3, 1)} CPU"
                   f"  (goal <= 25 ms CPU: {verdict(ms <= 25)})")
-    work = 100 if quick else 400
+    work = 400 if quick else 6000
     alone, beside = [], []
     for _ in range(max(1, min(runs, 3))):
-        alone.append(await cell_seconds(work))
-        beside.append(await cell_seconds(work, large))
+        alone.append(await cell_seconds(work, large, dashboard=False))
+        beside.append(await cell_seconds(work, large, dashboard=True))
     slow = statistics.median(beside) / statistics.median(alone)
     print(f"   a cell's work beside a dashboard refreshing every 0.5 s: {fmt(alone, 's', 1, 2)} alone, "
           f"{fmt(beside, 's', 1, 2)} beside it: x{slow:.3f} (goal <= 1.10: {verdict(slow <= 1.10)})")

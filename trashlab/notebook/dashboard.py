@@ -49,6 +49,96 @@ def _nice_limit(value: float, current: float) -> float:
     return limit
 
 
+def _png(rgba: Any) -> bytes:
+    """PNG of an RGBA array, fast: zlib level 1 (a frame is sent at once, size matters less than time)."""
+    from PIL import Image as PILImage
+
+    buf = io.BytesIO()
+    PILImage.fromarray(rgba).save(buf, format="png", compress_level=1)
+    return buf.getvalue()
+
+
+def _canvas_class() -> Any:
+    """ipympl's canvas widget, sending nothing when no pixel changed and encoding the changed ones fast."""
+    import numpy as np
+    from ipympl.backend_nbagg import Canvas
+
+    class _Canvas(Canvas):
+        def get_diff_image(self) -> Optional[bytes]:  # what matplotlib's webagg sends each frame
+            if not self._png_is_old:
+                return None
+            self._png_is_old = False
+            pixels = np.asarray(self.get_renderer().buffer_rgba())
+            buff = pixels.view(np.uint32).squeeze(2)
+            if self._force_full or buff.shape != self._last_buff.shape or (pixels[:, :, 3] != 255).any():
+                self.set_image_mode("full")
+                output = buff
+            else:
+                changed = buff != self._last_buff
+                if not changed.any():
+                    return None  # the front end already shows exactly this
+                self.set_image_mode("diff")
+                output = np.where(changed, buff, 0)  # 0: transparent, the front end keeps that pixel
+            self._last_buff = buff.copy()
+            self._force_full = False
+            return _png(output.view(np.uint8).reshape((*output.shape, 4)))
+
+        def send_binary(self, data: bytes) -> None:
+            if self.syncing_data_url:  # no front end yet (a headless run): keep a full picture for the notebook
+                from base64 import b64encode
+
+                self._data_url = b64encode(_png(self._last_buff.view(np.uint8).reshape((*self._last_buff.shape, 4))
+                                                )).decode("ascii")
+            self.send({"data": '{"type": "binary"}'}, buffers=[data])
+
+    return _Canvas
+
+
+class _TextStamps:
+    """Short texts rendered once and pasted as pixels afterwards: glyphs are the costliest part of a frame.
+
+    A label is stamped in two pieces (``"can 135:"`` and ``" 97.3 %"``) so that a few thousand
+    cached pieces cover every label a dashboard shows; both share one baseline.
+    """
+
+    def __init__(self, figure: Figure, fontsize: float) -> None:
+        from matplotlib.backends.backend_agg import RendererAgg
+        from matplotlib.text import Text
+        from matplotlib.transforms import IdentityTransform
+
+        height = round(fontsize * 2.2 * figure.dpi / 72)
+        self._renderer = RendererAgg(round(3 * figure.dpi), height, figure.dpi)  # transparent: stamps go over bars
+        self._text = Text(2, round(height * 0.3), "", fontsize=fontsize, va="baseline", transform=IdentityTransform())
+        self._text.set_figure(figure)
+        self._pieces: dict = {}
+
+    def piece(self, text: str) -> Any:
+        """RGBA pixels of ``text``, starting 2 px left of where the glyphs start."""
+        image = self._pieces.get(text)
+        if image is None:
+            import numpy as np
+
+            if len(self._pieces) > 4096:
+                self._pieces.clear()
+            self._renderer.clear()
+            self._text.set_text(text)
+            self._text.draw(self._renderer)
+            rgba = np.asarray(self._renderer.buffer_rgba())
+            used = np.flatnonzero(rgba[..., 3].any(axis=0))
+            # rows bottom first, as the Agg renderer's draw_image takes them
+            image = self._pieces[text] = rgba[::-1, :used[-1] + 2 if len(used) else 1].copy()
+        return image
+
+    def paste(self, renderer: Any, texts: list, x: float, y: float) -> None:
+        """Draw the pieces one after another from display point (x, y), vertically centred on y."""
+        gc = renderer.new_gc()
+        for text in texts:
+            image = self.piece(text)
+            renderer.draw_image(gc, round(x) - 2, round(y - image.shape[0] / 2), image)
+            x += image.shape[1] - 2
+        gc.restore()
+
+
 def _ipympl_available() -> bool:
     try:
         import ipympl.backend_nbagg  # noqa: F401
@@ -101,9 +191,9 @@ class LiveDashboard:
     def _build_figure(self, dpi: int) -> None:
         fig = Figure(figsize=(10, 6.2), dpi=dpi, layout="constrained")
         if self.renderer == "widget":
-            from ipympl.backend_nbagg import Canvas, FigureManager
+            from ipympl.backend_nbagg import FigureManager
 
-            self._canvas = Canvas(fig)
+            self._canvas = _canvas_class()(fig)
             self._manager = FigureManager(self._canvas, 0)
             self._canvas.header_visible = False
             self._canvas.toolbar_visible = False
@@ -128,6 +218,9 @@ class LiveDashboard:
             self._hist[key] = (ax, bars)
         self._top_bars = ax_top.barh(range(self.top), [0.0] * self.top, color=_OK)
         self._top_labels = [ax_top.text(1, i, "", va="center", fontsize=8) for i in range(self.top)]
+        self._top_pieces: list = [()] * self.top  # the same labels in two pieces, stamped in live frames
+        self._stamps = _TextStamps(fig, 8)
+        self._ax_top = ax_top
         dynamic += [*self._top_bars, ax_top.axvline(self.threshold, color=_FULL, linestyle="--", linewidth=1),
                     *self._top_labels]
         ax_top.set_xlim(0, 100)
@@ -143,6 +236,7 @@ class LiveDashboard:
         self._ax_rate = ax_rate
         self._title = fig.suptitle("", fontsize=11)
         self._dynamic = dynamic + [self._rate_line, self._title]
+        self._label_set = set(self._top_labels)
         self._background: Any = None
         self._background_key: Any = None
         self._ylims = {ax_latest: 10.0, ax_all: 10.0, ax_rate: 10.0}
@@ -187,9 +281,11 @@ class LiveDashboard:
                 bar.set_width(level)
                 bar.set_color(_FULL if level >= self.threshold else _OK)
                 label.set_text(f"can {can}: {level:.1f} %")
+                self._top_pieces[i] = (f"can {can}:", f" {level:.1f} %")
             else:
                 bar.set_width(0)
                 label.set_text("")
+                self._top_pieces[i] = ()
         history = col.rate_history(self.window + 1)[:-1]  # whole seconds only
         now = history[-1][0] + 1
         self._rate_line.set_data([s - now for s, _ in history], [c for _, c in history])
@@ -230,18 +326,22 @@ class LiveDashboard:
         else:
             canvas.restore_region(self._background)
         renderer = canvas.get_renderer()
+        stamp = not still and self._stamps is not None
         for artist in self._dynamic:
-            artist.draw(renderer)
+            if not (stamp and artist in self._label_set):
+                artist.draw(renderer)
+        if stamp:
+            to_display = self._ax_top.transData.transform
+            for i, pieces in enumerate(self._top_pieces):
+                if pieces:
+                    x, y = to_display((1, i))
+                    self._stamps.paste(renderer, pieces, x, y)
 
     def _png(self, still: bool = True) -> bytes:
-        self._draw(still)
-        from PIL import Image as PILImage
+        import numpy as np
 
-        width, height = self._canvas.get_width_height(physical=True)
-        buf = io.BytesIO()
-        PILImage.frombuffer("RGBA", (width, height), self._canvas.buffer_rgba(), "raw", "RGBA", 0, 1).save(
-            buf, format="png", compress_level=1)
-        return buf.getvalue()
+        self._draw(still)
+        return _png(np.asarray(self._canvas.buffer_rgba()))
 
     def _render(self) -> None:
         if self.renderer == "widget":
@@ -343,6 +443,7 @@ class LiveDashboard:
             # drop every artist too: each one refers back to the figure
             self.figure = self._canvas = self._hist = self._top_bars = self._top_labels = None
             self._rate_line = self._ax_rate = self._title = self._dynamic = self._background = self._ylims = None
+            self._ax_top = self._label_set = self._stamps = None
             self._handle = None
 
     @property
