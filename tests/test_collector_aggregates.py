@@ -119,3 +119,15 @@ async def test_a_mixed_burst_parsed_in_bulk_agrees_with_the_full_validator_row_b
     assert dict(col.reasons) == kinds and col.rejected_count == sum(kinds.values())
     assert col.rejected["kind"].value_counts().to_dict() == kinds
     assert sum(col.histogram()[1]) == len(expected)
+
+
+def test_sequence_loss_skips_a_missing_seq_in_an_int64_column():
+    """The README's call on a frame where one reading had no seq (pandas NA) must not raise."""
+    col = trashlab.Collector("nats://127.0.0.1:1")
+    for payload in (b'{"can_id":"1", "level":"5", "seq":1}', b'{"can_id":"1", "level":"5"}',
+                    b'{"can_id":"1", "level":"5", "seq":3}'):
+        col.add(payload)
+    frame = col.frame()
+    assert str(frame["seq"].dtype) == "Int64" and frame["seq"].isna().sum() == 1
+    report = trashlab.sequence_loss(frame["seq"], 4)
+    assert report["received"] == 2 and report["lost"] == 2 and report["gaps"] == [(2, 2), (4, 4)]

@@ -48,6 +48,17 @@ def _port(text: str) -> int:
 def _servers_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--servers", "-s", default=None,
                    help="NATS URL(s), comma-separated (default: $NATS_URL), e.g. nats://127.0.0.1:4222")
+    # how a parent process resolved them (trashlab.spawn_simulator): the child keeps the same fallback policy
+    p.add_argument("--origin", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--fallback", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--fallback-name", default=None, help=argparse.SUPPRESS)
+
+
+def _servers(args):
+    """The servers a command was given, resolved once with the policy its parent passed on."""
+    from .servers.connection import resolve_servers
+
+    return resolve_servers(args.servers, origin=args.origin, fallback=args.fallback, fallback_name=args.fallback_name)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -171,7 +182,7 @@ async def _sim(args) -> int:
     from .services.simulator import Simulator
 
     echo = None if args.quiet else (lambda payload: print("publishing: " + payload.decode(), flush=True))
-    sim = Simulator(args.servers, args.subject, interval=args.interval, cans=args.cans, count=args.count,
+    sim = Simulator(_servers(args), args.subject, interval=args.interval, cans=args.cans, count=args.count,
                     seed=args.seed, sequence=args.sequence, name="trashlab-sim", on_publish=echo)
     stop = _stop_event()
     await sim.start()
@@ -188,7 +199,7 @@ async def _report(args) -> int:
     from .services.report import ReportService
 
     echo = None if args.quiet else (lambda payload: print("Received report: " + payload.decode(), flush=True))
-    svc = ReportService(args.servers, args.subject, on_message=echo)
+    svc = ReportService(_servers(args), args.subject, on_message=echo)
     stop = _stop_event()
     await svc.start()
     print(f"report service {svc.name} listening on {svc.subject} via {svc.connected_url} "
@@ -203,11 +214,11 @@ async def _levels(args) -> int:
     from .services.report import query_level, query_levels
 
     if args.can is not None:
-        row = await query_level(args.can, args.servers, timeout=args.timeout)
+        row = await query_level(args.can, _servers(args), timeout=args.timeout)
         row["updated_at"] = row["updated_at"].isoformat()
         print(json.dumps(row) if args.json else "\n".join(f"{k:>10}: {v}" for k, v in row.items()))
         return 0
-    frame = await query_levels(args.servers, timeout=args.timeout)
+    frame = await query_levels(_servers(args), timeout=args.timeout)
     if args.json:
         out = frame.assign(updated_at=frame["updated_at"].map(lambda t: t.isoformat()))
         print(json.dumps(out.to_dict(orient="records")))

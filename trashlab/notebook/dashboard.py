@@ -26,6 +26,7 @@ from typing import Any, Optional
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .._compat import ipympl_canvas, png
 from ..services.collector import Collector
 from ..errors import BadArgument, TrashlabError
 
@@ -47,51 +48,6 @@ def _nice_limit(value: float, current: float) -> float:
             if limit >= value * 1.1:
                 break
     return limit
-
-
-def _png(rgba: Any) -> bytes:
-    """PNG of an RGBA array, fast: zlib level 1 (a frame is sent at once, size matters less than time)."""
-    from PIL import Image as PILImage
-
-    buf = io.BytesIO()
-    PILImage.fromarray(rgba).save(buf, format="png", compress_level=1)
-    return buf.getvalue()
-
-
-def _canvas_class() -> Any:
-    """ipympl's canvas widget, sending nothing when no pixel changed and encoding the changed ones fast."""
-    import numpy as np
-    from ipympl.backend_nbagg import Canvas
-
-    class _Canvas(Canvas):
-        def get_diff_image(self) -> Optional[bytes]:  # what matplotlib's webagg sends each frame
-            if not self._png_is_old:
-                return None
-            self._png_is_old = False
-            pixels = np.asarray(self.get_renderer().buffer_rgba())
-            buff = pixels.view(np.uint32).squeeze(2)
-            if self._force_full or buff.shape != self._last_buff.shape or (pixels[:, :, 3] != 255).any():
-                self.set_image_mode("full")
-                output = buff
-            else:
-                changed = buff != self._last_buff
-                if not changed.any():
-                    return None  # the front end already shows exactly this
-                self.set_image_mode("diff")
-                output = np.where(changed, buff, 0)  # 0: transparent, the front end keeps that pixel
-            self._last_buff = buff.copy()
-            self._force_full = False
-            return _png(output.view(np.uint8).reshape((*output.shape, 4)))
-
-        def send_binary(self, data: bytes) -> None:
-            if self.syncing_data_url:  # no front end yet (a headless run): keep a full picture for the notebook
-                from base64 import b64encode
-
-                self._data_url = b64encode(_png(self._last_buff.view(np.uint8).reshape((*self._last_buff.shape, 4))
-                                                )).decode("ascii")
-            self.send({"data": '{"type": "binary"}'}, buffers=[data])
-
-    return _Canvas
 
 
 class _TextStamps:
@@ -191,13 +147,7 @@ class LiveDashboard:
     def _build_figure(self, dpi: int) -> None:
         fig = Figure(figsize=(10, 6.2), dpi=dpi, layout="constrained")
         if self.renderer == "widget":
-            from ipympl.backend_nbagg import FigureManager
-
-            self._canvas = _canvas_class()(fig)
-            self._manager = FigureManager(self._canvas, 0)
-            self._canvas.header_visible = False
-            self._canvas.toolbar_visible = False
-            self._canvas.resizable = False
+            self._canvas, self._manager = ipympl_canvas(fig)
         else:
             self._canvas = FigureCanvasAgg(fig)
             self._manager = None
@@ -341,18 +291,18 @@ class LiveDashboard:
         import numpy as np
 
         self._draw(still)
-        return _png(np.asarray(self._canvas.buffer_rgba()))
+        return png(np.asarray(self._canvas.buffer_rgba()))
 
     def _render(self) -> None:
         if self.renderer == "widget":
             self._draw(still=self._stopped)
             self._canvas.blit()  # ipympl sends the changed pixels to the front end
             return
-        png = self._png(still=self._stopped)
+        picture = self._png(still=self._stopped)
         if self._handle is not None:
             from IPython.display import Image
 
-            self._handle.update(Image(png))
+            self._handle.update(Image(picture))
 
     def snapshot(self) -> Any:
         """A still image of the dashboard now (an IPython Image), e.g. to keep in a notebook's output."""

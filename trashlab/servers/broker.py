@@ -9,7 +9,6 @@ its ports file, so two students on one machine never clash.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import ipaddress
 import json
 import logging
@@ -26,7 +25,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import BadArgument, BrokerError, BrokerStartTimeout, InsecureBind, NatsServerNotFound, PortInUse
-from .processes import ManagedProcess
+from . import names
+from .processes import ManagedProcess, temp_dir
 
 log = logging.getLogger("trashlab")
 
@@ -37,7 +37,6 @@ ROUTE_PASSWORD = "T0pS3cr3t"
 CLUSTER_NAME = "my_cluster"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
-_registry: "dict[str, Broker]" = {}
 
 
 def find_nats_server() -> str:
@@ -158,6 +157,12 @@ class Broker:
             raise BrokerError(f"broker {self.name} was started without clustering: use Broker(..., cluster=True)")
         return f"nats-route://{self.route_user}:{self.route_password}@{self.client_host}:{self._run.cluster_port}"
 
+    def real_port(self, lab_port: int) -> Optional[int]:
+        """This broker's port for one of the lab container's ports (4222, 6222, 8222); None for others."""
+        self._require_started()
+        return {names.CLIENT_PORT: self._run.port, names.ROUTE_PORT: self._run.cluster_port,
+                names.MONITOR_PORT: self._run.http_port}.get(lab_port)
+
     @property
     def command(self) -> list:
         """The nats-server command line it runs (handy to compare with the Docker command)."""
@@ -186,15 +191,15 @@ class Broker:
             (self.cluster_port, other._run.cluster_port), (self.store_dir, other.store_dir)))
 
     def _reuse_running(self) -> bool:
-        other = _registry.get(self.name)
-        if other is None or other is self or not other.running:
+        other = names.registered(self.name)
+        if not isinstance(other, Broker) or other is self or not other.running:
             return self.running
         if self._compatible(other):
             self._run, self._tmp = other._run, other._tmp
             self.port, self.http_port, self.cluster_port = other.port, other.http_port, other.cluster_port
             self.store_dir = other.store_dir
             log.info("trashlab: reusing running broker %s at %s", self.name, self.url)
-            _registry[self.name] = self
+            names.register(self)
             return True
         log.warning("trashlab: restarting broker %s with new settings", self.name)
         other.stop()
@@ -225,8 +230,7 @@ class Broker:
 
     def _tmpdir(self) -> str:
         if self._tmp is None:
-            self._tmp = tempfile.mkdtemp(prefix=f"trashlab-{self.name}-")
-            atexit.register(shutil.rmtree, self._tmp, True)
+            self._tmp = temp_dir(self.name)
         return self._tmp
 
     def _argv(self, ports_dir: Path, store: Optional[str]) -> list:
@@ -249,8 +253,15 @@ class Broker:
                                   f"{self.cluster_port or -1}",
                      "--cluster_name", self.cluster_name]
             if self.routes:
-                argv += ["--routes", ",".join(self.routes)]
+                argv += ["--routes", ",".join(self._route_urls())]
         return argv
+
+    def _route_urls(self) -> "list[str]":
+        """``routes`` with broker names resolved: the lab's ``nats-route://ruser:T0pS3cr3t@iot-msg:6222`` works."""
+        try:
+            return [names.map_url(r) or r for r in self.routes]
+        except names.UnknownPort as e:
+            raise BadArgument(str(e)) from None
 
     def _launch(self) -> Optional[Path]:
         """Spawn nats-server unless an equivalent one runs; return the ports dir to wait on."""
@@ -283,7 +294,7 @@ class Broker:
             self._run.http_port = _port_of(ports["monitoring"][0])
             self._run.cluster_port = _port_of(ports["cluster"][0]) if ports.get("cluster") else None
             self.port, self.http_port, self.cluster_port = self._run.port, self._run.http_port, self._run.cluster_port
-            _registry[self.name] = self
+            names.register(self)
             return True
         if not self._run.proc.alive:
             self._run.proc.wait(2)
@@ -408,10 +419,4 @@ def _mask(url: str) -> str:
 
 def running_brokers() -> "list[Broker]":
     """Brokers this process started that are still running, oldest first."""
-    return [b for b in _registry.values() if b.running]
-
-
-def get_broker(name: str) -> Optional[Broker]:
-    """The running broker of that name started by this process, if any."""
-    b = _registry.get(name)
-    return b if b is not None and b.running else None
+    return [b for b in names.running() if isinstance(b, Broker)]

@@ -1,0 +1,135 @@
+"""Every use of another package's private internals, in one place.
+
+Each function here reaches into something its package does not promise to keep (nats-py's
+subscription buffer and server INFO, asyncio.Queue's item deque, ipympl's canvas frames, IPython's
+traceback display). A canary test for
+each (``tests/test_compat.py``) fails loudly when that package changes, instead of trashlab
+silently slowing down or showing 40-line tracebacks again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import io
+from typing import Any, Optional
+
+
+# ----- nats-py ---------------------------------------------------------------------------------
+def pending_queue(sub: Any) -> Optional["asyncio.Queue"]:
+    """nats-py's buffer of messages received for ``sub`` and not yet handed to its callback.
+
+    The collector empties it in one go instead of one awaited callback per message; None when this
+    nats-py keeps it elsewhere (the collector then takes messages one by one, as nats-py hands them).
+    """
+    queue = getattr(sub, "_pending_queue", None)
+    return queue if isinstance(queue, asyncio.Queue) and isinstance(getattr(sub, "_pending_size", None), int) else None
+
+
+def release_pending(sub: Any, nbytes: int) -> None:
+    """Tell nats-py that ``nbytes`` of payload taken from :func:`pending_queue` are handled (its slow-consumer
+    accounting counts bytes in the buffer)."""
+    sub._pending_size -= nbytes
+
+
+def take_all(queue: "asyncio.Queue") -> list:
+    """Everything in an asyncio.Queue at once, each item counted as done (``join()``, which nats-py's
+    drain waits on, sees them handled): one list copy instead of a ``get_nowait`` + ``task_done`` each."""
+    items = getattr(queue, "_queue", None)
+    if isinstance(items, collections.deque) and isinstance(getattr(queue, "_unfinished_tasks", None), int):
+        taken = list(items)
+        items.clear()
+        queue._unfinished_tasks -= len(taken)
+        if queue._unfinished_tasks <= 0:
+            queue._unfinished_tasks = 0
+            queue._finished.set()
+        queue._wakeup_next(queue._putters)
+        return taken
+    taken = []
+    while queue.qsize():  # an asyncio without those internals: the public way
+        taken.append(queue.get_nowait())
+        queue.task_done()
+    return taken
+
+
+def server_info(nc: Any) -> dict:
+    """The INFO the server sent (server_name, version, auth_required ...); nats-py has no public accessor."""
+    info = getattr(nc, "_server_info", None)
+    return dict(info) if isinstance(info, dict) else {}
+
+
+# ----- ipympl ----------------------------------------------------------------------------------
+def ipympl_canvas(figure: Any) -> "tuple[Any, Any]":
+    """An ipympl canvas widget and its manager for ``figure``, without pyplot (no figure piles up),
+    with ipympl's header, toolbar and resize handle hidden."""
+    from ipympl.backend_nbagg import FigureManager
+
+    canvas = _diff_canvas_class()(figure)
+    manager = FigureManager(canvas, 0)
+    canvas.header_visible = False
+    canvas.toolbar_visible = False
+    canvas.resizable = False
+    return canvas, manager
+
+
+def png(rgba: Any) -> bytes:
+    """PNG of an RGBA array, fast: zlib level 1 (a live frame is sent at once: time matters more than size)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgba).save(buf, format="png", compress_level=1)
+    return buf.getvalue()
+
+
+_DIFF_CANVAS: Any = None
+
+
+def _diff_canvas_class() -> Any:
+    """ipympl's canvas widget, sending nothing when no pixel changed and encoding the changed ones fast.
+
+    Replaces matplotlib webagg's ``get_diff_image`` (same protocol: a full frame, or a diff frame whose
+    transparent pixels the front end keeps) and ipympl's ``send_binary`` (the picture kept for a
+    notebook run without a front end), whose PNGs use zlib level 6: most of a dashboard refresh.
+    """
+    global _DIFF_CANVAS
+    if _DIFF_CANVAS is not None:
+        return _DIFF_CANVAS
+    import numpy as np
+    from ipympl.backend_nbagg import Canvas
+
+    class DiffCanvas(Canvas):
+        def get_diff_image(self) -> Optional[bytes]:
+            if not self._png_is_old:
+                return None
+            self._png_is_old = False
+            pixels = np.asarray(self.get_renderer().buffer_rgba())
+            buff = pixels.view(np.uint32).squeeze(2)
+            if self._force_full or buff.shape != self._last_buff.shape or (pixels[:, :, 3] != 255).any():
+                self.set_image_mode("full")
+                output = buff
+            else:
+                changed = buff != self._last_buff
+                if not changed.any():
+                    return None  # the front end already shows exactly this
+                self.set_image_mode("diff")
+                output = np.where(changed, buff, 0)
+            self._last_buff = buff.copy()
+            self._force_full = False
+            return png(output.view(np.uint8).reshape((*output.shape, 4)))
+
+        def send_binary(self, data: bytes) -> None:
+            if self.syncing_data_url:  # no front end (a headless run): keep a full picture for the notebook
+                from base64 import b64encode
+
+                last = self._last_buff
+                self._data_url = b64encode(png(last.view(np.uint8).reshape((*last.shape, 4)))).decode("ascii")
+            self.send({"data": '{"type": "binary"}'}, buffers=[data])
+
+    _DIFF_CANVAS = DiffCanvas
+    return DiffCanvas
+
+
+# ----- IPython ---------------------------------------------------------------------------------
+def show_traceback_lines(shell: Any, etype: type, evalue: BaseException, lines: "list[str]") -> None:
+    """Show ``lines`` in place of a traceback (the display a ``set_custom_exc`` handler must call)."""
+    shell._showtraceback(etype, evalue, lines)
