@@ -315,7 +315,9 @@ async def cell_seconds(work: int, col, dashboard: bool, renderer: str = "widget"
 
     arriving = asyncio.get_running_loop().create_task(arrive())
     try:
-        await asyncio.sleep(0.6)  # let the dashboard reach its steady refreshing
+        await asyncio.sleep(0.6)
+        while dash is not None and dash.refreshes < 2:  # the first draws the static background: not counted
+            await asyncio.sleep(0.05)
         t0 = time.perf_counter()
         total = 0
         for i in range(work):
@@ -469,8 +471,9 @@ async def main(quick: bool, runs: int) -> int:
             ms = statistics.median(c) * 1e3
             print(f"   at {label} rows (+50 per refresh) : {fmt(w, 'ms', 1e3, 1)} wall, {fmt(c, 'ms', 1e3, 1)} CPU"
                   f"  (goal <= 25 ms CPU: {verdict(ms <= 25)})")
-    work = 400 if quick else 6000
+    work = 400 if quick else 12000
     alone, beside = [], []
+    await cell_seconds(10, large, dashboard=True)  # imports and font caches warm, as in a kernel that showed one
     for _ in range(max(1, min(runs, 3))):
         alone.append(await cell_seconds(work, large, dashboard=False))
         beside.append(await cell_seconds(work, large, dashboard=True))

@@ -131,3 +131,24 @@ def test_sequence_loss_skips_a_missing_seq_in_an_int64_column():
     assert str(frame["seq"].dtype) == "Int64" and frame["seq"].isna().sum() == 1
     report = trashlab.sequence_loss(frame["seq"], 4)
     assert report["received"] == 2 and report["lost"] == 2 and report["gaps"] == [(2, 2), (4, 4)]
+
+
+def test_frames_share_nothing_a_student_can_break():
+    """frame() hands out the collector's arrays without copying: writing to a frame must not reach them."""
+    col = trashlab.Collector("nats://127.0.0.1:1", max_rows=3000)
+    for i in range(2000):
+        col.add(trashlab.encode(str(i % 7), i % 100, i + 1))
+    first = col.frame()
+    first.loc[0, "level"] = -1.0
+    first["can_id"] = "x"
+    level_view = col.frame()["level"]
+    level_view.iloc[1] = 555.0
+    del first
+    for i in range(2000, 5000):  # grows the arrays, then keeps only the newest 3000
+        col.add(trashlab.encode(str(i % 7), i % 100, i + 1))
+    level_view.iloc[2] = 777.0
+    again = col.frame()
+    assert len(again) == 3000 and list(again["seq"]) == list(range(2001, 5001))
+    assert again["level"].between(0, 100).all() and set(again["can_id"]) == {str(i) for i in range(7)}
+    col.clear()
+    assert col.frame().empty and len(level_view) == 2000 and level_view.iloc[1] == 555.0

@@ -155,8 +155,14 @@ class _Columns:
                 "received_at": pd.Series(_utc(arrays["received_at"]), copy=False),
                 "subject": pd.Series(arrays["subject"], dtype=object, copy=False),
                 "seq": pd.Series(pd.arrays.IntegerArray(arrays["seq"], arrays["missing"]), copy=False)}
-        return pd.DataFrame({key: series.iloc[self.first:self.n].reset_index(drop=True)
-                             for key, series in self._anchors.items()}, copy=False)
+        frame = pd.DataFrame({key: series.iloc[self.first:self.n].reset_index(drop=True)
+                              for key, series in self._anchors.items()}, copy=False)
+        return frame if _copy_on_write(pd) else frame.copy()  # pandas 2 without copy-on-write writes through
+
+
+def _copy_on_write(pd) -> bool:
+    """True when pandas copies a shared column before writing to it (always from pandas 3 on)."""
+    return int(pd.__version__.split(".")[0]) >= 3 or bool(getattr(pd.options.mode, "copy_on_write", False) is True)
 
 
 def _utc(ns: np.ndarray):
