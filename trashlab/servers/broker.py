@@ -180,7 +180,18 @@ class Broker:
     # ----- lifecycle ----------------------------------------------------------------------
     def _settings(self) -> tuple:
         return (self.host, self.jetstream, self.user, self.password, self.token, self.cluster,
-                self.cluster_name, tuple(self.routes), self.route_user, self.route_password)
+                self.cluster_name, tuple(self.routes), self.route_user, self.route_password, self._class_leaf())
+
+    #: Whether this kind of broker becomes a leaf node of a class hub after ``trashlab.join(...)``.
+    _joins_class = True
+
+    def _class_leaf(self) -> Optional[str]:
+        """The class hub's leaf URL when a class is joined (single, unclustered brokers only)."""
+        if not self._joins_class or self.cluster:
+            return None
+        from .classroom import leaf_remote
+
+        return leaf_remote()
 
     def _compatible(self, other: "Broker") -> bool:
         if self._settings() != other._settings():
@@ -238,10 +249,22 @@ class Broker:
                 "--addr", self.host, "--port", str(self.port or -1),
                 "--http_port", str(self.http_port or -1), "--server_name", self.name,
                 "--ports_file_dir", str(ports_dir)]
+        conf_lines = []
         if not is_loopback(self.host):  # clients beyond loopback, monitoring stays on loopback
-            conf = Path(self._tmpdir()) / "monitor.conf"
-            conf.write_text(f'http: "127.0.0.1:{self.http_port or _free_port()}"\n')
-            argv[argv.index("--http_port"):argv.index("--http_port") + 2] = ["--config", str(conf)]
+            conf_lines.append(f'http: "127.0.0.1:{self.http_port or _free_port()}"')
+            del argv[argv.index("--http_port"):argv.index("--http_port") + 2]
+        leaf = self._class_leaf()
+        if leaf:  # a joined class: this broker is a leaf node of the class hub (trashlab.join); it sends its
+            # traffic to the student's account there but takes none back, so two notebooks' brokers stay apart
+            conf_lines.append(f"leafnodes {{ remotes: [ {{ url: {json.dumps(leaf)}, deny_imports: [\">\"] }} ] }}")
+        if conf_lines:
+            if ports_dir.name == "<ports-dir>":
+                argv += ["--config", "<broker.conf>"]
+            else:
+                conf = Path(self._tmpdir()) / "broker.conf"
+                conf.touch(mode=0o600)
+                conf.write_text("\n".join(conf_lines) + "\n")
+                argv += ["--config", str(conf)]
         if store:
             argv += ["--jetstream", "--store_dir", store]
         if self.user is not None:
