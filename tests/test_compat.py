@@ -5,6 +5,7 @@ When one fails, the package changed: fix trashlab/_compat.py (and only it), do n
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -26,6 +27,30 @@ async def test_nats_py_subscription_buffer_is_still_where_the_collector_drains_i
         _compat.release_pending(sub, 0)
         assert sub.pending_bytes == before  # the private counter is the one pending_bytes reports
         assert hasattr(sub, "_pending_size") and sub.pending_bytes == sub._pending_size
+    finally:
+        await nc.close()
+
+
+async def test_nats_py_parser_still_hands_each_message_to_process_msg(shared_broker):
+    """The collector's direct delivery replaces Client._process_msg on its own connection."""
+    nc = await trashlab.connect(shared_broker.url)
+    try:
+        queued, direct = [], []
+
+        async def keep(msg) -> None:
+            queued.append(msg.data)
+
+        sub = await nc.subscribe("compat.direct", cb=keep)
+        other = await nc.subscribe("compat.other", cb=keep)
+        assert _compat.deliver_directly(nc, sub, lambda data, subject: direct.append((data, subject)))
+        await nc.publish("compat.direct", b"one")
+        await nc.publish("compat.other", b"two")
+        await nc.publish("compat.direct", b"three", headers={"X": "1"})  # with headers: nats-py's way
+        await nc.flush()
+        await asyncio.sleep(0.1)
+        assert direct == [(b"one", b"compat.direct")], "nats-py no longer calls Client._process_msg per MSG"
+        assert sorted(queued) == [b"three", b"two"] and sub._received == 2 and other is not None
+        assert nc.stats["in_msgs"] == 3
     finally:
         await nc.close()
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 from ..servers.connection import Servers, check_subject, connect, count_slow_consumer, resolve_servers, url_of
-from .._compat import pending_queue, release_pending, take_all
+from .._compat import deliver_directly, pending_queue, release_pending, take_all
 from ..errors import BadArgument, BadMessage
 from ..message import SUBJECT, decode_fields
 
@@ -205,6 +205,7 @@ class Collector:
         self._raw: List[bytes] = []
         self._marks: List[Tuple[int, int]] = []
         self._raw_subjects: Optional[List[str]] = [] if _has_wildcard(self.subject) else None
+        self._chunk_open, self._chunk_time = False, 0
         self._cols = _Columns(self.max_rows)
         self._rejected: Deque[tuple] = collections.deque(maxlen=self._keep_rejected)
         self._latest: dict = {}
@@ -218,6 +219,37 @@ class Collector:
 
     # ----- the hot path: keep the bytes ------------------------------------------------------
     async def _on_msg(self, msg) -> None:
+        self._take(msg)
+        if type(self)._on_msg is Collector._on_msg and self._queue is not None and self._sub is not None:
+            # from now on the payloads come straight from nats-py's parser (a subclass that does its
+            # own work per message keeps this callback); nothing is left in nats-py's buffer here
+            if deliver_directly(self._nc, self._sub, self._receive):
+                self._queue = None
+
+    def _receive(self, data: bytes, subject: bytes) -> None:
+        """One payload straight from nats-py's protocol parser (see :func:`trashlab._compat.deliver_directly`)."""
+        raw = self._raw
+        if not self._chunk_open:  # the first of what one socket read brought: one arrival time for them all
+            self._chunk_open = True
+            self._chunk_time = time.time_ns()
+            asyncio.get_running_loop().call_soon(self._close_chunk)
+        raw.append(data)
+        if self._raw_subjects is not None:
+            self._raw_subjects.append(subject.decode())
+        if len(raw) >= PARSE_EVERY or self._count + len(raw) >= self._target:
+            self._close_chunk()
+            self._sync()
+            if self._count >= self._target:
+                self._reached.set()
+
+    def _close_chunk(self) -> None:
+        if self._chunk_open:
+            self._chunk_open = False
+            self._marks.append((len(self._raw), self._chunk_time))
+
+    def _take(self, msg) -> None:
+        """One message from the subscription callback, and whatever nats-py has buffered behind it."""
+        self._close_chunk()
         raw = self._raw
         raw.append(msg.data)
         subjects = self._raw_subjects
@@ -255,6 +287,7 @@ class Collector:
         """Parse every payload received since the last call (what each reader of the data calls first)."""
         if not self._raw:
             return
+        self._close_chunk()
         raw, marks, subjects = self._raw, self._marks, self._raw_subjects
         self._raw, self._marks = [], []
         if subjects is not None:
