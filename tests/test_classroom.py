@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 import trashlab
-from trashlab.servers.classroom import ClassHub, class_subject, join, joined, leave, parse_join_line
+from trashlab.servers.classroom import ClassHub, _check_login, class_subject, join, joined, leave, parse_join_line
 from trashlab.notebook.classview import ClassWatch
 from conftest import unique
 
@@ -112,6 +112,9 @@ def test_roster_has_one_private_join_line_per_student(hub, tmp_path):
         assert parse_join_line(ws).leaf_url == ws and parse_join_line(ws).client_url is None
         assert hub.seats[student] not in repr(seat)
     assert hub.instructor_password not in roster.read_text()
+    seat_file = tmp_path / "class" / "students" / "s02.txt"  # a student's line as a file of its own
+    assert stat.S_IMODE(seat_file.stat().st_mode) == 0o600
+    assert parse_join_line(str(seat_file)) == parse_join_line(hub.join_line("s02"))
     assert json.loads(info.read_text())["instructor_url"] == hub.instructor_url
 
 
@@ -246,6 +249,20 @@ def test_cli_serve_writes_the_roster_and_prints_no_password(tmp_path):
     assert "roster.txt" in text and "4 students" in text
     for password in info["passwords"].values():
         assert password not in text
+    # served again from the same folder: same students, passwords and ports, so the handed-out lines still work
+    roster = (tmp_path / "class" / "roster.txt").read_text()
+    proc = subprocess.Popen([sys.executable, "-m", "trashlab", "classroom", "serve", "--students", "9",
+                             "--dir", str(tmp_path / "class"), "--name", unique("hub")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    try:
+        for line in proc.stdout:
+            if "Ctrl-C" in line:
+                break
+        assert (tmp_path / "class" / "roster.txt").read_text() == roster
+        _check_login(parse_join_line(roster.splitlines()[-1]).client_url)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=15)
 
 
 async def test_env_nats_url_set_to_the_join_line_puts_clients_without_a_url_in_the_student_account(hub, monkeypatch):
@@ -261,3 +278,21 @@ async def test_env_nats_url_set_to_the_join_line_puts_clients_without_a_url_in_t
         await asyncio.sleep(0.1)
     await teacher.close()
     assert [s for s, _ in seen] == ["class.s02.trash-level"] * 5
+
+
+def test_rerunning_the_broker_cell_after_joining_makes_it_join(hub, class_file):
+    """Broker("iot-msg").start() again after trashlab.join restarts it as a leaf node; after leave, private."""
+    name = unique("iot-msg")
+    first = trashlab.Broker(name).start()
+    try:
+        assert first._leaf is None
+        join(hub.join_line("s02", host="127.0.0.1"))
+        second = trashlab.Broker(name).start()
+        assert second.pid != first.pid and second._leaf and "--config" in second.command
+        assert trashlab.Broker(name).start().pid == second.pid  # same settings: reused
+        leave()
+        third = trashlab.Broker(name).start()
+        assert third.pid != second.pid and third._leaf is None
+        third.stop()
+    finally:
+        first.stop()

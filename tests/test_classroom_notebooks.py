@@ -56,7 +56,7 @@ class _Teacher(threading.Thread):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.parent.name for p in NOTEBOOKS])
-def test_course_notebook_runs_unchanged_in_a_joined_class(path: Path, kernel_dir: Path, tmp_path, monkeypatch):
+def test_course_notebook_runs_unchanged_in_a_joined_class(path: Path, kernel_dir: Path, tmp_path, monkeypatch):  # noqa: F811
     hub = ClassHub(["s01", "s02"], name=unique("hub")).start()
     monkeypatch.setenv("TRASHLAB_CLASS_FILE", str(tmp_path / "class.json"))
     teacher = _Teacher(hub.instructor_url)

@@ -138,6 +138,11 @@ def _broker(args) -> int:
     def announce() -> None:
         print(broker.url, flush=True)
         print(f"monitoring: {broker.monitor_url}  (name {broker.name}, pid {broker.pid}; Ctrl-C stops it)", flush=True)
+        leaf = broker._class_leaf()
+        if leaf:
+            from .servers.connection import mask
+            print(f"in the class: a leaf node of the hub {mask(leaf)} (`trashlab classroom leave` to stop joining)",
+                  flush=True)
 
     return foreground(broker, announce, f"nats-server {broker.name}", f"broker {broker.name}")
 

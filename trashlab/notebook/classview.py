@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 from .._aio import cancel
 from ..errors import BadArgument, BadMessage
 from ..message import decode_fields
-from ..servers.classroom import CLASS_PREFIX, EXPORTED, INSTRUCTOR, _account, read_class
+from ..servers.classroom import CLASS_PREFIX, EXPORTED, _account, read_class
 from ..servers.connection import connect
 from ..services.report import MemoryLevels, ReportService, query_level
 

@@ -115,6 +115,7 @@ class Broker:
         self.start_timeout = start_timeout
         self._run: Optional[_Running] = None
         self._tmp: Optional[str] = None
+        self._leaf: Optional[str] = None  # the class hub it was started as a leaf of
 
     # ----- public state -------------------------------------------------------------------
     @property
@@ -180,7 +181,8 @@ class Broker:
     # ----- lifecycle ----------------------------------------------------------------------
     def _settings(self) -> tuple:
         return (self.host, self.jetstream, self.user, self.password, self.token, self.cluster,
-                self.cluster_name, tuple(self.routes), self.route_user, self.route_password, self._class_leaf())
+                self.cluster_name, tuple(self.routes), self.route_user, self.route_password,
+                self._leaf if self._run is not None else self._class_leaf())
 
     #: Whether this kind of broker becomes a leaf node of a class hub after ``trashlab.join(...)``.
     _joins_class = True
@@ -206,7 +208,7 @@ class Broker:
         if not isinstance(other, Broker) or other is self or not other.running:
             return self.running
         if self._compatible(other):
-            self._run, self._tmp = other._run, other._tmp
+            self._run, self._tmp, self._leaf = other._run, other._tmp, other._leaf
             self.port, self.http_port, self.cluster_port = other.port, other.http_port, other.cluster_port
             self.store_dir = other.store_dir
             log.info("trashlab: reusing running broker %s at %s", self.name, self.url)
@@ -253,7 +255,7 @@ class Broker:
         if not is_loopback(self.host):  # clients beyond loopback, monitoring stays on loopback
             conf_lines.append(f'http: "127.0.0.1:{self.http_port or _free_port()}"')
             del argv[argv.index("--http_port"):argv.index("--http_port") + 2]
-        leaf = self._class_leaf()
+        leaf = self._leaf = self._class_leaf()
         if leaf:  # a joined class: this broker is a leaf node of the class hub (trashlab.join); it sends its
             # traffic to the student's account there but takes none back, so two notebooks' brokers stay apart
             conf_lines.append(f"leafnodes {{ remotes: [ {{ url: {json.dumps(leaf)}, deny_imports: [\">\"] }} ] }}")

@@ -211,8 +211,9 @@ class ClassHub(Broker):
         return f"nats://{INSTRUCTOR}:{self.instructor_password}@{self.client_host}:{self._run.port}"
 
     def write_roster(self, folder: Union[str, Path] = "class") -> Path:
-        """Write ``roster.txt`` (one join line per student) and ``instructor.json`` (the class view's
-        connection) into ``folder``, readable by you only; returns the roster's path."""
+        """Write ``roster.txt`` (one join line per student), ``students/<student>.txt`` (each line as a file
+        of its own) and ``instructor.json`` (the class view's connection) into ``folder``, readable by you
+        only; returns the roster's path."""
         self._require_started()
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -227,6 +228,10 @@ class ClassHub(Broker):
             lines.append(row)
         roster = folder / ROSTER
         _write_private(roster, "\n".join(lines) + "\n")
+        seats = folder / "students"  # the same lines as one file per student, to hand out as files
+        seats.mkdir(exist_ok=True)
+        for row in lines[4:]:
+            _write_private(seats / f"{row.split()[0]}.txt", row + "\n")
         info = {"hub": self.name, "instructor_url": self.instructor_url, "monitor_url": self.monitor_url,
                 "students": self.students, "passwords": {**self.seats, INSTRUCTOR: self.instructor_password},
                 "port": self._run.port, "leaf_port": self.leaf_port, "websocket_port": self.websocket_port}
@@ -432,12 +437,15 @@ def _serve(args) -> int:
 
     folder = Path(args.dir)
     passwords, students = None, args.students
-    if (folder / INSTRUCTOR_FILE).exists():
+    ports = (args.port, args.leaf_port, args.websocket_port)
+    if (folder / INSTRUCTOR_FILE).exists():  # a restarted hub: the lines handed out stay valid
         info = read_class(folder)
         passwords, students = info["passwords"], info["students"]
-        print(f"reusing the roster in {folder} ({len(students)} students, same passwords)", flush=True)
-    hub = ClassHub(students, name=args.name, host=args.listen, port=args.port, leaf_port=args.leaf_port,
-                   websocket_port=args.websocket_port, advertise=args.advertise, passwords=passwords)
+        ports = tuple(given if given is not None else info.get(key) for given, key in
+                      zip(ports, ("port", "leaf_port", "websocket_port"), strict=True))
+        print(f"reusing the roster in {folder} ({len(students)} students, same passwords and ports)", flush=True)
+    hub = ClassHub(students, name=args.name, host=args.listen, port=ports[0], leaf_port=ports[1],
+                   websocket_port=ports[2], advertise=args.advertise, passwords=passwords)
 
     def announce() -> None:
         roster = hub.write_roster(folder)
