@@ -304,7 +304,7 @@ async def refresh_times(col, runs: int, renderer: str) -> tuple:
 
 
 async def cell_seconds(work: int, col, dashboard: bool, renderer: str = "widget") -> tuple:
-    """(wall, CPU) seconds of a cell-like task (pure Python work, yielding to the loop every ~1 ms) while
+    """(wall s, CPU s, dashboard refreshes meanwhile) of a cell-like task (pure Python work, yielding to the loop every ~1 ms) while
     readings arrive (1,000/s), with a dashboard refreshing every 0.5 s beside it or not. The CPU figure
     is the whole process's (cell, arriving readings, dashboard): what the cell's wall time is on a core
     of its own."""
@@ -320,12 +320,14 @@ async def cell_seconds(work: int, col, dashboard: bool, renderer: str = "widget"
         await asyncio.sleep(0.6)
         while dash is not None and dash.refreshes < 2:  # the first draws the static background: not counted
             await asyncio.sleep(0.05)
+        refreshes = dash.refreshes if dash is not None else 0
         t0, c0 = time.perf_counter(), time.process_time()
         total = 0
         for i in range(work):
             total += sum(range(20_000))
             await asyncio.sleep(0)
-        return time.perf_counter() - t0, time.process_time() - c0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        return wall, cpu, (dash.refreshes if dash is not None else 0) - refreshes
     finally:
         arriving.cancel()
         if dash is not None:
@@ -485,6 +487,9 @@ async def main(quick: bool, runs: int) -> int:
         slow = statistics.median(b) / statistics.median(a)
         goal = f" (goal <= 1.10: {verdict(slow <= 1.10)})" if label == "CPU" else " (what the other helpers left us)"
         print(f"     {label:<4}: {fmt(a, 's', 1, 2)} alone, {fmt(b, 's', 1, 2)} beside it: x{slow:.3f}{goal}")
+    extra = [(b[1] - statistics.median(x[1] for x in alone)) / max(1, b[2]) for b in beside]
+    print(f"     that is {fmt(extra, 'ms', 1e3, 1)} of CPU per live refresh"
+          f" ({statistics.median(b[2] for b in beside):.0f} refreshes during the cell)")
 
     firsts = [first_reading() for _ in range(max(1, min(runs, 3)))]
     print(f"\n5. fresh Python process -> first reading in a DataFrame ({load()})")

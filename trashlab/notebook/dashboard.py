@@ -57,6 +57,8 @@ class _TextStamps:
     cached pieces cover every label a dashboard shows; both share one baseline.
     """
 
+    _shared: dict = {}
+
     def __init__(self, figure: Figure, fontsize: float) -> None:
         from matplotlib.backends.backend_agg import RendererAgg
         from matplotlib.text import Text
@@ -66,7 +68,8 @@ class _TextStamps:
         self._renderer = RendererAgg(round(3 * figure.dpi), height, figure.dpi)  # transparent: stamps go over bars
         self._text = Text(2, round(height * 0.3), "", fontsize=fontsize, va="baseline", transform=IdentityTransform())
         self._text.set_figure(figure)
-        self._pieces: dict = {}
+        # shared by every dashboard with this font size and resolution: a re-run cell starts warm
+        self._pieces: dict = _TextStamps._shared.setdefault((fontsize, figure.dpi), {})
 
     def piece(self, text: str) -> Any:
         """RGBA pixels of ``text``, starting 2 px left of where the glyphs start."""

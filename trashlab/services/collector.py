@@ -2,13 +2,17 @@
 
 Bad payloads never stop it: each is counted by reason and kept aside in :attr:`Collector.rejected`.
 
-How it stays cheap per message: the subscription callback only keeps the payload bytes (a whole
-batch of them at once, taken from nats-py's buffer, with one arrival time per batch). They are
-parsed in bulk when anything asks (``frame()``, ``count``, a dashboard refresh, ``wait_for``): one
-regular-expression pass over the joined batch for the lab's exact format, the full validator
-(:func:`trashlab.decode_fields`) for every other payload. Valid readings go into growable numpy
-columns, and :meth:`Collector.frame` builds its DataFrame from those arrays (cached until new rows
-arrive). The running aggregates a dashboard reads are updated from each parsed batch.
+How it stays cheap per message: it only keeps the payload bytes, with one arrival time per batch
+(per socket read). After the first message they come straight from nats-py's protocol parser, with
+no ``Msg`` object, queue or awaited callback in between (:func:`trashlab._compat.deliver_directly`;
+a subclass that overrides ``_on_msg`` keeps the callback, fed in batches from nats-py's buffer).
+They are parsed in bulk every :data:`PARSE_EVERY` payloads and whenever anything asks (``frame()``,
+``count``, a dashboard refresh, ``wait_for``): one regular-expression pass over the joined batch
+for the lab's exact format, the full validator (:func:`trashlab.decode_fields`) for every other
+payload. Valid readings go into growable numpy columns that are only ever appended to, and
+:meth:`Collector.frame` wraps them in a DataFrame without copying (pandas' copy-on-write keeps a
+frame a student writes to apart from them). The running aggregates a dashboard reads are updated
+from each parsed batch.
 """
 
 from __future__ import annotations
