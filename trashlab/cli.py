@@ -208,7 +208,7 @@ async def _sim(args) -> int:
     stopper.cancel()
     published = await sim.stop()
     print(f"published {published} messages to {args.subject}", file=sys.stderr, flush=True)
-    return 0
+    return 1 if sim.error else 0
 
 
 async def _report(args) -> int:

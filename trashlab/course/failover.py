@@ -27,9 +27,10 @@ from typing import List, Optional
 import pandas as pd
 
 from .._aio import cancel
+from .._progress import waiting
 from ..servers.cluster import Cluster
 from ..services.collector import Collector
-from ..servers.connection import connect, url_of
+from ..servers.connection import close_quietly, connect, url_of
 from ..errors import BadArgument, BrokerError
 from ..message import SUBJECT
 from ..servers.monitor import fetch
@@ -262,8 +263,7 @@ class _DurableReader:
 
     async def stop(self) -> None:
         await cancel(self._task)
-        if self._nc is not None and not self._nc.is_closed:
-            await self._nc.close()
+        await close_quietly(self._nc, timeout=2)  # the node may be the one the drill killed
 
 
 async def _make_stream(url: str, subject: str, replicas: int) -> None:
@@ -349,9 +349,10 @@ async def failover_drill(cluster: Optional[Cluster] = None, *, jetstream: bool =
         first = running[0]
         other = running[-1]
         victim = first if kill == "collector" else other
-        return await _drill(cluster, first, other, victim, jetstream=jetstream, rate=float(rate),
-                            kill_after=kill_after, run_after=run_after, subject=subject, progress=progress,
-                            restore=restore and not own)
+        with waiting(f"the {'JetStream' if jetstream else 'core'} failover drill"):
+            return await _drill(cluster, first, other, victim, jetstream=jetstream, rate=float(rate),
+                                kill_after=kill_after, run_after=run_after, subject=subject, progress=progress,
+                                restore=restore and not own)
     finally:
         if own:
             cluster.stop()

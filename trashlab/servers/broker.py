@@ -37,6 +37,17 @@ ROUTE_PASSWORD = "T0pS3cr3t"
 CLUSTER_NAME = "my_cluster"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+#: the client port each broker name last had in this process: a broker started again under that name
+#: asks for it first while clients (or spawned processes) still use it, so they reconnect by themselves
+_last_port: "dict[str, int]" = {}
+
+
+def _still_used(hostport: str) -> bool:
+    """True if a client or a spawned process of this process still uses ``host:port``."""
+    connection, spawn = sys.modules.get(__package__ + ".connection"), sys.modules.get("trashlab.services.spawn")
+    if connection is not None and connection.knows(hostport):
+        return True
+    return spawn is not None and any(hostport in " ".join(p.args) for p in spawn.spawned())
 
 
 def find_nats_server() -> str:
@@ -113,6 +124,7 @@ class Broker:
         self.route_user, self.route_password = route_user, route_password
         self.store_dir = store_dir
         self.start_timeout = start_timeout
+        self._preferred_port: Optional[int] = None
         self._run: Optional[_Running] = None
         self._tmp: Optional[str] = None
         self._leaf: Optional[str] = None  # the class hub it was started as a leaf of
@@ -248,7 +260,7 @@ class Broker:
 
     def _argv(self, ports_dir: Path, store: Optional[str]) -> list:
         argv = [find_nats_server() if ports_dir.name != "<ports-dir>" else "nats-server",
-                "--addr", self.host, "--port", str(self.port or -1),
+                "--addr", self.host, "--port", str(self.port or self._preferred_port or -1),
                 "--http_port", str(self.http_port or -1), "--server_name", self.name,
                 "--ports_file_dir", str(ports_dir)]
         conf_lines = []
@@ -293,6 +305,9 @@ class Broker:
         if self._reuse_running():
             return None
         self._check_security()
+        before = _last_port.get(self.name)
+        if self.port is None and self._preferred_port is None and before and _still_used(f"{self.client_host}:{before}"):
+            self._preferred_port = before
         store = self._prepare_store()
         ports_dir = Path(tempfile.mkdtemp(prefix="ports-", dir=self._tmpdir()))
         argv = self._argv(ports_dir, store)
@@ -320,6 +335,11 @@ class Broker:
             self._run.cluster_port = _port_of(ports["cluster"][0]) if ports.get("cluster") else None
             self.port, self.http_port, self.cluster_port = self._run.port, self._run.http_port, self._run.cluster_port
             names.register(self)
+            before = _last_port.get(self.name)
+            _last_port[self.name] = self.port
+            connection = sys.modules.get(__package__ + ".connection")  # no client without it
+            if before is not None and before != self.port and connection is not None:
+                connection.broker_moved(f"{self.client_host}:{before}", self.url)
             return True
         if not self._run.proc.alive:
             self._run.proc.wait(2)
@@ -350,22 +370,41 @@ class Broker:
 
     def start(self) -> "Broker":
         """Start nats-server (or reuse the running one of the same name); wait until it accepts clients."""
-        ports_dir = self._launch()
-        if ports_dir is not None:
-            while not self._poll_ready(ports_dir):
-                time.sleep(0.02)
-            self._check_accepts()
-            log.info("trashlab: broker %s ready at %s", self.name, self.url)
+        for attempt in (1, 2):
+            ports_dir = self._launch()
+            try:
+                if ports_dir is not None:
+                    while not self._poll_ready(ports_dir):
+                        time.sleep(0.02)
+                    self._check_accepts()
+                    log.info("trashlab: broker %s ready at %s", self.name, self.url)
+                return self
+            except PortInUse:
+                if not self._give_up_preferred_port():
+                    raise
         return self
 
     async def astart(self) -> "Broker":
         """Like :meth:`start`, but waits without blocking the event loop."""
-        ports_dir = self._launch()
-        if ports_dir is not None:
-            while not self._poll_ready(ports_dir):
-                await asyncio.sleep(0.02)
-            self._check_accepts()
+        for attempt in (1, 2):
+            ports_dir = self._launch()
+            try:
+                if ports_dir is not None:
+                    while not self._poll_ready(ports_dir):
+                        await asyncio.sleep(0.02)
+                    self._check_accepts()
+                return self
+            except PortInUse:
+                if not self._give_up_preferred_port():
+                    raise
         return self
+
+    def _give_up_preferred_port(self) -> bool:
+        """The port this name had before is taken now: True if another start may take any free port."""
+        if self.port is not None or not self._preferred_port or self._preferred_port < 0:
+            return False
+        self._preferred_port = -1  # any free port from now on
+        return True
 
     def _check_accepts(self) -> None:
         assert self._run is not None
