@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -180,7 +181,8 @@ async def receive_rate(url: str, n: int, kind: str) -> tuple:
     done: asyncio.Future = loop.create_future()
     node = None
     if kind == "node":
-        node = subprocess.Popen(["node", str(ROOT / "benchmarks" / "node_sub.js"), url, subject, str(n)],
+        # started here, never waited on inside the loop: it subscribes beside us
+        node = subprocess.Popen(["node", str(ROOT / "benchmarks" / "node_sub.js"), url, subject, str(n)],  # noqa: ASYNC220
                                 stdout=subprocess.PIPE, text=True, cwd=ROOT)
         line = await loop.run_in_executor(None, node.stdout.readline)
         if line.strip() != "ready":
@@ -192,7 +194,8 @@ async def receive_rate(url: str, n: int, kind: str) -> tuple:
         close = await _raw(url, subject, n, done, frame=kind == "raw-df")
     else:
         close = await _collector(url, subject, n, done)
-    proc = subprocess.Popen([sys.executable, __file__, "--publish", url, subject, str(n)],
+    # started here, never waited on inside the loop: the publisher runs beside it
+    proc = subprocess.Popen([sys.executable, __file__, "--publish", url, subject, str(n)],  # noqa: ASYNC220
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         line = await loop.run_in_executor(None, proc.stdout.readline)
@@ -294,7 +297,7 @@ async def refresh_times(col, runs: int, renderer: str) -> tuple:
         dash.refresh()  # the first one draws the static background and caches fonts: not counted
         for _ in range(runs):
             await feed(col, 50)
-            col.count  # parse them now
+            _ = col.count  # parse them now
             w, c = timed(dash.refresh, 1)
             wall += w
             cpu += c
@@ -323,7 +326,7 @@ async def cell_seconds(work: int, col, dashboard: bool, renderer: str = "widget"
         refreshes = dash.refreshes if dash is not None else 0
         t0, c0 = time.perf_counter(), time.process_time()
         total = 0
-        for i in range(work):
+        for _ in range(work):
             total += sum(range(20_000))
             await asyncio.sleep(0)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -414,7 +417,7 @@ async def main(quick: bool, runs: int) -> int:
     print(f"trashlab throughput benchmark ({'quick' if quick else 'full'}, {runs} run(s) each, median [min - max])")
     print(f"machine: {machine()}")
     kinds = list(KINDS)
-    if not (NODE_CLIENT.exists() and subprocess.run(["node", "--version"], capture_output=True).returncode == 0):
+    if not (NODE_CLIENT.exists() and shutil.which("node")):
         print("   (no Node subscriber: run `cd tests/node && npm install` for the lab's Node client)")
         kinds.remove("node")
     broker = trashlab.Broker(f"bench-{os.getpid()}").start()

@@ -37,13 +37,14 @@ def take_all(queue: "asyncio.Queue") -> list:
     drain waits on, sees them handled): one list copy instead of a ``get_nowait`` + ``task_done`` each."""
     items = getattr(queue, "_queue", None)
     if isinstance(items, collections.deque) and isinstance(getattr(queue, "_unfinished_tasks", None), int):
+        inner: Any = queue
         taken = list(items)
         items.clear()
-        queue._unfinished_tasks -= len(taken)
-        if queue._unfinished_tasks <= 0:
-            queue._unfinished_tasks = 0
-            queue._finished.set()
-        queue._wakeup_next(queue._putters)
+        inner._unfinished_tasks -= len(taken)
+        if inner._unfinished_tasks <= 0:
+            inner._unfinished_tasks = 0
+            inner._finished.set()
+        inner._wakeup_next(inner._putters)
         return taken
     taken = []
     while queue.qsize():  # an asyncio without those internals: the public way
@@ -125,22 +126,23 @@ def _diff_canvas_class() -> Any:
 
     class DiffCanvas(Canvas):
         def get_diff_image(self) -> Optional[bytes]:
-            if not self._png_is_old:
+            this: Any = self  # (webagg's frame state has no type annotations)
+            if not this._png_is_old:
                 return None
-            self._png_is_old = False
+            this._png_is_old = False
             pixels = np.asarray(self.get_renderer().buffer_rgba())
             buff = pixels.view(np.uint32).squeeze(2)
-            if self._force_full or buff.shape != self._last_buff.shape or (pixels[:, :, 3] != 255).any():
+            if this._force_full or buff.shape != this._last_buff.shape or (pixels[:, :, 3] != 255).any():
                 self.set_image_mode("full")
                 output = buff
             else:
-                changed = buff != self._last_buff
+                changed = buff != this._last_buff
                 if not changed.any():
                     return None  # the front end already shows exactly this
                 self.set_image_mode("diff")
                 output = np.where(changed, buff, 0)
-            self._last_buff = buff.copy()
-            self._force_full = False
+            this._last_buff = buff.copy()
+            this._force_full = False
             return png(output.view(np.uint8).reshape((*output.shape, 4)))
 
         def send_binary(self, data: bytes) -> None:
@@ -187,3 +189,18 @@ def write_under(stream: Any, header: Optional[dict], text: str) -> None:
         stream.flush()
     finally:
         target.reset(token)
+
+
+# ----- CPython ---------------------------------------------------------------------------------
+def importing(frame: Any) -> bool:
+    """True if ``frame`` (or a caller of it) is inside an ``import`` being executed.
+
+    CPython runs module bodies from ``importlib._bootstrap``, whose frames carry that frozen module's
+    file name. A KeyboardInterrupt raised there leaves a package half imported (numpy, matplotlib:
+    ``module 'numpy' has no attribute ...`` until the kernel restarts), so an Interrupt waits for it.
+    """
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False

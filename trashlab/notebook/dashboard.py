@@ -17,7 +17,6 @@ JupyterLab; a headless run still stores a PNG of it) or ``"image"`` (a PNG repla
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import time
 import weakref
@@ -399,9 +398,10 @@ class LiveDashboard:
                 self._manager = None
             self.figure.clear()
             # drop every artist too: each one refers back to the figure
-            self.figure = self._canvas = self._hist = self._top_bars = self._top_labels = None
-            self._rate_line = self._ax_rate = self._title = self._dynamic = self._background = self._ylims = None
-            self._ax_top = self._label_set = self._stamps = None
+            # (typed as they are while running: nothing reads them once closed)
+            self.figure = self._canvas = self._hist = self._top_bars = self._top_labels = None  # type: ignore[assignment]
+            self._rate_line = self._ax_rate = self._title = self._dynamic = self._background = self._ylims = None  # type: ignore[assignment]
+            self._ax_top = self._label_set = self._stamps = None  # type: ignore[assignment]
             self._handle = None
 
     @property

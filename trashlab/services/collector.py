@@ -30,6 +30,8 @@ import numpy as np
 
 if TYPE_CHECKING:
     import pandas as pd
+    from nats.aio.client import Client
+    from nats.aio.subscription import Subscription
 
 from ..servers.connection import (Servers, check_subject, close_quietly, connect, count_slow_consumer,
                                   resolve_servers, url_of)
@@ -211,8 +213,8 @@ class Collector:
         self.started_at: Optional[float] = None
         self._target = float("inf")
         self._reached: Optional[asyncio.Event] = None
-        self._nc = None
-        self._sub = None
+        self._nc: Optional[Client] = None
+        self._sub: Optional[Subscription] = None
         self._queue: Optional[asyncio.Queue] = None
         self._reset()
 
@@ -255,7 +257,7 @@ class Collector:
         if len(raw) >= PARSE_EVERY or self._count + len(raw) >= self._target:
             self._close_chunk()
             self._sync()
-            if self._count >= self._target:
+            if self._count >= self._target and self._reached is not None:
                 self._reached.set()
 
     def _close_chunk(self) -> None:
@@ -284,7 +286,7 @@ class Collector:
         self._marks.append((len(raw), time.time_ns()))
         if len(raw) >= PARSE_EVERY or self._count + len(raw) >= self._target:  # (enough may have arrived)
             self._sync()
-            if self._count >= self._target:
+            if self._count >= self._target and self._reached is not None:
                 self._reached.set()
 
     def add(self, data: bytes, subject: str = SUBJECT, received_at: Optional[float] = None) -> bool:
@@ -349,8 +351,10 @@ class Collector:
             for i, text in enumerate(seq_texts):
                 if text:
                     seqs[i], missing[i] = int(text), False
-        times = np.repeat(np.fromiter((t for _, t in marks), np.int64, len(marks)),
-                          np.diff(np.fromiter((e for e, _ in marks), np.intp, len(marks)), prepend=0))
+        ends = np.fromiter((e for e, _ in marks), np.intp, len(marks))
+        sizes = ends.copy()
+        sizes[1:] -= ends[:-1]  # payloads per batch
+        times = np.repeat(np.fromiter((t for _, t in marks), np.int64, len(marks)), sizes)
         keep = None
         for i in sorted(check):
             try:

@@ -30,6 +30,8 @@ from nats.micro.service import NAME_REGEX, ServicePing, ServiceVerb, control_sub
 from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 
 if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.micro.service import Service
     import pandas as pd
 
 from .collector import can_order
@@ -101,8 +103,8 @@ class ReportService:
         self.slow_consumer_events = 0  # readings the client dropped because this service fell behind
         self.pending_msgs_limit = pending_msgs_limit
         self.started_at: Optional[float] = None
-        self._nc = None
-        self._service = None
+        self._nc: Optional[Client] = None
+        self._service: Optional[Service] = None
 
     async def _on_msg(self, msg) -> None:
         try:

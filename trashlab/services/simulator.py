@@ -6,7 +6,7 @@ import asyncio
 import logging
 import random
 import time
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from nats.errors import ConnectionClosedError, OutboundBufferLimitError
 
@@ -15,6 +15,9 @@ from ..servers.connection import Servers, check_subject, close_quietly, connect,
 from ._named import forget, replace
 from ..errors import BadArgument
 from ..message import SUBJECT, encode
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
 
 log = logging.getLogger("trashlab")
 
@@ -50,7 +53,7 @@ class Simulator:
         self.error: Optional[str] = None
         self.started_at: Optional[float] = None
         self._rng = random.Random(seed)
-        self._nc = None
+        self._nc: Optional[Client] = None
         self._task: Optional[asyncio.Task] = None
 
     def reading(self) -> bytes:
@@ -82,6 +85,7 @@ class Simulator:
         return url_of(self._nc) if self._nc else None
 
     async def _publish(self, payload: bytes) -> None:
+        assert self._nc is not None, "publishing before start()"
         try:
             await self._nc.publish(self.subject, payload)
         except (OutboundBufferLimitError, ConnectionClosedError):
@@ -105,7 +109,8 @@ class Simulator:
                     for _ in range(left):
                         await self._publish(self.reading())
                     await asyncio.sleep(0)
-            await self._nc.flush(timeout=5)
+            if self._nc is not None:
+                await self._nc.flush(timeout=5)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # never let a background task die silently
