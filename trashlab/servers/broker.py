@@ -134,6 +134,8 @@ class Broker:
         self._routes_now: Optional[list] = None  # routes changed at run time (chaos.partition), else self.routes
         self._mappings: "dict[str, list]" = {}  # subject -> [(destination, weight %)] (chaos.drop_messages)
         self._write_deadline: Optional[str] = None  # e.g. "2s" while a chaos.SlowConsumer runs (server default 10s)
+        self._ports_dir: Path = Path("<ports-dir>")  # where the running server writes its ports file
+        self._launch_ports: tuple = (-1, -1, -1)  # client, monitoring, cluster port as given at start
         self._leaf: Optional[str] = None  # the class hub it was started as a leaf of
 
     # ----- public state -------------------------------------------------------------------
@@ -186,7 +188,7 @@ class Broker:
     @property
     def command(self) -> list:
         """The command line equivalent to its config file (handy to compare with the Docker command)."""
-        return self._flags(getattr(self, "_ports_dir", Path("<ports-dir>")), self.store_dir if self.jetstream else None)
+        return self._flags(self._ports_dir, self.store_dir if self.jetstream else None)
 
     @property
     def output(self) -> str:
@@ -358,12 +360,14 @@ class Broker:
             raise BrokerError(f"broker {self.name} runs from its own config ({self.config_path}): it cannot be "
                               "changed at run time")
         self.config_path.write_text(self._config_text(self._ports_dir, self.store_dir if self.jetstream else None))
-        before = self._run.proc.output.count("Reloaded server configuration")
-        failed = self._run.proc.output.count("Failed to reload")
-        os.kill(self._run.proc.pid, signal.SIGHUP)
+        assert self._run is not None
+        proc = self._run.proc
+        before = proc.output.count("Reloaded server configuration")
+        failed = proc.output.count("Failed to reload")
+        os.kill(proc.pid, signal.SIGHUP)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            out = self._run.proc.output
+            out = proc.output
             if out.count("Reloaded server configuration") > before:
                 return self
             if out.count("Failed to reload") > failed:
