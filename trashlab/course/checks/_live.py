@@ -1,0 +1,98 @@
+"""What the live checks share: a private broker of their own, bounded waits, log lines kept off stderr.
+
+A check that grades NATS code must compare with an independent truth: what a broker really carried.
+Each check starts a private nats-server for the duration of one call (nothing else publishes there,
+so a simulator running in the notebook cannot blur the result), hands the student's function a
+connection to it, and watches from a connection of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import inspect
+import logging
+import sys
+import time
+import uuid
+from typing import AsyncIterator, Callable
+
+from ...servers.broker import Broker
+from ...servers.connection import connect
+
+#: How long a check waits for messages still on their way once the student's code has returned.
+SETTLE = 0.3
+
+
+class _StdoutHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stdout)
+
+
+@contextlib.contextmanager
+def _logs_to_stdout():
+    """trashlab's log lines go to stdout meanwhile: under nbgrader, anything on stderr zeroes a test cell."""
+    logger = logging.getLogger("trashlab")
+    saved = logger.handlers[:]
+    handler = _StdoutHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.handlers = [handler]
+    try:
+        yield
+    finally:
+        logger.handlers = saved
+
+
+def graded(fn: Callable) -> Callable:
+    """Decorator for a check (sync or async): a trashlab log line while it runs cannot cost the points."""
+    if inspect.iscoroutinefunction(fn):
+        @functools.wraps(fn)
+        async def run_async(*args, **kwargs):
+            with _logs_to_stdout():
+                return await fn(*args, **kwargs)
+        return run_async
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        with _logs_to_stdout():
+            return fn(*args, **kwargs)
+    return run
+
+
+@contextlib.asynccontextmanager
+async def private_broker(trace: bool = False) -> AsyncIterator[Broker]:
+    """A nats-server of the check's own, stopped when the check ends."""
+    broker = Broker(f"check-{uuid.uuid4().hex[:8]}", trace=trace)
+    await broker.astart()
+    try:
+        yield broker
+    finally:
+        broker.stop(timeout=2)
+
+
+@contextlib.asynccontextmanager
+async def client(url: str, name: str):
+    """A connection for the check (or handed to the student's function), closed at the end."""
+    nc = await connect(url, name=name, max_reconnect_attempts=0, connect_timeout=2)
+    try:
+        yield nc
+    finally:
+        if not nc.is_closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(nc.close(), 2)
+
+
+async def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
+    """Await until ``condition()`` holds (True) or ``seconds`` pass (False)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+def unique(prefix: str) -> str:
+    """A fresh name, e.g. a subject no earlier run can have used."""
+    return f"{prefix}{uuid.uuid4().hex[:8]}"
