@@ -56,6 +56,10 @@ def test_protocol_shows_one_clients_lines_in_order():
         # shown as terminal lines, not as a Python list
         assert repr(lines).splitlines() == text and not repr(lines).startswith("[")
         assert list(broker.protocol("nobody-by-that-name")) == []
+        # a second client of the same name (a re-run cell): the x-ray shows the newest connection
+        _exchange(broker.url, "student", "again.z")
+        again = list(_wait_for_lines(broker, "student", "->> [MSG again.z"))
+        assert any("again.z" in ln for ln in again) and not any("hello.x" in ln for ln in again), again
     finally:
         broker.stop()
 

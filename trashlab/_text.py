@@ -12,5 +12,9 @@ class Lines(list):
     def _repr_pretty_(self, p, cycle: bool) -> None:  # IPython's display of a cell's value
         p.text(repr(self))
 
+    def __getitem__(self, index):
+        got = super().__getitem__(index)
+        return Lines(got) if isinstance(index, slice) else got
+
     def __str__(self) -> str:
         return "\n".join(str(line) for line in self)

@@ -391,7 +391,7 @@ class Broker:
         return monitor(self.monitor_url, "routez")
 
     def protocol(self, name: str) -> Lines:
-        """The protocol lines this server exchanged with the client(s) named ``name`` (needs ``trace=True``).
+        """The protocol lines this server exchanged with the newest client named ``name`` (needs ``trace=True``).
 
         A "protocol x-ray" from the server's trace log: ``<<-`` is what the client sent (CONNECT, SUB,
         PUB, PING, ...), ``->>`` what the server sent it (MSG, PONG, ...). The server's first line,
@@ -400,7 +400,19 @@ class Broker:
         if not self.trace:
             raise BrokerError(f"broker {self.name} does not log the protocol: start it with "
                               f"trashlab.Broker({self.name!r}, trace=True)")
-        return Lines(f"{arrow} {text}" for _, _, arrow, text in protocol_records(self.output, name))
+        self._settle_output()
+        records = protocol_records(self.output, name)
+        newest = max((cid for cid, _, _, _ in records), default=None)  # a re-run cell's new connection
+        return Lines(f"{arrow} {text}" for cid, _, arrow, text in records if cid == newest)
+
+    def _settle_output(self, most: float = 0.5) -> None:
+        """Give the log reader a moment to catch up with what the server just wrote."""
+        if self._run is None:
+            return
+        deadline, seen = time.monotonic() + most, -1
+        while self._run.proc.line_count != seen and time.monotonic() < deadline:
+            seen = self._run.proc.line_count
+            time.sleep(0.05)
 
     def __repr__(self) -> str:
         if self.running:
