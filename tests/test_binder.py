@@ -106,7 +106,7 @@ async def test_dead_nats_url_falls_back_to_the_broker_started_here(monkeypatch, 
 async def test_dead_nats_url_without_a_broker_here_is_one_clear_error(monkeypatch):
     dead = _dead_url()
     monkeypatch.setenv("NATS_URL", dead)
-    monkeypatch.setattr("trashlab.servers.broker.running_brokers", lambda: [])
+    monkeypatch.setattr("trashlab.servers.names.running", lambda: [])
     with pytest.raises(trashlab.ConnectionFailed, match="is a broker running"):
         await trashlab.Collector().start()
 

@@ -82,3 +82,15 @@ async def test_a_burst_is_handled_in_batches_without_losing_or_misvalidating_any
     assert col.count == 20000 and col.rejected_count == 1 and col.reasons == {"not-json": 1}
     assert sorted(col.frame()["seq"]) == list(range(1, 20001))
     assert sum(col.histogram()[1]) == 20000 and sum(col.histogram(latest=True)[1]) == col.cans == 700
+
+
+def test_sequence_loss_skips_a_missing_seq_in_an_int64_column():
+    """The README's call on a frame where one reading had no seq (pandas NA) must not raise."""
+    col = trashlab.Collector("nats://127.0.0.1:1")
+    for payload in (b'{"can_id":"1", "level":"5", "seq":1}', b'{"can_id":"1", "level":"5"}',
+                    b'{"can_id":"1", "level":"5", "seq":3}'):
+        col.add(payload)
+    frame = col.frame()
+    assert str(frame["seq"].dtype) == "Int64" and frame["seq"].isna().sum() == 1
+    report = trashlab.sequence_loss(frame["seq"], 4)
+    assert report["received"] == 2 and report["lost"] == 2 and report["gaps"] == [(2, 2), (4, 4)]

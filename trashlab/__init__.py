@@ -11,7 +11,6 @@ service you can ask for levels at any time. Start with::
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from ._aio import run
@@ -25,11 +24,13 @@ from .message import SUBJECT, TrashLevel, decode_fields, encode
 _LAZY = {
     "servers.accounts": ("AccountsBroker",),
     "servers.broker": ("Broker", "find_nats_server", "running_brokers"),
+    "servers.classroom": ("ClassHub", "join", "leave", "joined"),
     "servers.cleanup": ("process_table", "stop_everything"),
     "servers.cluster": ("Cluster",),
     "services.collector": ("Collector", "sequence_loss"),
     "servers.connection": ("connect", "resolve", "server_list"),
     "notebook.dashboard": ("LiveDashboard",),
+    "notebook.kernel": ("setup_kernel",),
     "servers.docker": ("docker_available",),
     "course.failover": ("FailoverResult", "compare_drills", "failover_drill", "plot_timelines"),
     "services.kvlevels": ("KVLevels",),
@@ -61,9 +62,11 @@ __all__ = [
     "spawn_simulator", "spawn_simulators", "spawn_report", "spawned", "stop_spawned", "ServiceProcess", "summary",
     "watch", "start_subscribers", "stop_subscribers", "wait_total", "delivery_table", "process_table",
     "stop_everything", "ManagedProcess", "children", "reap_orphans", "stop_all", "sequence_loss",
+    # classroom mode
+    "ClassHub", "join", "leave", "joined",
     # connecting, monitoring, Docker path
     "connect", "resolve", "server_list", "running_brokers", "find_nats_server", "monitor", "ping",
-    "docker_available", "run", "plots", "docker",
+    "docker_available", "run", "plots", "docker", "setup_kernel",
     # exercises
     "checks",
     # errors
@@ -94,45 +97,7 @@ def __dir__() -> list:
     return sorted(set(globals()) | set(__all__))
 
 
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at the time (in Jupyter: the running cell)."""
+if "IPython" in sys.modules:  # a kernel or IPython shell: never import IPython ourselves
+    from .notebook.kernel import setup_kernel as _setup_kernel
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.setFormatter(logging.Formatter("%(message)s"))
-
-    @property
-    def stream(self):  # type: ignore[override]
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
-
-
-_log = logging.getLogger("trashlab")
-if not _log.handlers:
-    _log.addHandler(_StderrHandler())
-    _log.setLevel(logging.WARNING)
-    _log.propagate = False
-
-
-def _install_short_errors() -> None:
-    """In IPython/Jupyter, show trashlab errors as one line instead of a traceback."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return
-    shell = get_ipython()
-    if shell is None or not hasattr(shell, "set_custom_exc"):
-        return
-
-    def short(shell, etype, evalue, tb, tb_offset=None):
-        stb = [f"\x1b[0;31m{etype.__name__}\x1b[0m: {evalue}"]
-        shell._showtraceback(etype, evalue, stb)
-        return stb
-
-    shell.set_custom_exc((TrashlabError,), short)
-
-
-_install_short_errors()
+    _setup_kernel()

@@ -7,16 +7,16 @@ prints only the final line, so logs stay short.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from typing import Callable, Optional
 
 
 def _in_kernel() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
+    ipython = sys.modules.get("IPython")  # never imported here: a script or child does not load IPython
+    if ipython is None:
         return False
-    shell = get_ipython()
+    shell = ipython.get_ipython()
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 

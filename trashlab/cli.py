@@ -13,7 +13,7 @@ import json
 import signal
 import sys
 import time
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from .errors import BadArgument, TrashlabError
 
@@ -48,6 +48,17 @@ def _port(text: str) -> int:
 def _servers_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--servers", "-s", default=None,
                    help="NATS URL(s), comma-separated (default: $NATS_URL), e.g. nats://127.0.0.1:4222")
+    # how a parent process resolved them (trashlab.spawn_simulator): the child keeps the same fallback policy
+    p.add_argument("--origin", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--fallback", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--fallback-name", default=None, help=argparse.SUPPRESS)
+
+
+def _servers(args):
+    """The servers a command was given, resolved once with the policy its parent passed on."""
+    from .servers.connection import resolve_servers
+
+    return resolve_servers(args.servers, origin=args.origin, fallback=args.fallback, fallback_name=args.fallback_name)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jetstream", action="store_true", help="enable JetStream on every node")
 
     sub.add_parser("demo", help="the whole lab headless in under a minute")
+    from .servers.classroom import add_cli
+    add_cli(sub)
     return parser
 
 
@@ -121,6 +134,21 @@ def _broker(args) -> int:
     broker = Broker(args.name, port=args.port, jetstream=args.jetstream or bool(args.store_dir),
                     host=args.listen, store_dir=args.store_dir,
                     user=args.user, password=args.password, token=args.token)
+
+    def announce() -> None:
+        print(broker.url, flush=True)
+        print(f"monitoring: {broker.monitor_url}  (name {broker.name}, pid {broker.pid}; Ctrl-C stops it)", flush=True)
+        leaf = broker._class_leaf()
+        if leaf:
+            from .servers.connection import mask
+            print(f"in the class: a leaf node of the hub {mask(leaf)} (`trashlab classroom leave` to stop joining)",
+                  flush=True)
+
+    return foreground(broker, announce, f"nats-server {broker.name}", f"broker {broker.name}")
+
+
+def foreground(broker, announce: Callable[[], None], process: str, label: str) -> int:
+    """Start ``broker``, ``announce()`` it, run until Ctrl-C / SIGTERM (exit 0) or until it dies (exit 1)."""
     stopping = {"flag": False}
 
     def on_signal(signum, frame):
@@ -129,15 +157,14 @@ def _broker(args) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     broker.start()
-    print(broker.url, flush=True)
-    print(f"monitoring: {broker.monitor_url}  (name {broker.name}, pid {broker.pid}; Ctrl-C stops it)", flush=True)
+    announce()
     while broker.running and not stopping["flag"]:
         time.sleep(0.2)
     if not broker.running and not stopping["flag"]:
-        print(f"trashlab: error: nats-server {broker.name} exited unexpectedly", file=sys.stderr)
+        print(f"trashlab: error: {process} exited unexpectedly", file=sys.stderr)
         return 1
     broker.stop()
-    print(f"broker {broker.name} stopped", flush=True)
+    print(f"{label} stopped", flush=True)
     return 0
 
 
@@ -171,7 +198,7 @@ async def _sim(args) -> int:
     from .services.simulator import Simulator
 
     echo = None if args.quiet else (lambda payload: print("publishing: " + payload.decode(), flush=True))
-    sim = Simulator(args.servers, args.subject, interval=args.interval, cans=args.cans, count=args.count,
+    sim = Simulator(_servers(args), args.subject, interval=args.interval, cans=args.cans, count=args.count,
                     seed=args.seed, sequence=args.sequence, name="trashlab-sim", on_publish=echo)
     stop = _stop_event()
     await sim.start()
@@ -188,7 +215,7 @@ async def _report(args) -> int:
     from .services.report import ReportService
 
     echo = None if args.quiet else (lambda payload: print("Received report: " + payload.decode(), flush=True))
-    svc = ReportService(args.servers, args.subject, on_message=echo)
+    svc = ReportService(_servers(args), args.subject, on_message=echo)
     stop = _stop_event()
     await svc.start()
     print(f"report service {svc.name} listening on {svc.subject} via {svc.connected_url} "
@@ -203,11 +230,11 @@ async def _levels(args) -> int:
     from .services.report import query_level, query_levels
 
     if args.can is not None:
-        row = await query_level(args.can, args.servers, timeout=args.timeout)
+        row = await query_level(args.can, _servers(args), timeout=args.timeout)
         row["updated_at"] = row["updated_at"].isoformat()
         print(json.dumps(row) if args.json else "\n".join(f"{k:>10}: {v}" for k, v in row.items()))
         return 0
-    frame = await query_levels(args.servers, timeout=args.timeout)
+    frame = await query_levels(_servers(args), timeout=args.timeout)
     if args.json:
         out = frame.assign(updated_at=frame["updated_at"].map(lambda t: t.isoformat()))
         print(json.dumps(out.to_dict(orient="records")))
@@ -226,6 +253,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command == "broker":
             return _broker(args)
+        if args.command == "classroom":
+            from .servers.classroom import cli
+            return cli(args)
         if args.command == "demo":
             from .course.demo import demo
             return asyncio.run(demo())

@@ -26,6 +26,7 @@ from typing import Any, Optional
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .._compat import ipympl_canvas
 from ..services.collector import Collector
 from ..errors import BadArgument, TrashlabError
 
@@ -101,13 +102,7 @@ class LiveDashboard:
     def _build_figure(self, dpi: int) -> None:
         fig = Figure(figsize=(10, 6.2), dpi=dpi, layout="constrained")
         if self.renderer == "widget":
-            from ipympl.backend_nbagg import Canvas, FigureManager
-
-            self._canvas = Canvas(fig)
-            self._manager = FigureManager(self._canvas, 0)
-            self._canvas.header_visible = False
-            self._canvas.toolbar_visible = False
-            self._canvas.resizable = False
+            self._canvas, self._manager = ipympl_canvas(fig)
         else:
             self._canvas = FigureCanvasAgg(fig)
             self._manager = None

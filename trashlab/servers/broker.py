@@ -9,7 +9,6 @@ its ports file, so two students on one machine never clash.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import ipaddress
 import json
 import logging
@@ -27,7 +26,8 @@ from typing import Optional, Sequence
 
 from ..errors import BadArgument, BrokerError, BrokerStartTimeout, InsecureBind, NatsServerNotFound, PortInUse
 from .._text import Lines
-from .processes import ManagedProcess
+from . import names
+from .processes import ManagedProcess, temp_dir
 
 log = logging.getLogger("trashlab")
 
@@ -38,7 +38,6 @@ ROUTE_PASSWORD = "T0pS3cr3t"
 CLUSTER_NAME = "my_cluster"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
-_registry: "dict[str, Broker]" = {}
 
 
 def find_nats_server() -> str:
@@ -118,6 +117,7 @@ class Broker:
         self.trace = trace
         self._run: Optional[_Running] = None
         self._tmp: Optional[str] = None
+        self._leaf: Optional[str] = None  # the class hub it was started as a leaf of
 
     # ----- public state -------------------------------------------------------------------
     @property
@@ -160,6 +160,12 @@ class Broker:
             raise BrokerError(f"broker {self.name} was started without clustering: use Broker(..., cluster=True)")
         return f"nats-route://{self.route_user}:{self.route_password}@{self.client_host}:{self._run.cluster_port}"
 
+    def real_port(self, lab_port: int) -> Optional[int]:
+        """This broker's port for one of the lab container's ports (4222, 6222, 8222); None for others."""
+        self._require_started()
+        return {names.CLIENT_PORT: self._run.port, names.ROUTE_PORT: self._run.cluster_port,
+                names.MONITOR_PORT: self._run.http_port}.get(lab_port)
+
     @property
     def command(self) -> list:
         """The nats-server command line it runs (handy to compare with the Docker command)."""
@@ -177,7 +183,19 @@ class Broker:
     # ----- lifecycle ----------------------------------------------------------------------
     def _settings(self) -> tuple:
         return (self.host, self.jetstream, self.user, self.password, self.token, self.cluster,
-                self.cluster_name, tuple(self.routes), self.route_user, self.route_password, self.trace)
+                self.cluster_name, tuple(self.routes), self.route_user, self.route_password, self.trace,
+                self._leaf if self._run is not None else self._class_leaf())
+
+    #: Whether this kind of broker becomes a leaf node of a class hub after ``trashlab.join(...)``.
+    _joins_class = True
+
+    def _class_leaf(self) -> Optional[str]:
+        """The class hub's leaf URL when a class is joined (single, unclustered brokers only)."""
+        if not self._joins_class or self.cluster:
+            return None
+        from .classroom import leaf_remote
+
+        return leaf_remote()
 
     def _compatible(self, other: "Broker") -> bool:
         if self._settings() != other._settings():
@@ -188,15 +206,15 @@ class Broker:
             (self.cluster_port, other._run.cluster_port), (self.store_dir, other.store_dir)))
 
     def _reuse_running(self) -> bool:
-        other = _registry.get(self.name)
-        if other is None or other is self or not other.running:
+        other = names.registered(self.name)
+        if not isinstance(other, Broker) or other is self or not other.running:
             return self.running
         if self._compatible(other):
-            self._run, self._tmp = other._run, other._tmp
+            self._run, self._tmp, self._leaf = other._run, other._tmp, other._leaf
             self.port, self.http_port, self.cluster_port = other.port, other.http_port, other.cluster_port
             self.store_dir = other.store_dir
             log.info("trashlab: reusing running broker %s at %s", self.name, self.url)
-            _registry[self.name] = self
+            names.register(self)
             return True
         log.warning("trashlab: restarting broker %s with new settings", self.name)
         other.stop()
@@ -227,8 +245,7 @@ class Broker:
 
     def _tmpdir(self) -> str:
         if self._tmp is None:
-            self._tmp = tempfile.mkdtemp(prefix=f"trashlab-{self.name}-")
-            atexit.register(shutil.rmtree, self._tmp, True)
+            self._tmp = temp_dir(self.name)
         return self._tmp
 
     def _argv(self, ports_dir: Path, store: Optional[str]) -> list:
@@ -236,10 +253,22 @@ class Broker:
                 "--addr", self.host, "--port", str(self.port or -1),
                 "--http_port", str(self.http_port or -1), "--server_name", self.name,
                 "--ports_file_dir", str(ports_dir)]
+        conf_lines = []
         if not is_loopback(self.host):  # clients beyond loopback, monitoring stays on loopback
-            conf = Path(self._tmpdir()) / "monitor.conf"
-            conf.write_text(f'http: "127.0.0.1:{self.http_port or _free_port()}"\n')
-            argv[argv.index("--http_port"):argv.index("--http_port") + 2] = ["--config", str(conf)]
+            conf_lines.append(f'http: "127.0.0.1:{self.http_port or _free_port()}"')
+            del argv[argv.index("--http_port"):argv.index("--http_port") + 2]
+        leaf = self._leaf = self._class_leaf()
+        if leaf:  # a joined class: this broker is a leaf node of the class hub (trashlab.join); it sends its
+            # traffic to the student's account there but takes none back, so two notebooks' brokers stay apart
+            conf_lines.append(f"leafnodes {{ remotes: [ {{ url: {json.dumps(leaf)}, deny_imports: [\">\"] }} ] }}")
+        if conf_lines:
+            if ports_dir.name == "<ports-dir>":
+                argv += ["--config", "<broker.conf>"]
+            else:
+                conf = Path(self._tmpdir()) / "broker.conf"
+                conf.touch(mode=0o600)
+                conf.write_text("\n".join(conf_lines) + "\n")
+                argv += ["--config", str(conf)]
         if store:
             argv += ["--jetstream", "--store_dir", store]
         if self.trace:
@@ -253,8 +282,15 @@ class Broker:
                                   f"{self.cluster_port or -1}",
                      "--cluster_name", self.cluster_name]
             if self.routes:
-                argv += ["--routes", ",".join(self.routes)]
+                argv += ["--routes", ",".join(self._route_urls())]
         return argv
+
+    def _route_urls(self) -> "list[str]":
+        """``routes`` with broker names resolved: the lab's ``nats-route://ruser:T0pS3cr3t@iot-msg:6222`` works."""
+        try:
+            return [names.map_url(r) or r for r in self.routes]
+        except names.UnknownPort as e:
+            raise BadArgument(str(e)) from None
 
     def _launch(self) -> Optional[Path]:
         """Spawn nats-server unless an equivalent one runs; return the ports dir to wait on."""
@@ -287,7 +323,7 @@ class Broker:
             self._run.http_port = _port_of(ports["monitoring"][0])
             self._run.cluster_port = _port_of(ports["cluster"][0]) if ports.get("cluster") else None
             self.port, self.http_port, self.cluster_port = self._run.port, self._run.http_port, self._run.cluster_port
-            _registry[self.name] = self
+            names.register(self)
             return True
         if not self._run.proc.alive:
             self._run.proc.wait(2)
@@ -460,10 +496,4 @@ def _mask(url: str) -> str:
 
 def running_brokers() -> "list[Broker]":
     """Brokers this process started that are still running, oldest first."""
-    return [b for b in _registry.values() if b.running]
-
-
-def get_broker(name: str) -> Optional[Broker]:
-    """The running broker of that name started by this process, if any."""
-    b = _registry.get(name)
-    return b if b is not None and b.running else None
+    return [b for b in names.running() if isinstance(b, Broker)]

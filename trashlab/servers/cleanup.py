@@ -16,7 +16,7 @@ import pandas as pd
 import psutil
 
 from .broker import running_brokers
-from .processes import _alive_as_recorded, reap_orphans, records, stop_all
+from .processes import Recorded, _alive_as_recorded, reap_orphans, records, stop_all, stop_processes
 
 COLUMNS = ["pid", "kind", "name", "started_by", "running_for_s"]
 
@@ -52,25 +52,6 @@ def process_table() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _stop_recorded(rec: dict, timeout: float) -> bool:
-    try:
-        proc = psutil.Process(rec["pid"])
-        if proc.cmdline() != rec.get("argv"):
-            return False
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except psutil.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    except psutil.NoSuchProcess:
-        pass
-    except psutil.Error:
-        return False
-    rec["_path"].unlink(missing_ok=True)
-    return True
-
-
 def stop_everything(everywhere: bool = True, timeout: float = 5.0) -> pd.DataFrame:
     """Stop what this notebook started (brokers, clusters, simulator and report processes) and, with
     ``everywhere``, what the course's other notebooks started; return a table of what was stopped."""
@@ -80,8 +61,11 @@ def stop_everything(everywhere: bool = True, timeout: float = 5.0) -> pd.DataFra
         broker.stop(timeout)
     stop_all(timeout)
     if everywhere:
-        for rec in _records():
-            _stop_recorded(rec, timeout)
+        targets = [(Recorded(rec), rec) for rec in _records()]
+        stop_processes([t for t, _ in targets if t.ours], timeout)
+        for target, rec in targets:
+            if target.ours and not target.alive:
+                rec["_path"].unlink(missing_ok=True)
     left = set(process_table()["pid"])
     stopped = before[~before["pid"].isin(left)].reset_index(drop=True)
     return stopped

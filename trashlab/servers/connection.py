@@ -11,13 +11,17 @@ from __future__ import annotations
 import logging
 import os
 import re
-from typing import Callable, Optional, Sequence, Union
+import socket
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
 from nats.aio.client import Client
 from nats.errors import NoServersError
 
+from .._compat import server_info
 from ..errors import BadArgument, ConnectionFailed, NoServerKnown
+from . import names
 
 log = logging.getLogger("trashlab")
 
@@ -25,20 +29,43 @@ Servers = Union[str, Sequence[str], None]
 _SUBJECT_TOKEN = re.compile(r"^[^\s.*>]+$")
 
 
+#: Where a resolved ``servers`` value came from.
+ARGUMENT, NATS_URL, LOCAL_BROKER = "argument", "NATS_URL", "local broker"
+_ORIGINS = (ARGUMENT, NATS_URL, LOCAL_BROKER)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A ``servers`` value resolved once: the URLs (credentials and explicit ports kept) and where they
+    came from. When they came from ``$NATS_URL``, ``fallback`` is the broker this process started,
+    used if ``$NATS_URL`` does not answer."""
+
+    urls: Tuple[str, ...]
+    origin: str = ARGUMENT
+    fallback: Optional[str] = None
+    fallback_name: Optional[str] = None
+
+    def __str__(self) -> str:
+        return ", ".join(mask(u) for u in self.urls)
+
+    def args(self) -> "list[str]":
+        """The same value as ``trashlab sim`` / ``report`` arguments, so a spawned process keeps the policy."""
+        argv = ["--servers", ",".join(self.urls), "--origin", self.origin]
+        if self.fallback:
+            argv += ["--fallback", self.fallback, "--fallback-name", self.fallback_name or "local"]
+        return argv
+
+
 def resolve(name: str) -> str:
     """The current client URL of the broker called ``name`` that this process started."""
-    from .broker import get_broker
-
-    broker = get_broker(name)
+    broker = names.lookup(name)
     if broker is None:
-        raise BadArgument(f"no running broker called {name!r} in this process: start it with "
-                          f"trashlab.Broker({name!r}).start() or give a URL such as nats://127.0.0.1:4222")
+        raise BadArgument(f"no broker called {name!r} is running here (running: {names.running_names()}): start it "
+                          f"with trashlab.Broker({name!r}).start() or give a URL such as nats://127.0.0.1:4222")
     return broker.url
 
 
 def _one(entry: str) -> str:
-    from .broker import get_broker
-
     text = entry.strip()
     if not text:
         raise BadArgument("empty server URL: give nats://host:port, e.g. nats://127.0.0.1:4222")
@@ -46,8 +73,6 @@ def _one(entry: str) -> str:
     if m:
         text = f"nats://{m.group(1)}:{m.group(2)}"
     if "://" not in text:
-        if get_broker(text.split(":")[0]) is not None and ":" not in text:
-            return resolve(text)
         text = "nats://" + text
     try:
         parts = urlsplit(text)
@@ -59,36 +84,68 @@ def _one(entry: str) -> str:
         raise BadArgument(f"server URL {entry!r} has scheme {parts.scheme!r}: use nats://host:port")
     if not parts.hostname:
         raise BadArgument(f"server URL {entry!r} has no host: expected nats://host:port, e.g. nats://127.0.0.1:4222")
-    broker = get_broker(parts.hostname)
-    if broker is not None:  # a broker name: resolve it like Docker's DNS would
-        return broker.url
-    if port is None:
+    try:
+        named = names.map_url(text)  # a broker name: resolved like Docker's DNS on iot-net
+    except names.UnknownPort as e:
+        raise BadArgument(str(e)) from None
+    if named is not None:
+        return named
+    _check_not_a_mistyped_name(parts.hostname)
+    if port is None and parts.scheme in ("nats", "tls"):
         text = text.rstrip("/") + ":4222"
     return text
 
 
-def server_list(servers: Servers = None) -> list[str]:
-    """Normalise ``servers`` to a list of URLs: given value, else ``NATS_URL``, else our broker."""
+def _check_not_a_mistyped_name(host: str) -> None:
+    """A one-word host that is no broker here and that no DNS knows: say so instead of a DNS error."""
+    if "." in host or ":" in host or host == "localhost":
+        return
+    try:
+        socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError):
+        raise BadArgument(f"no broker called {host!r} is running here (running: {names.running_names()}): check "
+                          f"the name, or start it with trashlab.Broker({host!r}).start()") from None
+
+
+def resolve_servers(servers: "Servers | Resolved" = None, *, origin: Optional[str] = None,
+                    fallback: Optional[str] = None, fallback_name: Optional[str] = None) -> Resolved:
+    """Resolve ``servers`` once: the given value, else ``$NATS_URL``, else the newest broker started here.
+
+    ``origin``/``fallback`` rebuild a value resolved by another process (a spawned ``trashlab sim``).
+    """
+    if isinstance(servers, Resolved):
+        return servers
+    if origin is not None and origin not in _ORIGINS:
+        raise BadArgument(f"origin {origin!r} is not one of {', '.join(_ORIGINS)}")
     if servers is None or (isinstance(servers, str) and not servers.strip()):
         env = os.environ.get("NATS_URL", "").strip()
         if env:
-            servers = env
+            servers, origin = env, NATS_URL
         else:
-            from .broker import running_brokers
-
-            brokers = running_brokers()
+            brokers = names.running()
             if not brokers:
                 raise NoServerKnown("no NATS server given: start one with `await trashlab.Broker().astart()` "
                                     "(or `trashlab broker` in a terminal), or set NATS_URL")
-            return [brokers[-1].url]
+            return Resolved((brokers[-1].url,), LOCAL_BROKER)
     if isinstance(servers, str):
         servers = servers.split(",")
     elif not isinstance(servers, (list, tuple)):
         raise BadArgument(f"servers must be a URL or a list of URLs, not {type(servers).__name__}")
-    urls = [_one(s) for s in servers if str(s).strip()]
+    urls = tuple(_one(s) for s in servers if str(s).strip())
     if not urls:
         raise BadArgument("no server URL given: expected nats://host:port, e.g. nats://127.0.0.1:4222")
-    return urls
+    origin = origin or ARGUMENT
+    if origin == NATS_URL and fallback is None:
+        local = names.running()
+        if local and local[-1].url not in urls:
+            fallback, fallback_name = local[-1].url, local[-1].name
+    return Resolved(urls, origin, fallback if origin == NATS_URL else None,
+                    fallback_name if origin == NATS_URL else None)
+
+
+def server_list(servers: "Servers | Resolved" = None) -> list[str]:
+    """Normalise ``servers`` to a list of URLs: given value, else ``NATS_URL``, else our broker."""
+    return list(resolve_servers(servers).urls)
 
 
 def check_subject(subject: str, *, wildcards: bool = False) -> str:
@@ -137,40 +194,28 @@ def describe(err: BaseException) -> str:
     return text.splitlines()[0][:160]
 
 
-async def connect(servers: Servers = None, *, name: str = "trashlab",
+async def connect(servers: "Servers | Resolved" = None, *, name: str = "trashlab",
                   on_error: Optional[Callable[[Exception], bool]] = None, **options) -> Client:
     """Connect with nats-py, reconnecting forever, logging one line per event instead of tracebacks.
 
+    ``servers`` is resolved here unless it already is a :class:`Resolved` (then it is used as is).
     ``on_error`` sees each asynchronous error first; when it returns True the error is handled.
-    When the servers come from ``NATS_URL`` and it is unreachable (a Binder session or workshop broker
+    When the servers came from ``NATS_URL`` and it is unreachable (a Binder session or workshop broker
     that is gone), the broker this process started is used instead, with one warning line.
     """
-    urls = server_list(servers)
+    where = resolve_servers(servers)
     try:
-        return await _connect(urls, name, on_error, options)
+        return await _connect(list(where.urls), name, on_error, options)
     except ConnectionFailed:
-        fallback = _local_fallback(servers, urls)
-        if fallback is None:
+        if where.fallback is None:
             raise
         log.warning("trashlab [%s]: NATS_URL %s is unreachable; using broker %s started here (%s)",
-                    name, ", ".join(mask(u) for u in urls), fallback.name, mask(fallback.url))
-        return await _connect([fallback.url], name, on_error, options)
-
-
-def _local_fallback(servers: Servers, urls: list):
-    """The broker this process started, when ``urls`` came from ``NATS_URL`` and do not name it."""
-    from .broker import running_brokers
-
-    if not (servers is None or (isinstance(servers, str) and not servers.strip())):
-        return None  # explicit servers: an unreachable URL is an error worth seeing
-    brokers = running_brokers()
-    if not brokers or brokers[-1].url in urls:
-        return None
-    return brokers[-1]
+                    name, where, where.fallback_name, mask(where.fallback))
+        return await _connect([where.fallback], name, on_error, options)
 
 
 async def _connect(urls: list, name: str, on_error: Optional[Callable[[Exception], bool]], options: dict) -> Client:
-    state = {"down": False, "connecting": True, "last": None}
+    state: dict = {"down": False, "connecting": True, "last": None}
     nc: Client
 
     def where() -> str:
@@ -181,7 +226,7 @@ async def _connect(urls: list, name: str, on_error: Optional[Callable[[Exception
         if on_error is not None and on_error(e):
             return
         if state["connecting"]:  # reported once, by the exception connect() raises
-            state["last"] = e
+            state["last"] = e  # the cause (refused, auth); nc.last_error holds only "no servers available"
             return
         if state["down"]:
             return  # one line per outage: reconnect attempts fail quietly until one succeeds
@@ -210,9 +255,10 @@ async def _connect(urls: list, name: str, on_error: Optional[Callable[[Exception
         # the first connection is tried once per URL: a wrong URL should fail fast, not retry forever
         await nc.connect(servers=urls, **{**opts, "max_reconnect_attempts": 1})
     except (NoServersError, OSError, TimeoutError) as e:
-        await _quiet_close(nc)
         e = state["last"] or e
-        if getattr(nc, "_server_info", {}).get("auth_required") or "authorization" in describe(e).lower():
+        auth_required = server_info(nc).get("auth_required")
+        await _quiet_close(nc)
+        if auth_required or "authorization" in describe(e).lower():
             # it answered, asked for credentials, then hung up (nats-py may see only the reset)
             why = ("the credentials in the URL are wrong" if any("@" in u for u in urls)
                    else "it requires credentials")

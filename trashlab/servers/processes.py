@@ -9,7 +9,11 @@ Three safety nets, so a student never finds a stray nats-server:
    forked by one long-lived spawner thread that lives as long as the process;
 3. each child is recorded in a state file; the next trashlab start removes children whose owner
    is gone. A process is only ever killed if its pid, start time and executable match the record,
-   so trashlab never kills a process it did not start.
+   so trashlab never kills a process it did not start. ``trashlab-*`` temporary folders (a broker's
+   JetStream store) carry the same owner record and are removed the same way.
+
+At exit the children are stopped first, then the temporary folders are removed. Every path that
+stops processes goes through :func:`stop_processes` (SIGTERM to all, wait, SIGKILL what remains).
 """
 
 from __future__ import annotations
@@ -25,17 +29,21 @@ import queue
 import signal
 import subprocess
 import sys
+import shutil
+import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Deque, Optional, Sequence
+from typing import Callable, Deque, Optional, Protocol, Sequence
 
 import psutil
 
 log = logging.getLogger("trashlab")
 
 _children: "list[ManagedProcess]" = []
+_temp_dirs: "list[str]" = []
 _lock = threading.Lock()
+_OWNER_FILE = ".trashlab-owner.json"
 
 
 def state_dir() -> Path:
@@ -48,13 +56,30 @@ def state_dir() -> Path:
     return path
 
 
-def _pdeathsig(owner: Optional[int] = None) -> None:  # runs in the child between fork and exec
+def _write_json(path: Path, data: dict) -> None:
+    """Write a record whole or not at all (temp file + rename): a reader never sees half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def _owner() -> dict:
+    """This process as the owner field of a record."""
+    return {"owner_pid": os.getpid(), "owner_create_time": _create_time(os.getpid())}
+
+
+@functools.lru_cache(maxsize=None)
+def _load_prctl():
+    """libc's ``prctl``, looked up in the parent: a ``dlopen`` between fork and exec can deadlock."""
     try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
     except OSError:
-        return
-    if owner is not None and os.getppid() != owner:  # the owner died between fork and prctl
+        return None
+
+
+def _pdeathsig(prctl, owner: int) -> None:  # runs in the child between fork and exec: no imports, no dlopen
+    prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != owner:  # the owner died between fork and prctl
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -100,7 +125,8 @@ _spawner = _Spawner()
 
 def _pdeathsig_hook():
     """The preexec function setting the parent-death signal (None where unsupported)."""
-    return functools.partial(_pdeathsig, os.getpid()) if sys.platform.startswith("linux") else None
+    prctl = _load_prctl() if sys.platform.startswith("linux") else None
+    return functools.partial(_pdeathsig, prctl, os.getpid()) if prctl is not None else None
 
 
 def _spawn(kwargs: dict) -> subprocess.Popen:
@@ -138,11 +164,10 @@ class ManagedProcess:
         self.pid = self.popen.pid
         self.started_at = time.time()
         self._record = state_dir() / f"{self.pid}.json"
-        self._record.write_text(json.dumps({
+        _write_json(self._record, {
             "pid": self.pid, "create_time": _create_time(self.pid), "exe": os.path.basename(self.argv[0]),
-            "owner_pid": os.getpid(), "owner_create_time": _create_time(os.getpid()),
-            "kind": kind, "name": name, "argv": self.argv,
-        }))
+            **_owner(), "kind": kind, "name": name, "argv": self.argv,
+        })
         self._reader = threading.Thread(target=self._read, name=f"trashlab-{kind}-{name}", daemon=True)
         self._reader.start()
         with _lock:
@@ -187,14 +212,14 @@ class ManagedProcess:
         except subprocess.TimeoutExpired:
             return None
 
-    def stop(self, timeout: float = 5.0) -> Optional[int]:
-        """Ask it to stop (SIGTERM, like Ctrl-C in its terminal); SIGKILL after ``timeout`` s."""
+    def terminate(self) -> None:
+        """Send SIGTERM and return at once."""
         if self.alive:
             self.popen.terminate()
-            if self.wait(timeout) is None:
-                self.popen.kill()
-                self.wait(5)
-        self._forget()
+
+    def stop(self, timeout: float = 5.0) -> Optional[int]:
+        """Ask it to stop (SIGTERM, like Ctrl-C in its terminal); SIGKILL after ``timeout`` s."""
+        stop_processes([self], timeout)
         return self.returncode
 
     def kill(self) -> Optional[int]:
@@ -224,17 +249,108 @@ def children() -> "list[ManagedProcess]":
         return [c for c in _children if c.alive]
 
 
+class Stoppable(Protocol):
+    """What :func:`stop_processes` needs: a process it can signal and wait for."""
+
+    @property
+    def alive(self) -> bool: ...
+
+    def terminate(self) -> None: ...
+
+    def kill(self) -> object: ...
+
+    def wait(self, timeout: Optional[float] = None) -> Optional[int]: ...
+
+
+def stop_processes(procs: "Sequence[Stoppable]", timeout: float = 5.0) -> int:
+    """The one stop routine: SIGTERM to all at once, wait at most ``timeout`` s in total, SIGKILL the rest.
+
+    Returns how many were running.
+    """
+    running = [p for p in procs if p.alive]
+    for p in running:
+        p.terminate()
+    deadline = time.monotonic() + timeout
+    for p in running:
+        p.wait(max(0.0, deadline - time.monotonic()))
+        p.kill()  # a no-op for one that ended; also forgets its record
+    return len(running)
+
+
+class Recorded:
+    """A process known only by its record (started by another trashlab process), for :func:`stop_processes`."""
+
+    def __init__(self, rec: dict) -> None:
+        self.rec = rec
+        self._proc: Optional[psutil.Process] = None
+        try:
+            proc = psutil.Process(rec["pid"])
+            if _alive_as_recorded(rec.get("pid"), rec.get("create_time")) and proc.cmdline() == rec.get("argv"):
+                self._proc = proc  # pid, start time and command line match: it is the one recorded
+        except (psutil.Error, KeyError, OSError):
+            pass
+
+    @property
+    def ours(self) -> bool:
+        """True when the running process is the one the record describes."""
+        return self._proc is not None
+
+    @property
+    def alive(self) -> bool:
+        try:
+            return self._proc is not None and self._proc.is_running() and self._proc.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+    def terminate(self) -> None:
+        try:
+            if self._proc is not None:
+                self._proc.terminate()
+        except psutil.Error:
+            pass
+
+    def kill(self) -> None:
+        try:
+            if self.alive:
+                self._proc.kill()  # type: ignore[union-attr]
+                self._proc.wait(5)  # type: ignore[union-attr]
+        except psutil.Error:
+            pass
+
+    def wait(self, timeout: Optional[float] = None) -> Optional[int]:
+        try:
+            return self._proc.wait(timeout) if self._proc is not None else 0
+        except psutil.TimeoutExpired:
+            return None
+        except psutil.Error:
+            return 0
+
+
 def stop_all(timeout: float = 5.0) -> int:
     """Stop every process this interpreter started; return how many were running."""
-    running = children()
-    for child in running:
-        if child.alive:
-            child.popen.terminate()
-    deadline = time.monotonic() + timeout
-    for child in running:
-        child.wait(max(0.0, deadline - time.monotonic()))
-        child.kill()
-    return len(running)
+    return stop_processes(children(), timeout)
+
+
+def temp_dir(label: str) -> str:
+    """A ``trashlab-<label>-*`` temporary folder, removed at exit after the children stopped.
+
+    It holds the same owner record as a child's, so if this process is SIGKILLed the next trashlab
+    start removes it (:func:`reap_orphans`).
+    """
+    path = tempfile.mkdtemp(prefix=f"trashlab-{label}-")
+    _write_json(Path(path) / _OWNER_FILE, _owner())
+    with _lock:
+        _temp_dirs.append(path)
+    return path
+
+
+def _at_exit() -> None:
+    """Children first (a nats-server still writes to its JetStream store), then the temporary folders."""
+    stop_all()
+    with _lock:
+        dirs, _temp_dirs[:] = list(_temp_dirs), []
+    for path in dirs:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _alive_as_recorded(pid: Optional[int], create_time: Optional[float]) -> bool:
@@ -270,20 +386,25 @@ def reap_orphans() -> list[int]:
     for path, rec in records(drop_unreadable=True):
         if _alive_as_recorded(rec.get("owner_pid"), rec.get("owner_create_time")):
             continue  # its owner still runs: not an orphan
-        pid = rec.get("pid")
-        if _alive_as_recorded(pid, rec.get("create_time")):
-            try:
-                proc = psutil.Process(pid)
-                if proc.cmdline() == rec.get("argv"):
-                    proc.kill()
-                    proc.wait(5)
-                    killed.append(pid)
-                    log.warning("trashlab: stopped a %s (%s, pid %d) left behind by a process that died",
-                                rec.get("kind"), rec.get("name"), pid)
-            except (psutil.Error, OSError):
-                pass
+        orphan = Recorded(rec)
+        if orphan.ours and stop_processes([orphan], timeout=2.0):
+            killed.append(rec["pid"])
+            log.warning("trashlab: stopped a %s (%s, pid %d) left behind by a process that died",
+                        rec.get("kind"), rec.get("name"), rec["pid"])
         path.unlink(missing_ok=True)
+    _reap_temp_dirs()
     return killed
+
+
+def _reap_temp_dirs() -> None:
+    """Remove ``trashlab-*`` temporary folders whose recorded owner is gone (never one without our record)."""
+    for folder in Path(tempfile.gettempdir()).glob("trashlab-*"):
+        try:
+            owner = json.loads((folder / _OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not ours, or being created
+        if not _alive_as_recorded(owner.get("owner_pid"), owner.get("owner_create_time")):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def python_command(*args: str) -> list[str]:
@@ -291,4 +412,4 @@ def python_command(*args: str) -> list[str]:
     return [sys.executable, "-u", "-m", "trashlab", *args]
 
 
-atexit.register(stop_all)
+atexit.register(_at_exit)

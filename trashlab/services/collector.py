@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Deque, List, Optional, Tuple
 if TYPE_CHECKING:
     import pandas as pd
 
-from ..servers.connection import Servers, check_subject, connect, count_slow_consumer, server_list, url_of
+from ..servers.connection import Servers, check_subject, connect, count_slow_consumer, resolve_servers, url_of
+from .._compat import pending_queue, release_pending
 from ..errors import BadArgument, BadMessage
 from ..message import SUBJECT, decode_fields
 
@@ -45,6 +46,14 @@ def can_order(ids) -> list:
     return sorted(ids, key=lambda c: (0, int(c), "") if c.isdigit() else (1, 0, c))
 
 
+def _seq_number(value) -> Optional[int]:
+    """A sequence number as int; None for a missing one (None, NaN, pandas' NA in an Int64 column)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def sequence_loss(seqs, published: Optional[int] = None) -> dict:
     """Loss report from the ``seq`` numbers received (1, 2, 3 ... as the simulator numbers them).
 
@@ -52,7 +61,7 @@ def sequence_loss(seqs, published: Optional[int] = None) -> dict:
     number seen), ``lost`` (how many of 1..expected never arrived), ``duplicates``, and ``gaps``:
     the missing ranges as ``(first, last)`` pairs, at most 20 of them.
     """
-    numbers = [int(s) for s in seqs if s is not None and s == s]  # skip None and NaN/NA
+    numbers = [n for n in map(_seq_number, seqs) if n is not None]
     seen = sorted(set(numbers))
     total = len(seen)
     expected = published if published is not None else (seen[-1] if seen else 0)
@@ -155,15 +164,18 @@ class Collector:
         queue = self._queue
         if queue is None:
             return
-        sub, add = self._sub, self.add
-        while queue.qsize():
-            m = queue.get_nowait()
-            data = m.data
-            sub._pending_size -= len(data)
-            try:
-                add(data, m.subject)
-            finally:
-                queue.task_done()
+        add, taken = self.add, 0
+        try:
+            while queue.qsize():
+                m = queue.get_nowait()
+                data = m.data
+                taken += len(data)
+                try:
+                    add(data, m.subject)
+                finally:
+                    queue.task_done()
+        finally:
+            release_pending(self._sub, taken)
 
     def _on_error(self, err: Exception) -> bool:
         return count_slow_consumer(self, err)
@@ -173,14 +185,12 @@ class Collector:
         """Connect and subscribe; returns at once while messages keep arriving in the background."""
         if self.running:
             return self
-        server_list(self.servers)
-        self._nc = await connect(self.servers, name=self.name, on_error=self._on_error)
+        self.resolved = resolve_servers(self.servers)
+        self._nc = await connect(self.resolved, name=self.name, on_error=self._on_error)
         self._sub = await self._nc.subscribe(self.subject, queue=self.queue or "", cb=self._on_msg,
                                              pending_msgs_limit=self.pending_msgs_limit,
                                              pending_bytes_limit=256 * 1024 * 1024)
-        # nats-py's buffer of received messages, drained in batches by _on_msg (if this nats-py has one)
-        queue = getattr(self._sub, "_pending_queue", None)
-        self._queue = queue if isinstance(queue, asyncio.Queue) and hasattr(self._sub, "_pending_size") else None
+        self._queue = pending_queue(self._sub)  # nats-py's buffer of received messages, drained in batches by _on_msg
         await self._nc.flush()  # the subscription is registered on the server when start() returns
         self.started_at = time.time()
         return self

@@ -36,10 +36,10 @@ def key_of(can_id: str) -> str:
 async def jetstream_available(nc, timeout: float = 1.0) -> bool:
     """True when the server the client is connected to has JetStream enabled."""
     try:
-        reply = await nc.request("$JS.API.INFO", b"", timeout=timeout)
-    except Exception:  # no responders: JetStream is off
+        await nc.jsm(timeout=timeout).account_info()
+    except Exception:  # no responders (JetStream is off), or an API error (not enabled for this account)
         return False
-    return b'"error"' not in reply.data
+    return True
 
 
 class KVLevels:

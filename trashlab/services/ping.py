@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from ..servers.connection import Servers, connect, mask, server_list
+from .._compat import server_info
+from ..servers.connection import Resolved, Servers, connect, mask, resolve_servers
 
 
 async def ping(servers: Servers = "iot-msg", count: int = 3) -> dict:
     """Resolve ``servers`` (a broker name works), connect, and time ``count`` NATS PING/PONG round trips."""
-    url = server_list(servers)[0]
-    nc = await connect(url, name="trashlab-ping")
+    where = resolve_servers(servers)
+    url = where.urls[0]
+    nc = await connect(Resolved((url,), where.origin, where.fallback, where.fallback_name), name="trashlab-ping")
     try:
         rtts = [await nc.rtt() * 1000 for _ in range(max(1, count))]
-        info = nc._server_info
+        info = server_info(nc)
     finally:
         await nc.close()
     return {"name": servers if isinstance(servers, str) else url, "resolves_to": mask(url),

@@ -25,13 +25,15 @@ import time
 from typing import TYPE_CHECKING, Callable, Optional
 
 from nats import micro
+from nats.micro.request import ERROR_CODE_HEADER, ERROR_HEADER
+from nats.micro.service import NAME_REGEX, ServicePing, ServiceVerb, control_subject
 from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 
 if TYPE_CHECKING:
     import pandas as pd
 
 from .collector import can_order
-from ..servers.connection import Servers, check_subject, connect, count_slow_consumer, describe, server_list, url_of
+from ..servers.connection import Servers, check_subject, connect, count_slow_consumer, describe, resolve_servers, url_of
 from ..errors import BadArgument, BadMessage, CanNotFound, ServiceUnavailable
 from ..message import SUBJECT, decode_fields
 
@@ -85,7 +87,7 @@ class ReportService:
                  pending_msgs_limit: int = 512 * 1024) -> None:
         self.servers = servers
         self.subject = check_subject(subject, wildcards=True)
-        if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
+        if not isinstance(name, str) or not NAME_REGEX.match(name):
             raise BadArgument(f"service name {name!r}: use letters, digits, '-' or '_'")
         self.name = name
         self._auto_store = store is None
@@ -142,8 +144,8 @@ class ReportService:
         """Connect, subscribe and register the ``trash-report`` service; returns at once."""
         if self.running:
             return self
-        server_list(self.servers)
-        self._nc = await connect(self.servers, name=self.name, on_error=lambda e: count_slow_consumer(self, e))
+        self.resolved = resolve_servers(self.servers)
+        self._nc = await connect(self.resolved, name=self.name, on_error=lambda e: count_slow_consumer(self, e))
         if self._auto_store:
             from .kvlevels import KVLevels, jetstream_available
 
@@ -231,11 +233,11 @@ def _levels_frame(rows: list) -> pd.DataFrame:
 
 
 async def _request(servers: Servers, subject: str, payload: bytes, timeout: float):
-    nc = await connect(servers, name="trashlab-query")
+    where = resolve_servers(servers)
+    nc = await connect(where, name="trashlab-query")
     try:
         return await nc.request(subject, payload, timeout=timeout)
     except (NoRespondersError, NatsTimeout, asyncio.TimeoutError):
-        where = ", ".join(server_list(servers))
         raise ServiceUnavailable(
             f"no {SERVICE} service answered on {where}: start one with `trashlab report` "
             "or `await trashlab.ReportService().start()`") from None
@@ -258,8 +260,8 @@ async def query_level(can_id, servers: Servers = None, *, service: str = SERVICE
         raise BadArgument("can id is empty: give one such as '135'")
     msg = await _request(servers, f"{service}.level", can.encode(), timeout)
     headers = msg.headers or {}
-    if headers.get("Nats-Service-Error-Code"):
-        raise CanNotFound(f"{headers.get('Nats-Service-Error', 'not found')}: ask for a can id the report service "
+    if headers.get(ERROR_CODE_HEADER):
+        raise CanNotFound(f"{headers.get(ERROR_HEADER, 'not found')}: ask for a can id the report service "
                           "lists (trashlab.query_levels() or `trashlab levels`)")
     row = json.loads(msg.data)
     row["updated_at"] = pd.Timestamp(row["updated_at"], unit="s", tz="UTC")
@@ -284,13 +286,13 @@ async def discover(servers: Servers = None, *, service: str = SERVICE, wait: flo
             replies.append(msg)
 
         sub = await nc.subscribe(inbox, cb=collect)
-        await nc.publish(f"$SRV.PING.{service}", b"", reply=inbox)
+        await nc.publish(control_subject(ServiceVerb.PING, service), b"", reply=inbox)
         await nc.flush()
         await asyncio.sleep(wait)
         await sub.unsubscribe()
     finally:
         await nc.close()
-    rows = [json.loads(m.data) for m in replies]
-    return pd.DataFrame([{"name": r.get("name"), "id": r.get("id"), "version": r.get("version")} for r in rows],
+    pings = [ServicePing.from_dict(json.loads(m.data)) for m in replies]
+    return pd.DataFrame([{"name": p.name, "id": p.id, "version": p.version} for p in pings],
                         columns=["name", "id", "version"])
 

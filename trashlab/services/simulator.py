@@ -10,7 +10,7 @@ from typing import Callable, Optional
 
 from nats.errors import ConnectionClosedError, OutboundBufferLimitError
 
-from ..servers.connection import Servers, check_subject, connect, server_list
+from ..servers.connection import Servers, check_subject, connect, resolve_servers
 from ..errors import BadArgument
 from ..message import SUBJECT, encode
 
@@ -59,8 +59,8 @@ class Simulator:
         """Connect and start publishing in the background; returns at once."""
         if self.running:
             return self
-        server_list(self.servers)  # bad URLs fail here, before any connection attempt
-        self._nc = await connect(self.servers, name=self.name)
+        self.resolved = resolve_servers(self.servers)  # bad URLs fail here, before any connection attempt
+        self._nc = await connect(self.resolved, name=self.name)
         self.started_at = time.time()
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"trashlab-{self.name}")
         return self

@@ -11,10 +11,10 @@ from __future__ import annotations
 import time
 from typing import Iterable, Optional
 
-from ..servers.connection import Servers, server_list
+from ..servers.connection import Servers, resolve_servers
 from ..errors import BadArgument, ServiceFailed
 from ..message import SUBJECT
-from ..servers.processes import ManagedProcess, python_command
+from ..servers.processes import ManagedProcess, python_command, stop_processes
 from .._progress import StatusLine, wait_until
 from .._text import Lines
 
@@ -84,8 +84,9 @@ class ServiceProcess:
         return f"<{self.role} process {self.name!r} pid={self.pid} {state}, {self.count} messages>"
 
 
-def _servers_arg(servers: Servers) -> str:
-    return ",".join(server_list(servers))  # names resolve here, in the process that knows them
+def _servers_args(servers: Servers) -> "list[str]":
+    # names resolve here, in the process that knows them; the child gets the same fallback policy
+    return resolve_servers(servers).args()
 
 
 def _launch(role: str, name: str, args: list, marker: str, prefix: str) -> "tuple[ServiceProcess, bool]":
@@ -122,7 +123,7 @@ def _sim_args(servers: Servers, subject: str, interval: float, count: Optional[i
               seed: Optional[int], sequence: bool) -> list:
     if not isinstance(interval, (int, float)) or interval < 0:
         raise BadArgument(f"interval={interval!r} must be 0 (full speed) or a positive number of seconds")
-    args = ["sim", "--servers", _servers_arg(servers), "--subject", subject, "--interval", f"{interval:g}",
+    args = ["sim", *_servers_args(servers), "--subject", subject, "--interval", f"{interval:g}",
             "--cans", str(cans)]
     if count is not None:
         args += ["--count", str(count)]
@@ -163,7 +164,7 @@ async def spawn_simulators(n: int, servers: Servers = None, *, prefix: str = "si
 async def spawn_report(servers: Servers = None, *, name: str = "rep", subject: str = SUBJECT,
                        timeout: float = 20.0) -> ServiceProcess:
     """Run ``trashlab report`` as its own process (the lab's ``rep`` container); return once it listens."""
-    args = ["report", "--servers", _servers_arg(servers), "--subject", subject]
+    args = ["report", *_servers_args(servers), "--subject", subject]
     svc, new = _launch("report", name, args, "listening on", "Received report:")
     if new or not svc.ready:
         await _ready([svc], f"report service {name}", timeout)
@@ -202,9 +203,5 @@ def spawned(role: Optional[str] = None) -> "list[ServiceProcess]":
 
 def stop_spawned(procs: Optional[Iterable[ServiceProcess]] = None) -> int:
     """Stop the given processes (default: every one spawned from here); return how many were running."""
-    targets = [p for p in (procs if procs is not None else list(_running.values())) if p.alive]
-    for p in targets:  # all at once, like Ctrl-C in every terminal, then wait for each
-        p.proc.popen.terminate()
-    for p in targets:
-        p.stop()
-    return len(targets)
+    targets = procs if procs is not None else list(_running.values())
+    return stop_processes([p.proc for p in targets])  # all at once, like Ctrl-C in every terminal

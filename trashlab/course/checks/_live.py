@@ -60,10 +60,16 @@ def graded(fn: Callable) -> Callable:
     return run
 
 
+class _CheckBroker(Broker):
+    """A broker that stays private in a joined class too: what a check publishes is not a reading of the class."""
+
+    _joins_class = False
+
+
 @contextlib.asynccontextmanager
 async def private_broker(trace: bool = False) -> AsyncIterator[Broker]:
     """A nats-server of the check's own, stopped when the check ends."""
-    broker = Broker(f"check-{uuid.uuid4().hex[:8]}", trace=trace)
+    broker = _CheckBroker(f"check-{uuid.uuid4().hex[:8]}", trace=trace)
     await broker.astart()
     try:
         yield broker

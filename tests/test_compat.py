@@ -1,0 +1,94 @@
+"""Canaries: each private internal trashlab/_compat.py reaches into still exists in the installed package.
+
+When one fails, the package changed: fix trashlab/_compat.py (and only it), do not loosen the test.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import trashlab
+from trashlab import _compat
+
+
+async def test_nats_py_subscription_buffer_is_still_where_the_collector_drains_it(shared_broker):
+    nc = await trashlab.connect(shared_broker.url)
+    try:
+        async def ignore(msg) -> None:
+            pass
+
+        sub = await nc.subscribe("compat.canary", cb=ignore)
+        queue = _compat.pending_queue(sub)
+        assert queue is not None, "nats-py moved Subscription._pending_queue/_pending_size"
+        before = sub.pending_bytes
+        _compat.release_pending(sub, 0)
+        assert sub.pending_bytes == before  # the private counter is the one pending_bytes reports
+        assert hasattr(sub, "_pending_size") and sub.pending_bytes == sub._pending_size
+    finally:
+        await nc.close()
+
+
+async def test_nats_py_still_keeps_the_server_info(shared_broker):
+    nc = await trashlab.connect(shared_broker.url)
+    try:
+        info = _compat.server_info(nc)
+        assert info.get("server_name") == shared_broker.name, "nats-py moved Client._server_info"
+        assert "version" in info and "max_payload" in info
+    finally:
+        await nc.close()
+
+
+def test_ipympl_canvas_still_takes_a_figure_and_hides_its_chrome():
+    from matplotlib.figure import Figure
+
+    canvas, manager = _compat.ipympl_canvas(Figure())
+    assert (canvas.header_visible, canvas.toolbar_visible, canvas.resizable) == (False, False, False)
+    assert callable(getattr(canvas, "blit")) and callable(getattr(manager, "destroy"))
+    manager.destroy()
+
+
+def test_ipython_still_shows_a_custom_traceback_through_showtraceback():
+    from IPython.core.interactiveshell import InteractiveShell
+
+    assert callable(getattr(InteractiveShell, "_showtraceback", None)), "IPython removed _showtraceback"
+    shell = InteractiveShell.instance()
+    try:
+        assert trashlab.setup_kernel(shell) is True
+        result = shell.run_cell("import trashlab; raise trashlab.BadArgument('one line please')")
+        assert isinstance(result.error_in_exec, trashlab.BadArgument)
+    finally:
+        shell.set_custom_exc((), None)
+        InteractiveShell.clear_instance()
+
+
+def test_import_trashlab_has_no_side_effects_in_a_plain_script():
+    """No IPython import, no handler that stops propagation; a warning still reaches stderr (logging's default)."""
+    script = textwrap.dedent("""
+        import logging, sys
+        import trashlab
+        log = logging.getLogger("trashlab")
+        assert "IPython" not in sys.modules, "import trashlab imported IPython"
+        assert log.handlers == [] and log.propagate, (log.handlers, log.propagate)
+        trashlab.Simulator, trashlab.Collector, trashlab.connect   # the lazy names a child uses
+        assert "IPython" not in sys.modules, "loading the services imported IPython"
+        log.warning("a warning line")
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.strip() == "a warning line"
+
+
+def test_a_spawned_child_never_imports_ipython():
+    script = textwrap.dedent("""
+        import sys, runpy
+        sys.argv = ["trashlab", "sim", "--servers", "nats://127.0.0.1:1", "--count", "1"]
+        try:
+            runpy.run_module("trashlab", run_name="__main__")
+        except SystemExit:
+            pass
+        print("IPython" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip().splitlines()[-1] == "False", out.stdout + out.stderr

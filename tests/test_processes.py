@@ -1,0 +1,121 @@
+"""Child records, the parent-death signal, temporary folders and exit order, with real processes."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+from pathlib import Path
+
+import psutil
+
+import trashlab
+from trashlab.servers import processes
+
+from conftest import unique
+
+
+def test_a_record_is_never_seen_half_written(tmp_path):
+    """A reaper in another process deletes records it cannot parse: a record is written whole or not at all."""
+    path = tmp_path / "123.json"
+    record = {"pid": 123, "argv": ["x" * 200] * 50}
+    processes._write_json(path, record)
+    stop = threading.Event()
+    seen_bad = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                json.loads(path.read_text())
+            except FileNotFoundError:
+                seen_bad.append("missing")
+            except ValueError:
+                seen_bad.append("half")
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for _ in range(3000):
+            processes._write_json(path, record)
+    finally:
+        stop.set()
+        t.join()
+    assert seen_bad == []
+    assert [p.name for p in tmp_path.iterdir()] == ["123.json"]  # no temp file left behind
+
+
+def test_prctl_is_resolved_in_the_parent_not_between_fork_and_exec(monkeypatch):
+    processes._load_prctl()  # what the parent does once
+
+    def no_dlopen(*args, **kwargs):
+        raise AssertionError("dlopen in the child between fork and exec")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_dlopen)
+    proc = processes.ManagedProcess(["sleep", "30"], kind="test", name=unique("prctl"))
+    try:
+        assert proc.alive
+        # the parent-death signal is set in the child (field 'PDeathSig' is not in /proc; ask prctl there)
+        assert psutil.Process(proc.pid).cmdline() == ["sleep", "30"]
+    finally:
+        proc.stop()
+
+
+CRASHING_OWNER = textwrap.dedent("""
+    import sys, time
+    import trashlab
+    trashlab.processes._pdeathsig_hook = lambda: None   # only reaping can help now
+    b = trashlab.Broker(sys.argv[1], jetstream=True).start()
+    print(b.pid, b._tmp, flush=True)
+    time.sleep(60)
+""")
+
+
+def test_temp_folders_of_a_sigkilled_owner_are_reaped_and_no_others():
+    owner = subprocess.Popen([sys.executable, "-c", CRASHING_OWNER, unique("crash")], stdout=subprocess.PIPE,
+                             text=True)
+    stranger = tempfile.mkdtemp(prefix="trashlab-not-ours-")  # no owner record: never touched
+    try:
+        pid, folder = owner.stdout.readline().split()
+        assert Path(folder, "jetstream").is_dir()
+    finally:
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+    try:
+        mine = processes.temp_dir(unique("alive"))  # its owner (this process) runs: kept
+        trashlab.reap_orphans()
+        assert not psutil.pid_exists(int(pid)) or psutil.Process(int(pid)).status() == psutil.STATUS_ZOMBIE
+        assert not os.path.exists(folder), "the dead owner's temp folder (JetStream store) is still there"
+        assert os.path.isdir(stranger) and os.path.isdir(mine)
+    finally:
+        os.rmdir(stranger)
+
+
+EXITING = textwrap.dedent("""
+    import shutil, sys, psutil
+    import trashlab
+    b = trashlab.Broker(sys.argv[1], jetstream=True).start()
+    real = shutil.rmtree
+
+    def spy(path, *args, **kwargs):
+        if path == b._tmp:
+            alive = psutil.pid_exists(b.pid) and psutil.Process(b.pid).status() != psutil.STATUS_ZOMBIE
+            print("server alive while its folder is removed:", alive, flush=True)
+        return real(path, *args, **kwargs)
+
+    shutil.rmtree = spy
+    print(b._tmp, flush=True)
+""")
+
+
+def test_at_exit_servers_stop_before_their_temp_folders_are_removed():
+    out = subprocess.run([sys.executable, "-c", EXITING, unique("exit")], capture_output=True, text=True,
+                         timeout=60)
+    folder, verdict = out.stdout.splitlines()[:2]
+    assert verdict == "server alive while its folder is removed: False"
+    assert not os.path.exists(folder)
