@@ -34,14 +34,14 @@ class _StdoutHandler(logging.Handler):
 def _logs_to_stdout():
     """trashlab's log lines go to stdout meanwhile: under nbgrader, anything on stderr zeroes a test cell."""
     logger = logging.getLogger("trashlab")
-    saved = logger.handlers[:]
+    saved = logger.handlers[:], logger.propagate
     handler = _StdoutHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
-    logger.handlers = [handler]
+    logger.handlers, logger.propagate = [handler], False
     try:
         yield
     finally:
-        logger.handlers = saved
+        logger.handlers, logger.propagate = saved
 
 
 def graded(fn: Callable) -> Callable:
