@@ -21,8 +21,8 @@ from typing import AsyncIterator, Callable
 from ...servers.broker import Broker
 from ...servers.connection import connect
 
-#: How long a check waits for messages still on their way once the student's code has returned.
-SETTLE = 0.3
+#: The longest a check waits for messages still on their way once the student's code has returned.
+SETTLE = 3.0
 
 
 class _StdoutHandler(logging.Handler):
@@ -102,3 +102,19 @@ async def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
 def unique(prefix: str) -> str:
     """A fresh name, e.g. a subject no earlier run can have used."""
     return f"{prefix}{uuid.uuid4().hex[:8]}"
+
+
+async def delivered(publisher, receiver, subs=()) -> None:
+    """Wait until what ``publisher`` sent has reached ``receiver`` and its subscriptions' callbacks ran.
+
+    A flush is a PING whose PONG comes back after everything sent before it: once the publisher's
+    flush returns, the server has queued every message for the receiver; once the receiver's returns,
+    its client has read them; then the subscriptions' queues empty as their callbacks run.
+    """
+    for nc in (publisher, receiver):
+        if nc is not None and nc.is_connected:
+            with contextlib.suppress(Exception):
+                await nc.flush(timeout=2)
+    queues = [s for s in subs if hasattr(s, "pending_msgs")]
+    await wait_for(lambda: all(s.pending_msgs == 0 for s in queues), SETTLE)
+    await asyncio.sleep(0.05)  # the last callback taken off its queue finishes

@@ -5,13 +5,12 @@ Both compare with what the live broker itself reports: its protocol trace and it
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Callable
 
 from ...servers.broker import protocol_records
 from ...servers.monitor import fetch
 from . import _short, acall, call, failed, passed
-from ._live import SETTLE, client, graded, unique, wait_for
+from ._live import SETTLE, client, delivered, graded, unique, wait_for
 
 CHECK_NAME = "trashlab-check"
 
@@ -46,11 +45,11 @@ async def check_hello(hello_nats: Callable, broker: Any, timeout: float = 5.0) -
     async with client(broker.url, CHECK_NAME) as nc:
         async def on_msg(msg) -> None:
             heard.append(msg.data)
-        await nc.subscribe(subject, cb=on_msg)
+        sub = await nc.subscribe(subject, cb=on_msg)
         await nc.flush()
         got = await acall(hello_nats, broker.url, subject, text, timeout=timeout)
-        await wait_for(lambda: heard, 1.0)
-        await asyncio.sleep(SETTLE)
+        await wait_for(lambda: heard, SETTLE)
+        await delivered(None, nc, [sub])
     what = f"await {getattr(hello_nats, '__name__', 'hello_nats')}(url, {subject!r}, {text!r})"
     if not heard:
         raise failed(f"{what}: the broker never saw a message on {subject!r}: publish `text` on the "
@@ -58,12 +57,12 @@ async def check_hello(hello_nats: Callable, broker: Any, timeout: float = 5.0) -
     if heard != [text.encode()]:
         raise failed(f"{what}: the broker carried {_short(heard)} on {subject!r}, expected one message "
                      f"{text.encode()!r}")
-    await wait_for(lambda: any(_delivered_to_others(broker, subject)[2]), 2.0)
-    subs, _, delivered = _delivered_to_others(broker, subject)
+    await wait_for(lambda: any(_delivered_to_others(broker, subject)[2]), SETTLE)
+    subs, _, sent_to = _delivered_to_others(broker, subject)
     if not subs:
         raise failed(f"{what}: your connection never subscribed to {subject!r} (no SUB in the broker's "
                      "trace): subscribe first, then publish, then wait for the message")
-    if not subs & delivered:
+    if not subs & sent_to:
         raise failed(f"{what}: the broker never delivered the message to your subscription (no MSG in "
                      "its trace): subscribe before you publish, and flush so the SUB reaches the broker")
     if isinstance(got, (bytes, bytearray)):
@@ -73,7 +72,7 @@ async def check_hello(hello_nats: Callable, broker: Any, timeout: float = 5.0) -
                      "msg.data.decode()")
     if got != text:
         raise failed(f"{what} returned {got!r}, expected the text that came back: {text!r}")
-    ids = subs & delivered
+    ids = subs & sent_to
 
     def still_open() -> bool:
         return bool(ids & {c["cid"] for c in fetch(broker.monitor_url, "connz").get("connections") or []})

@@ -15,7 +15,7 @@ import nats.errors
 
 from ...message import SUBJECT, encode
 from . import _short, acall, failed, passed
-from ._live import SETTLE, client, graded, private_broker, wait_for
+from ._live import SETTLE, client, delivered, graded, private_broker, wait_for
 
 #: Where the student's responder listens (the same subject trashlab.ReportService answers on).
 REQUEST_SUBJECT = "trash-report.level"
@@ -41,15 +41,14 @@ async def check_latest_levels(keep_latest: Callable, seed: Optional[int] = None)
     name = getattr(keep_latest, "__name__", "keep_latest")
     async with private_broker() as broker, client(broker.url, "trashlab-check") as pub, \
             client(broker.url, "your-report-service") as nc:
-        await acall(keep_latest, nc, levels)
+        sub = await acall(keep_latest, nc, levels)
         if nc.is_closed:
             raise failed(f"{name} closed the connection: keep it open, the subscription lives on it")
         await nc.flush(timeout=2)
         for can, level in readings:
             await pub.publish(SUBJECT, encode(can, level))
-        await pub.flush(timeout=2)
-        await wait_for(lambda: levels == expected, 1.5)
-        await asyncio.sleep(SETTLE)
+        await delivered(pub, nc, [sub])
+        await wait_for(lambda: levels == expected, 0.5 if hasattr(sub, "pending_msgs") else SETTLE)
     shown = ", ".join(f"{c}→{v}" for c, v in readings)
     what = f"{name}(nc, levels) after the check published {shown} on {SUBJECT!r}"
     if not isinstance(levels, dict) or not levels:

@@ -5,7 +5,6 @@ Each runs on a private broker of the check's own and judges only what that broke
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
@@ -13,7 +12,7 @@ from typing import Callable, Sequence
 
 from ...message import SUBJECT
 from . import _short, acall, failed, passed
-from ._live import SETTLE, client, graded, private_broker, wait_for
+from ._live import SETTLE, client, delivered, graded, private_broker, wait_for
 
 #: sim.js's bytes: ``{"can_id":"135", "level":"42.930236081376314"}`` (no space after ``:``, one after ``,``).
 WIRE = re.compile(rb'^\{"can_id":"(\d{1,4})", "level":"(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"\}$')
@@ -50,14 +49,11 @@ async def check_publish_readings(publish_readings: Callable, count: int = 5, int
         async def on_any(msg) -> None:
             if msg.subject != SUBJECT:
                 elsewhere.append(msg.subject)
-        await watch.subscribe(SUBJECT, cb=on_reading)
-        await watch.subscribe(">", cb=on_any)
+        subs = [await watch.subscribe(SUBJECT, cb=on_reading), await watch.subscribe(">", cb=on_any)]
         await watch.flush()
         await acall(publish_readings, nc, count, interval, timeout=count * interval * 3 + 5)
-        if not nc.is_closed:
-            await nc.flush(timeout=2)
-        await wait_for(lambda: len(arrived) >= count, 1.0)
-        await asyncio.sleep(SETTLE)
+        await delivered(nc, watch, subs)
+        await wait_for(lambda: len(arrived) >= count, SETTLE)  # in case the student closed nc
     if not arrived:
         where = f" (it carried {len(elsewhere)} on {sorted(set(elsewhere))[:3]})" if elsewhere else ""
         raise failed(f"{what}: nothing arrived on {SUBJECT!r}{where}: publish on the lab's subject "
@@ -102,15 +98,14 @@ async def check_wildcard(watch_levels: Callable, catch: Sequence[str] = CATCH, m
     name = getattr(watch_levels, "__name__", "watch_levels")
     async with private_broker() as broker, client(broker.url, "trashlab-check") as pub, \
             client(broker.url, "your-subscriber") as nc:
-        await acall(watch_levels, nc, seen)
+        sub = await acall(watch_levels, nc, seen)
         if nc.is_closed:
             raise failed(f"{name} closed the connection: keep it open, the subscription lives on it")
         await nc.flush(timeout=2)
         for subject in list(catch) + list(miss):
             await pub.publish(subject, b'{"can_id":"7", "level":"50.0"}')
-        await pub.flush(timeout=2)
-        await wait_for(lambda: len(seen) >= len(catch), 1.0)
-        await asyncio.sleep(SETTLE)
+        await delivered(pub, nc, [sub])
+        await wait_for(lambda: len(seen) >= len(catch), 0.5)
     what = f"{name}(nc, seen) then messages on {', '.join(list(catch) + list(miss))}"
     got = [s.decode() if isinstance(s, (bytes, bytearray)) else s for s in seen]
     if any(not isinstance(s, str) for s in got):
