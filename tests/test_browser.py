@@ -163,7 +163,9 @@ def test_student_runs_all_cells_and_sees_the_live_dashboard(jupyter_lab):
             errors = page.evaluate(UNEXPECTED_ERRORS_JS)
             assert errors == [], errors
             # the lesson's diagram (a ```mermaid block in the first Markdown cell) renders as a picture
-            page.wait_for_selector(".jp-RenderedMermaid svg", state="attached", timeout=30_000)
+            diagram = page.wait_for_selector(".jp-RenderedMermaid img[src^='data:image/svg']", state="attached",
+                                             timeout=30_000)
+            assert diagram.evaluate("img => img.naturalWidth") > 100, "the Mermaid diagram did not render"
             page.screenshot(path=str(ARTIFACTS / "browser-notebook-end.png"))
         finally:
             browser.close()
