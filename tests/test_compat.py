@@ -45,7 +45,7 @@ def test_ipympl_canvas_still_takes_a_figure_and_hides_its_chrome():
 
     canvas, manager = _compat.ipympl_canvas(Figure())
     assert (canvas.header_visible, canvas.toolbar_visible, canvas.resizable) == (False, False, False)
-    assert callable(getattr(canvas, "blit")) and callable(getattr(manager, "destroy"))
+    assert callable(canvas.blit) and callable(manager.destroy)
     manager.destroy()
 
 
@@ -92,3 +92,37 @@ def test_a_spawned_child_never_imports_ipython():
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip().splitlines()[-1] == "False", out.stdout + out.stderr
+
+
+def test_ipykernel_still_targets_a_write_through_a_context_variable():
+    """write_under() sets ipykernel's per-context output target for one write (news under the latest cell)."""
+    import zmq
+    from ipykernel.iostream import IOPubThread, OutStream
+    from jupyter_client.session import Session
+
+    ctx = zmq.Context()
+    socket = ctx.socket(zmq.PUB)
+    socket.bind("inproc://trashlab-canary")
+    thread = IOPubThread(socket)  # not started: nothing is sent, only the target is looked at
+    try:
+        stream = OutStream(Session(), thread, "stderr", watchfd=False)
+        stream.set_parent({"header": {"msg_id": "created-the-task"}})
+        assert _compat.cell_header(stream) == {"msg_id": "created-the-task"}
+        seen = []
+        stream.write = lambda text: seen.append((text, stream.parent_header))  # what write() reads
+        _compat.write_under(stream, {"msg_id": "latest-cell"}, "news\n")
+        assert seen == [("news\n", {"msg_id": "latest-cell"})], "ipykernel moved OutStream._parent_header"
+        assert stream.parent_header == {"msg_id": "created-the-task"}  # only for that write
+    finally:
+        ctx.destroy(linger=0)  # also the sockets IOPubThread opened
+
+
+def test_cpython_still_runs_imports_from_frozen_importlib(tmp_path, monkeypatch):
+    """An Interrupt is held back while an import runs: trashlab recognises that from the call stack."""
+    (tmp_path / "trashlab_canary_module.py").write_text(
+        "import sys\nfrom trashlab import _compat\nINSIDE = _compat.importing(sys._getframe())\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import trashlab_canary_module
+
+    assert trashlab_canary_module.INSIDE, "CPython no longer runs module bodies from <frozen importlib._bootstrap>"
+    assert not _compat.importing(sys._getframe())

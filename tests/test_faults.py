@@ -58,7 +58,8 @@ def gone(pid: int, timeout: float = 5.0) -> bool:
     (lambda: trashlab.Simulator("http://127.0.0.1:4222"), "use nats://host:port"),
     (lambda: trashlab.Simulator("nats://127.0.0.1:99999"), "bad port"),
     (lambda: trashlab.Collector("nats://127.0.0.1:4222", subject="trash level"), "without spaces"),
-    (lambda: trashlab.Simulator("nats://127.0.0.1:4222", subject="trash.*"), "subscribers only"),
+    (lambda: trashlab.Simulator("nats://127.0.0.1:4222", subject="trash.*"), "are for subscribing"),
+    (lambda: trashlab.Collector("nats://127.0.0.1:4222", subject="trash.x*"), "a wildcard is a whole word"),
     (lambda: trashlab.Simulator("nats://127.0.0.1:4222", interval=-1), "positive number of seconds"),
     (lambda: trashlab.Collector("nats://127.0.0.1:4222", max_rows=-5), "positive whole number"),
 ])

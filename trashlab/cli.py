@@ -64,7 +64,7 @@ def _servers(args):
 class _Parser(argparse.ArgumentParser):
     """argparse, but a bad argument is one line (no usage block) naming the fix; exit code 2."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
@@ -208,7 +208,7 @@ async def _sim(args) -> int:
     stopper.cancel()
     published = await sim.stop()
     print(f"published {published} messages to {args.subject}", file=sys.stderr, flush=True)
-    return 0
+    return 1 if sim.error else 0
 
 
 async def _report(args) -> int:

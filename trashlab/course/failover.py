@@ -22,18 +22,22 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional, Union
 
 import pandas as pd
 
 from .._aio import cancel
+from .._progress import waiting
 from ..servers.cluster import Cluster
 from ..services.collector import Collector
-from ..servers.connection import connect, url_of
+from ..servers.connection import close_quietly, connect, url_of
 from ..errors import BadArgument, BrokerError
 from ..message import SUBJECT
 from ..servers.monitor import fetch
 from ..services.simulator import Simulator
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
 
 log = logging.getLogger("trashlab")
 
@@ -63,6 +67,7 @@ class FailoverResult:
     frame: pd.DataFrame = field(repr=False)
     leaders: dict = field(default_factory=dict)
     client: str = "collector"  # whose connection died with the node: "collector" or "simulator"
+    action: str = "killed"  # what was done to the node (the chaos drills do other things than kill)
 
     @property
     def lost(self) -> int:
@@ -82,9 +87,9 @@ class FailoverResult:
 
     def summary(self) -> str:
         """One sentence with the numbers."""
-        rc = "did not reconnect" if self.reconnect_s is None else \
-            f"reconnected to {self.moved_to} {self.reconnect_s * 1000:.0f} ms after the kill"
-        return (f"{self.mode}: killed {self.killed}; the {self.client} {rc}; largest gap between arrivals "
+        rc = ("did not reconnect" if self.action == "killed" else "stayed connected") if self.reconnect_s is None else \
+            f"reconnected to {self.moved_to} {self.reconnect_s * 1000:.0f} ms after the {'kill' if self.action == 'killed' else 'fault'}"
+        return (f"{self.mode}: {self.action} {self.killed}; the {self.client} {rc}; largest gap between arrivals "
                 f"{self.largest_gap_s * 1000:.0f} ms; {self.published} published, {self.received} received, "
                 f"{self.lost} lost" + (f" (seq {', '.join(map(str, self.lost_seqs[:8]))})" if self.lost else "")
                 + (f"; {self.duplicates} redeliveries dropped as duplicates" if self.duplicates else "")
@@ -184,6 +189,7 @@ class _AckedSimulator(Simulator):
         return await super().stop()
 
     async def _publish(self, payload: bytes) -> None:
+        assert self._nc is not None, "publishing before start()"
         js = self._nc.jetstream(timeout=1.0)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.give_up
@@ -214,7 +220,7 @@ class _DurableReader:
         self.url, self.subject, self.collector = url, subject, collector
         self.duplicates = 0
         self._seen: set = set()
-        self._nc = None
+        self._nc: Optional[Client] = None
         self._task: Optional[asyncio.Task] = None
 
     @property
@@ -223,6 +229,7 @@ class _DurableReader:
 
     async def leaders(self) -> dict:
         """Which node leads the drill's stream and its consumer right now."""
+        assert self._nc is not None, "start() first"
         js = self._nc.jetstream(timeout=2.0)
         try:
             stream = await js.stream_info(STREAM)
@@ -262,8 +269,7 @@ class _DurableReader:
 
     async def stop(self) -> None:
         await cancel(self._task)
-        if self._nc is not None and not self._nc.is_closed:
-            await self._nc.close()
+        await close_quietly(self._nc, timeout=2)  # the node may be the one the drill killed
 
 
 async def _make_stream(url: str, subject: str, replicas: int) -> None:
@@ -333,7 +339,7 @@ async def failover_drill(cluster: Optional[Cluster] = None, *, jetstream: bool =
     if kill_after <= 0 or run_after <= 0:
         raise BadArgument("kill_after and run_after must be positive numbers of seconds, e.g. 1.5")
     own = cluster is None
-    if own:
+    if cluster is None:
         cluster = Cluster(3 if jetstream else 2, name="drill-js" if jetstream else "drill", jetstream=jetstream)
         cluster.start()
     try:
@@ -349,9 +355,10 @@ async def failover_drill(cluster: Optional[Cluster] = None, *, jetstream: bool =
         first = running[0]
         other = running[-1]
         victim = first if kill == "collector" else other
-        return await _drill(cluster, first, other, victim, jetstream=jetstream, rate=float(rate),
-                            kill_after=kill_after, run_after=run_after, subject=subject, progress=progress,
-                            restore=restore and not own)
+        with waiting(f"the {'JetStream' if jetstream else 'core'} failover drill"):
+            return await _drill(cluster, first, other, victim, jetstream=jetstream, rate=float(rate),
+                                kill_after=kill_after, run_after=run_after, subject=subject, progress=progress,
+                                restore=restore and not own)
     finally:
         if own:
             cluster.stop()
@@ -363,6 +370,7 @@ async def _drill(cluster: Cluster, first, other, victim, *, jetstream: bool, rat
     sim_cls = _AckedSimulator if jetstream else Simulator
     col = Collector(first.url, subject=subject, name="drill-collector")
     reader = None
+    watched: Union[_DurableReader, Collector]
     if jetstream:
         await _make_stream(first.url, subject, replicas=min(3, len(cluster.urls)))
         reader = await _DurableReader(first.url, subject, col).start()

@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import sys
 import sysconfig
@@ -36,8 +37,22 @@ log = logging.getLogger("trashlab")
 ROUTE_USER = "ruser"
 ROUTE_PASSWORD = "T0pS3cr3t"
 CLUSTER_NAME = "my_cluster"
+#: Lame-duck mode: nats-server's shortest drain (it refuses less than 30 s) and a short grace period.
+LAME_DUCK_DURATION = "30s"
+LAME_DUCK_GRACE = "1s"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+#: the client port each broker name last had in this process: a broker started again under that name
+#: asks for it first while clients (or spawned processes) still use it, so they reconnect by themselves
+_last_port: "dict[str, int]" = {}
+
+
+def _still_used(hostport: str) -> bool:
+    """True if a client or a spawned process of this process still uses ``host:port``."""
+    connection, spawn = sys.modules.get(__package__ + ".connection"), sys.modules.get("trashlab.services.spawn")
+    if connection is not None and connection.knows(hostport):
+        return True
+    return spawn is not None and any(hostport in " ".join(p.args) for p in spawn.spawned())
 
 
 def find_nats_server() -> str:
@@ -115,8 +130,12 @@ class Broker:
         self.store_dir = store_dir
         self.start_timeout = start_timeout
         self.trace = trace
+        self._preferred_port: Optional[int] = None
         self._run: Optional[_Running] = None
         self._tmp: Optional[str] = None
+        self._routes_now: Optional[list] = None  # routes changed at run time (chaos.partition), else self.routes
+        self._mappings: "dict[str, list]" = {}  # subject -> [(destination, weight %)] (chaos.drop_messages)
+        self._write_deadline: Optional[str] = None  # e.g. "2s" while a chaos.SlowConsumer runs (server default 10s)
         self._leaf: Optional[str] = None  # the class hub it was started as a leaf of
 
     # ----- public state -------------------------------------------------------------------
@@ -138,47 +157,49 @@ class Broker:
     @property
     def url(self) -> str:
         """Client URL, e.g. ``nats://127.0.0.1:40825`` (with credentials when the broker requires them)."""
-        self._require_started()
+        run = self._require_started()
         auth = ""
         if self.user is not None:
             auth = f"{self.user}:{self.password}@"
         elif self.token is not None:
             auth = f"{self.token}@"
-        return f"nats://{auth}{self.client_host}:{self._run.port}"
+        return f"nats://{auth}{self.client_host}:{run.port}"
 
     @property
     def monitor_url(self) -> str:
         """HTTP monitoring base URL (always on loopback): /varz, /connz, /routez, /healthz."""
-        self._require_started()
-        return f"http://127.0.0.1:{self._run.http_port}"
+        run = self._require_started()
+        return f"http://127.0.0.1:{run.http_port}"
 
     @property
     def route_url(self) -> str:
         """The URL another node joins with, in the lab's form ``nats-route://ruser:T0pS3cr3t@host:port``."""
-        self._require_started()
-        if not self._run.cluster_port:
+        run = self._require_started()
+        if not run.cluster_port:
             raise BrokerError(f"broker {self.name} was started without clustering: use Broker(..., cluster=True)")
-        return f"nats-route://{self.route_user}:{self.route_password}@{self.client_host}:{self._run.cluster_port}"
+        return f"nats-route://{self.route_user}:{self.route_password}@{self.client_host}:{run.cluster_port}"
 
     def real_port(self, lab_port: int) -> Optional[int]:
         """This broker's port for one of the lab container's ports (4222, 6222, 8222); None for others."""
-        self._require_started()
-        return {names.CLIENT_PORT: self._run.port, names.ROUTE_PORT: self._run.cluster_port,
-                names.MONITOR_PORT: self._run.http_port}.get(lab_port)
+        run = self._require_started()
+        return {names.CLIENT_PORT: run.port, names.ROUTE_PORT: run.cluster_port,
+                names.MONITOR_PORT: run.http_port}.get(lab_port)
 
     @property
     def command(self) -> list:
-        """The nats-server command line it runs (handy to compare with the Docker command)."""
-        return list(self._run.argv) if self._run else self._argv(Path("<ports-dir>"), None)
+        """The command line equivalent to its config file (handy to compare with the Docker command)."""
+        return self._flags(getattr(self, "_ports_dir", Path("<ports-dir>")), self.store_dir if self.jetstream else None)
 
     @property
     def output(self) -> str:
         """What nats-server printed (its log), newest lines."""
         return self._run.proc.output if self._run else ""
 
-    def _require_started(self) -> None:
+    def _require_started(self) -> _Running:
+        """The running server, or one line saying to start it first."""
         if self._run is None:
             raise BrokerError(f"broker {self.name} is not started yet: call .start() first")
+        return self._run
 
     # ----- lifecycle ----------------------------------------------------------------------
     def _settings(self) -> tuple:
@@ -211,6 +232,9 @@ class Broker:
             return self.running
         if self._compatible(other):
             self._run, self._tmp, self._leaf = other._run, other._tmp, other._leaf
+            self._ports_dir, self._routes_now, self._mappings = other._ports_dir, other._routes_now, other._mappings
+            self._write_deadline = other._write_deadline
+            self._launch_ports = other._launch_ports
             self.port, self.http_port, self.cluster_port = other.port, other.http_port, other.cluster_port
             self.store_dir = other.store_dir
             log.info("trashlab: reusing running broker %s at %s", self.name, self.url)
@@ -249,32 +273,27 @@ class Broker:
         return self._tmp
 
     def _argv(self, ports_dir: Path, store: Optional[str]) -> list:
-        argv = [find_nats_server() if ports_dir.name != "<ports-dir>" else "nats-server",
-                "--addr", self.host, "--port", str(self.port or -1),
+        """The command that starts nats-server: write the config file, run from it alone (subclasses may differ)."""
+        conf = Path(self._tmpdir()) / "nats-server.conf"
+        conf.touch(mode=0o600)  # it holds credentials
+        conf.write_text(self._config_text(ports_dir, store))
+        return [find_nats_server(), "--config", str(conf)]
+
+    def _flags(self, ports_dir: Path, store: Optional[str]) -> list:
+        """The command-line form of this broker's settings (what :attr:`command` shows, e.g. to compare with Docker)."""
+        argv = ["nats-server", "--addr", self.host, "--port", str(self.port or self._preferred_port or -1),
                 "--http_port", str(self.http_port or -1), "--server_name", self.name,
                 "--ports_file_dir", str(ports_dir)]
-        conf_lines = []
-        if not is_loopback(self.host):  # clients beyond loopback, monitoring stays on loopback
-            conf_lines.append(f'http: "127.0.0.1:{self.http_port or _free_port()}"')
-            del argv[argv.index("--http_port"):argv.index("--http_port") + 2]
-        leaf = self._leaf = self._class_leaf()
-        if leaf:  # a joined class: this broker is a leaf node of the class hub (trashlab.join); it sends its
-            # traffic to the student's account there but takes none back, so two notebooks' brokers stay apart
-            conf_lines.append(f"leafnodes {{ remotes: [ {{ url: {json.dumps(leaf)}, deny_imports: [\">\"] }} ] }}")
-        if conf_lines:
-            if ports_dir.name == "<ports-dir>":
-                argv += ["--config", "<broker.conf>"]
-            else:
-                conf = Path(self._tmpdir()) / "broker.conf"
-                conf.touch(mode=0o600)
-                conf.write_text("\n".join(conf_lines) + "\n")
-                argv += ["--config", str(conf)]
+        if not is_loopback(self.host) or self._class_leaf():  # these settings exist only in the config file
+            if not is_loopback(self.host):
+                del argv[argv.index("--http_port"):argv.index("--http_port") + 2]
+            argv += ["--config", "<broker.conf>"]
         if store:
             argv += ["--jetstream", "--store_dir", store]
         if self.trace:
             argv += ["--trace"]
         if self.user is not None:
-            argv += ["--user", self.user, "--pass", self.password]
+            argv += ["--user", self.user, "--pass", self.password or ""]
         elif self.token is not None:
             argv += ["--auth", self.token]
         if self.cluster:
@@ -284,6 +303,80 @@ class Broker:
             if self.routes:
                 argv += ["--routes", ",".join(self._route_urls())]
         return argv
+
+    def _config_text(self, ports_dir: Path, store: Optional[str]) -> str:
+        """The whole nats-server config file: it runs from this file alone, so ``reload()`` can change it."""
+        # a reload must repeat the ports as given at start (-1: "pick one"), or nats-server refuses it
+        port, http, cport = self._launch_ports
+        q = json.dumps
+        lines = [f"server_name: {q(self.name)}", f"host: {q(self.host)}", f"port: {port}",
+                 f"http: {q(f'127.0.0.1:{http}')}",  # monitoring stays on loopback
+                 f"ports_file_dir: {q(str(ports_dir))}",
+                 # lame-duck mode (chaos.lame_duck): the shortest drain nats-server accepts, a short grace
+                 f"lame_duck_duration: {q(LAME_DUCK_DURATION)}", f"lame_duck_grace_period: {q(LAME_DUCK_GRACE)}"]
+        if self._write_deadline:  # chaos.SlowConsumer: a client that stops reading is cut off sooner
+            lines.append(f"write_deadline: {q(self._write_deadline)}")
+        if self.trace:  # every protocol line of every client in the log (broker.protocol(name) reads it)
+            lines.append("trace: true")
+        if store:
+            lines.append(f"jetstream {{ store_dir: {q(store)} }}")
+        if self.user is not None:
+            lines.append(f"authorization {{ user: {q(self.user)}, password: {q(self.password)} }}")
+        elif self.token is not None:
+            lines.append(f"authorization {{ token: {q(self.token)} }}")
+        if self.cluster:
+            routes = self._route_urls() if self._routes_now is None else self._routes_now
+            lines.append(f"cluster {{ name: {q(self.cluster_name)}, host: {q(self.client_host)}, port: {cport}, "
+                         f"authorization {{ user: {q(self.route_user)}, password: {q(self.route_password)} }}, "
+                         f"routes: [{', '.join(q(r) for r in routes)}] }}")
+        if self._mappings:
+            body = ", ".join(f"{q(subject)}: [{', '.join(f'{{destination: {q(d)}, weight: {w:g}%}}' for d, w in dests)}]"
+                             for subject, dests in self._mappings.items())
+            lines.append(f"mappings {{ {body} }}")
+        leaf = self._leaf
+        if leaf:  # a joined class: this broker is a leaf node of the class hub (trashlab.join); it sends its
+            # traffic to the student's account there but takes none back, so two notebooks' brokers stay apart
+            lines.append(f"leafnodes {{ remotes: [ {{ url: {q(leaf)}, deny_imports: [\">\"] }} ] }}")
+        return "\n".join(lines + [self._config_extra()]) + "\n"
+
+    def _config_extra(self) -> str:
+        """More config lines a subclass adds (accounts)."""
+        return ""
+
+    @property
+    def config_path(self) -> Optional[Path]:
+        """The config file nats-server runs from (None before start)."""
+        argv = self._run.argv if self._run is not None else []
+        return Path(argv[argv.index("--config") + 1]) if "--config" in argv else None
+
+    @property
+    def config_text(self) -> str:
+        """The text of the config file nats-server runs from."""
+        path = self.config_path
+        return path.read_text() if path is not None and path.exists() else ""
+
+    def reload(self, timeout: float = 5.0) -> "Broker":
+        """Rewrite the config file and apply it without a restart (``nats-server --signal reload=<pid>``)."""
+        self._require_started()
+        if not self.running:
+            raise BrokerError(f"broker {self.name} is not running: restart() it before changing its config")
+        if self.config_path != Path(self._tmpdir()) / "nats-server.conf":
+            raise BrokerError(f"broker {self.name} runs from its own config ({self.config_path}): it cannot be "
+                              "changed at run time")
+        self.config_path.write_text(self._config_text(self._ports_dir, self.store_dir if self.jetstream else None))
+        before = self._run.proc.output.count("Reloaded server configuration")
+        failed = self._run.proc.output.count("Failed to reload")
+        os.kill(self._run.proc.pid, signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = self._run.proc.output
+            if out.count("Reloaded server configuration") > before:
+                return self
+            if out.count("Failed to reload") > failed:
+                line = [ln for ln in out.splitlines() if "Failed to reload" in ln][-1]
+                raise BrokerError(f"nats-server {self.name} refused the new config: {line.split('] ', 2)[-1]}")
+            time.sleep(0.01)
+        raise BrokerError(f"nats-server {self.name} did not confirm the config reload within {timeout:g}s")
 
     def _route_urls(self) -> "list[str]":
         """``routes`` with broker names resolved: the lab's ``nats-route://ruser:T0pS3cr3t@iot-msg:6222`` works."""
@@ -297,8 +390,17 @@ class Broker:
         if self._reuse_running():
             return None
         self._check_security()
+        before = _last_port.get(self.name)
+        if self.port is None and self._preferred_port is None and before and _still_used(f"{self.client_host}:{before}"):
+            self._preferred_port = before
         store = self._prepare_store()
         ports_dir = Path(tempfile.mkdtemp(prefix="ports-", dir=self._tmpdir()))
+        self._run = None
+        self._ports_dir = ports_dir
+        self._leaf = self._class_leaf()  # remembered: a later join or leave restarts it with the new setting
+        self._launch_ports = (self.port or self._preferred_port or -1,
+                              self.http_port or (-1 if is_loopback(self.host) else _free_port()),
+                              self.cluster_port or -1)
         argv = self._argv(ports_dir, store)
         try:
             proc = ManagedProcess(argv, kind="nats-server", name=self.name)
@@ -324,6 +426,11 @@ class Broker:
             self._run.cluster_port = _port_of(ports["cluster"][0]) if ports.get("cluster") else None
             self.port, self.http_port, self.cluster_port = self._run.port, self._run.http_port, self._run.cluster_port
             names.register(self)
+            before = _last_port.get(self.name)
+            _last_port[self.name] = self.port
+            connection = sys.modules.get(__package__ + ".connection")  # no client without it
+            if before is not None and before != self.port and connection is not None:
+                connection.broker_moved(f"{self.client_host}:{before}", self.url)
             return True
         if not self._run.proc.alive:
             self._run.proc.wait(2)
@@ -354,22 +461,53 @@ class Broker:
 
     def start(self) -> "Broker":
         """Start nats-server (or reuse the running one of the same name); wait until it accepts clients."""
-        ports_dir = self._launch()
-        if ports_dir is not None:
-            while not self._poll_ready(ports_dir):
-                time.sleep(0.02)
-            self._check_accepts()
-            log.info("trashlab: broker %s ready at %s", self.name, self.url)
+        for _attempt in (1, 2):
+            ports_dir = self._launch()
+            try:
+                if ports_dir is not None:
+                    while not self._poll_ready(ports_dir):
+                        time.sleep(0.02)
+                    self._check_accepts()
+                    log.info("trashlab: broker %s ready at %s", self.name, self.url)
+                return self
+            except PortInUse:
+                if not self._give_up_preferred_port():
+                    raise
+            except (KeyboardInterrupt, asyncio.CancelledError):
+                self._abandon()  # interrupted while starting: no half-started server left behind
+                raise
         return self
 
     async def astart(self) -> "Broker":
         """Like :meth:`start`, but waits without blocking the event loop."""
-        ports_dir = self._launch()
-        if ports_dir is not None:
-            while not self._poll_ready(ports_dir):
-                await asyncio.sleep(0.02)
-            self._check_accepts()
+        for _attempt in (1, 2):
+            ports_dir = self._launch()
+            try:
+                if ports_dir is not None:
+                    while not self._poll_ready(ports_dir):
+                        await asyncio.sleep(0.02)
+                    self._check_accepts()
+                return self
+            except PortInUse:
+                if not self._give_up_preferred_port():
+                    raise
+            except (KeyboardInterrupt, asyncio.CancelledError):
+                self._abandon()
+                raise
         return self
+
+    def _abandon(self) -> None:
+        """Kill a server whose start was interrupted before it was ready (a ready one keeps running)."""
+        if self._run is not None and not self._run.port:
+            self._run.proc.kill()
+            self._run = None
+
+    def _give_up_preferred_port(self) -> bool:
+        """The port this name had before is taken now: True if another start may take any free port."""
+        if self.port is not None or not self._preferred_port or self._preferred_port < 0:
+            return False
+        self._preferred_port = -1  # any free port from now on
+        return True
 
     def _check_accepts(self) -> None:
         assert self._run is not None
@@ -396,6 +534,22 @@ class Broker:
         """SIGKILL the server, like ``docker container kill`` (for failure demos)."""
         if self._run is not None:
             self._run.proc.kill()
+
+    # ----- the chaos menu (trashlab.servers.chaos) -----------------------------------------
+    def lame_duck(self) -> "Broker":
+        """Lame-duck mode (``nats-server --signal ldm=<pid>``): clients are told to move, then the server leaves."""
+        from .chaos import lame_duck
+        return lame_duck(self)
+
+    def drop_messages(self, subject: str, percent: float = 30.0) -> "Broker":
+        """Lose ``percent`` % of the messages on ``subject`` (a weighted subject mapping, by config reload)."""
+        from .chaos import drop_messages
+        return drop_messages(self, subject, percent)
+
+    def stop_dropping(self, subject: Optional[str] = None) -> "Broker":
+        """Undo :meth:`drop_messages`."""
+        from .chaos import stop_dropping
+        return stop_dropping(self, subject)
 
     # ----- context managers ---------------------------------------------------------------
     def __enter__(self) -> "Broker":

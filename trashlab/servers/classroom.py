@@ -189,8 +189,8 @@ class ClassHub(Broker):
 
     def student_url(self, student: str, *, host: Optional[str] = None) -> str:
         """The student's client URL, ``nats://s01:PASSWORD@host:port``."""
-        self._require_started()
-        return f"nats://{student}:{self._seat(student)}@{host or self.public_host}:{self._run.port}"
+        run = self._require_started()
+        return f"nats://{student}:{self._seat(student)}@{host or self.public_host}:{run.port}"
 
     def join_line(self, student: str, *, host: Optional[str] = None) -> str:
         """What the student passes to ``trashlab.join``: the client URL plus ``?leaf=PORT``."""
@@ -207,14 +207,14 @@ class ClassHub(Broker):
     @property
     def instructor_url(self) -> str:
         """The instructor's client URL (sees ``class.<student>.trash-level`` for every student)."""
-        self._require_started()
-        return f"nats://{INSTRUCTOR}:{self.instructor_password}@{self.client_host}:{self._run.port}"
+        run = self._require_started()
+        return f"nats://{INSTRUCTOR}:{self.instructor_password}@{self.client_host}:{run.port}"
 
     def write_roster(self, folder: Union[str, Path] = "class") -> Path:
         """Write ``roster.txt`` (one join line per student), ``students/<student>.txt`` (each line as a file
         of its own) and ``instructor.json`` (the class view's connection) into ``folder``, readable by you
         only; returns the roster's path."""
-        self._require_started()
+        run = self._require_started()
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         lines = ["# trashlab class roster: hand each student their own line (it holds their password).",
@@ -234,7 +234,7 @@ class ClassHub(Broker):
             _write_private(seats / f"{row.split()[0]}.txt", row + "\n")
         info = {"hub": self.name, "instructor_url": self.instructor_url, "monitor_url": self.monitor_url,
                 "students": self.students, "passwords": {**self.seats, INSTRUCTOR: self.instructor_password},
-                "port": self._run.port, "leaf_port": self.leaf_port, "websocket_port": self.websocket_port}
+                "port": run.port, "leaf_port": self.leaf_port, "websocket_port": self.websocket_port}
         _write_private(folder / INSTRUCTOR_FILE, json.dumps(info, indent=1) + "\n")
         return roster
 
@@ -327,7 +327,7 @@ def _check_login(url: str, timeout: float = 3.0) -> None:
     """Log in once with the NATS protocol (CONNECT + PING) and raise a one-line error if refused."""
     parts = urlsplit(url)
     try:
-        with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
+        with socket.create_connection((parts.hostname, parts.port or 4222), timeout=timeout) as sock:
             f = sock.makefile("rwb")
             if not f.readline().startswith(b"INFO"):
                 raise ConnectionFailed(f"{mask(url)} is not a NATS server: check the host and port of your join line")
@@ -437,7 +437,7 @@ def _serve(args) -> int:
 
     folder = Path(args.dir)
     passwords, students = None, args.students
-    ports = (args.port, args.leaf_port, args.websocket_port)
+    ports: tuple = (args.port, args.leaf_port, args.websocket_port)
     if (folder / INSTRUCTOR_FILE).exists():  # a restarted hub: the lines handed out stay valid
         info = read_class(folder)
         passwords, students = info["passwords"], info["students"]

@@ -154,13 +154,18 @@ class Cluster:
         return self
 
     def add_node(self, name: Optional[str] = None) -> Broker:
-        """Join one more node the lab's way: ``--routes=nats-route://ruser:T0pS3cr3t@<first>:<port>``."""
+        """Join one more node the lab's way: ``--routes=nats-route://ruser:T0pS3cr3t@<first>:<port>``.
+
+        Safe to run again: without ``name`` it is always the same extra node (``iot-msg3`` for a
+        2-node cluster), returned as it is when it runs, restarted when it was stopped; give
+        ``name=`` for more nodes.
+        """
         seed = next((b for b in self.nodes.values() if b.running), None)
         if seed is None:
             raise BrokerError(f"cluster {self.name} has no running node to join: call .start() first")
-        name = name or node_name(self.name, len(self.nodes) + 1)
-        if name in self.nodes and self.nodes[name].running:
-            return self.nodes[name]
+        name = name or node_name(self.name, self.size + 1)
+        if name in self.nodes:
+            return self.nodes[name].restart()  # running: as it is; stopped: again, on its ports
         node = self._broker(name, None, [seed.route_url]).start()
         self.nodes[name] = node
         return node
@@ -177,6 +182,42 @@ class Cluster:
         node = self.nodes[name] if name else self.first
         node.kill()
         return node
+
+    def restart(self, name: Optional[str] = None) -> Broker:
+        """Bring a killed (or lame-duck) node back on its ports (default: the first); returns it."""
+        node = self.nodes[name] if name else self.first
+        return node.restart()
+
+    # ----- the chaos menu (trashlab.servers.chaos) ---------------------------------------------
+    def lame_duck(self, name: Optional[str] = None) -> Broker:
+        """Put one node (default: the first) in lame-duck mode: its clients move before it leaves."""
+        from .chaos import lame_duck
+        return lame_duck(self.nodes[name] if name else self.first)
+
+    def drop_messages(self, subject: str, percent: float = 30.0) -> "Cluster":
+        """Lose ``percent`` % of the messages on ``subject`` on every node (subject mapping, config reload)."""
+        from .chaos import drop_messages
+        return drop_messages(self, subject, percent)
+
+    def stop_dropping(self, subject: Optional[str] = None) -> "Cluster":
+        """Undo :meth:`drop_messages`."""
+        from .chaos import stop_dropping
+        return stop_dropping(self, subject)
+
+    def partition(self, *isolated: str) -> "Cluster":
+        """Cut the routes between ``isolated`` nodes (default: the first) and the rest; :meth:`heal` undoes it."""
+        from .chaos import partition
+        return partition(self, *isolated)
+
+    def heal(self) -> "Cluster":
+        """Give every node its routes back after :meth:`partition`."""
+        from .chaos import heal
+        return heal(self)
+
+    async def step_down(self, stream: str) -> dict:
+        """Make the leader of a JetStream stream step down; returns old and new leader and the election time."""
+        from .chaos import step_down
+        return await step_down(self, stream)
 
     # ----- is it one cluster yet? -------------------------------------------------------------
     def formed(self) -> bool:
@@ -204,6 +245,12 @@ class Cluster:
 
     async def wait_formed(self, timeout: float = 15.0, progress: bool = True) -> "Cluster":
         """Wait (at most ``timeout`` s) until all running nodes are routed together; else :class:`ClusterNotFormed`."""
+        from .._progress import waiting
+
+        with waiting(f"waiting for cluster {self.name} to form"):
+            return await self._wait_formed(timeout, progress)
+
+    async def _wait_formed(self, timeout: float, progress: bool) -> "Cluster":
         t0 = time.monotonic()
         said = False
         while True:

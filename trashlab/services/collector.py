@@ -17,9 +17,13 @@ from typing import TYPE_CHECKING, Deque, List, Optional, Tuple
 
 if TYPE_CHECKING:
     import pandas as pd
+    from nats.aio.client import Client
+    from nats.aio.subscription import Subscription
 
-from ..servers.connection import Servers, check_subject, connect, count_slow_consumer, resolve_servers, url_of
+from ..servers.connection import (Servers, check_subject, close_quietly, connect, count_slow_consumer,
+                                  resolve_servers, url_of)
 from .._compat import pending_queue, release_pending
+from ._named import forget, replace
 from ..errors import BadArgument, BadMessage
 from ..message import SUBJECT, decode_fields
 
@@ -39,6 +43,16 @@ RATE_HISTORY = 600
 # or anything this pattern lets through that is not a valid reading, goes the full validating way.
 _LAB_FORMAT = re.compile(
     rb'\{"can_id":"([A-Za-z0-9]{1,64})", "level":"([0-9.][0-9.eE+-]{0,40})"(?:, "seq":(0|[1-9][0-9]{0,17}))?\}\Z').match
+
+
+def _publishers_here() -> int:
+    """Simulators running in this process or spawned from it (as far as this notebook can tell)."""
+    import sys
+
+    from ._named import running
+
+    spawn = sys.modules.get("trashlab.services.spawn")
+    return len(running("simulator")) + (len(spawn.spawned("simulator")) if spawn is not None else 0)
 
 
 def can_order(ids) -> list:
@@ -107,8 +121,8 @@ class Collector:
         self.started_at: Optional[float] = None
         self._target = float("inf")
         self._reached: Optional[asyncio.Event] = None
-        self._nc = None
-        self._sub = None
+        self._nc: Optional[Client] = None
+        self._sub: Optional[Subscription] = None
         self._queue: Optional[asyncio.Queue] = None
 
     # ----- the hot path -------------------------------------------------------------------
@@ -148,7 +162,7 @@ class Collector:
             self._roll_rate(sec)
         self._rate_now += 1
         self.count += 1
-        if self.count >= self._target:
+        if self.count >= self._target and self._reached is not None:
             self._reached.set()
         return True
 
@@ -186,6 +200,7 @@ class Collector:
         if self.running:
             return self
         self.resolved = resolve_servers(self.servers)
+        await replace("collector", self.name, self)  # a re-run cell: the earlier one stops
         self._nc = await connect(self.resolved, name=self.name, on_error=self._on_error)
         self._sub = await self._nc.subscribe(self.subject, queue=self.queue or "", cb=self._on_msg,
                                              pending_msgs_limit=self.pending_msgs_limit,
@@ -206,30 +221,58 @@ class Collector:
         return url_of(self._nc) if self._nc else None
 
     async def wait_for(self, count: int, timeout: float = 10.0) -> int:
-        """Wait until at least ``count`` valid readings arrived (at most ``timeout`` s); return the count."""
+        """Wait until at least ``count`` valid readings arrived (at most ``timeout`` s); return the count.
+
+        Giving up prints one line with the likely cause (e.g. no simulator is running).
+        """
+        from .._progress import waiting
+
         if self.count < count:
+            what = f"collector {self.name!r} waiting for {count} readings"
             self._reached = asyncio.Event()
             self._target = count
             try:
-                await asyncio.wait_for(self._reached.wait(), timeout)
+                with waiting(what):
+                    await asyncio.wait_for(self._reached.wait(), timeout)
             except asyncio.TimeoutError:
-                pass
+                print(f"{what}: gave up after {timeout:g} s: {self.stall_cause(count)}", flush=True)
             finally:
                 self._target = float("inf")
         return self.count
 
+    def stall_cause(self, count: Optional[int] = None) -> str:
+        """Why fewer than ``count`` readings arrived, as far as this notebook can tell (one sentence)."""
+        if not self.running:
+            return "this collector is stopped: start it with `await col.start()`"
+        if self.connected_url is None:
+            return "it is not connected: its broker is down (it reconnects by itself once the broker runs again)"
+        if self.count == 0:
+            if not _publishers_here():
+                return (f"nothing arrived on {self.subject!r} and no simulator runs in this notebook: start one "
+                        "(`await trashlab.spawn_simulator(...)`), then run this cell again")
+            return (f"nothing arrived on {self.subject!r}: does the simulator publish to this subject, "
+                    "on the same broker?")
+        return (f"{self.count} of {count if count is not None else '?'} readings arrived ({self.rate:.1f} per s): "
+                "wait longer or ask for fewer")
+
     async def stop(self) -> int:
-        """Deliver what is already buffered, unsubscribe and close; return ``count``."""
-        if self._nc is not None and not self._nc.is_closed:
-            try:
-                # a round trip first: everything the server routed to us before stop() is then in our buffer,
-                # and drain() hands all of it to add() before unsubscribing for good
-                await self._nc.flush(timeout=5)
-                await asyncio.wait_for(self._nc.drain(), 10)
-            except Exception:
-                await self._nc.close()
+        """Deliver what is already buffered, unsubscribe and close; return ``count``. Never raises
+        because the server is gone."""
+        # a round trip first: everything the server routed to us before stop() is then in our buffer,
+        # and drain() hands all of it to add() before unsubscribing for good
+        await close_quietly(self._nc, drain=True, timeout=10)
         self._sub = None
+        forget("collector", self.name, self)
         return self.count
+
+    def count_since(self, start: float) -> int:
+        """Valid readings received at or after ``start`` (unix time), among the rows kept."""
+        n = 0
+        for row in reversed(self._rows):
+            if row[2] < start:
+                break
+            n += 1
+        return n
 
     def clear(self) -> None:
         """Forget everything collected so far (counters too)."""

@@ -16,9 +16,12 @@ import base64
 import json
 import logging
 import re
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from .._aio import cancel
+
+if TYPE_CHECKING:
+    from nats.js.kv import KeyValue
 
 log = logging.getLogger("trashlab")
 
@@ -53,8 +56,8 @@ class KVLevels:
         self._levels: dict = {}
         self._dirty: dict = {}
         self._wake: Optional[asyncio.Event] = None
-        self._kv = None
-        self._watcher = None
+        self._kv: Optional[KeyValue] = None
+        self._watcher: Optional[KeyValue.KeyWatcher] = None
         self._tasks: list = []
 
     async def open(self, nc) -> None:
@@ -101,6 +104,7 @@ class KVLevels:
 
     async def _follow(self) -> None:
         """Keep the local copy current with what other instances write."""
+        assert self._watcher is not None, "open() starts this task"
         while True:
             try:
                 entry = await self._watcher.updates(timeout=3600)
@@ -113,12 +117,14 @@ class KVLevels:
                 self._apply(entry)
 
     async def _write_behind(self) -> None:
+        assert self._wake is not None, "open() starts this task"
         while True:
             await self._wake.wait()
             self._wake.clear()
             await self._flush()
 
     async def _flush(self) -> None:
+        assert self._kv is not None, "only called once open"
         while self._dirty:
             can_id = next(iter(self._dirty))
             value = self._dirty.pop(can_id)

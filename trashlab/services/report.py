@@ -30,10 +30,14 @@ from nats.micro.service import NAME_REGEX, ServicePing, ServiceVerb, control_sub
 from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 
 if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.micro.service import Service
     import pandas as pd
 
 from .collector import can_order
-from ..servers.connection import Servers, check_subject, connect, count_slow_consumer, describe, resolve_servers, url_of
+from ..servers.connection import (Servers, check_subject, close_quietly, connect, count_slow_consumer, describe,
+                                  resolve_servers, url_of)
+from ._named import forget, replace
 from ..errors import BadArgument, BadMessage, CanNotFound, ServiceUnavailable
 from ..message import SUBJECT, decode_fields
 
@@ -99,8 +103,8 @@ class ReportService:
         self.slow_consumer_events = 0  # readings the client dropped because this service fell behind
         self.pending_msgs_limit = pending_msgs_limit
         self.started_at: Optional[float] = None
-        self._nc = None
-        self._service = None
+        self._nc: Optional[Client] = None
+        self._service: Optional[Service] = None
 
     async def _on_msg(self, msg) -> None:
         try:
@@ -145,6 +149,7 @@ class ReportService:
         if self.running:
             return self
         self.resolved = resolve_servers(self.servers)
+        await replace("report service", self.name, self)  # a re-run cell: the earlier one stops
         self._nc = await connect(self.resolved, name=self.name, on_error=lambda e: count_slow_consumer(self, e))
         if self._auto_store:
             from .kvlevels import KVLevels, jetstream_available
@@ -191,7 +196,7 @@ class ReportService:
         return _levels_frame([_row(c, v) for c, v in self.store.items()])
 
     async def stop(self) -> None:
-        """Deregister, finish in-flight messages and close."""
+        """Deregister, finish in-flight messages and close; never raises because the server is gone."""
         if self._service is not None:
             try:
                 await self._service.stop()
@@ -199,13 +204,13 @@ class ReportService:
                 pass
             self._service = None
         close = getattr(self.store, "close", None)
-        if close is not None and self._nc is not None and not self._nc.is_closed:
-            await close()
-        if self._nc is not None and not self._nc.is_closed:
+        if close is not None and self._nc is not None and self._nc.is_connected:
             try:
-                await asyncio.wait_for(self._nc.drain(), 5)
-            except Exception:
-                await self._nc.close()
+                await close()
+            except Exception as e:  # the server went away: the levels stay in its JetStream store
+                log.info("trashlab [%s]: closing the level store: %s", self.name, describe(e))
+        await close_quietly(self._nc, drain=True, timeout=5)
+        forget("report service", self.name, self)
 
     async def __aenter__(self) -> "ReportService":
         return await self.start()
@@ -233,6 +238,9 @@ def _levels_frame(rows: list) -> pd.DataFrame:
 
 
 async def _request(servers: Servers, subject: str, payload: bytes, timeout: float):
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise BadArgument(f"timeout={timeout!r}: give how many seconds to wait for the answer, a positive "
+                          "number such as 2 (a reply needs a moment to come back)")
     where = resolve_servers(servers)
     nc = await connect(where, name="trashlab-query")
     try:

@@ -6,13 +6,18 @@ import asyncio
 import logging
 import random
 import time
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from nats.errors import ConnectionClosedError, OutboundBufferLimitError
 
-from ..servers.connection import Servers, check_subject, connect, resolve_servers
+from .._aio import cancel
+from ..servers.connection import Servers, check_subject, close_quietly, connect, resolve_servers
+from ._named import forget, replace
 from ..errors import BadArgument
 from ..message import SUBJECT, encode
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
 
 log = logging.getLogger("trashlab")
 
@@ -44,9 +49,11 @@ class Simulator:
         self.on_publish = on_publish
         self.published = 0
         self.dropped = 0
+        #: why publishing stopped early (None while fine)
+        self.error: Optional[str] = None
         self.started_at: Optional[float] = None
         self._rng = random.Random(seed)
-        self._nc = None
+        self._nc: Optional[Client] = None
         self._task: Optional[asyncio.Task] = None
 
     def reading(self) -> bytes:
@@ -60,6 +67,7 @@ class Simulator:
         if self.running:
             return self
         self.resolved = resolve_servers(self.servers)  # bad URLs fail here, before any connection attempt
+        await replace("simulator", self.name, self)  # a re-run cell: the earlier one stops
         self._nc = await connect(self.resolved, name=self.name)
         self.started_at = time.time()
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"trashlab-{self.name}")
@@ -77,6 +85,7 @@ class Simulator:
         return url_of(self._nc) if self._nc else None
 
     async def _publish(self, payload: bytes) -> None:
+        assert self._nc is not None, "publishing before start()"
         try:
             await self._nc.publish(self.subject, payload)
         except (OutboundBufferLimitError, ConnectionClosedError):
@@ -100,35 +109,42 @@ class Simulator:
                     for _ in range(left):
                         await self._publish(self.reading())
                     await asyncio.sleep(0)
-            await self._nc.flush(timeout=5)
+            if self._nc is not None:
+                await self._nc.flush(timeout=5)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # never let a background task die silently
-            log.warning("trashlab [%s]: stopped publishing: %s", self.name, e)
+            self.error = str(e) or type(e).__name__
+            log.warning("trashlab [%s]: stopped publishing: %s", self.name, self.error)
 
     async def wait(self, timeout: Optional[float] = None) -> int:
-        """Wait until ``count`` messages are published (or ``timeout`` s); return how many were."""
+        """Wait until ``count`` messages are published (or ``timeout`` s); return how many were.
+
+        Giving up prints one line saying how far it got.
+        """
+        from .._progress import waiting
+
         if self._task is not None:
+            what = f"simulator {self.name!r} publishing {self.count if self.count is not None else 'until stopped'}"
             try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+                with waiting(what):
+                    await asyncio.wait_for(asyncio.shield(self._task), timeout)
             except asyncio.TimeoutError:
-                pass
+                if self.count is None:  # "let it run for timeout seconds"
+                    return self.published
+                why = ("it is not connected (its broker is down?)" if self.connected_url is None
+                       else "publishing is slower than that: wait longer")
+                print(f"{what}: gave up after {timeout:g} s with {self.published} published: {why}", flush=True)
         return self.published
 
     async def stop(self) -> int:
-        """Stop publishing, flush what is buffered, close the connection; return ``published``."""
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        if self._nc is not None and not self._nc.is_closed:
-            try:
-                await self._nc.flush(timeout=2)
-            except Exception:
-                pass
-            await self._nc.close()
+        """Stop publishing, flush what is buffered, close the connection; return ``published``.
+
+        Never raises because the server is gone: stopped is stopped.
+        """
+        await cancel(self._task)
+        await close_quietly(self._nc, timeout=2)
+        forget("simulator", self.name, self)
         return self.published
 
     @property

@@ -44,7 +44,9 @@ def failed(text: str) -> CheckFailed:
 
 
 def _short(value: Any, limit: int = 70) -> str:
-    text = repr(value)
+    if isinstance(value, (pd.DataFrame, pd.Series)):  # one line, not the table's printout
+        return f"a {type(value).__name__} of {len(value)} rows"
+    text = " ".join(repr(value).split())
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
@@ -100,6 +102,30 @@ async def acall(fn: Callable, *args: Any, timeout: float = 5.0) -> Any:
         raise failed(f"{text} raised {type(e).__name__}: {e}") from None
 
 
+def need_data(data: Any, columns: Sequence[str], what: str, run: str) -> pd.DataFrame:
+    """``data`` as a DataFrame with ``columns``, or the ✘ line saying which cells to run first
+    (a check never shows a library traceback because the notebook's data is missing or empty)."""
+    if data is None or data is Ellipsis:
+        raise failed(f"there is no {what} yet: {run}")
+    if not isinstance(data, pd.DataFrame):
+        raise failed(f"the {what} should be a DataFrame, got {_short(data)}: {run}")
+    missing = [c for c in columns if c not in data.columns]
+    if missing:
+        raise failed(f"the {what} has no column {', '.join(missing)} (columns: {', '.join(map(str, data.columns))}): "
+                     f"{run}")
+    return data
+
+
+def _equal(actual: Any, expected: Any) -> bool:
+    """``actual == expected`` for any values, tables included (never 'truth value is ambiguous')."""
+    if isinstance(actual, (pd.DataFrame, pd.Series)) or isinstance(expected, (pd.DataFrame, pd.Series)):
+        return type(actual) is type(expected) and actual.equals(expected)
+    try:
+        return bool(actual == expected)
+    except (TypeError, ValueError):
+        return False
+
+
 # ----- generic comparisons --------------------------------------------------------------------
 def check_equal(actual: Any, expected: Any, what: str, hint: str = "") -> None:
     """✔ if ``actual == expected``, else ✘ showing both (and the hint)."""
@@ -107,7 +133,7 @@ def check_equal(actual: Any, expected: Any, what: str, hint: str = "") -> None:
         raise failed(f"{what} has no answer yet: write it in the exercise cell and run it")
     if isinstance(actual, bool) != isinstance(expected, bool):
         raise failed(f"{what} is {_short(actual)}, expected {_short(expected)}" + (f": {hint}" if hint else ""))
-    if actual == expected:
+    if _equal(actual, expected):
         return passed(f"{what} = {_short(actual)}")
     raise failed(f"{what} is {_short(actual)}, expected {_short(expected)}" + (f": {hint}" if hint else ""))
 
@@ -147,6 +173,7 @@ def example_timeline() -> pd.DataFrame:
 
 def check_gap(gap_seconds: Callable, frame: pd.DataFrame, tol: float = 1e-6) -> None:
     """``gap_seconds(frame)``: the longest silence between consecutive arrivals (``received_at``), in seconds."""
+    need_data(frame, ["received_at"], "timeline", "run the failover cells first, then this one")
     if frame["received_at"].notna().sum() < 2:
         raise failed("the timeline has fewer than 2 arrivals: run the failover cells first, then this one")
     expected = largest_gap(frame)
