@@ -18,6 +18,7 @@ from ..errors import BadArgument, ServiceFailed
 from ..message import SUBJECT
 from ..servers.processes import ManagedProcess, python_command, stop_processes
 from .._progress import StatusLine, wait_until
+from .._text import Lines
 
 log = logging.getLogger("trashlab")
 
@@ -85,9 +86,9 @@ class ServiceProcess:
         end = time.time() if self.alive else (self.last_at or self.first_at)
         return self.count / max(1e-3, end - self.first_at) if self.count > 1 else 0.0
 
-    def tail(self, n: int = 5) -> list:
-        """The last ``n`` lines it printed (like ``docker container logs --tail``)."""
-        return self.proc.tail(n)
+    def tail(self, n: int = 5) -> Lines:
+        """The last ``n`` lines it printed (like ``docker container logs --tail``), shown as terminal lines."""
+        return Lines(self.proc.tail(n))
 
     def stop(self) -> Optional[int]:
         """Stop it like Ctrl-C in its terminal; returns the exit code."""
