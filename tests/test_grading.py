@@ -25,7 +25,7 @@ from trashlab_instructor import grading
 
 # nbgrader's own SQLAlchemy session warnings while it records grades: not ours to fix
 pytestmark = [pytest.mark.filterwarnings("ignore:Object of type <Submitted"),
-              # every notebook autograded once per kind of submission (reference, untouched, wrong-1 ...)
+              # the module fixture autogrades every submission kind of every notebook (several minutes)
               pytest.mark.timeout(1800)]
 
 REPO = Path(__file__).resolve().parent.parent
