@@ -1,4 +1,4 @@
-"""Repeat the failover drill and print the numbers the README quotes.
+"""Repeat the failover drill and print the numbers docs/clustering.md quotes.
 
     PYTHONPATH=. python benchmarks/failover.py [--runs 5] [--rate 200]
 

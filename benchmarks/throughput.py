@@ -1,6 +1,6 @@
 """Throughput of trashlab against raw nats-py, on a real nats-server this script starts itself.
 
-    python benchmarks/throughput.py            # the full run behind the README table (~2-3 minutes)
+    python benchmarks/throughput.py            # the full run behind the table in docs/benchmarks.md (~2-3 minutes)
     python benchmarks/throughput.py --quick    # seconds; CI runs it to check the script still works
 
 Prints, each as the median of several runs with [min - max]:

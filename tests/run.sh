@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command (README): builds .venv, installs the course and the test tools, runs every test.
+# The test command (README.md, docs/testing.md): builds .venv, installs the course and the test tools, runs every test.
 # Extra set-up steps (node modules for interop, a browser...) live in tests/setup.d/*.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."

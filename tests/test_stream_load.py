@@ -2,7 +2,7 @@
 
 The publisher runs in its own process (tests/flood.py) so subscriber and publisher do not share a
 CPU; the collector and the report service under test run in this process, on one event loop, as
-in a notebook. Figures are printed (run with ``-s`` to see them); README quotes them.
+in a notebook. Figures are printed (run with ``-s`` to see them); docs/reliability.md quotes them.
 """
 
 from __future__ import annotations
