@@ -206,7 +206,7 @@ async def _report(args) -> int:
           f"(levels kept in {svc.store.kind})", file=sys.stderr, flush=True)
     await stop.wait()
     await svc.stop()
-    print(f"received {svc.received} reports ({svc.rejected} rejected)", file=sys.stderr, flush=True)
+    print(f"received {svc.received} reports ({svc.rejected_count} rejected)", file=sys.stderr, flush=True)
     return 0
 
 

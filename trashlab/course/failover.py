@@ -29,10 +29,11 @@ import pandas as pd
 from .._aio import cancel
 from ..servers.cluster import Cluster
 from ..services.collector import Collector
-from ..servers.connection import connect, url_of
+from ..servers.connection import connect
 from ..errors import BadArgument, BrokerError
 from ..message import SUBJECT
 from ..servers.monitor import fetch
+from ..services.lifecycle import NatsComponent
 from ..services.simulator import Simulator
 
 log = logging.getLogger("trashlab")
@@ -175,13 +176,7 @@ class _AckedSimulator(Simulator):
         super().__init__(*args, **kwargs)
         self.give_up = give_up
         self.retries = 0
-        self._stopping = False
         self._run_id = uuid.uuid4().hex[:8]
-
-    async def stop(self) -> int:
-        """Stop publishing (also when a cancellation got lost inside nats-py), close the connection."""
-        self._stopping = True
-        return await super().stop()
 
     async def _publish(self, payload: bytes) -> None:
         js = self._nc.jetstream(timeout=1.0)
@@ -189,7 +184,7 @@ class _AckedSimulator(Simulator):
         deadline = loop.time() + self.give_up
         msg_id = f"{self._run_id}-{self.published + 1}"  # the stream drops a retry it already stored
         while True:
-            if self._stopping:  # nats-py may swallow a cancellation inside publish: stop for sure
+            if self.stopping:  # nats-py may swallow a cancellation inside publish: stop for sure
                 raise asyncio.CancelledError
             try:
                 await js.publish(self.subject, payload, timeout=0.5, headers={"Nats-Msg-Id": msg_id})
@@ -207,19 +202,16 @@ class _AckedSimulator(Simulator):
             self.on_publish(payload)
 
 
-class _DurableReader:
+class _DurableReader(NatsComponent):
     """Pulls from the drill's durable consumer into a Collector, acking each reading, dropping redeliveries."""
 
+    drain_on_stop = False  # what is not acked is redelivered to the next reader; nothing to hand over
+
     def __init__(self, url: str, subject: str, collector: Collector) -> None:
-        self.url, self.subject, self.collector = url, subject, collector
+        super().__init__(url, "drill-collector")
+        self.subject, self.collector = subject, collector
         self.duplicates = 0
         self._seen: set = set()
-        self._nc = None
-        self._task: Optional[asyncio.Task] = None
-
-    @property
-    def connected_url(self) -> Optional[str]:
-        return url_of(self._nc) if self._nc else None
 
     async def leaders(self) -> dict:
         """Which node leads the drill's stream and its consumer right now."""
@@ -232,15 +224,13 @@ class _DurableReader:
         return {"stream": stream.cluster.leader if stream.cluster else None,
                 "consumer": consumer.cluster.leader if consumer.cluster else None}
 
-    async def start(self) -> "_DurableReader":
-        self._nc = await connect(self.url, name="drill-collector")
+    async def _setup(self) -> None:
         js = self._nc.jetstream(timeout=2.0)
         self._psub = await js.pull_subscribe(self.subject, durable=DURABLE, stream=STREAM)
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="trashlab-drill-reader")
-        return self
+        self._background(self._run(), "pull")
 
     async def _run(self) -> None:
-        while True:
+        while not self.stopping:
             try:
                 msgs = await self._psub.fetch(200, timeout=0.2)
             except asyncio.CancelledError:
@@ -260,10 +250,6 @@ class _DurableReader:
                 except Exception:
                     pass
 
-    async def stop(self) -> None:
-        await cancel(self._task)
-        if self._nc is not None and not self._nc.is_closed:
-            await self._nc.close()
 
 
 async def _make_stream(url: str, subject: str, replicas: int) -> None:

@@ -29,7 +29,7 @@ from typing import Optional, Sequence
 from ..errors import BadArgument, BrokerError, BrokerStartTimeout, InsecureBind, NatsServerNotFound, PortInUse
 from . import names
 from .config import CLUSTER_NAME, ROUTE_PASSWORD, ROUTE_USER, ClusterBlock, Ports, ServerConfig
-from .processes import ManagedProcess, temp_dir
+from .processes import ManagedProcess, ServerLifecycle, temp_dir
 
 log = logging.getLogger("trashlab")
 
@@ -76,7 +76,7 @@ class _Running:
     ports: Optional[Ports] = None  # assigned, once its ports file is read
 
 
-class Broker:
+class Broker(ServerLifecycle):
     """A real nats-server bound to 127.0.0.1; ``start()`` it, use ``.url``, ``stop()`` or ``kill()`` it."""
 
     def __init__(self, name: str = "iot-msg", port: Optional[int] = None, jetstream: bool = False, *,
@@ -379,19 +379,6 @@ class Broker:
         """SIGKILL the server, like ``docker container kill`` (for failure demos)."""
         if self._run is not None:
             self._run.proc.kill()
-
-    # ----- context managers ---------------------------------------------------------------
-    def __enter__(self) -> "Broker":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> "Broker":
-        return await self.astart()
-
-    async def __aexit__(self, *exc) -> None:
-        self.stop()
 
     # ----- monitoring ---------------------------------------------------------------------
     def varz(self):

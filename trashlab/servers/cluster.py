@@ -27,6 +27,7 @@ import pandas as pd
 from .broker import CLUSTER_NAME, ROUTE_PASSWORD, ROUTE_USER, Broker, _free_port
 from ..errors import BadArgument, BrokerError, ClusterNotFormed, PortInUse
 from .monitor import fetch
+from .processes import ServerLifecycle
 
 log = logging.getLogger("trashlab")
 
@@ -55,7 +56,7 @@ def health(broker: Broker) -> dict:
         return {"status": "down", "error": str(getattr(e, "reason", e))}
 
 
-class Cluster:
+class Cluster(ServerLifecycle):
     """``size`` real nats-server nodes on 127.0.0.1 joined by routes; ``.urls``, ``.nodes[name]``, ``.routes()``."""
 
     def __init__(self, size: int = 2, name: str = "iot-msg", jetstream: bool = False, *,
@@ -266,19 +267,6 @@ class Cluster:
                     pass
             rows.append(row)
         return pd.DataFrame(rows)
-
-    # ----- context managers ------------------------------------------------------------------
-    def __enter__(self) -> "Cluster":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> "Cluster":
-        return await self.astart()
-
-    async def __aexit__(self, *exc) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         up = sum(b.running for b in self.nodes.values())

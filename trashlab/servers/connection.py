@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from nats.aio.client import Client
 from nats.errors import NoServersError
 
+from .._aio import quietly
 from .._compat import server_info
 from ..errors import BadArgument, ConnectionFailed, NoServerKnown
 from . import names
@@ -165,21 +166,6 @@ def check_subject(subject: str, *, wildcards: bool = False) -> str:
     return subject
 
 
-def count_slow_consumer(owner, err: Exception) -> bool:
-    """If ``err`` is nats-py's slow-consumer error, add it to ``owner.slow_consumer_events`` and warn
-    (at the 1st, 10th, 100th, 1000th and every 10 000th time); return True if it was one."""
-    from nats.errors import SlowConsumerError
-
-    if not isinstance(err, SlowConsumerError):
-        return False
-    owner.slow_consumer_events += 1
-    n = owner.slow_consumer_events
-    if n in (1, 10, 100, 1000) or n % 10000 == 0:
-        log.warning("trashlab [%s]: slow consumer, messages are being dropped by the client "
-                    "(%d times so far): collect less (max_rows, a queue group) or publish slower", owner.name, n)
-    return True
-
-
 def mask(url: str) -> str:
     """A URL with any credentials hidden, for logs."""
     return re.sub(r"//[^@/]*@", "//***@", url)
@@ -257,7 +243,7 @@ async def _connect(urls: list, name: str, on_error: Optional[Callable[[Exception
     except (NoServersError, OSError, TimeoutError) as e:
         e = state["last"] or e
         auth_required = server_info(nc).get("auth_required")
-        await _quiet_close(nc)
+        await quietly(nc.close())
         if auth_required or "authorization" in describe(e).lower():
             # it answered, asked for credentials, then hung up (nats-py may see only the reset)
             why = ("the credentials in the URL are wrong" if any("@" in u for u in urls)
@@ -270,18 +256,11 @@ async def _connect(urls: list, name: str, on_error: Optional[Callable[[Exception
             f"cannot reach {', '.join(mask(u) for u in urls)} ({describe(e)}): is a broker running? "
             "Start one with trashlab.Broker().start() or `trashlab broker`, or check the URL / NATS_URL") from None
     except Exception as e:  # auth errors and the like
-        await _quiet_close(nc)
+        await quietly(nc.close())
         raise ConnectionFailed(f"cannot connect to {', '.join(mask(u) for u in urls)}: {describe(e)}") from None
     nc.options["max_reconnect_attempts"] = opts["max_reconnect_attempts"]
     state["connecting"] = False
     return nc
-
-
-async def _quiet_close(nc: Client) -> None:
-    try:
-        await nc.close()
-    except Exception:
-        pass
 
 
 def url_of(nc: Client) -> Optional[str]:

@@ -18,17 +18,16 @@ from typing import TYPE_CHECKING, Deque, List, Optional, Tuple
 if TYPE_CHECKING:
     import pandas as pd
 
-from ..servers.connection import Servers, check_subject, connect, count_slow_consumer, resolve_servers, url_of
+from ..servers.connection import Servers, check_subject
 from .._compat import pending_queue, release_pending
 from ..errors import BadArgument, BadMessage
 from ..message import SUBJECT, decode_fields
+from .levels import MemoryLevels
+from .lifecycle import KEEP_PAYLOAD, REJECTED_COLUMNS, NatsComponent, Rejects, RejectsReadings  # noqa: F401
 
 log = logging.getLogger("trashlab")
 
 COLUMNS = ["can_id", "level", "received_at", "subject", "seq"]
-REJECTED_COLUMNS = ["payload", "kind", "reason", "received_at"]
-#: How much of a rejected payload is kept for inspection (a 1 MB attack must not pile up in memory).
-KEEP_PAYLOAD = 1024
 
 #: Level histogram bins kept while collecting: 0-5 %, 5-10 %, ... 95-100 % (100 % counts in the last one).
 BINS = 20
@@ -77,7 +76,7 @@ def sequence_loss(seqs, published: Optional[int] = None) -> dict:
             "duplicates": len(numbers) - total, "gaps": gaps[:20]}
 
 
-class Collector:
+class Collector(RejectsReadings, NatsComponent):
     """Subscribes in the background and collects readings; ``frame()`` gives a pandas DataFrame."""
 
     def __init__(self, servers: Servers = None, subject: str = SUBJECT, max_rows: Optional[int] = None, *,
@@ -85,29 +84,23 @@ class Collector:
                  pending_msgs_limit: int = 512 * 1024) -> None:
         if max_rows is not None and (not isinstance(max_rows, int) or max_rows < 1):
             raise BadArgument(f"max_rows={max_rows!r} must be a positive whole number, or None to keep every row")
-        self.servers = servers
+        super().__init__(servers, name)
         self.subject = check_subject(subject, wildcards=True)
         self.max_rows = max_rows
         self.queue = queue
-        self.name = name
         self.pending_msgs_limit = pending_msgs_limit
         self._rows: Deque[tuple] = collections.deque(maxlen=max_rows)
-        self._rejected: Deque[tuple] = collections.deque(maxlen=keep_rejected)
-        self._latest: dict = {}
+        self._rejects = Rejects(keep_rejected)
+        self._latest = MemoryLevels()
         # incremental aggregates for dashboards: a refresh costs the same at 1k and at 1M rows
         self._bins_all: List[int] = [0] * (BINS + 1)  # slot BINS holds level == 100.0
         self._bins_latest: List[int] = [0] * (BINS + 1)
         self._rate_sec = 0
         self._rate_now = 0
         self._rate_past: Deque[Tuple[int, int]] = collections.deque(maxlen=RATE_HISTORY)
-        self.count = 0
-        self.rejected_count = 0
-        self.reasons: collections.Counter = collections.Counter()
-        self.slow_consumer_events = 0
-        self.started_at: Optional[float] = None
+        self.received = 0
         self._target = float("inf")
         self._reached: Optional[asyncio.Event] = None
-        self._nc = None
         self._sub = None
         self._queue: Optional[asyncio.Queue] = None
 
@@ -129,14 +122,10 @@ class Collector:
             try:
                 can_id, level, seq = decode_fields(data)
             except BadMessage as e:
-                self.rejected_count += 1
-                self.reasons[e.kind] += 1
-                kept = data[:KEEP_PAYLOAD] if not isinstance(data, str) else data[:KEEP_PAYLOAD].encode()
-                self._rejected.append((bytes(kept), e.kind, e.reason, now))
+                self._rejects.add(data, e, now)
                 return False
         self._rows.append((can_id, level, now, subject, seq))
-        latest = self._latest.get(can_id)
-        self._latest[can_id] = (level, now, 1 if latest is None else latest[2] + 1)
+        latest = self._latest.record(can_id, level, now)
         b = int(level * 0.2)  # BINS / 100
         self._bins_all[b] += 1
         bins = self._bins_latest
@@ -147,8 +136,8 @@ class Collector:
         if sec != self._rate_sec:
             self._roll_rate(sec)
         self._rate_now += 1
-        self.count += 1
-        if self.count >= self._target:
+        self.received += 1
+        if self.received >= self._target:
             self._reached.set()
         return True
 
@@ -177,37 +166,26 @@ class Collector:
         finally:
             release_pending(self._sub, taken)
 
-    def _on_error(self, err: Exception) -> bool:
-        return count_slow_consumer(self, err)
-
     # ----- lifecycle ----------------------------------------------------------------------
     async def start(self) -> "Collector":
         """Connect and subscribe; returns at once while messages keep arriving in the background."""
-        if self.running:
-            return self
-        self.resolved = resolve_servers(self.servers)
-        self._nc = await connect(self.resolved, name=self.name, on_error=self._on_error)
+        return await super().start()
+
+    async def _setup(self) -> None:
         self._sub = await self._nc.subscribe(self.subject, queue=self.queue or "", cb=self._on_msg,
                                              pending_msgs_limit=self.pending_msgs_limit,
                                              pending_bytes_limit=256 * 1024 * 1024)
         self._queue = pending_queue(self._sub)  # nats-py's buffer of received messages, drained in batches by _on_msg
         await self._nc.flush()  # the subscription is registered on the server when start() returns
-        self.started_at = time.time()
-        return self
 
     @property
-    def running(self) -> bool:
-        """True while subscribed."""
-        return self._nc is not None and not self._nc.is_closed and self._sub is not None
-
-    @property
-    def connected_url(self) -> Optional[str]:
-        """``host:port`` of the server it receives from (None while disconnected)."""
-        return url_of(self._nc) if self._nc else None
+    def count(self) -> int:
+        """Valid readings received (the old spelling of :attr:`received`)."""
+        return self.received
 
     async def wait_for(self, count: int, timeout: float = 10.0) -> int:
         """Wait until at least ``count`` valid readings arrived (at most ``timeout`` s); return the count."""
-        if self.count < count:
+        if self.received < count:
             self._reached = asyncio.Event()
             self._target = count
             try:
@@ -219,28 +197,21 @@ class Collector:
         return self.count
 
     async def stop(self) -> int:
-        """Deliver what is already buffered, unsubscribe and close; return ``count``."""
-        if self._nc is not None and not self._nc.is_closed:
-            try:
-                # a round trip first: everything the server routed to us before stop() is then in our buffer,
-                # and drain() hands all of it to add() before unsubscribing for good
-                await self._nc.flush(timeout=5)
-                await asyncio.wait_for(self._nc.drain(), 10)
-            except Exception:
-                await self._nc.close()
+        """Deliver what is already buffered, unsubscribe and close; return ``received``."""
+        await super().stop()
         self._sub = None
-        return self.count
+        self._queue = None
+        return self.received
 
     def clear(self) -> None:
         """Forget everything collected so far (counters too)."""
         self._rows.clear()
-        self._rejected.clear()
+        self._rejects.clear()
         self._latest.clear()
         self._bins_all[:] = self._bins_latest[:] = [0] * (BINS + 1)
         self._rate_past.clear()
         self._rate_sec = self._rate_now = 0
-        self.count = self.rejected_count = 0
-        self.reasons.clear()
+        self.received = 0
 
     # ----- what a student looks at ---------------------------------------------------------
     def loss(self, published: Optional[int] = None) -> dict:
@@ -271,23 +242,15 @@ class Collector:
         """The latest level per can: ``can_id``, ``level``, ``received_at``, ``readings``."""
         import pandas as pd
 
-        ids = can_order(self._latest)
-        values = [self._latest[c] for c in ids]
+        levels = dict(self._latest.items())
+        ids = can_order(levels)
+        values = [levels[c] for c in ids]
         return pd.DataFrame({
             "can_id": pd.Series(ids, dtype=object),
             "level": pd.Series([v[0] for v in values], dtype="float64"),
             "received_at": pd.to_datetime(pd.Series([v[1] for v in values], dtype="float64"), unit="s", utc=True),
             "readings": pd.Series([v[2] for v in values], dtype="int64"),
         })
-
-    @property
-    def rejected(self) -> pd.DataFrame:
-        """Payloads set aside: ``payload`` (bytes), ``kind``, ``reason``, ``received_at``."""
-        import pandas as pd
-
-        frame = pd.DataFrame(list(self._rejected), columns=REJECTED_COLUMNS)
-        frame["received_at"] = pd.to_datetime(frame["received_at"].astype("float64"), unit="s", utc=True)
-        return frame
 
     def histogram(self, latest: bool = False) -> Tuple[List[float], List[int]]:
         """Level histogram kept while collecting: ``(edges, counts)``; of every reading, or of the latest per can."""
@@ -319,16 +282,8 @@ class Collector:
     @property
     def rate(self) -> float:
         """Valid readings per second since start."""
-        if not self.started_at:
-            return 0.0
-        return self.count / max(1e-9, time.time() - self.started_at)
-
-    async def __aenter__(self) -> "Collector":
-        return await self.start()
-
-    async def __aexit__(self, *exc) -> None:
-        await self.stop()
+        return self._per_second(self.received)
 
     def __repr__(self) -> str:
         return (f"<Collector {self.subject} {'running' if self.running else 'stopped'}: "
-                f"{self.count} readings, {self.rejected_count} rejected, {self.cans} cans>")
+                f"{self.received} readings, {self.rejected_count} rejected, {self.cans} cans>")

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from typing import Callable, Optional
 
 from nats.errors import ConnectionClosedError, OutboundBufferLimitError
 
-from ..servers.connection import Servers, check_subject, connect, resolve_servers
+from ..servers.connection import Servers, check_subject
 from ..errors import BadArgument
 from ..message import SUBJECT, encode
+from .lifecycle import NatsComponent
 
 log = logging.getLogger("trashlab")
 
@@ -20,7 +20,7 @@ log = logging.getLogger("trashlab")
 _BURST = 256
 
 
-class Simulator:
+class Simulator(NatsComponent):
     """Publishes ``{"can_id":"135", "level":"42.93..."}`` every ``interval`` seconds as a background task."""
 
     def __init__(self, servers: Servers = None, subject: str = SUBJECT, interval: float = 4.0,
@@ -33,20 +33,17 @@ class Simulator:
             raise BadArgument(f"cans={cans!r} must be a positive whole number, e.g. 1000")
         if count is not None and (not isinstance(count, int) or count < 0):
             raise BadArgument(f"count={count!r} must be a whole number >= 0, or None to run until stopped")
-        self.servers = servers
+        super().__init__(servers, name)
         self.subject = check_subject(subject)
         self.interval = float(interval)
         self.cans = cans
         self.count = count
         self.seed = seed
         self.sequence = sequence
-        self.name = name
         self.on_publish = on_publish
         self.published = 0
         self.dropped = 0
-        self.started_at: Optional[float] = None
         self._rng = random.Random(seed)
-        self._nc = None
         self._task: Optional[asyncio.Task] = None
 
     def reading(self) -> bytes:
@@ -55,26 +52,19 @@ class Simulator:
         can_id = str(round(self._rng.random() * self.cans))
         return encode(can_id, level, self.published + 1 if self.sequence else None)
 
-    async def start(self) -> "Simulator":
-        """Connect and start publishing in the background; returns at once."""
-        if self.running:
-            return self
-        self.resolved = resolve_servers(self.servers)  # bad URLs fail here, before any connection attempt
-        self._nc = await connect(self.resolved, name=self.name)
-        self.started_at = time.time()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"trashlab-{self.name}")
-        return self
+    drain_on_stop = False  # a publisher: flush what is buffered, nothing to deliver
+
+    async def _setup(self) -> None:
+        """Start publishing in the background."""
+        self._task = self._background(self._run(), "publish")
+
+    def _result(self) -> int:
+        return self.published
 
     @property
     def running(self) -> bool:
         """True while the publishing task runs."""
         return self._task is not None and not self._task.done()
-
-    @property
-    def connected_url(self) -> Optional[str]:
-        """``host:port`` of the server it publishes to (None while disconnected)."""
-        from ..servers.connection import url_of
-        return url_of(self._nc) if self._nc else None
 
     async def _publish(self, payload: bytes) -> None:
         try:
@@ -90,7 +80,7 @@ class Simulator:
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         try:
-            while self.count is None or self.published + self.dropped < self.count:
+            while not self.stopping and (self.count is None or self.published + self.dropped < self.count):
                 if self.interval > 0:
                     await self._publish(self.reading())
                     next_at += self.interval
@@ -117,32 +107,12 @@ class Simulator:
 
     async def stop(self) -> int:
         """Stop publishing, flush what is buffered, close the connection; return ``published``."""
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        if self._nc is not None and not self._nc.is_closed:
-            try:
-                await self._nc.flush(timeout=2)
-            except Exception:
-                pass
-            await self._nc.close()
-        return self.published
+        return await super().stop()
 
     @property
     def rate(self) -> float:
         """Messages published per second since start."""
-        if not self.started_at:
-            return 0.0
-        return self.published / max(1e-9, time.time() - self.started_at)
-
-    async def __aenter__(self) -> "Simulator":
-        return await self.start()
-
-    async def __aexit__(self, *exc) -> None:
-        await self.stop()
+        return self._per_second(self.published)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

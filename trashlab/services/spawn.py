@@ -26,22 +26,27 @@ class ServiceProcess:
     def __init__(self, role: str, name: str, args: list, ready_marker: str, count_prefix: str) -> None:
         self.role, self.name, self.args = role, name, list(args)
         self.ready_marker, self.count_prefix = ready_marker, count_prefix
-        self.count = 0
+        self.messages = 0
         self.first_at: Optional[float] = None
         self.last_at: Optional[float] = None
         self.proc = ManagedProcess(python_command(*self.args), kind=role, name=name, on_line=self._on_line)
 
     def _on_line(self, line: str) -> None:
         if line.startswith(self.count_prefix):
-            self.count += 1
+            self.messages += 1
             self.last_at = time.time()
             if self.first_at is None:
                 self.first_at = self.last_at
 
     @property
+    def count(self) -> int:
+        """Messages it published or received (the old spelling of :attr:`messages`)."""
+        return self.messages
+
+    @property
     def ready(self) -> bool:
         """True once the process printed its first sign of life (a message or its listening line)."""
-        return self.count > 0 or any(self.ready_marker in line for line in self.proc.tail(20))
+        return self.messages > 0 or any(self.ready_marker in line for line in self.proc.tail(20))
 
     @property
     def alive(self) -> bool:
@@ -64,7 +69,7 @@ class ServiceProcess:
         if self.first_at is None:
             return 0.0
         end = time.time() if self.alive else (self.last_at or self.first_at)
-        return self.count / max(1e-3, end - self.first_at) if self.count > 1 else 0.0
+        return self.messages / max(1e-3, end - self.first_at) if self.messages > 1 else 0.0
 
     def tail(self, n: int = 5) -> list:
         """The last ``n`` lines it printed (like ``docker container logs --tail``)."""
@@ -80,7 +85,7 @@ class ServiceProcess:
 
     def __repr__(self) -> str:
         state = "running" if self.alive else f"exited {self.returncode}"
-        return f"<{self.role} process {self.name!r} pid={self.pid} {state}, {self.count} messages>"
+        return f"<{self.role} process {self.name!r} pid={self.pid} {state}, {self.messages} messages>"
 
 
 def _servers_args(servers: Servers) -> "list[str]":
@@ -174,7 +179,7 @@ def summary(procs: Iterable[ServiceProcess]):
     """One row per process: name, pid, running, messages (published or received), rate per second."""
     import pandas as pd
 
-    return pd.DataFrame([{"name": p.name, "pid": p.pid, "running": p.alive, "messages": p.count,
+    return pd.DataFrame([{"name": p.name, "pid": p.pid, "running": p.alive, "messages": p.messages,
                           "rate_per_s": round(p.rate, 1)} for p in procs],
                         columns=["name", "pid", "running", "messages", "rate_per_s"])
 
@@ -188,7 +193,7 @@ async def watch(procs: Iterable[ServiceProcess], seconds: float = 2.0, every: fl
     end = time.monotonic() + seconds
     while True:
         left = end - time.monotonic()
-        counts = ", ".join(f"{p.name}: {p.count}" + ("" if p.alive else " (stopped)") for p in procs)
+        counts = ", ".join(f"{p.name}: {p.messages}" + ("" if p.alive else " (stopped)") for p in procs)
         line.update(f"{counts}  ({max(0.0, left):.1f} s to go)" if left > 0 else counts)
         if left <= 0:
             return summary(procs)
