@@ -14,6 +14,8 @@ import pytest
 # touches what a developer runs by hand beside them.
 os.environ["TRASHLAB_STATE_DIR"] = tempfile.mkdtemp(prefix="trashlab-test-state-")
 os.environ.pop("NATS_URL", None)
+# A class the developer joined (trashlab.join) must not turn the tests' brokers into leaf nodes.
+os.environ["TRASHLAB_CLASS_FILE"] = os.path.join(os.environ["TRASHLAB_STATE_DIR"], "no-class.json")
 
 import trashlab  # noqa: E402
 

@@ -92,3 +92,26 @@ def test_a_spawned_child_never_imports_ipython():
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip().splitlines()[-1] == "False", out.stdout + out.stderr
+
+
+def test_ipykernel_still_targets_a_write_through_a_context_variable():
+    """write_under() sets ipykernel's per-context output target for one write (news under the latest cell)."""
+    import zmq
+    from ipykernel.iostream import IOPubThread, OutStream
+    from jupyter_client.session import Session
+
+    ctx = zmq.Context()
+    socket = ctx.socket(zmq.PUB)
+    socket.bind("inproc://trashlab-canary")
+    thread = IOPubThread(socket)  # not started: nothing is sent, only the target is looked at
+    try:
+        stream = OutStream(Session(), thread, "stderr", watchfd=False)
+        stream.set_parent({"header": {"msg_id": "created-the-task"}})
+        assert _compat.cell_header(stream) == {"msg_id": "created-the-task"}
+        seen = []
+        stream.write = lambda text: seen.append((text, stream.parent_header))  # what write() reads
+        _compat.write_under(stream, {"msg_id": "latest-cell"}, "news\n")
+        assert seen == [("news\n", {"msg_id": "latest-cell"})], "ipykernel moved OutStream._parent_header"
+        assert stream.parent_header == {"msg_id": "created-the-task"}  # only for that write
+    finally:
+        ctx.destroy(linger=0)  # also the sockets IOPubThread opened

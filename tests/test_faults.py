@@ -58,7 +58,8 @@ def gone(pid: int, timeout: float = 5.0) -> bool:
     (lambda: trashlab.Simulator("http://127.0.0.1:4222"), "use nats://host:port"),
     (lambda: trashlab.Simulator("nats://127.0.0.1:99999"), "bad port"),
     (lambda: trashlab.Collector("nats://127.0.0.1:4222", subject="trash level"), "without spaces"),
-    (lambda: trashlab.Simulator("nats://127.0.0.1:4222", subject="trash.*"), "subscribers only"),
+    (lambda: trashlab.Simulator("nats://127.0.0.1:4222", subject="trash.*"), "are for subscribing"),
+    (lambda: trashlab.Collector("nats://127.0.0.1:4222", subject="trash.x*"), "a wildcard is a whole word"),
     (lambda: trashlab.Simulator("nats://127.0.0.1:4222", interval=-1), "positive number of seconds"),
     (lambda: trashlab.Collector("nats://127.0.0.1:4222", max_rows=-5), "positive whole number"),
 ])
@@ -146,7 +147,7 @@ def test_cli_store_dir_unwritable(tmp_path):
 
 
 # ----- a broker SIGKILLed under load, restarted on the same port --------------------------
-async def test_broker_killed_and_restarted_clients_resume_and_loss_is_reported(capsys):
+async def test_broker_killed_and_restarted_clients_resume_and_loss_is_reported(capsys, caplog):
     broker = trashlab.Broker(unique("crash")).start()
     port = broker.port
     col = await trashlab.Collector(broker.url, name="col-crash").start()
@@ -169,7 +170,9 @@ async def test_broker_killed_and_restarted_clients_resume_and_loss_is_reported(c
         await col.stop()
         broker.stop()
     loss = col.loss(published=published)
-    err = capsys.readouterr().err
+    # a plain script shows trashlab's warnings through logging's last-resort handler (stderr); pytest captures
+    # logging itself, so read both
+    err = capsys.readouterr().err + caplog.text
     print(f"\nbroker SIGKILL + restart: published {published}, received {col.count}, lost {loss['lost']} "
           f"in {loss['gaps']}")
     assert loss["received"] == col.count and loss["duplicates"] == 0
@@ -204,7 +207,7 @@ class SlowReport(trashlab.ReportService):
 
 
 @pytest.mark.parametrize("slow", [SlowCollector, SlowReport])
-async def test_slow_consumer_is_a_warning_with_counts_not_a_silent_drop(broker, capsys, slow):
+async def test_slow_consumer_is_a_warning_with_counts_not_a_silent_drop(broker, capsys, caplog, slow):
     svc = await slow(broker.url, name=unique("slowpoke"), pending_msgs_limit=100).start()
     nc = await trashlab.connect(broker.url, name="burst")
     n = 5000
@@ -222,7 +225,9 @@ async def test_slow_consumer_is_a_warning_with_counts_not_a_silent_drop(broker, 
     await svc.stop()
     assert svc.slow_consumer_events > 0
     assert kept() + svc.slow_consumer_events == n, "a message vanished without being counted"
-    err = capsys.readouterr().err
+    # a plain script shows trashlab's warnings through logging's last-resort handler (stderr); pytest captures
+    # logging itself, so read both
+    err = capsys.readouterr().err + caplog.text
     assert "slow consumer" in err and "(1 times so far)" in err and svc.name in err
     print(f"\nslow consumer ({slow.__name__}): {n} published, {kept()} kept, "
           f"{svc.slow_consumer_events} dropped and counted")

@@ -125,7 +125,7 @@ async def test_servers_default_to_nats_url_then_our_broker(shared_broker, monkey
     (dict(servers="http://x:1"), "scheme"),
     (dict(servers="nats://host:99999"), "bad port"),
     (dict(subject="trash level"), "not valid"),
-    (dict(subject="trash.>"), "subscribers only"),
+    (dict(subject="trash.>"), "are for subscribing"),
     (dict(interval=-1), "interval"),
     (dict(cans=0), "cans"),
     (dict(count=-3), "count"),

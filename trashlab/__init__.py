@@ -24,6 +24,7 @@ from .message import SUBJECT, TrashLevel, decode_fields, encode
 _LAZY = {
     "servers.accounts": ("AccountsBroker",),
     "servers.broker": ("Broker", "find_nats_server", "running_brokers"),
+    "servers.classroom": ("ClassHub", "join", "leave", "joined"),
     "servers.cleanup": ("process_table", "stop_everything"),
     "servers.cluster": ("Cluster",),
     "services.collector": ("Collector", "sequence_loss"),
@@ -61,6 +62,8 @@ __all__ = [
     "spawn_simulator", "spawn_simulators", "spawn_report", "spawned", "stop_spawned", "ServiceProcess", "summary",
     "watch", "start_subscribers", "stop_subscribers", "wait_total", "delivery_table", "process_table",
     "stop_everything", "ManagedProcess", "children", "reap_orphans", "stop_all", "sequence_loss",
+    # classroom mode
+    "ClassHub", "join", "leave", "joined",
     # connecting, monitoring, Docker path
     "connect", "resolve", "server_list", "running_brokers", "find_nats_server", "monitor", "ping",
     "docker_available", "run", "plots", "docker", "setup_kernel",

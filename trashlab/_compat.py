@@ -1,7 +1,8 @@
 """Every use of another package's private internals, in one place.
 
 Each function here reaches into something its package does not promise to keep (nats-py's
-subscription buffer and server INFO, ipympl's canvas, IPython's traceback display). A canary test for
+subscription buffer and server INFO, ipympl's canvas, IPython's traceback display, ipykernel's output
+target of a background task). A canary test for
 each (``tests/test_compat.py``) fails loudly when that package changes, instead of trashlab
 silently slowing down or showing 40-line tracebacks again.
 """
@@ -53,3 +54,31 @@ def ipympl_canvas(figure: Any) -> "tuple[Any, Any]":
 def show_traceback_lines(shell: Any, etype: type, evalue: BaseException, lines: "list[str]") -> None:
     """Show ``lines`` in place of a traceback (the display a ``set_custom_exc`` handler must call)."""
     shell._showtraceback(etype, evalue, lines)
+
+
+# ----- ipykernel -------------------------------------------------------------------------------
+def cell_header(stream: Any) -> Optional[dict]:
+    """The message header that output written to ``stream`` (ipykernel's stdout/stderr) goes under now."""
+    header = getattr(stream, "parent_header", None)
+    return header if isinstance(header, dict) and header else None
+
+
+def write_under(stream: Any, header: Optional[dict], text: str) -> None:
+    """Write ``text`` to ipykernel's ``stream`` as output of the cell with ``header``.
+
+    ipykernel 7 keeps the target cell in a context variable, so output from an asyncio task lands under
+    the cell that *created* the task; this sets it for one write. Elsewhere it is a plain write.
+    """
+    import contextvars
+
+    target = getattr(stream, "_parent_header", None)
+    if header is None or not isinstance(target, contextvars.ContextVar):
+        stream.write(text)
+        stream.flush()
+        return
+    token = target.set(header)
+    try:
+        stream.write(text)
+        stream.flush()
+    finally:
+        target.reset(token)

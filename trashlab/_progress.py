@@ -1,15 +1,55 @@
 """A live status line for waits longer than a moment (processes starting, messages arriving).
 
 In Jupyter it is one output line updated in place (a display handle); in a terminal or script it
-prints only the final line, so logs stay short.
+prints only the final line, so logs stay short. Every wait marks itself with :func:`waiting`, so a
+cell interrupted during it can say what was interrupted (see :mod:`trashlab.notebook.kernel`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
+
+#: what the running cell is waiting for right now: (description, started at)
+_waits: "list[tuple[str, float]]" = []
+#: the innermost wait an Interrupt ended in this cell: (description, seconds it had waited)
+_interrupted: "Optional[tuple[str, float]]" = None
+
+
+@contextlib.contextmanager
+def waiting(what: str) -> Iterator[None]:
+    """Mark a wait (``waiting for 100 readings``), so an Interrupt during it can say what it stopped."""
+    global _interrupted
+    entry = (what, time.monotonic())
+    _waits.append(entry)
+    try:
+        yield
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        if _interrupted is None:  # the innermost wait names it
+            _interrupted = (what, time.monotonic() - entry[1])
+        raise
+    finally:
+        if entry in _waits:
+            _waits.remove(entry)
+
+
+def interrupted_wait() -> "Optional[tuple[str, float]]":
+    """What an Interrupt just ended: ``(description, seconds waited)`` of the innermost wait, or None; forgets it."""
+    global _interrupted
+    found, _interrupted = _interrupted, None
+    if found is None and _waits:
+        what, since = _waits[-1]
+        found = (what, time.monotonic() - since)
+    return found
+
+
+def forget_interrupt() -> None:
+    """A new cell runs: an earlier interrupt that user code caught is no news."""
+    global _interrupted
+    _interrupted = None
 
 
 def _in_kernel() -> bool:
@@ -57,20 +97,31 @@ class StatusLine:
 
 
 async def wait_until(check: Callable[[], bool], *, timeout: float, what: str,
-                     status: Optional[StatusLine] = None, every: float = 0.05) -> bool:
-    """Await ``check()`` becoming true (at most ``timeout`` s), showing ``what`` and the seconds waited."""
+                     status: Optional[StatusLine] = None, every: float = 0.05,
+                     why: Optional[Callable[[], str]] = None) -> bool:
+    """Await ``check()`` becoming true (at most ``timeout`` s), showing ``what`` and the seconds waited.
+
+    Giving up says so on the line, with ``why()`` (the likely cause) when given; an Interrupt
+    leaves "interrupted" on it.
+    """
     line = status or StatusLine(f"{what} ...")
     deadline = time.monotonic() + timeout
     last = -1.0
-    while not check():
-        if time.monotonic() > deadline:
-            if status is None:
-                line.done(f"{what}: gave up after {line.elapsed:.1f} s")
-            return False
-        if line.elapsed - last >= 0.25:
-            last = line.elapsed
-            line.update(f"{what} ... {line.elapsed:.1f} s")
-        await asyncio.sleep(every)
+    with waiting(what):
+        try:
+            while not check():
+                if time.monotonic() > deadline:
+                    if status is None:
+                        cause = why() if why is not None else ""
+                        line.done(f"{what}: gave up after {line.elapsed:.1f} s" + (f": {cause}" if cause else ""))
+                    return False
+                if line.elapsed - last >= 0.25:
+                    last = line.elapsed
+                    line.update(f"{what} ... {line.elapsed:.1f} s")
+                await asyncio.sleep(every)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            line.update(f"{what}: interrupted after {line.elapsed:.1f} s")
+            raise
     if status is None:  # our own line: say how it ended
         line.done(f"{what}: done after {line.elapsed:.1f} s")
     return True

@@ -13,7 +13,7 @@ import json
 import signal
 import sys
 import time
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from .errors import BadArgument, TrashlabError
 
@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jetstream", action="store_true", help="enable JetStream on every node")
 
     sub.add_parser("demo", help="the whole lab headless in under a minute")
+    from .servers.classroom import add_cli
+    add_cli(sub)
     return parser
 
 
@@ -132,6 +134,21 @@ def _broker(args) -> int:
     broker = Broker(args.name, port=args.port, jetstream=args.jetstream or bool(args.store_dir),
                     host=args.listen, store_dir=args.store_dir,
                     user=args.user, password=args.password, token=args.token)
+
+    def announce() -> None:
+        print(broker.url, flush=True)
+        print(f"monitoring: {broker.monitor_url}  (name {broker.name}, pid {broker.pid}; Ctrl-C stops it)", flush=True)
+        leaf = broker.config.leaf_remote
+        if leaf:
+            from .servers.connection import mask
+            print(f"in the class: a leaf node of the hub {mask(leaf)} (`trashlab classroom leave` to stop joining)",
+                  flush=True)
+
+    return foreground(broker, announce, f"nats-server {broker.name}", f"broker {broker.name}")
+
+
+def foreground(broker, announce: Callable[[], None], process: str, label: str) -> int:
+    """Start ``broker``, ``announce()`` it, run until Ctrl-C / SIGTERM (exit 0) or until it dies (exit 1)."""
     stopping = {"flag": False}
 
     def on_signal(signum, frame):
@@ -140,15 +157,14 @@ def _broker(args) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     broker.start()
-    print(broker.url, flush=True)
-    print(f"monitoring: {broker.monitor_url}  (name {broker.name}, pid {broker.pid}; Ctrl-C stops it)", flush=True)
+    announce()
     while broker.running and not stopping["flag"]:
         time.sleep(0.2)
     if not broker.running and not stopping["flag"]:
-        print(f"trashlab: error: nats-server {broker.name} exited unexpectedly", file=sys.stderr)
+        print(f"trashlab: error: {process} exited unexpectedly", file=sys.stderr)
         return 1
     broker.stop()
-    print(f"broker {broker.name} stopped", flush=True)
+    print(f"{label} stopped", flush=True)
     return 0
 
 
@@ -192,7 +208,7 @@ async def _sim(args) -> int:
     stopper.cancel()
     published = await sim.stop()
     print(f"published {published} messages to {args.subject}", file=sys.stderr, flush=True)
-    return 0
+    return 1 if sim.error else 0
 
 
 async def _report(args) -> int:
@@ -237,6 +253,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command == "broker":
             return _broker(args)
+        if args.command == "classroom":
+            from .servers.classroom import cli
+            return cli(args)
         if args.command == "demo":
             from .course.demo import demo
             return asyncio.run(demo())

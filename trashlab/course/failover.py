@@ -27,6 +27,7 @@ from typing import List, Optional
 import pandas as pd
 
 from .._aio import cancel
+from .._progress import waiting
 from ..servers.cluster import Cluster
 from ..services.collector import Collector
 from ..servers.connection import connect
@@ -206,6 +207,7 @@ class _DurableReader(NatsComponent):
     """Pulls from the drill's durable consumer into a Collector, acking each reading, dropping redeliveries."""
 
     drain_on_stop = False  # what is not acked is redelivered to the next reader; nothing to hand over
+    stop_timeout = 2.0  # the node may be the one the drill killed
 
     def __init__(self, url: str, subject: str, collector: Collector) -> None:
         super().__init__(url, "drill-collector")
@@ -335,9 +337,10 @@ async def failover_drill(cluster: Optional[Cluster] = None, *, jetstream: bool =
         first = running[0]
         other = running[-1]
         victim = first if kill == "collector" else other
-        return await _drill(cluster, first, other, victim, jetstream=jetstream, rate=float(rate),
-                            kill_after=kill_after, run_after=run_after, subject=subject, progress=progress,
-                            restore=restore and not own)
+        with waiting(f"the {'JetStream' if jetstream else 'core'} failover drill"):
+            return await _drill(cluster, first, other, victim, jetstream=jetstream, rate=float(rate),
+                                kill_after=kill_after, run_after=run_after, subject=subject, progress=progress,
+                                restore=restore and not own)
     finally:
         if own:
             cluster.stop()

@@ -271,14 +271,19 @@ class LiveDashboard:
             raise TrashlabError("LiveDashboard needs a running event loop: use it in a notebook cell "
                                 "(or in async code)") from None
         for other in list(LiveDashboard._running):  # a re-run cell replaces its old dashboard
-            if other is not self and other.collector is self.collector:
+            if other is not self and (other.collector is self.collector or other.collector.name == self.collector.name):
                 other.stop()
         LiveDashboard._running.add(self)
         self._task = loop.create_task(self._run(), name="trashlab-dashboard")
         return self
 
     async def _run(self) -> None:
+        was_running = self.collector.running
         while True:
+            if was_running and not self.collector.running:  # stopped, or replaced by a re-run cell
+                self.stop()
+                return
+            was_running = was_running or self.collector.running
             if not self._paused:
                 try:
                     self.refresh()

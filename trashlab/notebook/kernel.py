@@ -1,5 +1,11 @@
-"""What trashlab sets up inside a Jupyter kernel (and only there): log lines in the running cell and
-trashlab errors shown as one red line instead of a traceback.
+"""What trashlab sets up inside a Jupyter kernel (and only there): log lines in the running cell,
+trashlab errors shown as one red line instead of a traceback, and an interrupted cell shown as one line.
+
+- Interrupt (JupyterLab's ■: ``KeyboardInterrupt`` in a plain cell, ``CancelledError`` in one that
+  awaits) shows what was interrupted and what keeps running; the lab itself is untouched (the processes
+  trashlab starts are outside the kernel's process group, see :mod:`trashlab.servers.processes`).
+- Connection news (lost, reconnected) comes from background tasks, which ipykernel would show under
+  the cell that created the client, long ago; it is written under the cell run last instead.
 
 ``import trashlab`` calls :func:`setup_kernel` only when IPython is already loaded (a kernel, an IPython
 shell); a plain script or a spawned ``trashlab sim`` never imports IPython and gets the standard
@@ -8,18 +14,24 @@ library's logging (warnings on stderr, nothing configured).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from typing import Any, Optional
 
-from .._compat import show_traceback_lines
+from .._compat import cell_header, show_traceback_lines, write_under
+from .._progress import forget_interrupt, interrupted_wait
 from ..errors import TrashlabError
 
 log = logging.getLogger("trashlab")
 
 
+#: the message header of the cell run last (its output area is where the student looks)
+_latest_cell: Optional[dict] = None
+
+
 class _CellStderr(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at the time (in Jupyter: the running cell)."""
+    """Writes to whatever ``sys.stderr`` is at the time, under the cell run last (in Jupyter)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -33,15 +45,54 @@ class _CellStderr(logging.StreamHandler):
     def stream(self, value) -> None:
         pass
 
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            write_under(sys.stderr, _latest_cell, self.format(record) + self.terminator)
+        except Exception:
+            self.handleError(record)
+
+
+def _still_running() -> "list[str]":
+    """Short names of what trashlab runs for this kernel: brokers, spawned processes, clients."""
+    found = []
+    broker, spawn = sys.modules.get("trashlab.servers.broker"), sys.modules.get("trashlab.services.spawn")
+    named = sys.modules.get("trashlab.services._named")
+    if broker is not None:
+        found += [f"broker {b.name}" for b in broker.running_brokers()]
+    if spawn is not None:
+        found += [f"{p.role} process {p.name}" for p in spawn.spawned()]
+    if named is not None:
+        found += named.describe_running()
+    return found
+
+
+def interrupt_line() -> str:
+    """The one line an interrupted cell shows: what was interrupted, what keeps running."""
+    stopped = interrupted_wait()
+    head = f"Interrupted: {stopped[0]} (after {stopped[1]:.1f} s)" if stopped else "Interrupted"
+    running = _still_running()
+    return head + ("; still running: " + ", ".join(running) if running else "; nothing trashlab started is running") + "."
+
 
 def _short(shell: Any, etype: type, evalue: BaseException, tb: Any, tb_offset: Optional[int] = None) -> list:
-    lines = [f"\x1b[0;31m{etype.__name__}\x1b[0m: {evalue}"]
+    if issubclass(etype, (KeyboardInterrupt, asyncio.CancelledError)):
+        lines = [f"\x1b[0;33m■ {interrupt_line()}\x1b[0m"]
+    else:
+        lines = [f"\x1b[0;31m{etype.__name__}\x1b[0m: {evalue}"]
     show_traceback_lines(shell, etype, evalue, lines)
     return lines
 
 
+def _remember_cell(*_args: Any) -> None:
+    global _latest_cell
+    forget_interrupt()
+    header = cell_header(sys.stderr)
+    if header is not None:
+        _latest_cell = header
+
+
 def setup_kernel(shell: Any = None) -> bool:
-    """In IPython/Jupyter: trashlab's log lines go to the running cell, its errors show as one line.
+    """In IPython/Jupyter: trashlab's log lines go to the cell run last, its errors and interrupts show as one line.
 
     Called by ``import trashlab`` when IPython is already running; call it yourself otherwise.
     Returns False (and changes nothing) outside IPython.
@@ -55,5 +106,9 @@ def setup_kernel(shell: Any = None) -> bool:
         log.addHandler(_CellStderr())
         log.setLevel(logging.WARNING)
         log.propagate = False  # one line in the cell, not a second copy through the root logger
-    shell.set_custom_exc((TrashlabError,), _short)
+    shell.set_custom_exc((TrashlabError, KeyboardInterrupt, asyncio.CancelledError), _short)
+    events = getattr(shell, "events", None)
+    if events is not None and _remember_cell not in events.callbacks.get("pre_run_cell", []):
+        events.register("pre_run_cell", _remember_cell)
+    _remember_cell()  # the cell importing trashlab
     return True

@@ -30,6 +30,8 @@ def accounts_config(accounts: Mapping[str, Mapping[str, str]]) -> str:
 class AccountsBroker(Broker):
     """A broker whose clients log in to accounts; ``url_for(user)`` is that user's connection URL."""
 
+    _joins_class = False  # its accounts stay on this machine, even in a joined class
+
     def __init__(self, name: str = "iot-msg", accounts: Optional[Mapping[str, Mapping[str, str]]] = None,
                  **options) -> None:
         super().__init__(name, **options)

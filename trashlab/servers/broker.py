@@ -22,7 +22,7 @@ import sys
 import sysconfig
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -35,6 +35,17 @@ log = logging.getLogger("trashlab")
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+#: the client port each broker name last had in this process: a broker started again under that name
+#: asks for it first while clients (or spawned processes) still use it, so they reconnect by themselves
+_last_port: "dict[str, int]" = {}
+
+
+def _still_used(hostport: str) -> bool:
+    """True if a client or a spawned process of this process still uses ``host:port``."""
+    connection, spawn = sys.modules.get(__package__ + ".connection"), sys.modules.get("trashlab.services.spawn")
+    if connection is not None and connection.knows(hostport):
+        return True
+    return spawn is not None and any(hostport in " ".join(p.args) for p in spawn.spawned())
 
 
 def find_nats_server() -> str:
@@ -108,6 +119,7 @@ class Broker(ServerLifecycle):
         self.route_user, self.route_password = route_user, route_password
         self.store_dir = store_dir
         self.start_timeout = start_timeout
+        self._preferred_port: Optional[int] = None
         self._run: Optional[_Running] = None
         self._tmp: Optional[str] = None
 
@@ -206,16 +218,30 @@ class Broker(ServerLifecycle):
             raise BrokerError(f"broker {self.name} is not started yet: call .start() first")
 
     # ----- lifecycle ----------------------------------------------------------------------
+    #: Whether this kind of broker becomes a leaf node of a class hub after ``trashlab.join(...)``.
+    _joins_class = True
+
+    def _class_leaf(self) -> Optional[str]:
+        """The class hub's leaf URL when a class is joined (single, unclustered brokers only)."""
+        if not self._joins_class or self.cluster:
+            return None
+        from .classroom import leaf_remote
+
+        return leaf_remote()
+
     def _config(self, ports: Ports, store: Optional[str], ports_dir: Optional[str]) -> ServerConfig:
         """The one value nats-server is configured from (subclasses add to it)."""
         cluster = ClusterBlock(self.cluster_name, self.route_user, self.route_password,
-                          tuple(self._route_urls())) if self.cluster else None
+                               tuple(self._route_urls())) if self.cluster else None
         return ServerConfig(self.name, self.host, ports, self.user, self.password, self.token, cluster,
-                            store, ports_file_dir=ports_dir)
+                            store, ports_file_dir=ports_dir, leaf_remote=self._class_leaf())
 
     def _settings(self) -> ServerConfig:
         """What must match for a running broker of the same name to be reused (ports and folders aside)."""
-        return self._config(Ports(), None, None)
+        settings = self._config(Ports(), None, None)
+        if self._run is not None:  # what it runs with (a class joined or left since), not what it would get now
+            settings = replace(settings, leaf_remote=self._run.config.leaf_remote)
+        return settings
 
     def _compatible(self, other: "Broker") -> bool:
         if self._settings() != other._settings() or self.jetstream != other.jetstream:
@@ -279,11 +305,19 @@ class Broker(ServerLifecycle):
         if self._reuse_running():
             return None
         self._check_security()
+        before = _last_port.get(self.name)
+        if self.port is None and self._preferred_port is None and before and _still_used(f"{self.client_host}:{before}"):
+            self._preferred_port = before
         store = self._prepare_store()
         ports_dir = Path(tempfile.mkdtemp(prefix="ports-", dir=self._tmpdir()))
         # a restart asks for the ports it had, so clients and routes find it where it was
-        config = self._config(self.assigned_ports or self.requested_ports, store, str(ports_dir))
+        ports = self.assigned_ports or self.requested_ports
+        if ports.client is None and self._preferred_port:
+            ports = replace(ports, client=self._preferred_port)
+        config = self._config(ports, store, str(ports_dir))
         conf = Path(self._tmpdir()) / f"{self.name}.conf"
+        conf.touch(mode=0o600)  # it may hold passwords
+        conf.chmod(0o600)
         conf.write_text(config.render())
         argv = [find_nats_server(), "--config", str(conf)]
         try:
@@ -308,6 +342,11 @@ class Broker(ServerLifecycle):
             self._run.ports = Ports(_port_of(ports["nats"][0]), _port_of(ports["monitoring"][0]),
                                     _port_of(ports["cluster"][0]) if ports.get("cluster") else None)
             names.register(self)
+            before = _last_port.get(self.name)
+            _last_port[self.name] = self.port
+            connection = sys.modules.get(__package__ + ".connection")  # no client without it
+            if before is not None and before != self.port and connection is not None:
+                connection.broker_moved(f"{self.client_host}:{before}", self.url)
             return True
         if not self._run.proc.alive:
             self._run.proc.wait(2)
@@ -338,22 +377,41 @@ class Broker(ServerLifecycle):
 
     def start(self) -> "Broker":
         """Start nats-server (or reuse the running one of the same name); wait until it accepts clients."""
-        ports_dir = self._launch()
-        if ports_dir is not None:
-            while not self._poll_ready(ports_dir):
-                time.sleep(0.02)
-            self._check_accepts()
-            log.info("trashlab: broker %s ready at %s", self.name, self.url)
+        for attempt in (1, 2):
+            ports_dir = self._launch()
+            try:
+                if ports_dir is not None:
+                    while not self._poll_ready(ports_dir):
+                        time.sleep(0.02)
+                    self._check_accepts()
+                    log.info("trashlab: broker %s ready at %s", self.name, self.url)
+                return self
+            except PortInUse:
+                if not self._give_up_preferred_port():
+                    raise
         return self
 
     async def astart(self) -> "Broker":
         """Like :meth:`start`, but waits without blocking the event loop."""
-        ports_dir = self._launch()
-        if ports_dir is not None:
-            while not self._poll_ready(ports_dir):
-                await asyncio.sleep(0.02)
-            self._check_accepts()
+        for attempt in (1, 2):
+            ports_dir = self._launch()
+            try:
+                if ports_dir is not None:
+                    while not self._poll_ready(ports_dir):
+                        await asyncio.sleep(0.02)
+                    self._check_accepts()
+                return self
+            except PortInUse:
+                if not self._give_up_preferred_port():
+                    raise
         return self
+
+    def _give_up_preferred_port(self) -> bool:
+        """The port this name had before is taken now: True if another start may take any free port."""
+        if self.port is not None or not self._preferred_port or self._preferred_port < 0:
+            return False
+        self._preferred_port = -1  # any free port from now on
+        return True
 
     def _check_accepts(self) -> None:
         assert self._run is not None

@@ -11,6 +11,7 @@ Jupyter server, terminal or user is.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import pandas as pd
 import psutil
@@ -56,6 +57,9 @@ def stop_everything(everywhere: bool = True, timeout: float = 5.0) -> pd.DataFra
     """Stop what this notebook started (brokers, clusters, simulator and report processes) and, with
     ``everywhere``, what the course's other notebooks started; return a table of what was stopped."""
     reap_orphans()
+    named = sys.modules.get("trashlab.services._named")
+    if named is not None:  # collectors, simulators, report services, dashboards of this notebook
+        named.stop_clients()
     before = process_table()
     for broker in running_brokers():
         broker.stop(timeout)

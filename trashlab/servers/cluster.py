@@ -155,13 +155,18 @@ class Cluster(ServerLifecycle):
         return self
 
     def add_node(self, name: Optional[str] = None) -> Broker:
-        """Join one more node the lab's way: ``--routes=nats-route://ruser:T0pS3cr3t@<first>:<port>``."""
+        """Join one more node the lab's way: ``--routes=nats-route://ruser:T0pS3cr3t@<first>:<port>``.
+
+        Safe to run again: without ``name`` it is always the same extra node (``iot-msg3`` for a
+        2-node cluster), returned as it is when it runs, restarted when it was stopped; give
+        ``name=`` for more nodes.
+        """
         seed = next((b for b in self.nodes.values() if b.running), None)
         if seed is None:
             raise BrokerError(f"cluster {self.name} has no running node to join: call .start() first")
-        name = name or node_name(self.name, len(self.nodes) + 1)
-        if name in self.nodes and self.nodes[name].running:
-            return self.nodes[name]
+        name = name or node_name(self.name, self.size + 1)
+        if name in self.nodes:
+            return self.nodes[name].restart()  # running: as it is; stopped: again, on its ports
         node = self._broker(name, None, [seed.route_url]).start()
         self.nodes[name] = node
         return node
@@ -205,6 +210,12 @@ class Cluster(ServerLifecycle):
 
     async def wait_formed(self, timeout: float = 15.0, progress: bool = True) -> "Cluster":
         """Wait (at most ``timeout`` s) until all running nodes are routed together; else :class:`ClusterNotFormed`."""
+        from .._progress import waiting
+
+        with waiting(f"waiting for cluster {self.name} to form"):
+            return await self._wait_formed(timeout, progress)
+
+    async def _wait_formed(self, timeout: float, progress: bool) -> "Cluster":
         t0 = time.monotonic()
         said = False
         while True:

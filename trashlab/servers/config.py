@@ -55,6 +55,10 @@ class ServerConfig:
     store_dir: Optional[str] = None  # JetStream is on when set
     accounts: Accounts = ()
     ports_file_dir: Optional[str] = None
+    #: a joined class: the hub's leaf URL this broker connects to (it sends its traffic, takes none back)
+    leaf_remote: Optional[str] = None
+    #: further blocks rendered as they are (a class hub's leaf listener, WebSocket and accounts)
+    blocks: Tuple[str, ...] = ()
 
     def render(self) -> str:
         """The nats-server configuration file text."""
@@ -80,6 +84,9 @@ class ServerConfig:
             lines.append(f"jetstream {{ store_dir: {q(self.store_dir)} }}")
         if self.accounts:
             lines.append(accounts_block(self.accounts))
+        if self.leaf_remote:  # two notebooks' brokers of one student stay apart: deny_imports ">"
+            lines.append(f'leafnodes {{ remotes: [ {{ url: {q(self.leaf_remote)}, deny_imports: [">"] }} ] }}')
+        lines += self.blocks
         return "\n".join(lines) + "\n"
 
 

@@ -8,10 +8,12 @@ current URL, the way Docker's DNS resolves container names on ``iot-net``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
 import socket
+import weakref
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
@@ -55,6 +57,41 @@ class Resolved:
         if self.fallback:
             argv += ["--fallback", self.fallback, "--fallback-name", self.fallback_name or "local"]
         return argv
+
+
+#: every client connect() made, so one that knew a broker's old port learns its new one
+_clients: "weakref.WeakSet[Client]" = weakref.WeakSet()
+
+
+#: clients being shut down by a clean-up: their disconnects are expected, not news
+_hushed: "weakref.WeakSet[Client]" = weakref.WeakSet()
+
+
+def hush_all() -> None:
+    """Silence connection news of every client of this process (a clean-up is stopping their servers)."""
+    for nc in list(_clients):
+        _hushed.add(nc)
+
+
+def knows(hostport: str) -> bool:
+    """True if a client of this process (not closed) has ``host:port`` among its servers."""
+    return any(not nc.is_closed and hostport in {u.netloc.rsplit("@", 1)[-1] for u in nc.servers}
+               for nc in list(_clients))
+
+
+def broker_moved(old_hostport: str, new_url: str) -> None:
+    """A broker of this process came back on another port: clients that knew the old one try the new one too."""
+    new = urlsplit(new_url)
+    for nc in list(_clients):
+        if nc.is_closed:
+            continue
+        pool = [srv.uri for srv in nc.server_pool]
+        known = {u.netloc.rsplit("@", 1)[-1] for u in pool}
+        if old_hostport in known and f"{new.hostname}:{new.port}" not in known:
+            try:
+                nc.set_server_pool([u.geturl() for u in pool] + [new_url])
+            except Exception as e:  # closed in between
+                log.info("trashlab: could not tell a client about %s: %s", mask(new_url), e)
 
 
 def resolve(name: str) -> str:
@@ -160,7 +197,11 @@ def check_subject(subject: str, *, wildcards: bool = False) -> str:
         if tok == ">" and wildcards and i == len(tokens) - 1:
             continue
         if not _SUBJECT_TOKEN.match(tok):
-            hint = " (wildcards * and > are for subscribers only)" if ("*" in tok or ">" in tok) else ""
+            hint = ""
+            if "*" in tok or ">" in tok:
+                hint = (" (a wildcard is a whole word: * for any one word, > for the rest and only at the end, "
+                        "e.g. 'trash.*' or 'trash.>')" if wildcards else
+                        " (wildcards * and > are for subscribing; publishing needs one concrete subject)")
             raise BadArgument(f"subject {subject!r} is not valid{hint}: use dot-separated words without "
                               "spaces, e.g. 'trash-level'")
     return subject
@@ -211,6 +252,8 @@ async def _connect(urls: list, name: str, on_error: Optional[Callable[[Exception
     async def error_cb(e: Exception) -> None:
         if on_error is not None and on_error(e):
             return
+        if nc in _hushed:
+            return
         if state["connecting"]:  # reported once, by the exception connect() raises
             state["last"] = e  # the cause (refused, auth); nc.last_error holds only "no servers available"
             return
@@ -224,13 +267,14 @@ async def _connect(urls: list, name: str, on_error: Optional[Callable[[Exception
             log.warning("trashlab [%s]: %s", name, text)
 
     async def disconnected_cb() -> None:
-        if not nc.is_closed and not state["down"]:
+        if not nc.is_closed and not state["down"] and nc not in _hushed:
             log.warning("trashlab [%s]: disconnected from %s, reconnecting...", name, where())
         state["down"] = True
 
     async def reconnected_cb() -> None:
         state["down"] = False
-        log.warning("trashlab [%s]: reconnected to %s", name, where())
+        if nc not in _hushed:
+            log.warning("trashlab [%s]: reconnected to %s", name, where())
 
     opts = dict(name=name, allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
                 connect_timeout=2, ping_interval=10, max_outstanding_pings=3,
@@ -260,7 +304,26 @@ async def _connect(urls: list, name: str, on_error: Optional[Callable[[Exception
         raise ConnectionFailed(f"cannot connect to {', '.join(mask(u) for u in urls)}: {describe(e)}") from None
     nc.options["max_reconnect_attempts"] = opts["max_reconnect_attempts"]
     state["connecting"] = False
+    _clients.add(nc)
     return nc
+
+
+async def close_quietly(nc: Optional[Client], *, drain: bool = False, timeout: float = 5.0) -> None:
+    """Deliver what is buffered (``drain``: also what was received), then close; never raises.
+
+    A server that is gone (killed, stopped, its cell interrupted) makes nats-py raise
+    ``ConnectionResetError`` and the like from flush/drain/close: stopping is done either way.
+    """
+    if nc is None or nc.is_closed:
+        return
+    try:
+        if nc.is_connected and nc not in _hushed:  # hushed: a clean-up stops its server, no time to lose
+            await nc.flush(timeout=min(2.0, timeout))
+            if drain:
+                await asyncio.wait_for(nc.drain(), timeout)
+    except Exception as e:
+        log.info("trashlab: %s while stopping (the server may be gone)", describe(e))
+    await quietly(nc.close())
 
 
 def url_of(nc: Client) -> Optional[str]:

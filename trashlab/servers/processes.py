@@ -14,6 +14,11 @@ Three safety nets, so a student never finds a stray nats-server:
 
 At exit the children are stopped first, then the temporary folders are removed. Every path that
 stops processes goes through :func:`stop_processes` (SIGTERM to all, wait, SIGKILL what remains).
+
+Each child runs in its own session (``start_new_session``), outside the process group of the process
+that started it: JupyterLab's Interrupt (■) sends SIGINT to the kernel's whole process group, and it
+must stop the running cell, never the brokers and services the notebook started. A kernel that is
+shut down still stops them (at exit), one that crashes still takes them with it (2, 3).
 """
 
 from __future__ import annotations
@@ -114,7 +119,7 @@ class _Spawner:
         while True:
             kwargs, box, done = self._jobs.get()
             try:
-                box["popen"] = subprocess.Popen(preexec_fn=_pdeathsig_hook(), **kwargs)
+                box["popen"] = subprocess.Popen(preexec_fn=_pdeathsig_hook(), start_new_session=True, **kwargs)
             except BaseException as e:  # handed back to the caller's thread
                 box["error"] = e
             done.set()
@@ -130,9 +135,10 @@ def _pdeathsig_hook():
 
 
 def _spawn(kwargs: dict) -> subprocess.Popen:
-    """Popen with the parent-death signal, forked by a thread that lives as long as the process."""
+    """Popen in its own session (an Interrupt of the kernel does not reach it), with the parent-death
+    signal, forked by a thread that lives as long as the process."""
     if _pdeathsig_hook() is None or threading.current_thread() is threading.main_thread():
-        return subprocess.Popen(preexec_fn=_pdeathsig_hook(), **kwargs)
+        return subprocess.Popen(preexec_fn=_pdeathsig_hook(), start_new_session=True, **kwargs)
     return _spawner.popen(kwargs)
 
 
@@ -206,11 +212,18 @@ class ManagedProcess:
         return self.popen.poll()
 
     def wait(self, timeout: Optional[float] = None) -> Optional[int]:
-        """Wait until it ends (at most ``timeout`` s); return the exit code or None if still running."""
+        """Wait until it ends (at most ``timeout`` s); return the exit code or None if still running.
+
+        Once it ended, its last lines are read too (the reader thread may lag behind the exit), so
+        ``output`` holds the error it died with.
+        """
         try:
-            return self.popen.wait(timeout)
+            code = self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
+        if self._reader is not threading.current_thread():
+            self._reader.join(1.0)
+        return code
 
     def terminate(self) -> None:
         """Send SIGTERM and return at once."""

@@ -40,6 +40,16 @@ _LAB_FORMAT = re.compile(
     rb'\{"can_id":"([A-Za-z0-9]{1,64})", "level":"([0-9.][0-9.eE+-]{0,40})"(?:, "seq":(0|[1-9][0-9]{0,17}))?\}\Z').match
 
 
+def _publishers_here() -> int:
+    """Simulators running in this process or spawned from it (as far as this notebook can tell)."""
+    import sys
+
+    from ._named import running
+
+    spawn = sys.modules.get("trashlab.services.spawn")
+    return len(running("simulator")) + (len(spawn.spawned("simulator")) if spawn is not None else 0)
+
+
 def can_order(ids) -> list:
     """Sort can ids numerically when they are numbers ("2" before "10"), else as text."""
     return sorted(ids, key=lambda c: (0, int(c), "") if c.isdigit() else (1, 0, c))
@@ -78,6 +88,9 @@ def sequence_loss(seqs, published: Optional[int] = None) -> dict:
 
 class Collector(RejectsReadings, NatsComponent):
     """Subscribes in the background and collects readings; ``frame()`` gives a pandas DataFrame."""
+
+    kind = "collector"
+    stop_timeout = 10.0
 
     def __init__(self, servers: Servers = None, subject: str = SUBJECT, max_rows: Optional[int] = None, *,
                  queue: Optional[str] = None, name: str = "collector", keep_rejected: int = 1000,
@@ -184,17 +197,39 @@ class Collector(RejectsReadings, NatsComponent):
         return self.received
 
     async def wait_for(self, count: int, timeout: float = 10.0) -> int:
-        """Wait until at least ``count`` valid readings arrived (at most ``timeout`` s); return the count."""
-        if self.received < count:
+        """Wait until at least ``count`` valid readings arrived (at most ``timeout`` s); return the count.
+
+        Giving up prints one line with the likely cause (e.g. no simulator is running).
+        """
+        from .._progress import waiting
+
+        if self.count < count:
+            what = f"collector {self.name!r} waiting for {count} readings"
             self._reached = asyncio.Event()
             self._target = count
             try:
-                await asyncio.wait_for(self._reached.wait(), timeout)
+                with waiting(what):
+                    await asyncio.wait_for(self._reached.wait(), timeout)
             except asyncio.TimeoutError:
-                pass
+                print(f"{what}: gave up after {timeout:g} s: {self.stall_cause(count)}", flush=True)
             finally:
                 self._target = float("inf")
         return self.count
+
+    def stall_cause(self, count: Optional[int] = None) -> str:
+        """Why fewer than ``count`` readings arrived, as far as this notebook can tell (one sentence)."""
+        if not self.running:
+            return "this collector is stopped: start it with `await col.start()`"
+        if self.connected_url is None:
+            return "it is not connected: its broker is down (it reconnects by itself once the broker runs again)"
+        if self.count == 0:
+            if not _publishers_here():
+                return (f"nothing arrived on {self.subject!r} and no simulator runs in this notebook: start one "
+                        "(`await trashlab.spawn_simulator(...)`), then run this cell again")
+            return (f"nothing arrived on {self.subject!r}: does the simulator publish to this subject, "
+                    "on the same broker?")
+        return (f"{self.count} of {count if count is not None else '?'} readings arrived ({self.rate:.1f} per s): "
+                "wait longer or ask for fewer")
 
     async def stop(self) -> int:
         """Deliver what is already buffered, unsubscribe and close; return ``received``."""
@@ -202,6 +237,15 @@ class Collector(RejectsReadings, NatsComponent):
         self._sub = None
         self._queue = None
         return self.received
+
+    def count_since(self, start: float) -> int:
+        """Valid readings received at or after ``start`` (unix time), among the rows kept."""
+        n = 0
+        for row in reversed(self._rows):
+            if row[2] < start:
+                break
+            n += 1
+        return n
 
     def clear(self) -> None:
         """Forget everything collected so far (counters too)."""

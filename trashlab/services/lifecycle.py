@@ -17,7 +17,8 @@ from typing import Any, Coroutine, Deque, List, Optional, Tuple, TypeVar
 
 from .._aio import cancel
 from ..errors import BadMessage
-from ..servers.connection import Resolved, Servers, connect, resolve_servers, url_of
+from ..servers.connection import Resolved, Servers, close_quietly, connect, resolve_servers, url_of
+from ._named import forget, replace
 
 log = logging.getLogger("trashlab")
 
@@ -82,8 +83,12 @@ class RejectsReadings:
 class NatsComponent:
     """Base of the components that talk to NATS: ``start()``, ``stop()``, ``running``, ``connected_url``."""
 
+    #: what it is, for "started again" lines and the Interrupt summary (None: not one per name)
+    kind: Optional[str] = None
     #: deliver buffered messages before closing (subscribers); a publisher only flushes
     drain_on_stop = True
+    #: at most this long for stop() to flush and drain
+    stop_timeout = 5.0
 
     def __init__(self, servers: "Servers | Resolved", name: str) -> None:
         self.servers = servers
@@ -113,6 +118,8 @@ class NatsComponent:
             return self
         self.resolved = resolve_servers(self.servers)  # bad URLs fail here, before any connection attempt
         await self._close()  # a finished run's connection (a simulator that published its count)
+        if self.kind is not None:
+            await replace(self.kind, self.name, self)  # a re-run cell: the earlier one of that name stops
         self.stopping = False
         self._nc = await connect(self.resolved, name=self.name, on_error=self._on_error)
         try:
@@ -130,7 +137,10 @@ class NatsComponent:
         return task
 
     async def stop(self) -> Any:
-        """Stop the background work, deliver what is buffered, close the connection."""
+        """Stop the background work, deliver what is buffered, close the connection.
+
+        Never raises because the server is gone: stopped is stopped.
+        """
         self.stopping = True  # loops that nats-py might keep from seeing a cancellation check this
         for task in self._tasks:
             await cancel(task)
@@ -138,21 +148,14 @@ class NatsComponent:
         if self._nc is not None and not self._nc.is_closed:
             await self._teardown()
         await self._close()
+        if self.kind is not None:
+            forget(self.kind, self.name, self)
         return self._result()
 
     async def _close(self) -> None:
-        nc = self._nc
-        if nc is None or nc.is_closed:
-            return
-        try:
-            # a round trip first: everything the server routed to us before stop() is then in our buffer
-            await nc.flush(timeout=2)
-            if self.drain_on_stop:
-                await asyncio.wait_for(nc.drain(), 10)  # hands all of it to the callbacks, then closes
-        except Exception:
-            pass
-        if not nc.is_closed:
-            await nc.close()
+        # a round trip first: everything the server routed to us before stop() is then in our buffer,
+        # and drain() hands all of it to the callbacks before closing
+        await close_quietly(self._nc, drain=self.drain_on_stop, timeout=self.stop_timeout)
 
     @property
     def running(self) -> bool:

@@ -54,6 +54,9 @@ class ReportService(RejectsReadings, NatsComponent):
     ``stats()["store"]`` says which.
     """
 
+    kind = "report service"
+    stop_timeout = 5.0
+
     def __init__(self, servers: Servers = None, subject: str = SUBJECT, *, name: str = SERVICE,
                  store=None, on_message: Optional[Callable[[bytes], None]] = None,
                  pending_msgs_limit: int = 512 * 1024) -> None:
@@ -143,14 +146,19 @@ class ReportService(RejectsReadings, NatsComponent):
         return _levels_frame([v.row(c) for c, v in self.store.items()])
 
     async def stop(self) -> None:
-        """Deregister, write what the store still holds, finish in-flight messages and close."""
+        """Deregister, write what the store still holds, finish in-flight messages and close; never raises
+        because the server is gone."""
         await super().stop()
 
     async def _teardown(self) -> None:
         if self._service is not None:
             await quietly(self._service.stop())
             self._service = None
-        await self.store.close()
+        if self._nc.is_connected:  # a server that went away keeps the levels in its JetStream store
+            try:
+                await self.store.close()
+            except Exception as e:
+                log.info("trashlab [%s]: closing the level store: %s", self.name, describe(e))
 
     def __repr__(self) -> str:
         return (f"<ReportService {self.name} {'running' if self.running else 'stopped'}: "
@@ -172,6 +180,9 @@ def _levels_frame(rows: list) -> pd.DataFrame:
 
 
 async def _request(servers: Servers, subject: str, payload: bytes, timeout: float):
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise BadArgument(f"timeout={timeout!r}: give how many seconds to wait for the answer, a positive "
+                          "number such as 2 (a reply needs a moment to come back)")
     where = resolve_servers(servers)
     nc = await connect(where, name="trashlab-query")
     try:

@@ -43,6 +43,8 @@ class Simulator(NatsComponent):
         self.on_publish = on_publish
         self.published = 0
         self.dropped = 0
+        #: why publishing stopped early (None while fine)
+        self.error: Optional[str] = None
         self._rng = random.Random(seed)
         self._task: Optional[asyncio.Task] = None
 
@@ -52,7 +54,9 @@ class Simulator(NatsComponent):
         can_id = str(round(self._rng.random() * self.cans))
         return encode(can_id, level, self.published + 1 if self.sequence else None)
 
+    kind = "simulator"
     drain_on_stop = False  # a publisher: flush what is buffered, nothing to deliver
+    stop_timeout = 2.0
 
     async def _setup(self) -> None:
         """Start publishing in the background."""
@@ -94,15 +98,27 @@ class Simulator(NatsComponent):
         except asyncio.CancelledError:
             raise
         except Exception as e:  # never let a background task die silently
-            log.warning("trashlab [%s]: stopped publishing: %s", self.name, e)
+            self.error = str(e) or type(e).__name__
+            log.warning("trashlab [%s]: stopped publishing: %s", self.name, self.error)
 
     async def wait(self, timeout: Optional[float] = None) -> int:
-        """Wait until ``count`` messages are published (or ``timeout`` s); return how many were."""
+        """Wait until ``count`` messages are published (or ``timeout`` s); return how many were.
+
+        Giving up prints one line saying how far it got.
+        """
+        from .._progress import waiting
+
         if self._task is not None:
+            what = f"simulator {self.name!r} publishing {self.count if self.count is not None else 'until stopped'}"
             try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+                with waiting(what):
+                    await asyncio.wait_for(asyncio.shield(self._task), timeout)
             except asyncio.TimeoutError:
-                pass
+                if self.count is None:  # "let it run for timeout seconds"
+                    return self.published
+                why = ("it is not connected (its broker is down?)" if self.connected_url is None
+                       else "publishing is slower than that: wait longer")
+                print(f"{what}: gave up after {timeout:g} s with {self.published} published: {why}", flush=True)
         return self.published
 
     async def stop(self) -> int:

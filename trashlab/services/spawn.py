@@ -45,8 +45,17 @@ class ServiceProcess:
 
     @property
     def ready(self) -> bool:
-        """True once the process printed its first sign of life (a message or its listening line)."""
-        return self.messages > 0 or any(self.ready_marker in line for line in self.proc.tail(20))
+        """True once the process printed its first sign of life (a line starting with its marker)."""
+        return self.count > 0 or any(line.startswith(self.ready_marker) for line in self.proc.tail(20))
+
+    def failure(self) -> str:
+        """The line that best says why it ended: its error, else its last line."""
+        lines = [ln for ln in self.proc.tail(20) if ln.strip()]
+        for marker in ("error", "stopped publishing", "Error", "Traceback"):
+            found = [ln for ln in lines if marker in ln]
+            if found:
+                return found[-1].strip()
+        return lines[-1].strip() if lines else f"no output (exit code {self.returncode})"
 
     @property
     def alive(self) -> bool:
@@ -110,10 +119,10 @@ async def _ready(procs: "list[ServiceProcess]", what: str, timeout: float) -> No
     def check() -> bool:
         if all(p.ready for p in procs):
             return True
-        failed = [p for p in procs if not p.alive and not p.ready]
+        failed = [p for p in procs if not p.alive and (not p.ready or p.returncode)]
         if failed:
-            last = (failed[0].tail(1) or ["no output"])[0]
-            raise ServiceFailed(f"{failed[0].role} {failed[0].name!r} exited at start: {last}")
+            failed[0].proc.wait(1)  # its last lines (the error) read in full
+            raise ServiceFailed(f"{failed[0].role} {failed[0].name!r} exited at start: {failed[0].failure()[:300]}")
         return False
 
     if not await wait_until(check, timeout=timeout, what=f"starting {what}", status=line):
@@ -169,7 +178,7 @@ async def spawn_report(servers: Servers = None, *, name: str = "rep", subject: s
                        timeout: float = 20.0) -> ServiceProcess:
     """Run ``trashlab report`` as its own process (the lab's ``rep`` container); return once it listens."""
     args = ["report", *_servers_args(servers), "--subject", subject]
-    svc, new = _launch("report", name, args, "listening on", "Received report:")
+    svc, new = _launch("report", name, args, "report service ", "Received report:")
     if new or not svc.ready:
         await _ready([svc], f"report service {name}", timeout)
     return svc
@@ -188,16 +197,19 @@ async def watch(procs: Iterable[ServiceProcess], seconds: float = 2.0, every: fl
     """Let the processes run for ``seconds`` s with a live line of their message counts; return :func:`summary`."""
     import asyncio
 
+    from .._progress import waiting
+
     procs = list(procs)
     line = StatusLine("")
     end = time.monotonic() + seconds
-    while True:
-        left = end - time.monotonic()
-        counts = ", ".join(f"{p.name}: {p.messages}" + ("" if p.alive else " (stopped)") for p in procs)
-        line.update(f"{counts}  ({max(0.0, left):.1f} s to go)" if left > 0 else counts)
-        if left <= 0:
-            return summary(procs)
-        await asyncio.sleep(min(every, left))
+    with waiting(f"watching {', '.join(p.name for p in procs)} for {seconds:g} s"):
+        while True:
+            left = end - time.monotonic()
+            counts = ", ".join(f"{p.name}: {p.count}" + ("" if p.alive else " (stopped)") for p in procs)
+            line.update(f"{counts}  ({max(0.0, left):.1f} s to go)" if left > 0 else counts)
+            if left <= 0:
+                return summary(procs)
+            await asyncio.sleep(min(every, left))
 
 
 def spawned(role: Optional[str] = None) -> "list[ServiceProcess]":

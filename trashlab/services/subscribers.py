@@ -33,26 +33,57 @@ async def start_subscribers(n: int, servers: Servers = None, *, queue: Optional[
     return group
 
 
-def total(collectors: Sequence[Collector]) -> int:
-    """Messages received by a group of subscribers together."""
-    return sum(c.count for c in collectors)
+def _since(run) -> Optional[float]:
+    """The time a run started: a Simulator's start, a number (unix time), or None (everything)."""
+    if run is None or isinstance(run, (int, float)):
+        return run
+    started = getattr(run, "started_at", None)
+    if started is None:
+        raise BadArgument(f"since={run!r}: give the Simulator of the run (started) or a unix time")
+    return started
 
 
-async def wait_total(collectors: Sequence[Collector], count: int, timeout: float = 10.0) -> int:
-    """Wait until a group together received ``count`` messages (at most ``timeout`` s); return the total."""
+def total(collectors: Sequence[Collector], since=None) -> int:
+    """Messages received by a group of subscribers together (``since``: only those of that run)."""
+    start = _since(since)
+    return sum(c.count if start is None else c.count_since(start) for c in collectors)
+
+
+async def wait_total(collectors: Sequence[Collector], count: int, timeout: float = 10.0, *, since=None) -> int:
+    """Wait until a group together received ``count`` messages (at most ``timeout`` s); return the total.
+
+    ``since=sim`` counts only what arrived since that simulator started, so a re-run cell waits for its
+    own run's messages, not for the sum of all runs.
+    """
     from .._progress import wait_until
 
-    await wait_until(lambda: total(collectors) >= count, timeout=timeout, what=f"waiting for {count} messages")
-    return total(collectors)
+    def why() -> str:
+        got = total(collectors, since)
+        if collectors and got == 0:
+            return collectors[0].stall_cause(count)
+        return f"{got} of {count} arrived: wait longer, or check how many the simulator published"
+
+    await wait_until(lambda: total(collectors, since) >= count, timeout=timeout,
+                     what=f"waiting for {count} messages", why=why)
+    return total(collectors, since)
 
 
-def delivery_table(groups: Mapping[str, Sequence[Collector]], published: int) -> pd.DataFrame:
-    """Per subscriber: its group, what it received, and its share of what was published."""
+def delivery_table(groups: Mapping[str, Sequence[Collector]], published) -> pd.DataFrame:
+    """Per subscriber: its group, what it received, and its share of what was published.
+
+    ``published``: the Simulator of the run (its ``published`` count, and only what each subscriber
+    received since it started: a re-run cell shows that run, not the sum of all runs), or a number.
+    """
+    if isinstance(published, (int, float)) and not isinstance(published, bool):
+        start, count = None, int(published)
+    else:
+        start, count = _since(published), int(getattr(published, "published", 0))
     rows = []
     for label, members in groups.items():
         for c in members:
+            got = c.count if start is None else c.count_since(start)
             rows.append({"group": label, "subscriber": c.name, "queue": c.queue or "(none)",
-                         "received": c.count, "share_of_published": round(c.count / max(1, published), 2)})
+                         "received": got, "share_of_published": round(got / max(1, count), 2)})
     return pd.DataFrame(rows, columns=["group", "subscriber", "queue", "received", "share_of_published"])
 
 

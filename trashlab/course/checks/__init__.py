@@ -20,7 +20,7 @@ import asyncio
 import inspect
 import json
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import pandas as pd
 
@@ -42,7 +42,9 @@ def failed(text: str) -> CheckFailed:
 
 
 def _short(value: Any, limit: int = 70) -> str:
-    text = repr(value)
+    if isinstance(value, (pd.DataFrame, pd.Series)):  # one line, not the table's printout
+        return f"a {type(value).__name__} of {len(value)} rows"
+    text = " ".join(repr(value).split())
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
@@ -98,6 +100,30 @@ async def acall(fn: Callable, *args: Any, timeout: float = 5.0) -> Any:
         raise failed(f"{text} raised {type(e).__name__}: {e}") from None
 
 
+def need_data(data: Any, columns: Sequence[str], what: str, run: str) -> pd.DataFrame:
+    """``data`` as a DataFrame with ``columns``, or the ✘ line saying which cells to run first
+    (a check never shows a library traceback because the notebook's data is missing or empty)."""
+    if data is None or data is Ellipsis:
+        raise failed(f"there is no {what} yet: {run}")
+    if not isinstance(data, pd.DataFrame):
+        raise failed(f"the {what} should be a DataFrame, got {_short(data)}: {run}")
+    missing = [c for c in columns if c not in data.columns]
+    if missing:
+        raise failed(f"the {what} has no column {', '.join(missing)} (columns: {', '.join(map(str, data.columns))}): "
+                     f"{run}")
+    return data
+
+
+def _equal(actual: Any, expected: Any) -> bool:
+    """``actual == expected`` for any values, tables included (never 'truth value is ambiguous')."""
+    if isinstance(actual, (pd.DataFrame, pd.Series)) or isinstance(expected, (pd.DataFrame, pd.Series)):
+        return type(actual) is type(expected) and actual.equals(expected)
+    try:
+        return bool(actual == expected)
+    except (TypeError, ValueError):
+        return False
+
+
 # ----- generic comparisons --------------------------------------------------------------------
 def check_equal(actual: Any, expected: Any, what: str, hint: str = "") -> None:
     """✔ if ``actual == expected``, else ✘ showing both (and the hint)."""
@@ -105,7 +131,7 @@ def check_equal(actual: Any, expected: Any, what: str, hint: str = "") -> None:
         raise failed(f"{what} has no answer yet: write it in the exercise cell and run it")
     if isinstance(actual, bool) != isinstance(expected, bool):
         raise failed(f"{what} is {_short(actual)}, expected {_short(expected)}" + (f": {hint}" if hint else ""))
-    if actual == expected:
+    if _equal(actual, expected):
         return passed(f"{what} = {_short(actual)}")
     raise failed(f"{what} is {_short(actual)}, expected {_short(expected)}" + (f": {hint}" if hint else ""))
 
@@ -152,8 +178,17 @@ def check_wire_format(make_payload: Callable, can_id: str = "135", level: float 
                  "the full float repr)")
 
 
-def check_count(count_readings: Callable, frame: pd.DataFrame, can_id: str) -> None:
-    """``count_readings(frame, can_id)`` must be the number of rows of ``frame`` for that can."""
+_RUN_COLLECTOR = "run the collector cells first (a simulator must be publishing), then this one"
+
+
+def check_count(count_readings: Callable, frame: pd.DataFrame, can_id: Optional[str] = None) -> None:
+    """``count_readings(frame, can_id)`` must be the number of rows of ``frame`` for that can
+    (``can_id`` left out: the can of the frame's last reading)."""
+    need_data(frame, ["can_id"], "readings table", _RUN_COLLECTOR)
+    if can_id is None:
+        if frame.empty:
+            raise failed(f"the readings table is empty: {_RUN_COLLECTOR}")
+        can_id = str(frame["can_id"].iloc[-1])
     expected = int((frame["can_id"].astype(str) == str(can_id)).sum())
     got = call(count_readings, frame, can_id)
     what = _call_text(_name(count_readings), (frame, can_id))
@@ -171,6 +206,7 @@ def latest_levels(frame: pd.DataFrame) -> pd.Series:
 
 def check_fraction_full(fraction_full: Callable, frame: pd.DataFrame, threshold: float = 80.0) -> None:
     """``fraction_full(frame, threshold)``: the fraction of cans whose latest level is above ``threshold``."""
+    need_data(frame, ["can_id", "level"], "readings table", _RUN_COLLECTOR)
     latest = latest_levels(frame)
     if latest.empty:
         raise failed("the frame has no readings yet: run the collector cells first, then this one")
@@ -243,6 +279,7 @@ def example_frame() -> pd.DataFrame:
 
 def check_gap(gap_seconds: Callable, frame: pd.DataFrame, tol: float = 1e-6) -> None:
     """``gap_seconds(frame)``: the longest silence between consecutive arrivals (``received_at``), in seconds."""
+    need_data(frame, ["received_at"], "timeline", "run the failover cells first, then this one")
     if frame["received_at"].notna().sum() < 2:
         raise failed("the timeline has fewer than 2 arrivals: run the failover cells first, then this one")
     expected = largest_gap(frame)
@@ -257,6 +294,9 @@ def check_gap(gap_seconds: Callable, frame: pd.DataFrame, tol: float = 1e-6) -> 
 
 def check_client_names(client_names: Callable, broker: Any) -> None:
     """``client_names(broker)``: the sorted names of the clients connected now (from the monitoring port)."""
+    if not callable(getattr(broker, "connz", None)) or not getattr(broker, "running", False):
+        raise failed(f"{_short(broker)} is not a running broker: run the cell that starts it "
+                     "(broker = trashlab.Broker(\"iot-msg\").start()), then this one")
     got = call(client_names, broker)
     expected = sorted(str(n) for n in broker.connz()["name"])
     what = _call_text(_name(client_names), ("broker",)).replace("'broker'", "broker")

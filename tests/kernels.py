@@ -1,0 +1,302 @@
+"""Real Jupyter kernels for tests that act like a student: run cells, press Interrupt, re-run, crash.
+
+:class:`Kernel` drives an ipykernel through jupyter_client (the same messages JupyterLab sends). It runs
+THIS interpreter with this checkout first on ``PYTHONPATH`` and its own trashlab state folder, so
+what it starts is recorded where the test can check it. ``interrupt()`` is what jupyter_client does
+for JupyterLab's ■ button (SIGINT to the kernel's process group); :class:`JupyterServer` is a real
+jupyter_server whose ``POST /api/kernels/<id>/interrupt`` endpoint is the button's actual path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Optional
+
+import psutil
+from jupyter_client import BlockingKernelClient
+from jupyter_client.manager import KernelManager
+
+ROOT = Path(__file__).resolve().parent.parent
+KERNEL = "trashlab-this-python"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def kernel_env(state: str) -> dict:
+    """The environment of a test kernel: this checkout importable, its own state folder, no NATS_URL."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env["TRASHLAB_STATE_DIR"] = state
+    env.pop("NATS_URL", None)
+    return env
+
+
+def kernelspec_dir() -> Path:
+    """A kernelspec folder (``<dir>/kernels/<name>``) whose only kernel runs this interpreter."""
+    base = Path(tempfile.mkdtemp(prefix="proof-kernels-"))
+    spec = base / "kernels" / KERNEL
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "trashlab tests", "language": "python"}))
+    return base
+
+
+class Reply:
+    """What one executed cell showed: its outputs as text, and how it ended."""
+
+    def __init__(self, status: str, outputs: list) -> None:
+        self.status = status
+        self.outputs = outputs
+
+    @property
+    def text(self) -> str:
+        """Everything the cell showed (streams, results, displays, errors), ANSI colours removed."""
+        parts = []
+        for out in self.outputs:
+            kind = out["msg_type"]
+            content = out["content"]
+            if kind == "stream":
+                parts.append(content["text"])
+            elif kind == "error":
+                parts.append("\n".join(content["traceback"]))
+            elif kind in ("execute_result", "display_data", "update_display_data"):
+                parts.append(content["data"].get("text/plain", ""))
+        return ANSI.sub("", "\n".join(parts))
+
+    @property
+    def errors(self) -> list:
+        """The error outputs: ``(ename, evalue, traceback lines)``."""
+        return [(o["content"]["ename"], o["content"]["evalue"], [ANSI.sub("", t) for t in o["content"]["traceback"]])
+                for o in self.outputs if o["msg_type"] == "error"]
+
+    def __repr__(self) -> str:
+        return f"<Reply {self.status}: {self.text[-800:]!r}>"
+
+
+class Kernel:
+    """A live ipykernel: ``run(code)`` a cell, ``submit`` one and ``interrupt()`` it, ``kill()`` it."""
+
+    def __init__(self, state: str, *, km: Optional[KernelManager] = None,
+                 client: Optional[BlockingKernelClient] = None, folders: "tuple[Path, ...]" = ()) -> None:
+        self.state = state
+        self.km = km
+        self._folders = folders  # removed when the kernel is shut down
+        if client is None:
+            assert km is not None
+            client = km.client()
+        self.client = client
+        self.client.start_channels()
+        self.client.wait_for_ready(timeout=60)
+        self._outputs: "dict[str, list]" = {}
+
+    @classmethod
+    def start(cls, state: Optional[str] = None) -> "Kernel":
+        """Start a fresh kernel through jupyter_client, as JupyterLab's kernel manager does."""
+        state = state or tempfile.mkdtemp(prefix="trashlab-test-state-")
+        specs = kernelspec_dir()
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        km = KernelManager(kernel_name=KERNEL, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(specs / "kernels")]))
+        km.start_kernel(env=kernel_env(state), cwd=str(ROOT))
+        return cls(state, km=km, folders=(specs,))
+
+    @property
+    def pid(self) -> int:
+        """The kernel's process id."""
+        if self.km is not None:
+            return self.km.provisioner.process.pid  # type: ignore[union-attr]
+        return int(self.run("import os; print(os.getpid())").text.strip())
+
+    def submit(self, code: str) -> str:
+        """Send a cell for execution; return its message id at once."""
+        msg_id = self.client.execute(code, allow_stdin=False)
+        self._outputs[msg_id] = []
+        return msg_id
+
+    def _pump(self, timeout: float) -> None:
+        try:
+            msg = self.client.get_iopub_msg(timeout=timeout)
+        except queue.Empty:
+            return
+        parent = msg.get("parent_header", {}).get("msg_id")
+        if msg["msg_type"] in ("stream", "error", "execute_result", "display_data", "update_display_data"):
+            self._outputs.setdefault(parent, []).append(msg)
+
+    def wait_output(self, msg_id: str, text: str, timeout: float = 30) -> None:
+        """Wait until the running cell showed ``text`` (e.g. a line printed just before a long wait)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in Reply("", self._outputs.get(msg_id, [])).text:
+                return
+            self._pump(0.1)
+        raise AssertionError(f"cell never showed {text!r}: {Reply('', self._outputs.get(msg_id, [])).text[-800:]!r}")
+
+    def result(self, msg_id: str, timeout: float = 60) -> Reply:
+        """Wait for the cell's reply; return everything it showed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                reply = self.client.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"cell did not finish within {timeout} s: "
+                                     f"{Reply('', self._outputs.get(msg_id, [])).text[-800:]!r}") from None
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
+        # the kernel goes idle after all of the cell's output was published
+        while True:
+            try:
+                msg = self.client.get_iopub_msg(timeout=10)
+            except queue.Empty:
+                break
+            parent = msg.get("parent_header", {}).get("msg_id")
+            if msg["msg_type"] in ("stream", "error", "execute_result", "display_data", "update_display_data"):
+                self._outputs.setdefault(parent, []).append(msg)
+            if msg["msg_type"] == "status" and parent == msg_id and msg["content"]["execution_state"] == "idle":
+                break
+        return Reply(reply["content"]["status"], self._outputs.get(msg_id, []))
+
+    def outputs_of(self, msg_id: str, settle: float = 0.5) -> Reply:
+        """What an earlier cell shows now (background output may still land under it)."""
+        deadline = time.monotonic() + settle
+        while time.monotonic() < deadline:
+            self._pump(0.05)
+        return Reply("", self._outputs.get(msg_id, []))
+
+    def run(self, code: str, timeout: float = 60) -> Reply:
+        """Run one cell to the end."""
+        return self.result(self.submit(code), timeout)
+
+    def ok(self, code: str, timeout: float = 60) -> Reply:
+        """Run one cell that must succeed without showing a traceback."""
+        reply = self.run(code, timeout)
+        assert reply.status == "ok", reply
+        assert "Traceback" not in reply.text, reply
+        return reply
+
+    def interrupt(self) -> None:
+        """What JupyterLab's ■ does: jupyter_client's interrupt (SIGINT to the kernel's process group)."""
+        assert self.km is not None
+        self.km.interrupt_kernel()
+
+    def kill(self) -> None:
+        """SIGKILL the kernel process, as a crash or the OOM killer would."""
+        os.kill(self.pid, 9)
+        if self.km is not None:
+            self.km.provisioner.process.wait()  # type: ignore[union-attr]
+
+    def shutdown(self) -> None:
+        """Shut the kernel down as JupyterLab does (graceful, then its process group is killed)."""
+        self.client.stop_channels()
+        if self.km is not None and self.km.has_kernel:
+            self.km.shutdown_kernel(now=False)
+        elif self.km is not None:
+            self.km.cleanup_resources()
+        for folder in self._folders:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def running_recorded(state: str) -> "dict[str, int]":
+    """``name -> pid`` of each process recorded in a trashlab state folder that still runs (zombies excluded)."""
+    found = {}
+    for record in Path(state).glob("*.json"):
+        try:
+            rec = json.loads(record.read_text())
+            proc = psutil.Process(rec["pid"])
+            if abs(proc.create_time() - rec["create_time"]) < 0.01 and proc.status() != psutil.STATUS_ZOMBIE:
+                found[f"{rec['kind']}:{rec['name']}"] = rec["pid"]
+        except (psutil.Error, ValueError, KeyError, TypeError, OSError):
+            pass
+    return found
+
+
+def wait_gone(pids, timeout: float = 10) -> list:
+    """Wait until none of ``pids`` runs; return those still running."""
+    deadline = time.monotonic() + timeout
+    left = list(pids)
+    while left and time.monotonic() < deadline:
+        left = [p for p in left if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        if left:
+            time.sleep(0.1)
+    return left
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class JupyterServer:
+    """A real jupyter_server on loopback, driven by its REST API (what JupyterLab's front end calls)."""
+
+    def __init__(self, state: str) -> None:
+        self.state = state
+        self.token = secrets.token_hex(16)
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self._specs = kernelspec_dir()
+        self.runtime = str(self._specs / "runtime")
+        env = kernel_env(state)
+        env.update(JUPYTER_PATH=str(self._specs), JUPYTER_RUNTIME_DIR=self.runtime,
+                   JUPYTER_CONFIG_DIR=str(self._specs / "config"), JUPYTER_DATA_DIR=str(self._specs / "data"))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={self.port}", "--ip=127.0.0.1",
+             f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={ROOT}", "--allow-root",
+             f"--KernelSpecManager.allowed_kernelspecs={KERNEL}"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.request("GET", "/api/status")
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"jupyter_server did not start: {self.proc.stderr.read()[-2000:]}")
+                time.sleep(0.2)
+
+    def request(self, method: str, path: str, body: Optional[dict] = None) -> dict:
+        """One REST call with the server's token; the JSON answer ({} when empty)."""
+        data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers={"Authorization": f"token {self.token}",
+                                              "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            raw = resp.read()
+        return json.loads(raw) if raw else {}
+
+    def start_kernel(self) -> "tuple[str, Kernel]":
+        """Start a kernel through ``POST /api/kernels``; return its id and a client connected to it."""
+        kernel_id = self.request("POST", "/api/kernels", {"name": KERNEL})["id"]
+        connection = Path(self.runtime) / f"kernel-{kernel_id}.json"
+        deadline = time.monotonic() + 30
+        while not connection.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        client = BlockingKernelClient(connection_file=str(connection))
+        client.load_connection_file()
+        return kernel_id, Kernel(self.state, client=client)
+
+    def interrupt(self, kernel_id: str) -> None:
+        """``POST /api/kernels/<id>/interrupt``: JupyterLab's ■ button."""
+        self.request("POST", f"/api/kernels/{kernel_id}/interrupt")
+
+    def stop(self) -> None:
+        """Shut the server down (its kernels with it)."""
+        try:
+            self.request("POST", "/api/shutdown")
+            self.proc.wait(30)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.terminate()
+            self.proc.wait(10)
+        shutil.rmtree(self._specs, ignore_errors=True)

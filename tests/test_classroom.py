@@ -1,0 +1,298 @@
+"""Classroom mode against real nats-servers: isolation between students, the instructor's view of
+everyone, joining as a leaf node (plain and over WebSocket), refused credentials, no password in logs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+import trashlab
+from trashlab.servers.classroom import ClassHub, _check_login, class_subject, join, joined, leave, parse_join_line
+from trashlab.notebook.classview import ClassWatch
+from conftest import unique
+
+
+@pytest.fixture
+def class_file(tmp_path, monkeypatch):
+    """Joining a class is remembered in a file of this test only; NATS_URL is restored afterwards."""
+    path = tmp_path / "class.json"
+    monkeypatch.setenv("TRASHLAB_CLASS_FILE", str(path))
+    monkeypatch.delenv("NATS_URL", raising=False)
+    yield path
+    leave()
+
+
+@pytest.fixture(scope="module")
+def hub():
+    """A class of three students, with a WebSocket listener."""
+    h = ClassHub(["s01", "s02", "s03"], name=unique("hub"), websocket_port=0).start()
+    yield h
+    h.stop()
+
+
+async def _listen(url: str, subject: str, name: str):
+    got = []
+    nc = await trashlab.connect(url, name=name)
+
+    async def cb(msg):
+        got.append((msg.subject, msg.data))
+
+    await nc.subscribe(subject, cb=cb)
+    await nc.flush()
+    return nc, got
+
+
+async def test_students_are_isolated_and_the_instructor_sees_all(hub):
+    s1, seen_by_s1 = await _listen(hub.student_url("s01", host="127.0.0.1"), ">", "s01-spy")
+    teacher, seen_by_teacher = await _listen(hub.instructor_url, ">", "teacher")
+    s2 = await trashlab.connect(hub.student_url("s02", host="127.0.0.1"), name="s02")
+    # s02 publishes its own reading and tries to write into s01's account and the instructor's subjects
+    await s2.publish("trash-level", b'{"can_id":"7", "level":"50.0"}')
+    await s2.publish(class_subject("s01"), b'{"can_id":"666", "level":"1.0"}')
+    await s2.publish("class.s01.trash-level", b"spoof")
+    await s2.flush()
+    await asyncio.sleep(0.5)
+    assert seen_by_s1 == [], f"s01 saw another student's traffic: {seen_by_s1}"
+    assert seen_by_teacher == [("class.s02.trash-level", b'{"can_id":"7", "level":"50.0"}')]
+    # the instructor cannot write into a student's account either: imports are one-way
+    await teacher.publish("trash-level", b'{"can_id":"1", "level":"1.0"}')
+    await teacher.publish(class_subject("s01"), b'{"can_id":"1", "level":"1.0"}')
+    await teacher.flush()
+    await asyncio.sleep(0.3)
+    assert seen_by_s1 == []
+    for nc in (s1, s2, teacher):
+        await nc.close()
+
+
+@pytest.mark.parametrize("which", ["wrong password", "foreign password", "no password"])
+async def test_a_student_credential_gives_nothing_outside_its_account(hub, which):
+    good = hub.student_url("s01", host="127.0.0.1")
+    s2_password = hub.seats["s02"]
+    url = {"wrong password": good.replace(hub.seats["s01"], "not-the-password"),
+           "foreign password": good.replace(hub.seats["s01"], s2_password),  # s01 with s02's password
+           "no password": f"nats://127.0.0.1:{hub.port}"}[which]
+    with pytest.raises(trashlab.ConnectionFailed) as err:
+        await trashlab.connect(url, name="intruder")
+    assert "authorization violation" in str(err.value)
+    for password in (hub.seats["s01"], s2_password, hub.instructor_password):
+        assert password not in str(err.value)
+    if which != "no password":
+        assert "***" in str(err.value)
+
+
+async def test_instructor_credentials_are_not_a_student_s(hub):
+    """The instructor's password does not open a student's account, nor a student's the instructor's."""
+    as_s01 = hub.student_url("s01", host="127.0.0.1").replace(hub.seats["s01"], hub.instructor_password)
+    with pytest.raises(trashlab.ConnectionFailed):
+        await trashlab.connect(as_s01, name="teacher-as-student")
+    as_teacher = hub.instructor_url.replace(hub.instructor_password, hub.seats["s01"])
+    with pytest.raises(trashlab.ConnectionFailed):
+        await trashlab.connect(as_teacher, name="student-as-teacher")
+
+
+def test_roster_has_one_private_join_line_per_student(hub, tmp_path):
+    roster = hub.write_roster(tmp_path / "class")
+    assert stat.S_IMODE(roster.stat().st_mode) == 0o600
+    info = tmp_path / "class" / "instructor.json"
+    assert stat.S_IMODE(info.stat().st_mode) == 0o600
+    rows = [ln.split() for ln in roster.read_text().splitlines() if not ln.startswith("#")]
+    assert [r[0] for r in rows] == ["s01", "s02", "s03"]
+    for student, line, ws in rows:
+        seat = parse_join_line(f"{student}  {line}  {ws}")
+        assert seat.student == student
+        assert seat.client_url == hub.student_url(student)
+        assert seat.leaf_url.endswith(f":{hub.leaf_port}") and seat.leaf_url.startswith("nats-leaf://")
+        assert parse_join_line(ws).leaf_url == ws and parse_join_line(ws).client_url is None
+        assert hub.seats[student] not in repr(seat)
+    assert hub.instructor_password not in roster.read_text()
+    seat_file = tmp_path / "class" / "students" / "s02.txt"  # a student's line as a file of its own
+    assert stat.S_IMODE(seat_file.stat().st_mode) == 0o600
+    assert parse_join_line(str(seat_file)) == parse_join_line(hub.join_line("s02"))
+    assert json.loads(info.read_text())["instructor_url"] == hub.instructor_url
+
+
+def test_monitoring_stays_local_even_when_the_hub_listens_everywhere():
+    h = ClassHub(2, name=unique("hub"), host="0.0.0.0", advertise="hub.example").start()
+    try:
+        varz = json.load(urllib.request.urlopen(h.monitor_url + "/varz", timeout=2))
+        assert varz["http_host"] == "127.0.0.1"
+        assert varz["host"] == "0.0.0.0"
+        assert h.join_line("s01").startswith("nats://s01:") and "@hub.example:" in h.join_line("s01")
+        assert varz["auth_required"] is True
+    finally:
+        h.stop()
+
+
+@pytest.mark.parametrize("transport", ["leaf", "websocket"])
+async def test_a_joined_student_s_course_broker_reaches_the_class(hub, class_file, transport):
+    """After trashlab.join(line), the notebook's own Broker("iot-msg") is a leaf node of the hub in
+    the student's account: local clients work as before and the instructor sees the readings."""
+    line = hub.join_line("s03", host="127.0.0.1") if transport == "leaf" else hub.websocket_line("s03", host="127.0.0.1")
+    seat = join(line)
+    assert joined() == seat and class_file.exists()
+    assert stat.S_IMODE(class_file.stat().st_mode) == 0o600
+    if transport == "leaf":
+        assert os.environ["NATS_URL"] == hub.student_url("s03", host="127.0.0.1")
+    teacher, seen = await _listen(hub.instructor_url, "class.>", "teacher")
+    other, seen_by_s01 = await _listen(hub.student_url("s01", host="127.0.0.1"), ">", "s01")
+    local = trashlab.Broker(unique("iot-msg")).start()
+    try:
+        for _ in range(100):  # the leaf connection is made in the background
+            leafz = json.load(urllib.request.urlopen(hub.monitor_url + "/leafz", timeout=2))["leafs"] or []
+            if any(lf.get("account") == "S03" for lf in leafz):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail(f"the joined broker did not become a leaf of the hub: {local.output[-500:]}")
+        col = await trashlab.Collector(local.url, name="local-col").start()
+        # another notebook's broker of the same student: joined too, but private from this one
+        other_notebook = trashlab.Broker(unique("iot-msg")).start()
+        neighbour = await trashlab.Collector(other_notebook.url, name="neighbour").start()
+        sim = await trashlab.Simulator(local.url, interval=0.01, count=50, sequence=True).start()
+        await sim.wait(timeout=10)
+        await col.wait_for(50, timeout=5)
+        if seat.client_url:  # the student's own client on the hub reaches the class, not the local broker
+            direct = await trashlab.connect(seat.client_url, name="direct")
+            await direct.publish("trash-level", b'{"can_id":"1", "level":"1.0"}')
+            await direct.flush()
+            await direct.close()
+        for _ in range(50):
+            if len(seen) >= 50 + bool(seat.client_url):
+                break
+            await asyncio.sleep(0.1)
+        assert len(seen) == 50 + bool(seat.client_url) and {s for s, _ in seen} == {"class.s03.trash-level"}
+        assert seen_by_s01 == []
+        assert col.count == 50 and neighbour.count == 0
+        await neighbour.stop()
+        other_notebook.stop()
+        for password in (hub.seats["s03"], hub.instructor_password):
+            assert password not in local.output
+            assert password not in hub.output
+        await col.stop()
+    finally:
+        local.stop()
+        for nc in (teacher, other):
+            await nc.close()
+    assert leave() is True and joined() is None
+    private = trashlab.Broker(unique("iot-msg")).start()
+    try:
+        assert "leafnodes" not in " ".join(private.command) and "--config" not in private.command
+    finally:
+        private.stop()
+
+
+def test_join_with_a_wrong_password_says_so_without_printing_it(hub, class_file):
+    wrong = hub.join_line("s01", host="127.0.0.1").replace(hub.seats["s01"], "Wr0ngPassw0rd")
+    with pytest.raises(trashlab.ConnectionFailed) as err:
+        join(wrong)
+    assert "password in your join line is wrong" in str(err.value)
+    assert "Wr0ngPassw0rd" not in str(err.value)
+    assert joined() is None and not class_file.exists()
+    with pytest.raises(trashlab.BadArgument):
+        join("s01 hello")
+
+
+async def test_class_watch_counts_students_and_answers_for_their_cans(hub):
+    watch = await ClassWatch(hub.instructor_url, hub.monitor_url, hub.students).start()
+    sims = []
+    try:
+        for student, count in (("s01", 30), ("s02", 10)):
+            sims.append(await trashlab.Simulator(hub.student_url(student, host="127.0.0.1"), interval=0.01,
+                                                 count=count, cans=5, seed=1, name=f"{student}-sim").start())
+        for sim in sims:
+            await sim.wait(timeout=10)
+        await watch._poll_once()
+        for _ in range(50):
+            if watch.received >= 40:
+                break
+            await asyncio.sleep(0.1)
+        rows = {r["student"]: r for r in watch.rows()}
+        assert rows["s01"]["received"] == 30 and rows["s02"]["received"] == 10 and rows["s03"]["received"] == 0
+        assert set(watch.online()) == {"s01", "s02"}
+        assert sum(watch.distribution()) == rows["s01"]["cans"] + rows["s02"]["cans"]
+        can, level = rows["s02"]["last"][0]
+        answer = await watch.ask("s02", can)
+        assert answer["can_id"] == f"s02/{can}" and answer["level"] == pytest.approx(level)
+        with pytest.raises(trashlab.CanNotFound):
+            await watch.ask("s03", "1")
+    finally:
+        for sim in sims:
+            await sim.stop()
+        await watch.stop()
+
+
+def test_cli_serve_writes_the_roster_and_prints_no_password(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "trashlab", "classroom", "serve", "--students", "4",
+                             "--dir", str(tmp_path / "class"), "--name", unique("hub")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    out = []
+    try:
+        for line in proc.stdout:
+            out.append(line)
+            if "Ctrl-C" in line:
+                break
+        info = json.loads((tmp_path / "class" / "instructor.json").read_text())
+        assert len(info["students"]) == 4
+    finally:
+        proc.terminate()
+        rest, _ = proc.communicate(timeout=15)
+    text = "".join(out) + rest
+    assert proc.returncode == 0, text
+    assert "roster.txt" in text and "4 students" in text
+    for password in info["passwords"].values():
+        assert password not in text
+    # served again from the same folder: same students, passwords and ports, so the handed-out lines still work
+    roster = (tmp_path / "class" / "roster.txt").read_text()
+    proc = subprocess.Popen([sys.executable, "-m", "trashlab", "classroom", "serve", "--students", "9",
+                             "--dir", str(tmp_path / "class"), "--name", unique("hub")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    try:
+        for line in proc.stdout:
+            if "Ctrl-C" in line:
+                break
+        assert (tmp_path / "class" / "roster.txt").read_text() == roster
+        _check_login(parse_join_line(roster.splitlines()[-1]).client_url)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=15)
+
+
+async def test_env_nats_url_set_to_the_join_line_puts_clients_without_a_url_in_the_student_account(hub, monkeypatch):
+    """``%env NATS_URL=<roster line>``: clients started without a URL log in to the student's account."""
+    teacher, seen = await _listen(hub.instructor_url, "class.>", "teacher")
+    monkeypatch.setenv("NATS_URL", hub.join_line("s02", host="127.0.0.1"))
+    sim = await trashlab.Simulator(interval=0.01, count=5, name="env-sim").start()
+    await sim.wait(timeout=10)
+    await sim.stop()
+    for _ in range(30):
+        if len(seen) >= 5:
+            break
+        await asyncio.sleep(0.1)
+    await teacher.close()
+    assert [s for s, _ in seen] == ["class.s02.trash-level"] * 5
+
+
+def test_rerunning_the_broker_cell_after_joining_makes_it_join(hub, class_file):
+    """Broker("iot-msg").start() again after trashlab.join restarts it as a leaf node; after leave, private."""
+    name = unique("iot-msg")
+    first = trashlab.Broker(name).start()
+    try:
+        assert first._leaf is None
+        join(hub.join_line("s02", host="127.0.0.1"))
+        second = trashlab.Broker(name).start()
+        assert second.pid != first.pid and second._leaf and "--config" in second.command
+        assert trashlab.Broker(name).start().pid == second.pid  # same settings: reused
+        leave()
+        third = trashlab.Broker(name).start()
+        assert third.pid != second.pid and third._leaf is None
+        third.stop()
+    finally:
+        first.stop()

@@ -1,0 +1,161 @@
+"""Pressing Interrupt (■) stops the cell, never the lab; a crashed or shut-down kernel still takes the lab with it.
+
+Real kernels: jupyter_client's interrupt (what JupyterLab's kernel manager does) and a real jupyter_server's
+``POST /api/kernels/<id>/interrupt`` (what the ■ button calls). Both SIGINT the kernel's whole process group.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+import trashlab
+from conftest import unique
+from kernels import JupyterServer, Kernel, running_recorded, wait_gone
+
+SETUP = """
+import asyncio, time
+import trashlab
+broker = trashlab.Broker("iot-msg").start()
+sim = await trashlab.spawn_simulator("iot-msg", interval=0.05)
+col = await trashlab.Collector("iot-msg").start()
+await col.wait_for(3, timeout=10)
+print("set up", col.count >= 3)
+"""
+
+NEXT_CELL_WORKS = """
+before = col.count
+await col.wait_for(before + 3, timeout=10)
+print("next cell:", col.count >= before + 3, col.connected_url == broker.url.split("//")[1])
+"""
+
+
+@pytest.fixture(scope="module")
+def lab():
+    """One kernel with a broker, a spawned simulator and a collector, for the whole module."""
+    k = Kernel.start()
+    try:
+        assert "set up True" in k.ok(SETUP).text
+        yield k
+    finally:
+        k.shutdown()
+        shutil.rmtree(k.state, ignore_errors=True)
+
+
+def interrupt_during(kernel: Kernel, code: str, interrupt=None) -> "object":
+    """Run ``code`` (which prints ``go`` first), press Interrupt once it waits, return the cell's reply."""
+    msg_id = kernel.submit("print('go', flush=True)\n" + code)
+    kernel.wait_output(msg_id, "go")
+    time.sleep(0.5)  # well inside the wait
+    (interrupt or kernel.interrupt)()
+    return kernel.result(msg_id, timeout=30)
+
+
+def assert_one_line(reply, *expected: str) -> str:
+    """The interrupted cell shows one line (no traceback) naming what was stopped and what still runs."""
+    assert reply.status == "error", reply
+    assert len(reply.errors) == 1, reply
+    ename, _, lines = reply.errors[0]
+    assert ename in ("KeyboardInterrupt", "CancelledError"), reply
+    assert len(lines) == 1 and "\n" not in lines[0].strip(), f"more than one line: {lines}"
+    assert "Traceback" not in reply.text, reply
+    for text in expected:
+        assert text in lines[0], f"{text!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+@pytest.mark.parametrize("code, what", [
+    ("time.sleep(30)", "Interrupted"),
+    ("await asyncio.sleep(30)", "Interrupted"),
+    ("await col.wait_for(10**9, timeout=60)", "Interrupted: collector 'collector' waiting for 1000000000 readings"),
+    ("await trashlab.watch([sim], seconds=60)", "Interrupted: watching sim for 60 s"),
+])
+def test_interrupt_stops_the_cell_not_the_lab(lab, code, what):
+    before = running_recorded(lab.state)
+    assert {"nats-server:iot-msg", "simulator:sim"} <= set(before)
+    reply = interrupt_during(lab, code)
+    assert_one_line(reply, what, "still running: broker iot-msg", "simulator process sim", "collector 'collector'")
+    time.sleep(0.5)
+    assert running_recorded(lab.state) == before, "Interrupt stopped a process of the lab"
+    assert "next cell: True True" in lab.ok(NEXT_CELL_WORKS).text
+
+
+def test_interrupted_failover_drill_leaves_the_cluster_running(lab):
+    lab.ok("cluster = trashlab.Cluster(2, name='drill-me').start()\nawait cluster.wait_formed()")
+    nodes = {k: v for k, v in running_recorded(lab.state).items() if "drill-me" in k}
+    assert len(nodes) == 2
+    reply = interrupt_during(lab, "await trashlab.failover_drill(cluster, kill_after=30)")
+    assert_one_line(reply, "Interrupted: the core failover drill", "broker drill-me", "broker drill-me2")
+    assert "drill-collector" not in reply.errors[0][2][0], "the drill's own clients were not stopped"
+    assert {k: v for k, v in running_recorded(lab.state).items() if "drill-me" in k} == nodes
+    text = lab.ok("await cluster.wait_formed()\nprint('formed', cluster.formed(), len(cluster.urls))\n"
+                  "cluster.stop()").text
+    assert "formed True 2" in text
+    assert "next cell: True True" in lab.ok(NEXT_CELL_WORKS).text
+
+
+def test_clients_reconnect_when_the_broker_comes_back(lab):
+    """Re-running the broker cell after the broker died: the collector (and the spawned simulator) resume."""
+    text = lab.ok("""
+port = broker.port
+broker.kill()
+await asyncio.sleep(0.3)
+broker = trashlab.Broker("iot-msg").start()
+print("same port", broker.port == port)
+""").text
+    assert "same port True" in text, "the broker did not come back where its clients look for it"
+    assert "next cell: True True" in lab.ok(NEXT_CELL_WORKS, timeout=30).text
+
+
+def test_interrupt_through_jupyter_servers_rest_endpoint():
+    server = JupyterServer(state=tempfile.mkdtemp(prefix="trashlab-test-state-"))
+    try:
+        kernel_id, kernel = server.start_kernel()
+        assert "set up True" in kernel.ok(SETUP).text
+        before = running_recorded(server.state)
+        assert len(before) == 2
+        reply = interrupt_during(kernel, "await asyncio.sleep(30)", lambda: server.interrupt(kernel_id))
+        assert_one_line(reply, "Interrupted", "still running: broker iot-msg")
+        time.sleep(0.5)
+        assert running_recorded(server.state) == before
+        assert "next cell: True True" in kernel.ok(NEXT_CELL_WORKS).text
+        kernel.client.stop_channels()
+        server.request("DELETE", f"/api/kernels/{kernel_id}")  # JupyterLab's "Shut Down Kernel"
+        assert not wait_gone(before.values()), "a shut-down kernel left its lab running"
+    finally:
+        server.stop()
+        shutil.rmtree(server.state, ignore_errors=True)
+
+
+@pytest.mark.parametrize("how", ["crash", "shutdown"])
+def test_a_dead_kernel_still_takes_the_lab_with_it(how):
+    """Children are outside the kernel's process group, yet a SIGKILLed or shut-down kernel leaves none."""
+    k = Kernel.start()
+    try:
+        k.ok(SETUP)
+        pids = running_recorded(k.state)
+        assert len(pids) == 2
+        kernel_group = psutil.Process(k.pid).pid
+        for pid in pids.values():  # the reason Interrupt no longer reaches them
+            assert os.getpgid(pid) != kernel_group
+        folder = k.ok("js = trashlab.Broker('js-store', jetstream=True).start()\nprint(js.store_dir)").text.strip()
+        pids = running_recorded(k.state)
+        assert len(pids) == 3 and os.path.isdir(folder)
+        if how == "crash":
+            k.kill()
+        else:
+            k.shutdown()
+        assert not wait_gone(pids.values()), f"the lab outlived its {how}ed kernel"
+        if how == "crash":  # the next start anywhere removes the dead kernel's temp folders (JetStream store too)
+            trashlab.Broker(unique("next")).start().stop()
+        top = Path(folder).parent
+        assert top.name.startswith("trashlab-js-store-") and not top.exists(), f"{top} left behind by the {how}"
+    finally:
+        k.shutdown()
+        shutil.rmtree(k.state, ignore_errors=True)
