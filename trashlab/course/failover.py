@@ -27,7 +27,7 @@ from typing import List, Optional
 import pandas as pd
 
 from .._aio import cancel
-from .._progress import waiting
+from .._progress import wait_until, waiting
 from ..servers.cluster import Cluster
 from ..services.collector import Collector
 from ..servers.connection import connect
@@ -294,14 +294,14 @@ async def _drop_stream(urls: List[str]) -> None:
 # ----- the drill --------------------------------------------------------------------------------
 async def _interest_reached(node, subject: str, timeout: float = 5.0) -> None:
     """Wait until ``node`` knows (through its routes) that someone subscribes to ``subject``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def known() -> bool:
         routes = fetch(node.monitor_url, "routez?subs=1").get("routes") or []
-        if any(subject in (r.get("subscriptions_list") or []) for r in routes):
-            return
-        await asyncio.sleep(0.01)
-    raise BrokerError(f"node {node.name} never learnt of the collector's subscription within {timeout:g}s: "
-                      "is the cluster formed? Try await cluster.wait_formed()")
+        return any(subject in (r.get("subscriptions_list") or []) for r in routes)
+
+    if not await wait_until(known, timeout=timeout, what=f"{node.name} learning of the collector's subscription",
+                            every=0.01, show_after=1.0):
+        raise BrokerError(f"node {node.name} never learnt of the collector's subscription within {timeout:g}s: "
+                          "is the cluster formed? Try await cluster.wait_formed()")
 
 
 async def failover_drill(cluster: Optional[Cluster] = None, *, jetstream: bool = False, rate: float = 200.0,
@@ -411,17 +411,9 @@ async def _drill(cluster: Cluster, first, other, victim, *, jetstream: bool, rat
 
 async def _recovered(check, victim: str, progress: bool, timeout: float = 20.0) -> None:
     """Wait until the collector is connected elsewhere and readings are accepted again (at most ``timeout`` s)."""
-    deadline = time.monotonic() + timeout
-    said = False
-    start = time.monotonic()
-    while not check() and time.monotonic() < deadline:
-        if progress and not said and time.monotonic() - start > 1.0:
-            print(f"{victim} is gone: waiting for the cluster to recover (a new JetStream leader is elected "
-                  "after a few seconds of silence) ...", flush=True)
-            said = True
-        await asyncio.sleep(0.01)
-    if said:
-        print(f"recovered {time.monotonic() - start:.1f}s after the kill", flush=True)
+    await wait_until(check, timeout=timeout, every=0.01, show=progress, show_after=1.0,
+                     what=f"{victim} is gone: waiting for the cluster to recover (a new JetStream leader is "
+                          "elected after a few seconds of silence)")
 
 
 async def _settle(col: Collector, published: int, jetstream: bool, progress: bool) -> None:
@@ -429,17 +421,11 @@ async def _settle(col: Collector, published: int, jetstream: bool, progress: boo
     if not jetstream:
         await asyncio.sleep(0.3)
         return
-    deadline = time.monotonic() + 15
-    said = False
-    while time.monotonic() < deadline:
-        got = set(col.frame()["seq"].dropna().astype(int))
-        if len(got & set(range(1, published + 1))) >= published:
-            return
-        if progress and not said and deadline - time.monotonic() < 13:
-            print(f"waiting for the durable consumer to deliver the rest ({len(got)} of {published}) ...",
-                  flush=True)
-            said = True
-        await asyncio.sleep(0.1)
+    def delivered() -> bool:
+        return len(set(col.frame()["seq"].dropna().astype(int)) & set(range(1, published + 1))) >= published
+
+    await wait_until(delivered, timeout=15, every=0.1, show=progress, show_after=2.0,
+                     what=f"waiting for the durable consumer to deliver all {published} readings")
 
 
 def _result(mode, victim, cluster, col, published, published_at, duplicates, path, t0, kill_at, rate, leaders,

@@ -10,7 +10,6 @@ and read back from its ports file, so two students on one machine never clash: t
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
 import logging
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import BadArgument, BrokerError, BrokerStartTimeout, InsecureBind, NatsServerNotFound, PortInUse
+from .._progress import wait_until
 from . import names
 from .config import CLUSTER_NAME, ROUTE_PASSWORD, ROUTE_USER, ClusterBlock, Ports, ServerConfig
 from .processes import ManagedProcess, ServerLifecycle, temp_dir
@@ -396,9 +396,9 @@ class Broker(ServerLifecycle):
         for attempt in (1, 2):
             ports_dir = self._launch()
             try:
-                if ports_dir is not None:
-                    while not self._poll_ready(ports_dir):
-                        await asyncio.sleep(0.02)
+                if ports_dir is not None:  # _poll_ready raises when it fails or takes too long
+                    await wait_until(lambda: self._poll_ready(ports_dir), timeout=float("inf"), every=0.02,
+                                     what=f"starting broker {self.name}", show_after=1.0)
                     self._check_accepts()
                 return self
             except PortInUse:

@@ -176,7 +176,7 @@ class ClassHub(Broker):
     def student_url(self, student: str, *, host: Optional[str] = None) -> str:
         """The student's client URL, ``nats://s01:PASSWORD@host:port``."""
         self._require_started()
-        return f"nats://{student}:{self._seat(student)}@{host or self.public_host}:{self._run.port}"
+        return f"nats://{student}:{self._seat(student)}@{host or self.public_host}:{self.port}"
 
     def join_line(self, student: str, *, host: Optional[str] = None) -> str:
         """What the student passes to ``trashlab.join``: the client URL plus ``?leaf=PORT``."""
@@ -194,7 +194,7 @@ class ClassHub(Broker):
     def instructor_url(self) -> str:
         """The instructor's client URL (sees ``class.<student>.trash-level`` for every student)."""
         self._require_started()
-        return f"nats://{INSTRUCTOR}:{self.instructor_password}@{self.client_host}:{self._run.port}"
+        return f"nats://{INSTRUCTOR}:{self.instructor_password}@{self.client_host}:{self.port}"
 
     def write_roster(self, folder: Union[str, Path] = "class") -> Path:
         """Write ``roster.txt`` (one join line per student), ``students/<student>.txt`` (each line as a file
@@ -220,7 +220,7 @@ class ClassHub(Broker):
             _write_private(seats / f"{row.split()[0]}.txt", row + "\n")
         info = {"hub": self.name, "instructor_url": self.instructor_url, "monitor_url": self.monitor_url,
                 "students": self.students, "passwords": {**self.seats, INSTRUCTOR: self.instructor_password},
-                "port": self._run.port, "leaf_port": self.leaf_port, "websocket_port": self.websocket_port}
+                "port": self.port, "leaf_port": self.leaf_port, "websocket_port": self.websocket_port}
         _write_private(folder / INSTRUCTOR_FILE, json.dumps(info, indent=1) + "\n")
         return roster
 
