@@ -94,7 +94,8 @@ async def receive_rate(url: str, n: int, kind: str) -> tuple:
 
         watcher = asyncio.get_running_loop().create_task(watch())
         close = col.stop
-    proc = subprocess.Popen([sys.executable, __file__, "--publish", url, subject, str(n)],
+    # started here, never waited on inside the loop: the publisher runs beside it
+    proc = subprocess.Popen([sys.executable, __file__, "--publish", url, subject, str(n)],  # noqa: ASYNC220
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         loop = asyncio.get_running_loop()

@@ -21,6 +21,11 @@ import nbformat
 from nbclient import NotebookClient
 
 
+def _folder(path: str) -> str:
+    """The notebook's folder (its cells' working directory)."""
+    return os.path.dirname(os.path.abspath(path))
+
+
 async def main(paths: list) -> int:
     url = os.environ.get("NATS_URL", "")
     seen = {"n": 0}
@@ -41,7 +46,7 @@ async def main(paths: list) -> int:
     for path in paths:
         nb = nbformat.read(path, as_version=4)
         client = NotebookClient(nb, timeout=300, kernel_name="python3",
-                                resources={"metadata": {"path": os.path.dirname(os.path.abspath(path))}})
+                                resources={"metadata": {"path": _folder(path)}})
         try:
             await client.async_execute()
             results[path] = "ok"

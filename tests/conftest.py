@@ -1,11 +1,24 @@
-"""Shared fixtures: real nats-server processes, isolated state, no process left behind."""
+"""Shared fixtures: real nats-server processes, isolated state, no process left behind; test tiers.
+
+Every test carries exactly one tier marker, by cost (registered in pyproject.toml, docs/testing.md):
+
+``quick``   no processes at all (checked: a quick test that starts one fails, naming it)
+``nats``    real nats-server processes, spawned ``trashlab`` children, a small kernel or CLI run
+``course``  the course itself: notebooks, the demo, the real browser, nbgrader, the Binder emulation
+``slow``    load and soak (minutes), the benchmark
+
+The inner loop is ``python -m pytest -m "quick or nats"``. A test module or test may set its tier
+with a marker; otherwise the tables below decide (a module not named in them is ``nats``).
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import psutil
 import pytest
@@ -17,7 +30,84 @@ os.environ.pop("NATS_URL", None)
 # A class the developer joined (trashlab.join) must not turn the tests' brokers into leaf nodes.
 os.environ["TRASHLAB_CLASS_FILE"] = os.path.join(os.environ["TRASHLAB_STATE_DIR"], "no-class.json")
 
-import trashlab  # noqa: E402
+import trashlab
+
+TIERS = ("quick", "nats", "course", "slow")
+#: modules that run the course: notebooks, browser, nbgrader, Binder
+COURSE_MODULES = {"test_notebooks", "test_grading", "test_binder", "test_browser", "test_classroom_notebooks",
+                  "test_classroom_browser"}
+#: load and soak, benchmarks
+SLOW_MODULES = {"test_benchmark"}
+#: modules whose tests are ``quick`` unless they ask for a process fixture or are named in NOT_QUICK
+QUICK_MODULES = {"test_message", "test_checks", "test_collector_aggregates", "test_dashboard", "test_docker",
+                 "test_static"}
+PROCESS_FIXTURES = {"broker", "shared_broker", "pair", "js_cluster", "report", "kernel_dir", "jupyter_lab"}
+NOT_QUICK = {"test_renders_images_in_a_headless_notebook_run", "test_lab_gnatsd_flag_fails_with_a_current_nats_server",
+             "test_cluster_arguments_join_with_the_image_config", "test_live_docker_network_and_broker",
+             "test_without_an_engine_the_reason_is_given_and_nothing_runs", "test_no_docker_command_at_all"}
+#: processes a quick test may start without touching NATS or Jupyter (matplotlib's font scan, platform,
+#: ctypes look-ups, the linter)
+HARMLESS = {"fc-list", "uname", "ldconfig", "ldconfig.real", "gcc", "cc", "ld", "objdump", "ruff"}
+
+
+def tier_of(item) -> str:
+    """The tier of a collected test: its own marker, else the tables above."""
+    own = [t for t in TIERS if item.get_closest_marker(t)]
+    if own:
+        return max(own, key=TIERS.index)
+    module = Path(str(item.fspath)).stem
+    if module in COURSE_MODULES:
+        return "course"
+    if module in SLOW_MODULES:
+        return "slow"
+    if module in QUICK_MODULES and not PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())) \
+            and item.originalname not in NOT_QUICK:
+        return "quick"
+    return "nats"
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Give every test its tier marker, so ``-m`` selects tiers."""
+    for item in items:
+        tier = tier_of(item)
+        if not item.get_closest_marker(tier):
+            item.add_marker(tier)
+
+
+_started_in_quick: "list[str] | None" = None
+
+
+def _audit(event: str, args: tuple) -> None:
+    """Notes every process started while a quick test runs (an audit hook cannot be removed, so it checks a flag)."""
+    if _started_in_quick is None or event not in ("subprocess.Popen", "os.posix_spawn", "os.fork", "os.exec"):
+        return
+    if event == "os.fork":
+        _started_in_quick.append("fork()")
+        return
+    exe, argv = args[0], args[1] if len(args) > 1 else ()
+    argv = [argv] if isinstance(argv, (str, bytes)) else list(argv or ())
+    name = os.path.basename(os.fsdecode(argv[0] if argv else exe or ""))
+    if name not in HARMLESS:
+        _started_in_quick.append(" ".join(os.fsdecode(a) for a in argv[:4]) or str(exe))
+
+
+sys.addaudithook(_audit)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """A ``quick`` test that starts a process fails, naming it: it belongs in tier ``nats``."""
+    global _started_in_quick
+    if tier_of(item) != "quick":
+        return (yield)
+    _started_in_quick = []
+    try:
+        result = yield
+    finally:
+        started, _started_in_quick = _started_in_quick, None
+    if started:
+        pytest.fail(f"a quick test started processes ({started[:3]}): mark it nats (tests/conftest.py)")
+    return result
 
 
 def unique(prefix: str = "t") -> str:

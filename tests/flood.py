@@ -16,7 +16,7 @@ import sys
 from collections import Counter
 
 sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.dirname(__file__)))
-from trashlab.message import SUBJECT, encode  # noqa: E402
+from trashlab.message import SUBJECT, encode
 
 ONE_MB = 1_000_000
 _BIG = b'{"can_id":"7", "level":"5", "pad":"' + b"x" * (ONE_MB - 37) + b'"}'

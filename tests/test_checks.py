@@ -42,23 +42,23 @@ def not_written(*args):
 
 # ----- wire format ---------------------------------------------------------------------------------
 def test_right_payload_prints_a_tick(capsys):
-    checks.check_wire_format(lambda c, l: trashlab.encode(c, l))
+    checks.check_wire_format(lambda c, lvl: trashlab.encode(c, lvl))
     out = capsys.readouterr().out
     assert out.startswith("✔ ") and '{"can_id":"135", "level":"42.930236081376314"}' in out
 
 
 def test_numbers_instead_of_strings_are_named():
-    text = fails(checks.check_wire_format, lambda c, l: ('{"can_id":%s, "level":%r}' % (c, l)).encode())
+    text = fails(checks.check_wire_format, lambda c, lvl: ('{"can_id":%s, "level":%r}' % (c, lvl)).encode())
     assert "both values are JSON strings" in text and "expected" in text
 
 
 def test_str_instead_of_bytes_says_encode():
-    assert ".encode()" in fails(checks.check_wire_format, lambda c, l: trashlab.encode(c, l).decode())
+    assert ".encode()" in fails(checks.check_wire_format, lambda c, lvl: trashlab.encode(c, lvl).decode())
 
 
 def test_json_dumps_spacing_shows_the_exact_expected_bytes():
     import json
-    text = fails(checks.check_wire_format, lambda c, l: json.dumps({"can_id": c, "level": repr(l)}).encode())
+    text = fails(checks.check_wire_format, lambda c, lvl: json.dumps({"can_id": c, "level": repr(lvl)}).encode())
     assert 'expected exactly b\'{"can_id":"135", "level":"42.930236081376314"}\'' in text
 
 

@@ -145,7 +145,8 @@ async def test_a_joined_student_s_course_broker_reaches_the_class(hub, class_fil
     local = trashlab.Broker(unique("iot-msg")).start()
     try:
         for _ in range(100):  # the leaf connection is made in the background
-            leafz = json.load(urllib.request.urlopen(hub.monitor_url + "/leafz", timeout=2))["leafs"] or []
+            leafz = await asyncio.to_thread(lambda: json.load(
+                urllib.request.urlopen(hub.monitor_url + "/leafz", timeout=2))["leafs"] or [])
             if any(lf.get("account") == "S03" for lf in leafz):
                 break
             await asyncio.sleep(0.1)

@@ -18,7 +18,7 @@ import pytest
 
 import trashlab
 from conftest import unique
-from test_notebooks import ROOT, _client, _kernel_env, _problems, _run_cells, kernel_dir  # noqa: F401
+from test_notebooks import ROOT, _client, _kernel_env, _run_cells, kernel_dir  # noqa: F401
 from trashlab.servers.classroom import ClassHub, join, leave
 
 NOTEBOOKS = [ROOT / "course" / "source" / n / f"{n}.ipynb" for n in ("03-simulator", "08-multiple-subscribers")]
@@ -68,8 +68,7 @@ def test_course_notebook_runs_unchanged_in_a_joined_class(path: Path, kernel_dir
         state = Path(tempfile.mkdtemp(prefix="trashlab-nb-state-"))
         client = _client(nb, kernel_dir, path.parent)
         with client.setup_kernel(env=_kernel_env(str(state))):
-            _run_cells(client, f"{path.name} (joined class)")
-        problems = _problems(client.nb, f"{path.name} (joined class)")
+            _, problems = _run_cells(client, f"{path.name} (joined class)")
         problems += [f"cell {i}: exercise failed: {out.get('evalue')}" for i, c in enumerate(client.nb.cells)
                      if c.cell_type == "code" and c.metadata.get("nbgrader")
                      for out in c.outputs if out.get("output_type") == "error"]

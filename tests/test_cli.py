@@ -102,10 +102,15 @@ def test_listen_beyond_loopback_needs_credentials():
     assert res.returncode == 1 and "without credentials" in res.stderr
 
 
-def test_demo_runs_the_whole_lab():
+@pytest.mark.course  # the whole lab end to end, like the notebooks: not in the inner loop
+def test_demo_runs_the_whole_lab(capsys):
+    """The one run of ``trashlab demo`` in the suite: the lab, then the core NATS and JetStream drills."""
     t0 = time.monotonic()
-    res = run("demo", timeout=120)
+    res = run("demo", timeout=180)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "demo passed" in res.stdout and "killed iot-msg" in res.stdout
-    assert time.monotonic() - t0 < 60
+    assert "core NATS:  core: killed iot-msg" in res.stdout
+    assert "JetStream:  jetstream: killed" in res.stdout and ", 0 lost" in res.stdout
     assert "Traceback" not in res.stderr
+    with capsys.disabled():
+        print(f"\n  trashlab demo: {time.monotonic() - t0:.1f} s (reported, not asserted; the goal is under a minute)")

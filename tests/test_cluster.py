@@ -165,13 +165,3 @@ async def test_drill_can_kill_the_simulators_node_instead(pair):
     assert result.moved_to == pair.name
     assert result.published == result.received + result.lost
     assert all(b.running for b in pair.nodes.values())
-
-
-def test_demo_includes_both_failover_drills(tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.getcwd(), "TRASHLAB_STATE_DIR": str(tmp_path)}
-    res = subprocess.run([sys.executable, "-m", "trashlab", "demo"], capture_output=True, text=True, env=env,
-                         timeout=180)
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "core NATS:  core: killed iot-msg" in res.stdout
-    assert "JetStream:  jetstream: killed" in res.stdout and ", 0 lost" in res.stdout
-    assert "demo passed" in res.stdout

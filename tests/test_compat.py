@@ -45,7 +45,7 @@ def test_ipympl_canvas_still_takes_a_figure_and_hides_its_chrome():
 
     canvas, manager = _compat.ipympl_canvas(Figure())
     assert (canvas.header_visible, canvas.toolbar_visible, canvas.resizable) == (False, False, False)
-    assert callable(getattr(canvas, "blit")) and callable(getattr(manager, "destroy"))
+    assert callable(canvas.blit) and callable(manager.destroy)
     manager.destroy()
 
 
@@ -115,3 +115,14 @@ def test_ipykernel_still_targets_a_write_through_a_context_variable():
         assert stream.parent_header == {"msg_id": "created-the-task"}  # only for that write
     finally:
         ctx.destroy(linger=0)  # also the sockets IOPubThread opened
+
+
+def test_cpython_still_runs_imports_from_frozen_importlib(tmp_path, monkeypatch):
+    """An Interrupt is held back while an import runs: trashlab recognises that from the call stack."""
+    (tmp_path / "trashlab_canary_module.py").write_text(
+        "import sys\nfrom trashlab import _compat\nINSIDE = _compat.importing(sys._getframe())\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import trashlab_canary_module
+
+    assert trashlab_canary_module.INSIDE, "CPython no longer runs module bodies from <frozen importlib._bootstrap>"
+    assert not _compat.importing(sys._getframe())

@@ -16,6 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from test_notebooks import output_problems
 from trashlab_instructor import grading
 
 # nbgrader's own SQLAlchemy session warnings while it records grades: not ours to fix
@@ -122,6 +123,7 @@ def unexpected_errors(nb) -> list:
 
 
 # ----- the course as written -------------------------------------------------------------------
+@pytest.mark.quick
 def test_every_exercise_is_well_formed():
     """Answer cells have solution markers; test cells have points and let Run All continue."""
     hidden = 0
@@ -151,6 +153,7 @@ def test_student_notebooks_are_exactly_what_generation_produces(course):
                           "`python -m trashlab_instructor generate` and commit:\n" + "\n".join(problems))
 
 
+@pytest.mark.quick
 def test_student_version_has_no_solutions_or_hidden_tests():
     for nb_path in sorted((REPO / "notebooks").glob("*.ipynb")):
         text = nb_path.read_text()
@@ -160,11 +163,17 @@ def test_student_version_has_no_solutions_or_hidden_tests():
 
 # ----- autograding -----------------------------------------------------------------------------
 def test_reference_solutions_get_full_marks(graded):
+    """The reference submission is the instructor version (solutions, hidden tests restored by nbgrader):
+    this is the instructor run of tests/test_notebooks.py too, so no output may show a traceback."""
     for name in graded["plan"]:
         s = graded["scores"][f"reference/{name}"]
         assert s["score"] == s["max_score"], f"{name}: the reference solutions scored {s}"
-        wrong = unexpected_errors(autograded(graded["root"], "reference", name))
+        nb = autograded(graded["root"], "reference", name)
+        wrong = unexpected_errors(nb)
         assert not wrong, f"{name}: with the solutions, no exercise cell (and no untagged cell) may fail: {wrong}"
+        shown = [p for i, c in enumerate(nb.cells) if c.cell_type == "code"
+                 for p in output_problems(c, f"{name} (reference) cell {i}")]
+        assert not shown, "\n".join(shown)
     assert graded["plan"], "no notebook has exercises"
 
 
@@ -209,7 +218,8 @@ def test_autograding_time_per_submission(graded, capsys):
                   f"({r['score']:g}/{r['max_score']:g} points)")
     slow = [r for r in graded["results"] if r["seconds"] > 30]
     if slow:
-        warnings.warn(f"autograding took over 30 s for {[(r['student'], r['assignment']) for r in slow]}")
+        warnings.warn(f"autograding took over 30 s for {[(r['student'], r['assignment']) for r in slow]}",
+                      stacklevel=1)
     assert all(r["seconds"] > 0 for r in graded["results"])
 
 

@@ -21,7 +21,7 @@ import trashlab
 from conftest import unique
 
 sys.path.insert(0, os.path.dirname(__file__))
-import flood  # noqa: E402
+import flood
 
 FLOOD = os.path.join(os.path.dirname(__file__), "flood.py")
 
@@ -36,7 +36,7 @@ async def _run_flood(url: str, rate: int, seconds: float, bad: bool, subject: st
     except asyncio.TimeoutError:
         proc.kill()
         await proc.wait()
-        raise AssertionError("the flood publisher did not finish in time")
+        raise AssertionError("the flood publisher did not finish in time") from None
     assert proc.returncode == 0, err.decode()[-2000:]
     return json.loads(out.decode().strip().splitlines()[-1])
 

@@ -82,3 +82,18 @@ def write_under(stream: Any, header: Optional[dict], text: str) -> None:
         stream.flush()
     finally:
         target.reset(token)
+
+
+# ----- CPython ---------------------------------------------------------------------------------
+def importing(frame: Any) -> bool:
+    """True if ``frame`` (or a caller of it) is inside an ``import`` being executed.
+
+    CPython runs module bodies from ``importlib._bootstrap``, whose frames carry that frozen module's
+    file name. A KeyboardInterrupt raised there leaves a package half imported (numpy, matplotlib:
+    ``module 'numpy' has no attribute ...`` until the kernel restarts), so an Interrupt waits for it.
+    """
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False

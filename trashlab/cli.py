@@ -64,7 +64,7 @@ def _servers(args):
 class _Parser(argparse.ArgumentParser):
     """argparse, but a bad argument is one line (no usage block) naming the fix; exit code 2."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 

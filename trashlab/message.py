@@ -80,7 +80,7 @@ def decode_fields(data: bytes | str) -> tuple[str, float, Optional[int]]:
         obj = json.loads(text)
     except RecursionError:
         raise _reason("too-deep", "payload is JSON nested too deeply") from None
-    except ValueError as e:
+    except json.JSONDecodeError as e:
         raise _reason("not-json", f"payload is not JSON ({e.msg} at position {e.pos})") from None
     return validate(obj)
 

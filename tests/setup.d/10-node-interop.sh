@@ -1,4 +1,5 @@
 # The lab's own Node programs need the npm `nats` client (v1, the lab's API) for the interop test.
+# every run: node_modules lives outside .venv (npm install takes half a second once it is there)
 set -euo pipefail
 if command -v npm >/dev/null 2>&1; then
   (cd tests/node && npm install --no-audit --no-fund --silent >/dev/null 2>&1) \

@@ -1,5 +1,6 @@
 # The real-browser test (tests/test_browser.py) drives Debian's chromium; playwright itself comes from
 # requirements-test.txt and never downloads a browser.
+# every run: chromium is the system's, not .venv's (a check that takes no time once it is there)
 set -euo pipefail
 if [ -x /usr/bin/chromium ]; then
   echo "chromium present: $(/usr/bin/chromium --version 2>/dev/null || echo unknown version)"

@@ -22,7 +22,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional, Union
 
 import pandas as pd
 
@@ -36,6 +36,9 @@ from ..message import SUBJECT
 from ..servers.monitor import fetch
 from ..services.lifecycle import NatsComponent
 from ..services.simulator import Simulator
+
+if TYPE_CHECKING:
+    pass
 
 log = logging.getLogger("trashlab")
 
@@ -65,6 +68,7 @@ class FailoverResult:
     frame: pd.DataFrame = field(repr=False)
     leaders: dict = field(default_factory=dict)
     client: str = "collector"  # whose connection died with the node: "collector" or "simulator"
+    action: str = "killed"  # what was done to the node (the chaos drills do other things than kill)
 
     @property
     def lost(self) -> int:
@@ -84,9 +88,9 @@ class FailoverResult:
 
     def summary(self) -> str:
         """One sentence with the numbers."""
-        rc = "did not reconnect" if self.reconnect_s is None else \
-            f"reconnected to {self.moved_to} {self.reconnect_s * 1000:.0f} ms after the kill"
-        return (f"{self.mode}: killed {self.killed}; the {self.client} {rc}; largest gap between arrivals "
+        rc = ("did not reconnect" if self.action == "killed" else "stayed connected") if self.reconnect_s is None else \
+            f"reconnected to {self.moved_to} {self.reconnect_s * 1000:.0f} ms after the {'kill' if self.action == 'killed' else 'fault'}"
+        return (f"{self.mode}: {self.action} {self.killed}; the {self.client} {rc}; largest gap between arrivals "
                 f"{self.largest_gap_s * 1000:.0f} ms; {self.published} published, {self.received} received, "
                 f"{self.lost} lost" + (f" (seq {', '.join(map(str, self.lost_seqs[:8]))})" if self.lost else "")
                 + (f"; {self.duplicates} redeliveries dropped as duplicates" if self.duplicates else "")
@@ -180,6 +184,7 @@ class _AckedSimulator(Simulator):
         self._run_id = uuid.uuid4().hex[:8]
 
     async def _publish(self, payload: bytes) -> None:
+        assert self._nc is not None, "publishing before start()"
         js = self._nc.jetstream(timeout=1.0)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.give_up
@@ -217,6 +222,7 @@ class _DurableReader(NatsComponent):
 
     async def leaders(self) -> dict:
         """Which node leads the drill's stream and its consumer right now."""
+        assert self._nc is not None, "start() first"
         js = self._nc.jetstream(timeout=2.0)
         try:
             stream = await js.stream_info(STREAM)
@@ -227,7 +233,7 @@ class _DurableReader(NatsComponent):
                 "consumer": consumer.cluster.leader if consumer.cluster else None}
 
     async def _setup(self) -> None:
-        js = self._nc.jetstream(timeout=2.0)
+        js = self._client.jetstream(timeout=2.0)
         self._psub = await js.pull_subscribe(self.subject, durable=DURABLE, stream=STREAM)
         self._background(self._run(), "pull")
 
@@ -321,7 +327,7 @@ async def failover_drill(cluster: Optional[Cluster] = None, *, jetstream: bool =
     if kill_after <= 0 or run_after <= 0:
         raise BadArgument("kill_after and run_after must be positive numbers of seconds, e.g. 1.5")
     own = cluster is None
-    if own:
+    if cluster is None:
         cluster = Cluster(3 if jetstream else 2, name="drill-js" if jetstream else "drill", jetstream=jetstream)
         cluster.start()
     try:
@@ -352,6 +358,7 @@ async def _drill(cluster: Cluster, first, other, victim, *, jetstream: bool, rat
     sim_cls = _AckedSimulator if jetstream else Simulator
     col = Collector(first.url, subject=subject, name="drill-collector")
     reader = None
+    watched: Union[_DurableReader, Collector]
     if jetstream:
         await _make_stream(first.url, subject, replicas=min(3, len(cluster.urls)))
         reader = await _DurableReader(first.url, subject, col).start()

@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from .._aio import cancel
 from ..errors import BadArgument, BadMessage
@@ -24,6 +24,9 @@ from ..message import decode_fields
 from ..servers.classroom import CLASS_PREFIX, EXPORTED, _account, read_class
 from ..servers.connection import connect
 from ..services.report import MemoryLevels, ReportService, query_level
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
 
 log = logging.getLogger("trashlab")
 
@@ -48,8 +51,7 @@ class ClassReport(ReportService):
         try:
             can_id, level, _ = decode_fields(msg.data)
         except BadMessage as e:
-            self.rejected += 1
-            self.reasons[e.kind] += 1
+            self._rejects.add(msg.data, e, time.time())
             return
         self.received += 1
         await self.store.put(f"{student}/{can_id}", level, time.time())
@@ -80,7 +82,7 @@ class ClassWatch:
         self._online: dict = {s: 0 for s in self.students}
         self.monitor_ok = False
         self.report: Optional[ClassReport] = None
-        self._nc = None
+        self._nc: Optional[Client] = None
         self._poller: Optional[asyncio.Task] = None
 
     @classmethod
@@ -95,7 +97,8 @@ class ClassWatch:
         self._nc = await connect(self.instructor_url, name="class-view")
         await self._nc.subscribe(f"{CLASS_PREFIX}.*.{EXPORTED}", cb=self._on_msg, pending_msgs_limit=512 * 1024)
         await self._nc.flush()
-        self.report = await ClassReport(self.instructor_url).start()
+        self.report = ClassReport(self.instructor_url)
+        await self.report.start()
         await self._poll_once()
         self._poller = asyncio.get_running_loop().create_task(self._poll(), name="trashlab-class-poll")
         return self

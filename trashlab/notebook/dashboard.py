@@ -341,8 +341,9 @@ class LiveDashboard:
                 self._manager = None
             self.figure.clear()
             # drop every artist too: each one refers back to the figure
-            self.figure = self._canvas = self._hist = self._top_bars = self._top_labels = None
-            self._rate_line = self._ax_rate = self._title = self._dynamic = self._background = self._ylims = None
+            # (typed as they are while running: nothing reads them once closed)
+            self.figure = self._canvas = self._hist = self._top_bars = self._top_labels = None  # type: ignore[assignment]
+            self._rate_line = self._ax_rate = self._title = self._dynamic = self._background = self._ylims = None  # type: ignore[assignment]
             self._handle = None
 
     @property

@@ -10,12 +10,15 @@ and read back from its ports file, so two students on one machine never clash: t
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import ipaddress
 import json
 import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import sys
 import sysconfig
@@ -28,7 +31,8 @@ from typing import Optional, Sequence
 from ..errors import BadArgument, BrokerError, BrokerStartTimeout, InsecureBind, NatsServerNotFound, PortInUse
 from .._progress import wait_until
 from . import names
-from .config import CLUSTER_NAME, ROUTE_PASSWORD, ROUTE_USER, ClusterBlock, Ports, ServerConfig
+from .config import (CLUSTER_NAME, LAME_DUCK_DURATION, LAME_DUCK_GRACE, ROUTE_PASSWORD, ROUTE_USER,  # noqa: F401
+                     ClusterBlock, Ports, ServerConfig)
 from .processes import ManagedProcess, ServerLifecycle, temp_dir
 
 log = logging.getLogger("trashlab")
@@ -122,6 +126,10 @@ class Broker(ServerLifecycle):
         self._preferred_port: Optional[int] = None
         self._run: Optional[_Running] = None
         self._tmp: Optional[str] = None
+        # what the chaos menu changes at run time, applied by reload() (trashlab.servers.chaos)
+        self._routes_now: Optional[list] = None  # routes during a partition, else self.routes
+        self._mappings: "dict[str, list]" = {}  # subject -> [(destination, weight %)] (chaos.drop_messages)
+        self._write_deadline: Optional[str] = None  # e.g. "2s" while a chaos.SlowConsumer runs (server default 10s)
 
     # ----- public state -------------------------------------------------------------------
     @property
@@ -213,9 +221,11 @@ class Broker(ServerLifecycle):
         """What nats-server printed (its log), newest lines."""
         return self._run.proc.output if self._run else ""
 
-    def _require_started(self) -> None:
+    def _require_started(self) -> _Running:
+        """The running server, or one line saying to start it first."""
         if self._run is None:
             raise BrokerError(f"broker {self.name} is not started yet: call .start() first")
+        return self._run
 
     # ----- lifecycle ----------------------------------------------------------------------
     #: Whether this kind of broker becomes a leaf node of a class hub after ``trashlab.join(...)``.
@@ -231,17 +241,54 @@ class Broker(ServerLifecycle):
 
     def _config(self, ports: Ports, store: Optional[str], ports_dir: Optional[str]) -> ServerConfig:
         """The one value nats-server is configured from (subclasses add to it)."""
+        routes = self._route_urls() if self._routes_now is None else self._routes_now
         cluster = ClusterBlock(self.cluster_name, self.route_user, self.route_password,
-                               tuple(self._route_urls())) if self.cluster else None
+                               tuple(routes)) if self.cluster else None
         return ServerConfig(self.name, self.host, ports, self.user, self.password, self.token, cluster,
-                            store, ports_file_dir=ports_dir, leaf_remote=self._class_leaf())
+                            store, ports_file_dir=ports_dir, leaf_remote=self._class_leaf(),
+                            mappings=tuple((s, tuple(d)) for s, d in self._mappings.items()),
+                            write_deadline=self._write_deadline)
 
     def _settings(self) -> ServerConfig:
-        """What must match for a running broker of the same name to be reused (ports and folders aside)."""
-        settings = self._config(Ports(), None, None)
+        """What must match for a running broker of the same name to be reused (ports, folders and the
+        chaos menu's run-time changes aside)."""
+        settings = replace(self._config(Ports(), None, None), mappings=(), write_deadline=None)
+        if settings.cluster is not None:  # the routes it was given (a partition changes them for a while)
+            settings = replace(settings, cluster=replace(settings.cluster, routes=tuple(self._route_urls())))
         if self._run is not None:  # what it runs with (a class joined or left since), not what it would get now
             settings = replace(settings, leaf_remote=self._run.config.leaf_remote)
         return settings
+
+    @property
+    def config_path(self) -> Optional[Path]:
+        """The config file nats-server runs from (None before start)."""
+        argv = self._run.argv if self._run is not None else []
+        return Path(argv[argv.index("--config") + 1]) if "--config" in argv else None
+
+    def reload(self, timeout: float = 5.0) -> "Broker":
+        """Render the config again (with the chaos menu's changes) and apply it without a restart
+        (``nats-server --signal reload=<pid>``: clients stay connected)."""
+        run = self._require_started()
+        if not self.running or self.config_path is None:
+            raise BrokerError(f"broker {self.name} is not running: restart() it before changing its config")
+        # the same ports as given at start (-1: "pick one"), or nats-server refuses the reload
+        config = replace(self._config(run.config.ports, run.config.store_dir, run.config.ports_file_dir),
+                         leaf_remote=run.config.leaf_remote)
+        before = run.proc.output.count("Reloaded server configuration")
+        failed = run.proc.output.count("Failed to reload")
+        self.config_path.write_text(config.render())
+        run.config = config
+        os.kill(run.proc.pid, signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = run.proc.output
+            if out.count("Reloaded server configuration") > before:
+                return self
+            if out.count("Failed to reload") > failed:
+                line = [ln for ln in out.splitlines() if "Failed to reload" in ln][-1]
+                raise BrokerError(f"nats-server {self.name} refused the new config: {line.split('] ', 2)[-1]}")
+            time.sleep(0.01)
+        raise BrokerError(f"nats-server {self.name} did not confirm the config reload within {timeout:g}s")
 
     def _compatible(self, other: "Broker") -> bool:
         if self._settings() != other._settings() or self.jetstream != other.jetstream:
@@ -257,6 +304,8 @@ class Broker(ServerLifecycle):
             return self.running
         if self._compatible(other):
             self._run, self._tmp = other._run, other._tmp
+            self._routes_now, self._mappings, self._write_deadline = (other._routes_now, other._mappings,
+                                                                      other._write_deadline)
             self.store_dir = other.store_dir
             log.info("trashlab: reusing running broker %s at %s", self.name, self.url)
             names.register(self)
@@ -339,13 +388,13 @@ class Broker(ServerLifecycle):
                 ports = json.loads(files[0].read_text())
             except ValueError:
                 return False  # being written
-            self._run.ports = Ports(_port_of(ports["nats"][0]), _port_of(ports["monitoring"][0]),
-                                    _port_of(ports["cluster"][0]) if ports.get("cluster") else None)
+            got = self._run.ports = Ports(_port_of(ports["nats"][0]), _port_of(ports["monitoring"][0]),
+                                          _port_of(ports["cluster"][0]) if ports.get("cluster") else None)
             names.register(self)
             before = _last_port.get(self.name)
-            _last_port[self.name] = self.port
+            _last_port[self.name] = got.client or 0
             connection = sys.modules.get(__package__ + ".connection")  # no client without it
-            if before is not None and before != self.port and connection is not None:
+            if before is not None and before != got.client and connection is not None:
                 connection.broker_moved(f"{self.client_host}:{before}", self.url)
             return True
         if not self._run.proc.alive:
@@ -377,7 +426,7 @@ class Broker(ServerLifecycle):
 
     def start(self) -> "Broker":
         """Start nats-server (or reuse the running one of the same name); wait until it accepts clients."""
-        for attempt in (1, 2):
+        for _attempt in (1, 2):
             ports_dir = self._launch()
             try:
                 if ports_dir is not None:
@@ -389,22 +438,34 @@ class Broker(ServerLifecycle):
             except PortInUse:
                 if not self._give_up_preferred_port():
                     raise
+            except (KeyboardInterrupt, asyncio.CancelledError):
+                self._abandon()  # interrupted while starting: no half-started server left behind
+                raise
         return self
 
     async def astart(self) -> "Broker":
         """Like :meth:`start`, but waits without blocking the event loop."""
-        for attempt in (1, 2):
+        for _attempt in (1, 2):
             ports_dir = self._launch()
             try:
                 if ports_dir is not None:  # _poll_ready raises when it fails or takes too long
-                    await wait_until(lambda: self._poll_ready(ports_dir), timeout=float("inf"), every=0.02,
-                                     what=f"starting broker {self.name}", show_after=1.0)
+                    await wait_until(functools.partial(self._poll_ready, ports_dir), timeout=float("inf"),
+                                     every=0.02, what=f"starting broker {self.name}", show_after=1.0)
                     self._check_accepts()
                 return self
             except PortInUse:
                 if not self._give_up_preferred_port():
                     raise
+            except (KeyboardInterrupt, asyncio.CancelledError):
+                self._abandon()
+                raise
         return self
+
+    def _abandon(self) -> None:
+        """Kill a server whose start was interrupted before it was ready (a ready one keeps running)."""
+        if self._run is not None and self._run.ports is None:
+            self._run.proc.kill()
+            self._run = None
 
     def _give_up_preferred_port(self) -> bool:
         """The port this name had before is taken now: True if another start may take any free port."""
@@ -414,9 +475,9 @@ class Broker(ServerLifecycle):
         return True
 
     def _check_accepts(self) -> None:
-        assert self._run is not None
+        assert self._run is not None and self._run.ports is not None
         try:
-            socket.create_connection((self.client_host, self.port), timeout=2).close()
+            socket.create_connection((self.client_host, self._run.ports.client or 0), timeout=2).close()
         except OSError as e:
             self.kill()
             raise BrokerError(f"nats-server {self.name} started but refuses connections ({e}): try again") from None
@@ -437,6 +498,35 @@ class Broker(ServerLifecycle):
         """SIGKILL the server, like ``docker container kill`` (for failure demos)."""
         if self._run is not None:
             self._run.proc.kill()
+
+    # ----- the chaos menu (trashlab.servers.chaos) -----------------------------------------
+    def lame_duck(self) -> "Broker":
+        """Lame-duck mode (``nats-server --signal ldm=<pid>``): clients are told to move, then the server leaves."""
+        from .chaos import lame_duck
+        return lame_duck(self)
+
+    def drop_messages(self, subject: str, percent: float = 30.0) -> "Broker":
+        """Lose ``percent`` % of the messages on ``subject`` (a weighted subject mapping, by config reload)."""
+        from .chaos import drop_messages
+        return drop_messages(self, subject, percent)
+
+    def stop_dropping(self, subject: Optional[str] = None) -> "Broker":
+        """Undo :meth:`drop_messages`."""
+        from .chaos import stop_dropping
+        return stop_dropping(self, subject)
+
+    # ----- context managers ---------------------------------------------------------------
+    def __enter__(self) -> "Broker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> "Broker":
+        return await self.astart()
+
+    async def __aexit__(self, *exc) -> None:
+        self.stop()
 
     # ----- monitoring ---------------------------------------------------------------------
     def varz(self):

@@ -313,7 +313,7 @@ def _check_login(url: str, timeout: float = 3.0) -> None:
     """Log in once with the NATS protocol (CONNECT + PING) and raise a one-line error if refused."""
     parts = urlsplit(url)
     try:
-        with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
+        with socket.create_connection((parts.hostname, parts.port or 4222), timeout=timeout) as sock:
             f = sock.makefile("rwb")
             if not f.readline().startswith(b"INFO"):
                 raise ConnectionFailed(f"{mask(url)} is not a NATS server: check the host and port of your join line")
@@ -423,7 +423,7 @@ def _serve(args) -> int:
 
     folder = Path(args.dir)
     passwords, students = None, args.students
-    ports = (args.port, args.leaf_port, args.websocket_port)
+    ports: tuple = (args.port, args.leaf_port, args.websocket_port)
     if (folder / INSTRUCTOR_FILE).exists():  # a restarted hub: the lines handed out stay valid
         info = read_class(folder)
         passwords, students = info["passwords"], info["students"]

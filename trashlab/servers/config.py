@@ -18,8 +18,13 @@ from ..errors import BadArgument
 ROUTE_USER = "ruser"
 ROUTE_PASSWORD = "T0pS3cr3t"
 CLUSTER_NAME = "my_cluster"
+#: Lame-duck mode: nats-server's shortest drain (it refuses less than 30 s) and a short grace period.
+LAME_DUCK_DURATION = "30s"
+LAME_DUCK_GRACE = "1s"
 
 Accounts = Tuple[Tuple[str, Tuple[Tuple[str, str], ...]], ...]
+#: subject -> ((destination, weight %), ...): a weighted subject mapping (chaos.drop_messages)
+Mappings = Tuple[Tuple[str, Tuple[Tuple[str, float], ...]], ...]
 
 
 @dataclass(frozen=True)
@@ -59,13 +64,20 @@ class ServerConfig:
     leaf_remote: Optional[str] = None
     #: further blocks rendered as they are (a class hub's leaf listener, WebSocket and accounts)
     blocks: Tuple[str, ...] = ()
+    #: what the chaos menu changes at run time (by config reload)
+    mappings: Mappings = ()
+    write_deadline: Optional[str] = None
 
     def render(self) -> str:
         """The nats-server configuration file text."""
         q = json.dumps  # a JSON string is a valid quoted string in nats-server's config syntax
         lines = [f"server_name: {q(self.name)}", f"host: {q(self.host)}", f"port: {_port(self.ports.client)}",
                  # monitoring stays on loopback even when clients may come from the network
-                 f'http: "127.0.0.1:{_port(self.ports.monitor)}"']
+                 f'http: "127.0.0.1:{_port(self.ports.monitor)}"',
+                 # lame-duck mode (chaos.lame_duck): the shortest drain nats-server accepts, a short grace
+                 f"lame_duck_duration: {q(LAME_DUCK_DURATION)}", f"lame_duck_grace_period: {q(LAME_DUCK_GRACE)}"]
+        if self.write_deadline:  # chaos.SlowConsumer: a client that stops reading is cut off sooner
+            lines.append(f"write_deadline: {q(self.write_deadline)}")
         if self.ports_file_dir:
             lines.append(f"ports_file_dir: {q(self.ports_file_dir)}")
         if self.user is not None:
@@ -77,13 +89,16 @@ class ServerConfig:
             lines += ["cluster {", f"  name: {q(c.name)}", f"  host: {q(self.host)}",
                       f"  port: {_port(self.ports.cluster)}",
                       f"  authorization {{ user: {q(c.user)}, password: {q(c.password)}, timeout: 2 }}"]
-            if c.routes:
-                lines.append(f"  routes: [{', '.join(q(r) for r in c.routes)}]")
+            lines.append(f"  routes: [{', '.join(q(r) for r in c.routes)}]")  # empty: a reload can drop all
             lines.append("}")
         if self.store_dir is not None:
             lines.append(f"jetstream {{ store_dir: {q(self.store_dir)} }}")
         if self.accounts:
             lines.append(accounts_block(self.accounts))
+        if self.mappings:
+            body = ", ".join(f"{q(subject)}: [{', '.join(f'{{destination: {q(d)}, weight: {w:g}%}}' for d, w in dests)}]"
+                             for subject, dests in self.mappings)
+            lines.append(f"mappings {{ {body} }}")
         if self.leaf_remote:  # two notebooks' brokers of one student stay apart: deny_imports ">"
             lines.append(f'leafnodes {{ remotes: [ {{ url: {q(self.leaf_remote)}, deny_imports: [">"] }} ] }}')
         lines += self.blocks

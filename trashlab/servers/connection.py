@@ -15,7 +15,7 @@ import re
 import socket
 import weakref
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
 from nats.aio.client import Client
@@ -276,7 +276,7 @@ async def _connect(urls: list, name: str, on_error: Optional[Callable[[Exception
         if nc not in _hushed:
             log.warning("trashlab [%s]: reconnected to %s", name, where())
 
-    opts = dict(name=name, allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+    opts: dict[str, Any] = dict(name=name, allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
                 connect_timeout=2, ping_interval=10, max_outstanding_pings=3,
                 error_cb=error_cb, disconnected_cb=disconnected_cb, reconnected_cb=reconnected_cb)
     opts.update(options)
@@ -284,6 +284,9 @@ async def _connect(urls: list, name: str, on_error: Optional[Callable[[Exception
     try:
         # the first connection is tried once per URL: a wrong URL should fail fast, not retry forever
         await nc.connect(servers=urls, **{**opts, "max_reconnect_attempts": 1})
+    except (asyncio.CancelledError, KeyboardInterrupt):  # the cell was interrupted: no half-open client left
+        await quietly(nc.close())
+        raise
     except (NoServersError, OSError, TimeoutError) as e:
         e = state["last"] or e
         auth_required = server_info(nc).get("auth_required")
@@ -318,7 +321,7 @@ async def close_quietly(nc: Optional[Client], *, drain: bool = False, timeout: f
         return
     try:
         if nc.is_connected and nc not in _hushed:  # hushed: a clean-up stops its server, no time to lose
-            await nc.flush(timeout=min(2.0, timeout))
+            await nc.flush(timeout=min(2.0, timeout))  # type: ignore[arg-type]  # nats-py says int; it takes float seconds
             if drain:
                 await asyncio.wait_for(nc.drain(), timeout)
     except Exception as e:

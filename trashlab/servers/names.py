@@ -21,7 +21,9 @@ class Named(Protocol):
     """What the registry needs from a broker."""
 
     name: str
-    client_host: str
+
+    @property
+    def client_host(self) -> str: ...
 
     @property
     def running(self) -> bool: ...

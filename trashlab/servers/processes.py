@@ -405,7 +405,7 @@ def _alive_as_recorded(pid: Optional[int], create_time: Optional[float]) -> bool
 
 def records(drop_unreadable: bool = False) -> "list[tuple[Path, dict]]":
     """Every readable child record in the state folder: ``(path, record)`` pairs, oldest pid first."""
-    found = []
+    found: "list[tuple[Path, dict]]" = []
     try:
         paths = sorted(state_dir().glob("*.json"))
     except OSError:

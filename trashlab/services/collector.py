@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Deque, List, Optional, Tuple
 
 if TYPE_CHECKING:
     import pandas as pd
+    from nats.aio.subscription import Subscription
 
 from ..servers.connection import Servers, check_subject
 from .._compat import pending_queue, release_pending
@@ -114,7 +115,7 @@ class Collector(RejectsReadings, NatsComponent):
         self.received = 0
         self._target = float("inf")
         self._reached: Optional[asyncio.Event] = None
-        self._sub = None
+        self._sub: Optional[Subscription] = None
         self._queue: Optional[asyncio.Queue] = None
 
     # ----- the hot path -------------------------------------------------------------------
@@ -150,7 +151,7 @@ class Collector(RejectsReadings, NatsComponent):
             self._roll_rate(sec)
         self._rate_now += 1
         self.received += 1
-        if self.received >= self._target:
+        if self.received >= self._target and self._reached is not None:
             self._reached.set()
         return True
 
@@ -185,11 +186,11 @@ class Collector(RejectsReadings, NatsComponent):
         return await super().start()
 
     async def _setup(self) -> None:
-        self._sub = await self._nc.subscribe(self.subject, queue=self.queue or "", cb=self._on_msg,
+        self._sub = await self._client.subscribe(self.subject, queue=self.queue or "", cb=self._on_msg,
                                              pending_msgs_limit=self.pending_msgs_limit,
                                              pending_bytes_limit=256 * 1024 * 1024)
         self._queue = pending_queue(self._sub)  # nats-py's buffer of received messages, drained in batches by _on_msg
-        await self._nc.flush()  # the subscription is registered on the server when start() returns
+        await self._client.flush()  # the subscription is registered on the server when start() returns
 
     @property
     def count(self) -> int:

@@ -16,10 +16,13 @@ import base64
 import json
 import logging
 import re
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from .._aio import cancel, quietly
 from .levels import Level, MemoryLevels
+
+if TYPE_CHECKING:
+    from nats.js.kv import KeyValue
 
 log = logging.getLogger("trashlab")
 
@@ -54,8 +57,8 @@ class KVLevels(MemoryLevels):
         self.replicas = replicas
         self._dirty: "dict[str, Level]" = {}
         self._wake: Optional[asyncio.Event] = None
-        self._kv = None
-        self._watcher = None
+        self._kv: Optional[KeyValue] = None
+        self._watcher: Optional[KeyValue.KeyWatcher] = None
         self._tasks: list = []
 
     async def open(self, nc) -> None:
@@ -102,6 +105,7 @@ class KVLevels(MemoryLevels):
 
     async def _follow(self) -> None:
         """Keep the local copy current with what other instances write."""
+        assert self._watcher is not None, "open() starts this task"
         while True:
             try:
                 entry = await self._watcher.updates(timeout=3600)
@@ -114,12 +118,14 @@ class KVLevels(MemoryLevels):
                 self._apply(entry)
 
     async def _write_behind(self) -> None:
+        assert self._wake is not None, "open() starts this task"
         while True:
             await self._wake.wait()
             self._wake.clear()
             await self._flush()
 
     async def _flush(self) -> None:
+        assert self._kv is not None, "only called once open"
         while self._dirty:
             can_id = next(iter(self._dirty))
             value = self._dirty.pop(can_id)

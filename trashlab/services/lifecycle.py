@@ -13,12 +13,15 @@ import asyncio
 import collections
 import logging
 import time
-from typing import Any, Coroutine, Deque, List, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Coroutine, Deque, List, Optional, Tuple, TypeVar
 
 from .._aio import cancel
 from ..errors import BadMessage
 from ..servers.connection import Resolved, Servers, close_quietly, connect, resolve_servers, url_of
 from ._named import forget, replace
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
 
 log = logging.getLogger("trashlab")
 
@@ -97,7 +100,7 @@ class NatsComponent:
         self.slow_consumer_events = 0
         self.started_at: Optional[float] = None
         self.stopping = False
-        self._nc: Any = None
+        self._nc: Optional[Client] = None
         self._tasks: List["asyncio.Task"] = []
 
     # ----- what subclasses fill in ----------------------------------------------------------
@@ -156,6 +159,13 @@ class NatsComponent:
         # a round trip first: everything the server routed to us before stop() is then in our buffer,
         # and drain() hands all of it to the callbacks before closing
         await close_quietly(self._nc, drain=self.drain_on_stop, timeout=self.stop_timeout)
+
+    @property
+    def _client(self) -> "Client":
+        """The connection, for ``_setup`` and the background work (which run only once connected)."""
+        if self._nc is None:
+            raise RuntimeError(f"{self.name}: not connected (start() it first)")
+        return self._nc
 
     @property
     def running(self) -> bool:

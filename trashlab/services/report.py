@@ -21,7 +21,7 @@ import asyncio
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from nats import micro
 from nats.micro.request import ERROR_CODE_HEADER, ERROR_HEADER
@@ -29,6 +29,7 @@ from nats.micro.service import NAME_REGEX, ServicePing, ServiceVerb, control_sub
 from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 
 if TYPE_CHECKING:
+    from nats.micro.service import Service
     import pandas as pd
 
 from .collector import can_order
@@ -70,7 +71,7 @@ class ReportService(RejectsReadings, NatsComponent):
         self.received = 0
         self._rejects = Rejects()
         self.pending_msgs_limit = pending_msgs_limit
-        self._service: Any = None
+        self._service: Optional[Service] = None
 
     async def _on_msg(self, msg) -> None:
         try:
@@ -117,13 +118,13 @@ class ReportService(RejectsReadings, NatsComponent):
         if self._auto_store:
             from .kvlevels import KVLevels, jetstream_available
 
-            if await jetstream_available(self._nc):
+            if await jetstream_available(self._client):
                 self.store = KVLevels()
             else:
                 log.info("trashlab [%s]: no JetStream on this server: levels are kept in memory "
                          "(lost when the service stops)", self.name)
         try:
-            await self.store.open(self._nc)
+            await self.store.open(self._client)
         except Exception as e:
             if self.store.kind != MemoryLevels.kind and self._auto_store:
                 log.warning("trashlab [%s]: JetStream bucket not usable (%s): keeping levels in memory",
@@ -131,15 +132,15 @@ class ReportService(RejectsReadings, NatsComponent):
                 self.store = MemoryLevels()
             else:
                 raise
-        await self._nc.subscribe(self.subject, cb=self._on_msg, pending_msgs_limit=self.pending_msgs_limit)
+        await self._client.subscribe(self.subject, cb=self._on_msg, pending_msgs_limit=self.pending_msgs_limit)
         self._service = await micro.add_service(
-            self._nc, name=self.name, version=VERSION,
+            self._client, name=self.name, version=VERSION,
             description="latest trash-can levels from the trash-level subject")
         group = self._service.add_group(name=self.name)
         await group.add_endpoint(name="levels", handler=self._levels)
         await group.add_endpoint(name="level", handler=self._level)
         await group.add_endpoint(name="stats", handler=self._stats)
-        await self._nc.flush()
+        await self._client.flush()
 
     def levels(self) -> pd.DataFrame:
         """This instance's latest levels as a DataFrame (no request needed in-process)."""
@@ -154,7 +155,7 @@ class ReportService(RejectsReadings, NatsComponent):
         if self._service is not None:
             await quietly(self._service.stop())
             self._service = None
-        if self._nc.is_connected:  # a server that went away keeps the levels in its JetStream store
+        if self._client.is_connected:  # a server that went away keeps the levels in its JetStream store
             try:
                 await self.store.close()
             except Exception as e:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from nats.errors import ConnectionClosedError, OutboundBufferLimitError
 
@@ -13,6 +13,9 @@ from ..servers.connection import Servers, check_subject
 from ..errors import BadArgument
 from ..message import SUBJECT, encode
 from .lifecycle import NatsComponent
+
+if TYPE_CHECKING:
+    pass
 
 log = logging.getLogger("trashlab")
 
@@ -71,6 +74,7 @@ class Simulator(NatsComponent):
         return self._task is not None and not self._task.done()
 
     async def _publish(self, payload: bytes) -> None:
+        assert self._nc is not None, "publishing before start()"
         try:
             await self._nc.publish(self.subject, payload)
         except (OutboundBufferLimitError, ConnectionClosedError):
@@ -94,7 +98,8 @@ class Simulator(NatsComponent):
                     for _ in range(left):
                         await self._publish(self.reading())
                     await asyncio.sleep(0)
-            await self._nc.flush(timeout=5)
+            if self._nc is not None:
+                await self._nc.flush(timeout=5)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # never let a background task die silently
