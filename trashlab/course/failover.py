@@ -298,6 +298,32 @@ async def _drop_stream(urls: List[str]) -> None:
 
 
 # ----- the drill --------------------------------------------------------------------------------
+async def end_drill(sampler: "asyncio.Task", clients: "List[Optional[NatsComponent]]",
+                    stream_on: Optional[List[str]]) -> None:
+    """A drill's clean-up: stop sampling, stop its clients, drop its stream (when it made one on those servers)."""
+    await cancel(sampler)
+    for client in clients:
+        if client is not None:
+            await client.stop()
+    if stream_on is not None:
+        await _drop_stream(stream_on)
+
+
+def track_connection(client: NatsComponent, path: List[tuple]) -> "asyncio.Task":
+    """Sample ``client.connected_url`` every millisecond into ``path`` as ``(time, host:port)`` at each change:
+    when it left a node and where it went. Cancel the task to stop."""
+    async def sample() -> None:
+        last: object = object()
+        while True:
+            now = client.connected_url
+            if now != last:
+                path.append((time.time(), now))
+                last = now
+            await asyncio.sleep(0.001)
+
+    return asyncio.get_running_loop().create_task(sample(), name=f"trashlab-track-{client.name}")
+
+
 async def _interest_reached(node, subject: str, timeout: float = 5.0) -> None:
     """Wait until ``node`` knows (through its routes) that someone subscribes to ``subject``."""
     def known() -> bool:
@@ -372,17 +398,7 @@ async def _drill(cluster: Cluster, first, other, victim, *, jetstream: bool, rat
     # the collector's connection, sampled every millisecond: when it left the victim and where it went
     path: List[tuple] = []
     target = sim if victim is not first else watched
-
-    async def sample() -> None:
-        last = object()
-        while True:
-            now = target.connected_url
-            if now != last:
-                path.append((time.time(), now))
-                last = now
-            await asyncio.sleep(0.001)
-
-    sampler = asyncio.get_running_loop().create_task(sample(), name="trashlab-drill-sampler")
+    sampler = track_connection(target, path)
     t0 = time.time()
     try:
         await sim.start()
@@ -401,13 +417,7 @@ async def _drill(cluster: Cluster, first, other, victim, *, jetstream: bool, rat
         published = sim.published
         await _settle(col, published, jetstream, progress)
     finally:
-        await cancel(sampler)
-        await sim.stop()
-        if reader is not None:
-            await reader.stop()
-        await col.stop()
-        if jetstream:
-            await _drop_stream(cluster.urls)
+        await end_drill(sampler, [sim, reader, col], cluster.urls if jetstream else None)
         if restore and not victim.running:
             victim.restart()
             await cluster.wait_formed(progress=progress)
