@@ -123,7 +123,7 @@ class _Wiretap:
     async def start(self) -> "_Wiretap":
         from ..servers.connection import connect
 
-        self._nc = await connect(self.urls, name=WIRETAP_NAME, on_error=lambda e: False)
+        self._nc = await connect(self.urls, name=WIRETAP_NAME, on_error=lambda e: True)  # quiet
 
         async def count(msg) -> None:
             self.counts[msg.subject] = self.counts.get(msg.subject, 0) + 1
@@ -223,7 +223,10 @@ class FlowMap(LiveView):
             raw = self._poll()
         now = time.monotonic()
         self._fresh = set()
-        servers, clients, routes, streams = [], [], set(), {}  # type: ignore[var-annotated]
+        servers: List[dict] = []
+        clients: List[dict] = []
+        routes: set = set()
+        streams: Dict[str, dict] = {}
         names = list(self.nodes)
         for name, entry in raw.items():
             colour = SERVER_COLOURS[names.index(name) % len(SERVER_COLOURS)] if name in names else "#555"

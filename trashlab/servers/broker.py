@@ -30,6 +30,7 @@ from typing import Optional, Sequence
 
 from ..errors import BadArgument, BrokerError, BrokerStartTimeout, InsecureBind, NatsServerNotFound, PortInUse
 from .._progress import wait_until
+from .._text import Lines
 from . import names
 from .config import (CLUSTER_NAME, LAME_DUCK_DURATION, LAME_DUCK_GRACE, ROUTE_PASSWORD, ROUTE_USER,  # noqa: F401
                      ClusterBlock, Ports, ServerConfig)
@@ -49,7 +50,7 @@ def _still_used(hostport: str) -> bool:
     connection, spawn = sys.modules.get(__package__ + ".connection"), sys.modules.get("trashlab.services.spawn")
     if connection is not None and connection.knows(hostport):
         return True
-    return spawn is not None and any(hostport in " ".join(p.args) for p in spawn.spawned())
+    return spawn is not None and spawn.uses(hostport)
 
 
 def find_nats_server() -> str:
@@ -100,7 +101,7 @@ class Broker(ServerLifecycle):
                  cluster: bool = False, cluster_port: Optional[int] = None,
                  cluster_name: str = CLUSTER_NAME, routes: Sequence[str] = (),
                  route_user: str = ROUTE_USER, route_password: str = ROUTE_PASSWORD,
-                 store_dir: Optional[str] = None, start_timeout: float = 10.0) -> None:
+                 store_dir: Optional[str] = None, start_timeout: float = 10.0, trace: bool = False) -> None:
         if not isinstance(name, str) or not _NAME.match(name):
             raise BadArgument(f"broker name {name!r} is not usable: use letters, digits, '-' or '_' (e.g. 'iot-msg')")
         for label, value in (("port", port), ("http_port", http_port), ("cluster_port", cluster_port)):
@@ -123,6 +124,7 @@ class Broker(ServerLifecycle):
         self.route_user, self.route_password = route_user, route_password
         self.store_dir = store_dir
         self.start_timeout = start_timeout
+        self.trace = trace
         self._preferred_port: Optional[int] = None
         self._run: Optional[_Running] = None
         self._tmp: Optional[str] = None
@@ -247,7 +249,7 @@ class Broker(ServerLifecycle):
         return ServerConfig(self.name, self.host, ports, self.user, self.password, self.token, cluster,
                             store, ports_file_dir=ports_dir, leaf_remote=self._class_leaf(),
                             mappings=tuple((s, tuple(d)) for s, d in self._mappings.items()),
-                            write_deadline=self._write_deadline)
+                            write_deadline=self._write_deadline, trace=self.trace)
 
     def _settings(self) -> ServerConfig:
         """What must match for a running broker of the same name to be reused (ports, folders and the
@@ -393,9 +395,8 @@ class Broker(ServerLifecycle):
             names.register(self)
             before = _last_port.get(self.name)
             _last_port[self.name] = got.client or 0
-            connection = sys.modules.get(__package__ + ".connection")  # no client without it
-            if before is not None and before != got.client and connection is not None:
-                connection.broker_moved(f"{self.client_host}:{before}", self.url)
+            if before is not None and before != got.client:
+                self._tell_users(f"{self.client_host}:{before}")
             return True
         if not self._run.proc.alive:
             self._run.proc.wait(2)
@@ -466,6 +467,15 @@ class Broker(ServerLifecycle):
         if self._run is not None and self._run.ports is None:
             self._run.proc.kill()
             self._run = None
+
+    def _tell_users(self, old_hostport: str) -> None:
+        """Back on another port than before: clients of this process and spawned processes follow it."""
+        connection = sys.modules.get(__package__ + ".connection")  # no client without it
+        if connection is not None:
+            connection.broker_moved(old_hostport, self.url)
+        spawn = sys.modules.get("trashlab.services.spawn")  # no spawned process without it
+        if spawn is not None:
+            spawn.broker_moved(old_hostport, f"{self.client_host}:{self.port}")
 
     def _give_up_preferred_port(self) -> bool:
         """The port this name had before is taken now: True if another start may take any free port."""
@@ -544,10 +554,58 @@ class Broker(ServerLifecycle):
         from .monitor import monitor
         return monitor(self.monitor_url, "routez")
 
+    def protocol(self, name: str) -> Lines:
+        """The protocol lines this server exchanged with the newest client named ``name`` (needs ``trace=True``).
+
+        A "protocol x-ray" from the server's trace log: ``<<-`` is what the client sent (CONNECT, SUB,
+        PUB, PING, ...), ``->>`` what the server sent it (MSG, PONG, ...). The server's first line,
+        INFO, is not in its trace.
+        """
+        if not self.trace:
+            raise BrokerError(f"broker {self.name} does not log the protocol: start it with "
+                              f"trashlab.Broker({self.name!r}, trace=True)")
+        self._settle_output()
+        records = protocol_records(self.output, name)
+        newest = max((cid for cid, _, _, _ in records), default=None)  # a re-run cell's new connection
+        return Lines(f"{arrow} {text}" for cid, _, arrow, text in records if cid == newest)
+
+    def _settle_output(self, most: float = 0.5) -> None:
+        """Give the log reader a moment to catch up with what the server just wrote."""
+        if self._run is None:
+            return
+        deadline, seen = time.monotonic() + most, -1
+        while self._run.proc.line_count != seen and time.monotonic() < deadline:
+            seen = self._run.proc.line_count
+            time.sleep(0.05)
+
     def __repr__(self) -> str:
         if self.running:
             return f"<Broker {self.name} {_mask(self.url)} pid={self.pid}>"
         return f"<Broker {self.name} {'stopped' if self._run else 'not started'}>"
+
+
+_TRACE = re.compile(r"\[TRC\] \S+ - cid:(\d+) - (?:\"([^\"]*)\" - )?(<<-|->>|<->) (.*)$")
+
+
+def protocol_records(output: str, name: Optional[str] = None) -> "list[tuple[int, str, str, str]]":
+    """``(cid, client name, arrow, protocol text)`` for each trace line of a nats-server log, oldest first.
+
+    With ``name``, only connections whose CONNECT carried that name (``nats.connect(name=...)``).
+    """
+    records, names = [], {}
+    for line in output.splitlines():
+        m = _TRACE.search(line)
+        if not m:
+            continue
+        cid, tag, arrow, text = int(m.group(1)), m.group(2) or "", m.group(3), m.group(4)
+        if text.startswith("[CONNECT "):
+            try:
+                names[cid] = str(json.loads(text[len("[CONNECT "):-1]).get("name", ""))
+            except ValueError:
+                names[cid] = ""
+        client = names.get(cid) or tag.rsplit(":", 1)[-1]
+        records.append((cid, client, arrow, text))
+    return [r for r in records if name is None or r[1] == name]
 
 
 def _port_of(url: str) -> int:

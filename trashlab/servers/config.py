@@ -67,6 +67,8 @@ class ServerConfig:
     #: what the chaos menu changes at run time (by config reload)
     mappings: Mappings = ()
     write_deadline: Optional[str] = None
+    #: every protocol line of every client in the log (Broker.protocol(name) reads it)
+    trace: bool = False
 
     def render(self) -> str:
         """The nats-server configuration file text."""
@@ -78,6 +80,8 @@ class ServerConfig:
                  f"lame_duck_duration: {q(LAME_DUCK_DURATION)}", f"lame_duck_grace_period: {q(LAME_DUCK_GRACE)}"]
         if self.write_deadline:  # chaos.SlowConsumer: a client that stops reading is cut off sooner
             lines.append(f"write_deadline: {q(self.write_deadline)}")
+        if self.trace:
+            lines.append("trace: true")
         if self.ports_file_dir:
             lines.append(f"ports_file_dir: {q(self.ports_file_dir)}")
         if self.user is not None:

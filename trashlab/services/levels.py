@@ -46,10 +46,11 @@ class MemoryLevels:
     def __init__(self) -> None:
         self._levels: Dict[str, Level] = {}
 
-    def record(self, can_id: str, level: float, at: float) -> Optional[Level]:
-        """Record a reading at once; return the can's previous level (None for a new can)."""
+    def record(self, can_id: str, level: float, at: float, readings: int = 1) -> Optional[Level]:
+        """Record the can's newest level (``readings`` readings since the last record, this one the newest);
+        return its previous level (None for a new can)."""
         old = self._levels.get(can_id)
-        self._levels[can_id] = Level(level, at, 1 if old is None else old.readings + 1)
+        self._levels[can_id] = Level(level, at, readings if old is None else old.readings + readings)
         return old
 
     async def open(self, nc: Any) -> None:

@@ -67,19 +67,25 @@ class RejectsReadings:
 
     _rejects: Rejects
 
+    def _before_reading(self) -> None:
+        """Bring the counts up to date (a collector parses what arrived in batches)."""
+
     @property
     def rejected_count(self) -> int:
         """Payloads set aside as not valid readings."""
+        self._before_reading()
         return self._rejects.count
 
     @property
     def reasons(self) -> "collections.Counter[str]":
         """Rejected payloads counted by kind (``not-json``, ``missing-field`` ...)."""
+        self._before_reading()
         return self._rejects.reasons
 
     @property
     def rejected(self) -> Any:
         """The newest payloads set aside (a DataFrame): ``payload`` (bytes), ``kind``, ``reason``, ``received_at``."""
+        self._before_reading()
         return self._rejects.frame()
 
 
