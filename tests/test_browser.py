@@ -170,6 +170,10 @@ def test_student_runs_all_cells_and_sees_the_live_dashboard(jupyter_lab):
             # yet are tagged raises-exception (Run All walks past them); any other error is a defect
             errors = page.evaluate(UNEXPECTED_ERRORS_JS)
             assert errors == [], errors
+            # the lesson's diagram (a ```mermaid block in the first Markdown cell) renders as a picture
+            diagram = page.wait_for_selector(".jp-RenderedMermaid img[src^='data:image/svg']", state="attached",
+                                             timeout=30_000)
+            assert diagram.evaluate("img => img.naturalWidth") > 100, "the Mermaid diagram did not render"
             page.screenshot(path=str(ARTIFACTS / "browser-notebook-end.png"))
         finally:
             browser.close()

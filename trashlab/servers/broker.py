@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import BadArgument, BrokerError, BrokerStartTimeout, InsecureBind, NatsServerNotFound, PortInUse
+from .._text import Lines
 from . import names
 from .processes import ManagedProcess, temp_dir
 
@@ -51,7 +52,7 @@ def _still_used(hostport: str) -> bool:
     connection, spawn = sys.modules.get(__package__ + ".connection"), sys.modules.get("trashlab.services.spawn")
     if connection is not None and connection.knows(hostport):
         return True
-    return spawn is not None and any(hostport in " ".join(p.args) for p in spawn.spawned())
+    return spawn is not None and spawn.uses(hostport)
 
 
 def find_nats_server() -> str:
@@ -103,7 +104,7 @@ class Broker:
                  cluster: bool = False, cluster_port: Optional[int] = None,
                  cluster_name: str = CLUSTER_NAME, routes: Sequence[str] = (),
                  route_user: str = ROUTE_USER, route_password: str = ROUTE_PASSWORD,
-                 store_dir: Optional[str] = None, start_timeout: float = 10.0) -> None:
+                 store_dir: Optional[str] = None, start_timeout: float = 10.0, trace: bool = False) -> None:
         if not isinstance(name, str) or not _NAME.match(name):
             raise BadArgument(f"broker name {name!r} is not usable: use letters, digits, '-' or '_' (e.g. 'iot-msg')")
         for label, value in (("port", port), ("http_port", http_port), ("cluster_port", cluster_port)):
@@ -128,12 +129,15 @@ class Broker:
         self.route_user, self.route_password = route_user, route_password
         self.store_dir = store_dir
         self.start_timeout = start_timeout
+        self.trace = trace
         self._preferred_port: Optional[int] = None
         self._run: Optional[_Running] = None
         self._tmp: Optional[str] = None
         self._routes_now: Optional[list] = None  # routes changed at run time (chaos.partition), else self.routes
         self._mappings: "dict[str, list]" = {}  # subject -> [(destination, weight %)] (chaos.drop_messages)
         self._write_deadline: Optional[str] = None  # e.g. "2s" while a chaos.SlowConsumer runs (server default 10s)
+        self._ports_dir: Path = Path("<ports-dir>")  # where the running server writes its ports file
+        self._launch_ports: tuple = (-1, -1, -1)  # client, monitoring, cluster port as given at start
         self._leaf: Optional[str] = None  # the class hub it was started as a leaf of
 
     # ----- public state -------------------------------------------------------------------
@@ -186,7 +190,7 @@ class Broker:
     @property
     def command(self) -> list:
         """The command line equivalent to its config file (handy to compare with the Docker command)."""
-        return self._flags(getattr(self, "_ports_dir", Path("<ports-dir>")), self.store_dir if self.jetstream else None)
+        return self._flags(self._ports_dir, self.store_dir if self.jetstream else None)
 
     @property
     def output(self) -> str:
@@ -202,7 +206,7 @@ class Broker:
     # ----- lifecycle ----------------------------------------------------------------------
     def _settings(self) -> tuple:
         return (self.host, self.jetstream, self.user, self.password, self.token, self.cluster,
-                self.cluster_name, tuple(self.routes), self.route_user, self.route_password,
+                self.cluster_name, tuple(self.routes), self.route_user, self.route_password, self.trace,
                 self._leaf if self._run is not None else self._class_leaf())
 
     #: Whether this kind of broker becomes a leaf node of a class hub after ``trashlab.join(...)``.
@@ -288,6 +292,8 @@ class Broker:
             argv += ["--config", "<broker.conf>"]
         if store:
             argv += ["--jetstream", "--store_dir", store]
+        if self.trace:
+            argv += ["--trace"]
         if self.user is not None:
             argv += ["--user", self.user, "--pass", self.password or ""]
         elif self.token is not None:
@@ -312,6 +318,8 @@ class Broker:
                  f"lame_duck_duration: {q(LAME_DUCK_DURATION)}", f"lame_duck_grace_period: {q(LAME_DUCK_GRACE)}"]
         if self._write_deadline:  # chaos.SlowConsumer: a client that stops reading is cut off sooner
             lines.append(f"write_deadline: {q(self._write_deadline)}")
+        if self.trace:  # every protocol line of every client in the log (broker.protocol(name) reads it)
+            lines.append("trace: true")
         if store:
             lines.append(f"jetstream {{ store_dir: {q(store)} }}")
         if self.user is not None:
@@ -358,12 +366,14 @@ class Broker:
             raise BrokerError(f"broker {self.name} runs from its own config ({self.config_path}): it cannot be "
                               "changed at run time")
         self.config_path.write_text(self._config_text(self._ports_dir, self.store_dir if self.jetstream else None))
-        before = self._run.proc.output.count("Reloaded server configuration")
-        failed = self._run.proc.output.count("Failed to reload")
-        os.kill(self._run.proc.pid, signal.SIGHUP)
+        assert self._run is not None
+        proc = self._run.proc
+        before = proc.output.count("Reloaded server configuration")
+        failed = proc.output.count("Failed to reload")
+        os.kill(proc.pid, signal.SIGHUP)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            out = self._run.proc.output
+            out = proc.output
             if out.count("Reloaded server configuration") > before:
                 return self
             if out.count("Failed to reload") > failed:
@@ -422,9 +432,8 @@ class Broker:
             names.register(self)
             before = _last_port.get(self.name)
             _last_port[self.name] = self.port
-            connection = sys.modules.get(__package__ + ".connection")  # no client without it
-            if before is not None and before != self.port and connection is not None:
-                connection.broker_moved(f"{self.client_host}:{before}", self.url)
+            if before is not None and before != self.port:
+                self._tell_users(f"{self.client_host}:{before}")
             return True
         if not self._run.proc.alive:
             self._run.proc.wait(2)
@@ -495,6 +504,15 @@ class Broker:
         if self._run is not None and not self._run.port:
             self._run.proc.kill()
             self._run = None
+
+    def _tell_users(self, old_hostport: str) -> None:
+        """Back on another port than before: clients of this process and spawned processes follow it."""
+        connection = sys.modules.get(__package__ + ".connection")  # no client without it
+        if connection is not None:
+            connection.broker_moved(old_hostport, self.url)
+        spawn = sys.modules.get("trashlab.services.spawn")  # no spawned process without it
+        if spawn is not None:
+            spawn.broker_moved(old_hostport, f"{self.client_host}:{self.port}")
 
     def _give_up_preferred_port(self) -> bool:
         """The port this name had before is taken now: True if another start may take any free port."""
@@ -574,10 +592,58 @@ class Broker:
         from .monitor import monitor
         return monitor(self.monitor_url, "routez")
 
+    def protocol(self, name: str) -> Lines:
+        """The protocol lines this server exchanged with the newest client named ``name`` (needs ``trace=True``).
+
+        A "protocol x-ray" from the server's trace log: ``<<-`` is what the client sent (CONNECT, SUB,
+        PUB, PING, ...), ``->>`` what the server sent it (MSG, PONG, ...). The server's first line,
+        INFO, is not in its trace.
+        """
+        if not self.trace:
+            raise BrokerError(f"broker {self.name} does not log the protocol: start it with "
+                              f"trashlab.Broker({self.name!r}, trace=True)")
+        self._settle_output()
+        records = protocol_records(self.output, name)
+        newest = max((cid for cid, _, _, _ in records), default=None)  # a re-run cell's new connection
+        return Lines(f"{arrow} {text}" for cid, _, arrow, text in records if cid == newest)
+
+    def _settle_output(self, most: float = 0.5) -> None:
+        """Give the log reader a moment to catch up with what the server just wrote."""
+        if self._run is None:
+            return
+        deadline, seen = time.monotonic() + most, -1
+        while self._run.proc.line_count != seen and time.monotonic() < deadline:
+            seen = self._run.proc.line_count
+            time.sleep(0.05)
+
     def __repr__(self) -> str:
         if self.running:
             return f"<Broker {self.name} {_mask(self.url)} pid={self.pid}>"
         return f"<Broker {self.name} {'stopped' if self._run else 'not started'}>"
+
+
+_TRACE = re.compile(r"\[TRC\] \S+ - cid:(\d+) - (?:\"([^\"]*)\" - )?(<<-|->>|<->) (.*)$")
+
+
+def protocol_records(output: str, name: Optional[str] = None) -> "list[tuple[int, str, str, str]]":
+    """``(cid, client name, arrow, protocol text)`` for each trace line of a nats-server log, oldest first.
+
+    With ``name``, only connections whose CONNECT carried that name (``nats.connect(name=...)``).
+    """
+    records, names = [], {}
+    for line in output.splitlines():
+        m = _TRACE.search(line)
+        if not m:
+            continue
+        cid, tag, arrow, text = int(m.group(1)), m.group(2) or "", m.group(3), m.group(4)
+        if text.startswith("[CONNECT "):
+            try:
+                names[cid] = str(json.loads(text[len("[CONNECT "):-1]).get("name", ""))
+            except ValueError:
+                names[cid] = ""
+        client = names.get(cid) or tag.rsplit(":", 1)[-1]
+        records.append((cid, client, arrow, text))
+    return [r for r in records if name is None or r[1] == name]
 
 
 def _port_of(url: str) -> int:
