@@ -25,6 +25,7 @@ from typing import Any, Optional
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ._live import LiveView
 from .._compat import ipympl_canvas, png
 from ..services.collector import Collector
 from ..errors import BadArgument, TrashlabError
@@ -131,7 +132,7 @@ def _ipympl_available() -> bool:
     return True
 
 
-class LiveDashboard:
+class LiveDashboard(LiveView):
     """Live histograms, fullest cans, rate and counters of a Collector; display it in a notebook cell."""
 
     _running: "weakref.WeakSet[LiveDashboard]" = weakref.WeakSet()
@@ -376,16 +377,6 @@ class LiveDashboard:
                     log.warning("trashlab: dashboard stopped refreshing: %s", e)
                     return
             await asyncio.sleep(self.refresh_interval)
-
-    @property
-    def running(self) -> bool:
-        """True while the refresh task runs (also while paused)."""
-        return self._task is not None and not self._task.done()
-
-    @property
-    def paused(self) -> bool:
-        """True while refreshing is paused."""
-        return self._paused
 
     def pause(self) -> None:
         """Stop redrawing for now (messages keep being collected)."""
