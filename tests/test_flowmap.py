@@ -233,3 +233,10 @@ async def test_an_accounts_broker_is_mapped_without_the_wiretap():
     finally:
         await nc.close()
         b.stop()
+
+
+async def test_stop_everything_stops_the_map(broker):
+    fm = trashlab.FlowMap(broker, refresh=0.2, wiretap=False).start()
+    await wait_for(lambda: fm.refreshes > 1)
+    trashlab.stop_everything(everywhere=False)
+    assert not fm.running

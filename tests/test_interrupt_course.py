@@ -17,6 +17,8 @@ import pytest
 
 from kernels import Kernel, running_recorded
 
+pytestmark = pytest.mark.course  # runs course notebooks (tests/conftest.py tiers)
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ["03-simulator", "04-report-service", "08-multiple-subscribers"]
 #: how long a cell runs before ■ is pressed
@@ -34,6 +36,7 @@ def test_interrupt_any_cell_then_run_it_again(stem):
     k = Kernel.start()
     interrupted = 0
     try:
+        k.ok("import trashlab")  # ■ before trashlab is imported at all is plain Jupyter (a traceback)
         for index, (source, may_fail) in enumerate(_cells(stem)):
             msg_id = k.submit(source)
             if k.running_after(msg_id, PRESS_AFTER):

@@ -122,7 +122,7 @@ class _Wiretap:
     async def start(self) -> "_Wiretap":
         from ..servers.connection import connect
 
-        self._nc = await connect(self.urls, name=WIRETAP_NAME, on_error=lambda e: None)
+        self._nc = await connect(self.urls, name=WIRETAP_NAME, on_error=lambda e: True)  # quiet
 
         async def count(msg) -> None:
             self.counts[msg.subject] = self.counts.get(msg.subject, 0) + 1
@@ -222,7 +222,10 @@ class FlowMap:
             raw = self._poll()
         now = time.monotonic()
         self._fresh = set()
-        servers, clients, routes, streams = [], [], set(), {}
+        servers: List[dict] = []
+        clients: List[dict] = []
+        routes: set = set()
+        streams: Dict[str, dict] = {}
         names = list(self.nodes)
         for name, entry in raw.items():
             colour = SERVER_COLOURS[names.index(name) % len(SERVER_COLOURS)] if name in names else "#555"

@@ -52,7 +52,7 @@ def _still_used(hostport: str) -> bool:
     connection, spawn = sys.modules.get(__package__ + ".connection"), sys.modules.get("trashlab.services.spawn")
     if connection is not None and connection.knows(hostport):
         return True
-    return spawn is not None and any(hostport in " ".join(p.args) for p in spawn.spawned())
+    return spawn is not None and spawn.uses(hostport)
 
 
 def find_nats_server() -> str:
@@ -136,6 +136,8 @@ class Broker:
         self._routes_now: Optional[list] = None  # routes changed at run time (chaos.partition), else self.routes
         self._mappings: "dict[str, list]" = {}  # subject -> [(destination, weight %)] (chaos.drop_messages)
         self._write_deadline: Optional[str] = None  # e.g. "2s" while a chaos.SlowConsumer runs (server default 10s)
+        self._ports_dir: Path = Path("<ports-dir>")  # where the running server writes its ports file
+        self._launch_ports: tuple = (-1, -1, -1)  # client, monitoring, cluster port as given at start
         self._leaf: Optional[str] = None  # the class hub it was started as a leaf of
 
     # ----- public state -------------------------------------------------------------------
@@ -188,7 +190,7 @@ class Broker:
     @property
     def command(self) -> list:
         """The command line equivalent to its config file (handy to compare with the Docker command)."""
-        return self._flags(getattr(self, "_ports_dir", Path("<ports-dir>")), self.store_dir if self.jetstream else None)
+        return self._flags(self._ports_dir, self.store_dir if self.jetstream else None)
 
     @property
     def output(self) -> str:
@@ -364,12 +366,14 @@ class Broker:
             raise BrokerError(f"broker {self.name} runs from its own config ({self.config_path}): it cannot be "
                               "changed at run time")
         self.config_path.write_text(self._config_text(self._ports_dir, self.store_dir if self.jetstream else None))
-        before = self._run.proc.output.count("Reloaded server configuration")
-        failed = self._run.proc.output.count("Failed to reload")
-        os.kill(self._run.proc.pid, signal.SIGHUP)
+        assert self._run is not None
+        proc = self._run.proc
+        before = proc.output.count("Reloaded server configuration")
+        failed = proc.output.count("Failed to reload")
+        os.kill(proc.pid, signal.SIGHUP)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            out = self._run.proc.output
+            out = proc.output
             if out.count("Reloaded server configuration") > before:
                 return self
             if out.count("Failed to reload") > failed:
@@ -428,9 +432,8 @@ class Broker:
             names.register(self)
             before = _last_port.get(self.name)
             _last_port[self.name] = self.port
-            connection = sys.modules.get(__package__ + ".connection")  # no client without it
-            if before is not None and before != self.port and connection is not None:
-                connection.broker_moved(f"{self.client_host}:{before}", self.url)
+            if before is not None and before != self.port:
+                self._tell_users(f"{self.client_host}:{before}")
             return True
         if not self._run.proc.alive:
             self._run.proc.wait(2)
@@ -501,6 +504,15 @@ class Broker:
         if self._run is not None and not self._run.port:
             self._run.proc.kill()
             self._run = None
+
+    def _tell_users(self, old_hostport: str) -> None:
+        """Back on another port than before: clients of this process and spawned processes follow it."""
+        connection = sys.modules.get(__package__ + ".connection")  # no client without it
+        if connection is not None:
+            connection.broker_moved(old_hostport, self.url)
+        spawn = sys.modules.get("trashlab.services.spawn")  # no spawned process without it
+        if spawn is not None:
+            spawn.broker_moved(old_hostport, f"{self.client_host}:{self.port}")
 
     def _give_up_preferred_port(self) -> bool:
         """The port this name had before is taken now: True if another start may take any free port."""

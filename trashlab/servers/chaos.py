@@ -174,12 +174,15 @@ async def stream_leader(cluster: Any, stream: str) -> Optional[str]:
 
     nc = await connect(cluster.urls, name="trashlab-chaos")
     try:
-        info = await nc.jetstream(timeout=2.0).stream_info(stream)
-        return info.cluster.leader if info.cluster else None
+        return _leader(await nc.jetstream(timeout=2.0).stream_info(stream))
     except Exception:
         return None
     finally:
         await nc.close()
+
+
+def _leader(info: Any) -> Optional[str]:
+    return info.cluster.leader if info.cluster else None
 
 
 async def step_down(cluster: Any, stream: str, timeout: float = 15.0) -> dict:
@@ -190,7 +193,7 @@ async def step_down(cluster: Any, stream: str, timeout: float = 15.0) -> dict:
     try:
         js = nc.jetstream(timeout=2.0)
         try:
-            before = (await js.stream_info(stream)).cluster.leader
+            before = _leader(await js.stream_info(stream))
         except Exception as e:
             raise BrokerError(f"no JetStream stream {stream!r} on cluster {cluster.name} ({e}): create it first") from None
         t0 = time.monotonic()
@@ -201,7 +204,7 @@ async def step_down(cluster: Any, stream: str, timeout: float = 15.0) -> dict:
         deadline = t0 + timeout
         while time.monotonic() < deadline:
             try:
-                now = (await js.stream_info(stream)).cluster.leader
+                now = _leader(await js.stream_info(stream))
             except Exception:
                 now = None
             if now and now != before:
@@ -384,13 +387,13 @@ async def chaos_drill(cluster: Any, fault: str = "lame_duck", *, rate: float = 2
     published_at: List[float] = []
     col = Collector(victim.url, subject=subject, name="chaos-collector")
     reader = None
+    watched: Any = col  # whose connection is watched: the collector, or the durable reader feeding it
     if jetstream:
         await _make_stream(victim.url, subject, replicas=3)
         reader = watched = await _DurableReader(victim.url, subject, col).start()
     else:
         await col.start()
         await _interest_reached(other, subject)
-        watched = col
     sim_cls = _AckedSimulator if jetstream else Simulator
     sim = sim_cls(other.url, subject=subject, interval=1.0 / rate, sequence=True, seed=7, name="chaos-simulator",
                   on_publish=lambda payload: published_at.append(time.time()))
