@@ -207,6 +207,6 @@ def check_total_deliveries(total_deliveries: Callable,
 
 
 # the checks of each notebook (imported last: they use the helpers above)
-from .broker import check_client_names as check_client_names, check_hello as check_hello  # 02
-from .simulator import check_publish_readings as check_publish_readings, check_wildcard as check_wildcard  # 03
-from .report import check_latest_levels as check_latest_levels, check_responder as check_responder  # 04
+from .broker import check_client_names as check_client_names, check_hello as check_hello  # noqa: E402  (02)
+from .simulator import check_publish_readings as check_publish_readings, check_wildcard as check_wildcard  # noqa: E402  (03)
+from .report import check_latest_levels as check_latest_levels, check_responder as check_responder  # noqa: E402  (04)
