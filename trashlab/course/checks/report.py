@@ -7,6 +7,7 @@ Each runs on a private broker of the check's own, with readings and levels the c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 from typing import Callable, Optional
@@ -39,15 +40,15 @@ async def check_latest_levels(keep_latest: Callable, seed: Optional[int] = None)
     readings, expected = _readings(random.Random(seed))
     levels: dict = {}
     name = getattr(keep_latest, "__name__", "keep_latest")
-    async with private_broker() as broker, client(broker.url, "trashlab-check") as pub, \
-            client(broker.url, "your-report-service") as nc:
+    async with private_broker() as broker, client(broker.url, "your-report-service") as nc:
         sub = await acall(keep_latest, nc, levels)
         if nc.is_closed:
             raise failed(f"{name} closed the connection: keep it open, the subscription lives on it")
         await nc.flush(timeout=2)
-        for can, level in readings:
-            await pub.publish(SUBJECT, encode(can, level))
-        await delivered(pub, nc, [sub])
+        async with client(broker.url, "trashlab-check") as pub:  # connected after the SUB: see _live.client
+            for can, level in readings:
+                await pub.publish(SUBJECT, encode(can, level))
+            await delivered(pub, nc, [sub])
         await wait_for(lambda: levels == expected, 0.5 if hasattr(sub, "pending_msgs") else SETTLE)
     shown = ", ".join(f"{c}→{v}" for c, v in readings)
     what = f"{name}(nc, levels) after the check published {shown} on {SUBJECT!r}"
@@ -85,12 +86,13 @@ async def check_responder(serve_levels: Callable, seed: Optional[int] = None, ti
     levels = {c: round(rng.uniform(1, 99), 2) for c in cans[:2]}
     unknown = cans[2]
     name = getattr(serve_levels, "__name__", "serve_levels")
-    async with private_broker() as broker, client(broker.url, "trashlab-check") as asker, \
-            client(broker.url, "your-report-service") as nc:
+    async with private_broker() as broker, client(broker.url, "your-report-service") as nc, \
+            contextlib.AsyncExitStack() as stack:
         await acall(serve_levels, nc, levels)
         if nc.is_closed:
             raise failed(f"{name} closed the connection: keep it open, the subscription lives on it")
         await nc.flush(timeout=2)
+        asker = await stack.enter_async_context(client(broker.url, "trashlab-check"))  # after the SUB
 
         async def ask(can: str) -> dict:
             what = f"request {can!r} on {REQUEST_SUBJECT!r}"

@@ -41,8 +41,7 @@ async def check_publish_readings(publish_readings: Callable, count: int = 5, int
     elsewhere: list = []
     name = getattr(publish_readings, "__name__", "publish_readings")
     what = f"await {name}(nc, {count}, {interval:g})"
-    async with private_broker() as broker, client(broker.url, "trashlab-check") as watch, \
-            client(broker.url, "your-publisher") as nc:
+    async with private_broker() as broker, client(broker.url, "trashlab-check") as watch:
         async def on_reading(msg) -> None:
             arrived.append((time.monotonic(), msg.data))
 
@@ -51,8 +50,9 @@ async def check_publish_readings(publish_readings: Callable, count: int = 5, int
                 elsewhere.append(msg.subject)
         subs = [await watch.subscribe(SUBJECT, cb=on_reading), await watch.subscribe(">", cb=on_any)]
         await watch.flush()
-        await acall(publish_readings, nc, count, interval, timeout=count * interval * 3 + 5)
-        await delivered(nc, watch, subs)
+        async with client(broker.url, "your-publisher") as nc:  # connected after the SUBs: see _live.client
+            await acall(publish_readings, nc, count, interval, timeout=count * interval * 3 + 5)
+            await delivered(nc, watch, subs)
         await wait_for(lambda: len(arrived) >= count, SETTLE)  # in case the student closed nc
     if not arrived:
         where = f" (it carried {len(elsewhere)} on {sorted(set(elsewhere))[:3]})" if elsewhere else ""
@@ -96,15 +96,15 @@ async def check_wildcard(watch_levels: Callable, catch: Sequence[str] = CATCH, m
     """``await watch_levels(nc, seen)`` subscribes so that the subjects in ``catch`` land in ``seen``, those in ``miss`` not."""
     seen: list = []
     name = getattr(watch_levels, "__name__", "watch_levels")
-    async with private_broker() as broker, client(broker.url, "trashlab-check") as pub, \
-            client(broker.url, "your-subscriber") as nc:
+    async with private_broker() as broker, client(broker.url, "your-subscriber") as nc:
         sub = await acall(watch_levels, nc, seen)
         if nc.is_closed:
             raise failed(f"{name} closed the connection: keep it open, the subscription lives on it")
         await nc.flush(timeout=2)
-        for subject in list(catch) + list(miss):
-            await pub.publish(subject, b'{"can_id":"7", "level":"50.0"}')
-        await delivered(pub, nc, [sub])
+        async with client(broker.url, "trashlab-check") as pub:  # connected after the SUB: see _live.client
+            for subject in list(catch) + list(miss):
+                await pub.publish(subject, b'{"can_id":"7", "level":"50.0"}')
+            await delivered(pub, nc, [sub])
         await wait_for(lambda: len(seen) >= len(catch), 0.5)
     what = f"{name}(nc, seen) then messages on {', '.join(list(catch) + list(miss))}"
     got = [s.decode() if isinstance(s, (bytes, bytearray)) else s for s in seen]
