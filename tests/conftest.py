@@ -46,8 +46,8 @@ NOT_QUICK = {"test_renders_images_in_a_headless_notebook_run", "test_lab_gnatsd_
              "test_cluster_arguments_join_with_the_image_config", "test_live_docker_network_and_broker",
              "test_without_an_engine_the_reason_is_given_and_nothing_runs", "test_no_docker_command_at_all"}
 #: processes a quick test may start without touching NATS or Jupyter (matplotlib's font scan, platform,
-#: ctypes look-ups, the linter)
-HARMLESS = {"fc-list", "uname", "ldconfig", "ldconfig.real", "gcc", "cc", "ld", "objdump", "ruff"}
+#: ctypes look-ups, the linter and the type checker)
+HARMLESS = {"fc-list", "uname", "ldconfig", "ldconfig.real", "gcc", "cc", "ld", "objdump", "ruff", "mypy"}
 
 
 def tier_of(item) -> str:
