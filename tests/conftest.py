@@ -14,6 +14,7 @@ with a marker; otherwise the tables below decide (a module not named in them is 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -158,3 +159,4 @@ def no_orphans():
         time.sleep(0.2)
     left = recorded_alive()
     assert not left, f"tests left processes behind: {left}"
+    shutil.rmtree(os.environ["TRASHLAB_STATE_DIR"], ignore_errors=True)  # the session's own state folder

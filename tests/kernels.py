@@ -100,6 +100,7 @@ class Kernel:
         self.client.start_channels()
         self.client.wait_for_ready(timeout=60)
         self._outputs: "dict[str, list]" = {}
+        self._early: "dict[str, dict]" = {}  # replies read before result() asked for them
 
     @classmethod
     def start(cls, state: Optional[str] = None) -> "Kernel":
@@ -147,6 +148,9 @@ class Kernel:
         """Wait for the cell's reply; return everything it showed."""
         deadline = time.monotonic() + timeout
         while True:
+            if msg_id in self._early:
+                reply = self._early.pop(msg_id)
+                break
             try:
                 reply = self.client.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
             except queue.Empty:
@@ -166,6 +170,15 @@ class Kernel:
             if msg["msg_type"] == "status" and parent == msg_id and msg["content"]["execution_state"] == "idle":
                 break
         return Reply(reply["content"]["status"], self._outputs.get(msg_id, []))
+
+    def running_after(self, msg_id: str, seconds: float) -> bool:
+        """True if the cell is still running ``seconds`` after now (its reply is kept for :meth:`result`)."""
+        try:
+            reply = self.client.get_shell_msg(timeout=seconds)
+        except queue.Empty:
+            return True
+        self._early[reply["parent_header"].get("msg_id")] = reply
+        return False
 
     def outputs_of(self, msg_id: str, settle: float = 0.5) -> Reply:
         """What an earlier cell shows now (background output may still land under it)."""

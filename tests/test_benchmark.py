@@ -14,7 +14,9 @@ def test_quick_benchmark_runs_and_prints_every_ratio():
     assert out.returncode == 0, out.stderr[-2000:]
     text = out.stdout
     assert "machine:" in text and "Traceback" not in out.stderr
-    for pattern in (r"ratio collector/raw \(wall clock\) = \d+\.\d\d", r"ratio simulator/raw = \d+\.\d\d",
-                    r"Collector\.frame\(\) for [\d,]+ rows : [\d,]+ ms",
-                    r"ratio [\d,]+/1,000 rows \(wall\) = \d+\.\d\d", r"ratio [\d,]+/1,000 rows \(CPU\) = \d+\.\d\d"):
+    for pattern in (r"ratio collector/raw \(wall clock\) = \d+\.\d\d", r"ratio collector/raw-df \(CPU\) = \d+\.\d\d",
+                    r"physical ceiling: a socket counting delivered bytes +\| [\d,]+", r"nats-py callback, json\.loads \+ float +\| [\d,]+",
+                    r"ratio simulator/raw = \d+\.\d\d", r"Collector\.frame\(\) of [\d,]+ rows", r"repeated call +: [\d.]+ ms",
+                    r"at 1,000 rows .*: [\d.]+ ms .* CPU", r"CPU : .* beside it: x\d\.\d\d\d",
+                    r"first reading in a DataFrame after \d+\.\d\d s"):
         assert re.search(pattern, text), f"{pattern!r} not in:\n{text}"

@@ -8,6 +8,7 @@ and the Python ``playwright`` package; it never downloads a browser.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -62,10 +63,9 @@ if not os.path.exists(CHROMIUM):
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -r requirements-test.txt (playwright)")
 
 
-@pytest.fixture
-def jupyter_lab(tmp_path):
-    """JupyterLab on 127.0.0.1 serving a copy of the notebook; yields (base URL, token, notebook name)."""
-    notebook = dashboard_notebook()
+@contextlib.contextmanager
+def serve_lab(notebook: Path, tmp_path: Path):
+    """JupyterLab on 127.0.0.1 serving a copy of ``notebook``'s folder; yields (base URL, token)."""
     work = tmp_path / "course"  # the page autosaves: serve a copy, keep the repository's notebooks clean
     shutil.copytree(notebook.parent, work, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     port, token = free_port(), secrets.token_hex(16)
@@ -99,7 +99,7 @@ def jupyter_lab(tmp_path):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     pytest.fail("JupyterLab did not start:\n" + (tmp_path / "jupyter.log").read_text()[-3000:])
                 time.sleep(0.3)
-        yield base, token, notebook.name
+        yield base, token
     finally:
         proc.send_signal(signal.SIGTERM)  # Jupyter shuts its kernels down, and trashlab stops its broker
         try:
@@ -108,6 +108,14 @@ def jupyter_lab(tmp_path):
             pass
         stop_session(proc.pid)
         log.close()
+
+
+@pytest.fixture
+def jupyter_lab(tmp_path):
+    """JupyterLab serving a copy of the dashboard notebook; yields (base URL, token, notebook name)."""
+    notebook = dashboard_notebook()
+    with serve_lab(notebook, tmp_path) as (base, token):
+        yield base, token, notebook.name
 
 
 UNEXPECTED_ERRORS_JS = """() => {
@@ -162,6 +170,10 @@ def test_student_runs_all_cells_and_sees_the_live_dashboard(jupyter_lab):
             # yet are tagged raises-exception (Run All walks past them); any other error is a defect
             errors = page.evaluate(UNEXPECTED_ERRORS_JS)
             assert errors == [], errors
+            # the lesson's diagram (a ```mermaid block in the first Markdown cell) renders as a picture
+            diagram = page.wait_for_selector(".jp-RenderedMermaid img[src^='data:image/svg']", state="attached",
+                                             timeout=30_000)
+            assert diagram.evaluate("img => img.naturalWidth") > 100, "the Mermaid diagram did not render"
             page.screenshot(path=str(ARTIFACTS / "browser-notebook-end.png"))
         finally:
             browser.close()

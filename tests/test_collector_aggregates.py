@@ -3,6 +3,7 @@
 import asyncio
 import time
 
+import pandas as pd
 import pytest
 
 import trashlab
@@ -32,9 +33,10 @@ def test_fast_path_accepts_and_rejects_exactly_like_the_validator(payload):
         assert col.reasons == {e.kind: 1} and col.rejected["reason"].iloc[0] == e.reason
     else:
         assert col.add(payload) is True
-        row = col._rows[-1]
-        assert (row[0], row[1], row[4]) == expected
-        assert type(row[0]) is str and type(row[1]) is float
+        frame = col.frame()
+        seq = frame["seq"].iloc[-1]
+        assert (frame["can_id"].iloc[-1], frame["level"].iloc[-1], None if pd.isna(seq) else int(seq)) == expected
+        assert type(frame["can_id"].iloc[-1]) is str and frame["level"].dtype == "float64" and len(frame) == 1
 
 
 def test_histograms_of_all_readings_and_of_the_latest_per_can():
@@ -84,6 +86,41 @@ async def test_a_burst_is_handled_in_batches_without_losing_or_misvalidating_any
     assert sum(col.histogram()[1]) == 20000 and sum(col.histogram(latest=True)[1]) == col.cans == 700
 
 
+async def test_a_mixed_burst_parsed_in_bulk_agrees_with_the_full_validator_row_by_row(shared_broker):
+    """Valid, tricky and malformed payloads in one burst: the batch parser keeps exactly what decode_fields keeps."""
+    from conftest import unique
+    from flood import MALFORMED
+
+    subject = unique("mixed")
+    payloads = []
+    for i in range(3000):
+        payloads.append(trashlab.encode(str(i % 50), (i * 7.31) % 100, i if i % 3 else None))
+        if i % 7 == 0:
+            payloads.append(TRICKY[i % len(TRICKY)])
+        if i % 11 == 0:
+            payloads.append(MALFORMED[i % len(MALFORMED)][1])
+    expected, kinds = [], {}
+    for p in payloads:
+        try:
+            expected.append(trashlab.decode_fields(p))
+        except trashlab.BadMessage as e:
+            kinds[e.kind] = kinds.get(e.kind, 0) + 1
+    col = await trashlab.Collector(shared_broker.url, subject).start()
+    nc = await trashlab.connect(shared_broker.url)
+    for p in payloads:
+        await nc.publish(subject, p)
+    await nc.flush()
+    await nc.close()
+    await col.wait_for(len(expected), timeout=60)
+    await col.stop()
+    frame = col.frame()
+    got = [(c, lv, None if pd.isna(s) else int(s)) for c, lv, s in zip(frame["can_id"], frame["level"], frame["seq"])]
+    assert got == expected
+    assert dict(col.reasons) == kinds and col.rejected_count == sum(kinds.values())
+    assert col.rejected["kind"].value_counts().to_dict() == kinds
+    assert sum(col.histogram()[1]) == len(expected)
+
+
 def test_sequence_loss_skips_a_missing_seq_in_an_int64_column():
     """The README's call on a frame where one reading had no seq (pandas NA) must not raise."""
     col = trashlab.Collector("nats://127.0.0.1:1")
@@ -94,3 +131,24 @@ def test_sequence_loss_skips_a_missing_seq_in_an_int64_column():
     assert str(frame["seq"].dtype) == "Int64" and frame["seq"].isna().sum() == 1
     report = trashlab.sequence_loss(frame["seq"], 4)
     assert report["received"] == 2 and report["lost"] == 2 and report["gaps"] == [(2, 2), (4, 4)]
+
+
+def test_frames_share_nothing_a_student_can_break():
+    """frame() hands out the collector's arrays without copying: writing to a frame must not reach them."""
+    col = trashlab.Collector("nats://127.0.0.1:1", max_rows=3000)
+    for i in range(2000):
+        col.add(trashlab.encode(str(i % 7), i % 100, i + 1))
+    first = col.frame()
+    first.loc[0, "level"] = -1.0
+    first["can_id"] = "x"
+    level_view = col.frame()["level"]
+    level_view.iloc[1] = 555.0
+    del first
+    for i in range(2000, 5000):  # grows the arrays, then keeps only the newest 3000
+        col.add(trashlab.encode(str(i % 7), i % 100, i + 1))
+    level_view.iloc[2] = 777.0
+    again = col.frame()
+    assert len(again) == 3000 and list(again["seq"]) == list(range(2001, 5001))
+    assert again["level"].between(0, 100).all() and set(again["can_id"]) == {str(i) for i in range(7)}
+    col.clear()
+    assert col.frame().empty and len(level_view) == 2000 and level_view.iloc[1] == 555.0

@@ -5,6 +5,7 @@ When one fails, the package changed: fix trashlab/_compat.py (and only it), do n
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -30,6 +31,30 @@ async def test_nats_py_subscription_buffer_is_still_where_the_collector_drains_i
         await nc.close()
 
 
+async def test_nats_py_parser_still_hands_each_message_to_process_msg(shared_broker):
+    """The collector's direct delivery replaces Client._process_msg on its own connection."""
+    nc = await trashlab.connect(shared_broker.url)
+    try:
+        queued, direct = [], []
+
+        async def keep(msg) -> None:
+            queued.append(msg.data)
+
+        sub = await nc.subscribe("compat.direct", cb=keep)
+        other = await nc.subscribe("compat.other", cb=keep)
+        assert _compat.deliver_directly(nc, sub, lambda data, subject: direct.append((data, subject)))
+        await nc.publish("compat.direct", b"one")
+        await nc.publish("compat.other", b"two")
+        await nc.publish("compat.direct", b"three", headers={"X": "1"})  # with headers: nats-py's way
+        await nc.flush()
+        await asyncio.sleep(0.1)
+        assert direct == [(b"one", b"compat.direct")], "nats-py no longer calls Client._process_msg per MSG"
+        assert sorted(queued) == [b"three", b"two"] and sub._received == 2 and other is not None
+        assert nc.stats["in_msgs"] == 3
+    finally:
+        await nc.close()
+
+
 async def test_nats_py_still_keeps_the_server_info(shared_broker):
     nc = await trashlab.connect(shared_broker.url)
     try:
@@ -38,6 +63,41 @@ async def test_nats_py_still_keeps_the_server_info(shared_broker):
         assert "version" in info and "max_payload" in info
     finally:
         await nc.close()
+
+
+async def test_asyncio_queue_still_lets_the_collector_take_everything_at_once():
+    import asyncio
+
+    queue: asyncio.Queue = asyncio.Queue()
+    for i in range(4):
+        queue.put_nowait(i)
+    first = await queue.get()  # as nats-py hands the first message to the callback
+    assert _compat.take_all(queue) == [1, 2, 3] and queue.qsize() == 0
+    assert not queue._finished.is_set(), "the first item is not done yet: join() must still wait"
+    queue.task_done()
+    await asyncio.wait_for(queue.join(), 1)  # every taken item counts as done
+    assert first == 0 and _compat.take_all(queue) == []
+
+
+def test_ipympl_canvas_sends_full_then_diff_frames_and_nothing_when_unchanged():
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(2, 1), dpi=50)
+    canvas, manager = _compat.ipympl_canvas(fig)
+    try:
+        sent = []
+        canvas.send = lambda content, buffers=None: sent.append(buffers[0] if buffers else content)
+        for name in ("_png_is_old", "_force_full", "_last_buff", "syncing_data_url", "_image_mode"):
+            assert hasattr(canvas, name), f"ipympl/matplotlib webagg moved Canvas.{name}"
+        canvas.draw()  # full frame
+        canvas.blit()  # nothing changed: nothing sent
+        fig.patch.set_facecolor("red")
+        canvas.draw()  # only the changed pixels
+        frames = [x for x in sent if isinstance(x, bytes)]
+        assert len(frames) == 2 and all(f.startswith(b"\x89PNG") for f in frames)
+        assert canvas._image_mode == "diff" and canvas._data_url  # the headless picture is kept too
+    finally:
+        manager.destroy()
 
 
 def test_ipympl_canvas_still_takes_a_figure_and_hides_its_chrome():
@@ -115,3 +175,14 @@ def test_ipykernel_still_targets_a_write_through_a_context_variable():
         assert stream.parent_header == {"msg_id": "created-the-task"}  # only for that write
     finally:
         ctx.destroy(linger=0)  # also the sockets IOPubThread opened
+
+
+def test_cpython_still_runs_imports_from_frozen_importlib(tmp_path, monkeypatch):
+    """An Interrupt is held back while an import runs: trashlab recognises that from the call stack."""
+    (tmp_path / "trashlab_canary_module.py").write_text(
+        "import sys\nfrom trashlab import _compat\nINSIDE = _compat.importing(sys._getframe())\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import trashlab_canary_module
+
+    assert trashlab_canary_module.INSIDE, "CPython no longer runs module bodies from <frozen importlib._bootstrap>"
+    assert not _compat.importing(sys._getframe())

@@ -123,3 +123,13 @@ def test_live_docker_network_and_broker():
     finally:
         subprocess.run(docker.rm([name]), capture_output=True)
         subprocess.run(docker.network_rm(net), capture_output=True)
+
+
+@pytest.mark.nats  # lab_step asks the docker client whether an engine answers (a process)
+def test_logs_of_the_lab_containers_are_docker_container_logs():
+    """Notebooks 02-04 show what the iot-msg, sim and rep containers printed."""
+    for name in ("iot-msg", "sim", "rep"):
+        assert docker.logs(name) == f"docker container logs --tail 5 {name}".split()
+        assert shlex.split(docker.shell(docker.logs(name))) == docker.logs(name)
+    table = docker.lab_step(docker.run_node("sim"), docker.logs("sim"))
+    assert table["command"].tolist()[1] == "docker container logs --tail 5 sim"

@@ -1,9 +1,12 @@
 """Graded exercises with the real nbgrader: instructor source → student notebooks → autograde.
 
-One scratch copy of the course is generated once per module; three kinds of submission are built
+One scratch copy of the course is generated once per module; these kinds of submission are built
 from the student release and autograded for real (the notebooks start real nats-servers):
 ``reference`` (every answer cell holds the instructor's solution), ``untouched`` (the release as a
-student receives it) and ``wrong`` (the reference with one exercise answered wrongly).
+student receives it) and ``wrong-1``, ``wrong-2``, ... (the reference with the k-th realistic mistake of
+``WRONG`` in every exercise that has one: each exercise must lose exactly its own points).
+Written answers (markdown cells graded by hand) are left to the instructor: they count in ``max_score``
+but never in the automatic score.
 """
 
 from __future__ import annotations
@@ -20,19 +23,130 @@ from test_notebooks import output_problems
 from trashlab_instructor import grading
 
 # nbgrader's own SQLAlchemy session warnings while it records grades: not ours to fix
-pytestmark = pytest.mark.filterwarnings("ignore:Object of type <Submitted")
+pytestmark = [pytest.mark.filterwarnings("ignore:Object of type <Submitted"),
+              # the module fixture autogrades every submission kind of every notebook (several minutes)
+              pytest.mark.timeout(1800)]
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE = REPO / "course" / "source"
 
-#: One wrong answer per exercise we break on purpose: grade_id of the answer cell → a plausible mistake.
+#: Realistic mistakes per exercise: grade_id of the answer cell -> wrong answers (each a whole cell).
+#: Submission ``wrong-k`` answers every exercise with its k-th mistake (the reference where it has none).
 WRONG = {
-    "client-names": "def client_names(broker):\n    return list(broker.connz()['cid'])  # ids, not names\n",
-    "count-readings": "def count_readings(frame, can_id):\n    return len(frame)  # every can, not this one\n",
-    "ask-level": "async def ask_level(can_id):\n    return await trashlab.query_levels('iot-msg')  # every can\n",
+    # 02: a first client (checked against the broker's trace) and /connz
+    "hello-nats": [
+        "async def hello_nats(url, subject, text):\n    return 'hello'  # constant\n",
+        "async def hello_nats(url, subject, text):\n    nc = await nats.connect(url)\n"
+        "    await nc.publish(subject, text.encode())\n    await nc.close()\n"
+        "    return text  # never subscribed: echoes its argument\n",
+        "async def hello_nats(url, subject, text):\n    nc = await nats.connect(url)\n"
+        "    sub = await nc.subscribe('greetings')\n    await nc.publish('greetings', text.encode())\n"
+        "    msg = await sub.next_msg(timeout=2)\n    await nc.close()\n"
+        "    return msg.data.decode()  # right steps, wrong subject\n",
+        "async def hello_nats(url, subject, text):\n    nc = await nats.connect(url)\n"
+        "    sub = await nc.subscribe(subject)\n    await nc.publish(subject, text.encode())\n"
+        "    msg = await sub.next_msg(timeout=2)\n    await nc.close()\n    return msg.data  # bytes, not str\n",
+        "async def hello_nats(url, subject, text):\n    nc = await nats.connect(url)\n"
+        "    sub = await nc.subscribe(subject)\n    nc.publish(subject, text.encode())  # missing await\n"
+        "    msg = await sub.next_msg(timeout=1)\n    await nc.close()\n    return msg.data.decode()\n",
+        "async def hello_nats(url, subject, text):\n    nc = await nats.connect(url)\n"
+        "    sub = await nc.subscribe(subject)\n    await nc.publish(subject, text.encode())\n"
+        "    msg = await sub.next_msg(timeout=2)\n    return msg.data.decode()  # never closes\n",
+    ],
+    "client-names": [
+        "def client_names(broker):\n    return ['watcher']  # written by hand\n",
+        "def client_names(broker):\n    return list(broker.connz()['cid'])  # ids, not names\n",
+        "def client_names(broker):\n    return list(broker.connz()['name'])  # not sorted\n",
+        "def client_names(broker):\n    return broker.connz()['name']  # a Series, not a list\n",
+    ],
+    # 03: the simulator and a wildcard
+    "publish-readings": [
+        "async def publish_readings(nc, count, interval):\n    for i in range(count + 1):  # one too many\n"
+        "        await nc.publish('trash-level', ('{\"can_id\":\"%d\", \"level\":\"%r\"}' % "
+        "(random.randint(0, 1000), random.random() * 100)).encode())\n        await asyncio.sleep(interval)\n",
+        "async def publish_readings(nc, count, interval):\n    for i in range(count):  # numbers, not strings\n"
+        "        await nc.publish('trash-level', json.dumps({'can_id': random.randint(0, 1000), "
+        "'level': random.random() * 100}).encode())\n        await asyncio.sleep(interval)\n",
+        "async def publish_readings(nc, count, interval):\n    for i in range(count):\n"
+        "        await nc.publish('trash-level', ('{\"can_id\":\"%d\", \"level\":\"%r\"}' % "
+        "(random.randint(0, 1000), random.random() * 100)).encode())\n"
+        "        asyncio.sleep(interval)  # missing await\n",
+        "async def publish_readings(nc, count, interval):\n    for i in range(count):\n"
+        "        await nc.publish('trash.level', ('{\"can_id\":\"%d\", \"level\":\"%r\"}' % "
+        "(random.randint(0, 1000), random.random() * 100)).encode())  # wrong subject\n"
+        "        await asyncio.sleep(interval)\n",
+        "async def publish_readings(nc, count, interval):\n    for i in range(count):\n"
+        "        await nc.publish('trash-level', b'{\"can_id\":\"135\", \"level\":\"42.5\"}')  # constant\n"
+        "        await asyncio.sleep(interval)\n",
+        "import time\n\nasync def publish_readings(nc, count, interval):\n    for i in range(count):\n"
+        "        await nc.publish('trash-level', ('{\"can_id\":\"%d\", \"level\":\"%r\"}' % "
+        "(random.randint(0, 1000), random.random() * 100)).encode())\n"
+        "        time.sleep(interval)  # blocks the event loop\n",
+    ],
+    "watch-levels": [
+        "async def watch_levels(nc, seen):\n    async def cb(msg):\n        seen.append(msg.subject)\n"
+        "    return await nc.subscribe('trash.>', cb=cb)  # catches alarms too\n",
+        "async def watch_levels(nc, seen):\n    async def cb(msg):\n        seen.append(msg.subject)\n"
+        "    return await nc.subscribe('trash.north.*', cb=cb)  # one district\n",
+        "async def watch_levels(nc, seen):\n    async def cb(msg):\n        seen.append(msg.subject)\n"
+        "    await nc.subscribe('trash.north.level', cb=cb)  # no wildcard: two subjects by name\n"
+        "    return await nc.subscribe('trash.south.level', cb=cb)\n",
+        "async def watch_levels(nc, seen):\n    async def cb(msg):\n        seen.append(msg.data)  # data, not subject\n"
+        "    return await nc.subscribe('trash.*.level', cb=cb)\n",
+        "async def watch_levels(nc, seen):\n    async def cb(msg):\n        seen.append(msg.subject)\n"
+        "    return nc.subscribe('trash.*.level', cb=cb)  # missing await\n",
+    ],
+    # 04: the report service's subscriber and responder
+    "keep-latest": [
+        "async def keep_latest(nc, levels):\n    async def cb(msg):\n        r = json.loads(msg.data)\n"
+        "        levels.setdefault(r['can_id'], float(r['level']))  # keeps the first, goes stale\n"
+        "    return await nc.subscribe('trash-level', cb=cb)\n",
+        "async def keep_latest(nc, levels):\n    async def cb(msg):\n        r = json.loads(msg.data)\n"
+        "        levels[r['can_id']] = r['level']  # a str, not a float\n"
+        "    return await nc.subscribe('trash-level', cb=cb)\n",
+        "async def keep_latest(nc, levels):\n    async def cb(msg):\n        r = json.loads(msg.data)\n"
+        "        levels[r['can_id']] = float(r['level'])\n"
+        "    return await nc.subscribe('trash.level', cb=cb)  # wrong subject\n",
+        "async def keep_latest(nc, levels):\n    async def cb(msg):\n        r = json.loads(msg.data)\n"
+        "        levels[r['can_id']] = 50.0  # constant\n"
+        "    return await nc.subscribe('trash-level', cb=cb)\n",
+        "async def keep_latest(nc, levels):\n    async def cb(msg):\n        r = json.loads(msg.data)\n"
+        "        levels[int(r['can_id'])] = float(r['level'])  # int keys\n"
+        "    return await nc.subscribe('trash-level', cb=cb)\n",
+    ],
+    "serve-levels": [
+        "async def serve_levels(nc, levels):\n    async def cb(msg):\n"
+        "        await msg.respond(json.dumps({'can_id': msg.data.decode(), 'level': 50}).encode())  # constant\n"
+        "    return await nc.subscribe('trash-report.level', cb=cb)\n",
+        "async def serve_levels(nc, levels):\n    async def cb(msg):\n        print(msg.data)  # never answers\n"
+        "    return await nc.subscribe('trash-report.level', cb=cb)\n",
+        "async def serve_levels(nc, levels):\n    async def cb(msg):\n        c = msg.data.decode()\n"
+        "        if c in levels:  # silence for an unknown can\n"
+        "            await msg.respond(json.dumps({'can_id': c, 'level': levels[c]}).encode())\n"
+        "    return await nc.subscribe('trash-report.level', cb=cb)\n",
+        "async def serve_levels(nc, levels):\n    async def cb(msg):\n        c = msg.data.decode()\n"
+        "        await msg.respond(json.dumps({'can_id': c, 'level': levels.get(c)}).encode())\n"
+        "    return await nc.subscribe('trash-report.levels', cb=cb)  # wrong subject\n",
+        "async def serve_levels(nc, levels):\n    frozen = dict(levels)  # a snapshot: stale after a change\n"
+        "    async def cb(msg):\n        c = msg.data.decode()\n"
+        "        answer = {'can_id': c, 'level': frozen[c]} if c in frozen else {'error': 'unknown'}\n"
+        "        await msg.respond(json.dumps(answer).encode())\n"
+        "    return await nc.subscribe('trash-report.level', cb=cb)\n",
+        "async def serve_levels(nc, levels):\n    async def cb(msg):\n        c = msg.data.decode()\n"
+        "        answer = {'can_id': c, 'level': str(levels[c])} if c in levels else {'error': 'unknown'}\n"
+        "        await msg.respond(json.dumps(answer).encode())  # level as a string\n"
+        "    return await nc.subscribe('trash-report.level', cb=cb)\n",
+    ],
+    # 05, 08
     "largest-gap": "def largest_gap(timeline):\n    t = timeline['received_at']\n    return float(t.max() - t.min())  # the whole run\n",
     "total-deliveries": "def total_deliveries(subscribers, published, queue):\n    return subscribers * published  # no queue\n",
 }
+
+
+def wrong_answers(grade_id: str) -> list:
+    """The mistakes listed for one exercise (a single string counts as a list of one)."""
+    found = WRONG.get(grade_id, [])
+    return [found] if isinstance(found, str) else list(found)
 
 
 def nbgrader_meta(cell) -> dict:
@@ -47,9 +161,15 @@ def exercises(nb) -> list:
         meta = nbgrader_meta(cell)
         if meta.get("solution") and cell.cell_type == "code":
             out.append((meta["grade_id"], []))
-        elif meta.get("grade") and out:
+        elif meta.get("grade") and out and cell.cell_type == "code":
             out[-1][1].append((meta["grade_id"], float(meta["points"])))
     return out
+
+
+def written_points(nb) -> float:
+    """Points of the written answers (markdown cells graded by hand), left out of the automatic score."""
+    return sum(float(nbgrader_meta(c)["points"]) for c in nb.cells
+               if c.cell_type == "markdown" and nbgrader_meta(c).get("grade"))
 
 
 def solution_code(source: str) -> str:
@@ -62,16 +182,17 @@ def source_notebooks() -> dict:
     return {name: nbformat.read(SOURCE / name / f"{name}.ipynb", as_version=4) for name in grading.assignments(REPO)}
 
 
-def build_submission(release_nb, source_nb, kind: str, wrong: str | None = None):
-    """A submitted notebook: the release with answer cells filled from the source (kind != 'untouched')."""
+def build_submission(release_nb, source_nb, kind: str, wrong: "dict | None" = None):
+    """A submitted notebook: the release with code answer cells filled from the source (kind != 'untouched'),
+    and the answers in ``wrong`` (grade_id -> cell source) instead where given. Written answers stay blank."""
     nb = nbformat.from_dict(release_nb)
     answers = {nbgrader_meta(c)["grade_id"]: solution_code(c.source)
-               for c in source_nb.cells if nbgrader_meta(c).get("solution")}
+               for c in source_nb.cells if nbgrader_meta(c).get("solution") and c.cell_type == "code"}
     for cell in nb.cells:
         meta = nbgrader_meta(cell)
-        if not meta.get("solution") or kind == "untouched":
+        if not meta.get("solution") or cell.cell_type != "code" or kind == "untouched":
             continue
-        cell.source = WRONG[meta["grade_id"]] if meta["grade_id"] == wrong else answers[meta["grade_id"]]
+        cell.source = (wrong or {}).get(meta["grade_id"], answers[meta["grade_id"]])
     return nb
 
 
@@ -95,9 +216,9 @@ def graded(course, tmp_path_factory) -> dict:
             continue  # nothing to grade in this part (it is still generated and executed by test_notebooks)
         release_nb = nbformat.read(course / "course" / "release" / name / f"{name}.ipynb", as_version=4)
         kinds = {"reference": None, "untouched": None}
-        breakable = [gid for gid, _ in exercises(source_nb) if gid in WRONG]
-        if breakable:
-            kinds["wrong"] = breakable[0]
+        mistakes = {gid: wrong_answers(gid) for gid, _ in exercises(source_nb)}
+        for k in range(max(map(len, mistakes.values()), default=0)):
+            kinds[f"wrong-{k + 1}"] = {gid: found[k] for gid, found in mistakes.items() if k < len(found)}
         for kind, wrong in kinds.items():
             (folder / kind).mkdir(exist_ok=True)
             nbformat.write(build_submission(release_nb, source_nb, kind, wrong), folder / kind / f"{name}.ipynb")
@@ -137,7 +258,10 @@ def test_every_exercise_is_well_formed():
             if meta.get("solution"):
                 assert "### BEGIN SOLUTION" in cell.source and "### END SOLUTION" in cell.source, \
                     f"{name}: answer cell {meta['grade_id']} has no ### BEGIN/END SOLUTION region"
-            if meta.get("grade"):
+            if meta.get("grade") and cell.cell_type == "markdown":
+                assert meta.get("solution") and meta.get("points", 0) > 0, \
+                    f"{name}: written answer {meta['grade_id']} must be an answer cell worth points"
+            elif meta.get("grade"):
                 assert meta.get("points", 0) > 0, f"{name}: test cell {meta['grade_id']} is worth no points"
                 assert "raises-exception" in cell.metadata.get("tags", []), \
                     f"{name}: test cell {meta['grade_id']} fails until answered: tag it raises-exception"
@@ -167,7 +291,8 @@ def test_reference_solutions_get_full_marks(graded):
     this is the instructor run of tests/test_notebooks.py too, so no output may show a traceback."""
     for name in graded["plan"]:
         s = graded["scores"][f"reference/{name}"]
-        assert s["score"] == s["max_score"], f"{name}: the reference solutions scored {s}"
+        written = written_points(source_notebooks()[name])
+        assert s["score"] == s["max_score"] - written, f"{name}: the reference solutions scored {s}"
         nb = autograded(graded["root"], "reference", name)
         wrong = unexpected_errors(nb)
         assert not wrong, f"{name}: with the solutions, no exercise cell (and no untagged cell) may fail: {wrong}"
@@ -189,24 +314,29 @@ def test_untouched_release_scores_zero_and_runs_to_the_end(graded):
         assert last.get("execution_count"), f"{name}: Run All did not reach the last cell"
 
 
-def test_one_wrong_answer_loses_exactly_that_exercise(graded):
-    broken = {name: kinds["wrong"] for name, kinds in graded["plan"].items() if kinds.get("wrong")}
+def test_each_wrong_answer_loses_exactly_that_exercise(graded):
+    sources = source_notebooks()
+    broken = {(name, kind): wrong for name, kinds in graded["plan"].items()
+              for kind, wrong in kinds.items() if kind.startswith("wrong-")}
     assert broken, "no exercise was answered wrongly on purpose (WRONG is empty?)"
-    for name, wrong_id in broken.items():
-        tests = dict(exercises(source_notebooks()[name]))[wrong_id]
-        lost = sum(points for _, points in tests)
-        ref, got = graded["scores"][f"reference/{name}"], graded["scores"][f"wrong/{name}"]
-        assert got["score"] == ref["max_score"] - lost, f"{name}: wrong {wrong_id} scored {got}, lost {lost}"
+    for (name, kind), wrong in broken.items():
+        tests = dict(exercises(sources[name]))
+        lost_ids = {tid for gid in wrong for tid, _ in tests[gid]}
+        lost = sum(points for gid in wrong for _, points in tests[gid])
+        ref, got = graded["scores"][f"reference/{name}"], graded["scores"][f"{kind}/{name}"]
+        assert got["score"] == ref["score"] - lost, \
+            f"{name} {kind}: wrong {sorted(wrong)} scored {got}, expected to lose {lost} of {ref}"
         for grade_id, points in ref.items():
             if grade_id in ("score", "max_score"):
                 continue
-            expected = 0 if grade_id in dict(tests) else points
-            assert got[grade_id] == expected, f"{name}: {grade_id} scored {got[grade_id]}, expected {expected}"
-        # the student sees why: the failing test cell shows a ✘ line
-        nb = autograded(graded["root"], "wrong", name)
-        shown = [out for c in nb.cells if nbgrader_meta(c).get("grade_id") in dict(tests)
-                 for out in c.get("outputs", []) if out.get("output_type") == "error"]
-        assert shown and all("✘" in out["evalue"] for out in shown), shown
+            expected = 0 if grade_id in lost_ids else points
+            assert got[grade_id] == expected, f"{name} {kind}: {grade_id} scored {got[grade_id]}, expected {expected}"
+        # the student sees why: each failing test cell shows a ✘ line
+        nb = autograded(graded["root"], kind, name)
+        shown = {nbgrader_meta(c).get("grade_id"): out for c in nb.cells if nbgrader_meta(c).get("grade_id") in lost_ids
+                 for out in c.get("outputs", []) if out.get("output_type") == "error"}
+        assert set(shown) == lost_ids and all("✘" in out["evalue"] for out in shown.values()), \
+            (name, kind, {k: v.get("evalue") for k, v in shown.items()})
 
 
 def test_autograding_time_per_submission(graded, capsys):
@@ -228,7 +358,7 @@ def test_feedback_and_csv_export(graded, tmp_path):
     root = graded["root"]
     feedback = grading.feedback(root)
     name = next(iter(graded["plan"]))
-    html = (feedback / "wrong" / name / f"{name}.html") if graded["plan"][name].get("wrong") else \
+    html = (feedback / "wrong-1" / name / f"{name}.html") if graded["plan"][name].get("wrong-1") else \
         (feedback / "untouched" / name / f"{name}.html")
     assert html.is_file(), sorted(p.relative_to(root).as_posix() for p in feedback.rglob("*"))
     assert "✘" in html.read_text(), "the feedback page should show the ✘ lines the student gets"

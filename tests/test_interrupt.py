@@ -159,3 +159,35 @@ def test_a_dead_kernel_still_takes_the_lab_with_it(how):
     finally:
         k.shutdown()
         shutil.rmtree(k.state, ignore_errors=True)
+
+
+def test_a_broker_start_interrupted_leaves_no_half_started_server(monkeypatch):
+    """■ while Broker.start() waits for nats-server to get ready: the half-started server goes too."""
+    started = []
+    real_launch = trashlab.Broker._launch
+
+    def launch(self):
+        ports_dir = real_launch(self)
+        started.append(self._run.proc.pid)
+        return ports_dir
+
+    def interrupted(self, ports_dir):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trashlab.Broker, "_launch", launch)
+    monkeypatch.setattr(trashlab.Broker, "_poll_ready", interrupted)
+    broker = trashlab.Broker(unique("halfway"))
+    with pytest.raises(KeyboardInterrupt):
+        broker.start()
+    assert started and not wait_gone(started), "an interrupted start left its nats-server running"
+    assert not broker.running
+
+
+def test_interrupt_during_an_import_waits_for_the_import(lab, tmp_path):
+    """■ while a package imports (numpy, matplotlib on first use) must not leave it half imported."""
+    (tmp_path / "slow_canary.py").write_text("import time\ntime.sleep(1.5)\nDONE = True\n")
+    lab.ok(f"import sys\nsys.path.insert(0, {str(tmp_path)!r})")
+    reply = interrupt_during(lab, "import slow_canary\ntime.sleep(30)")
+    assert_one_line(reply, "Interrupted")
+    assert "complete True" in lab.ok("print('complete', sys.modules['slow_canary'].DONE)").text
+    assert "next cell: True True" in lab.ok(NEXT_CELL_WORKS).text

@@ -24,12 +24,14 @@ from .message import SUBJECT, TrashLevel, decode_fields, encode
 _LAZY = {
     "servers.accounts": ("AccountsBroker",),
     "servers.broker": ("Broker", "find_nats_server", "running_brokers"),
+    "servers.chaos": ("SlowConsumer", "chaos_drill", "slow_consumer"),
     "servers.classroom": ("ClassHub", "join", "leave", "joined"),
     "servers.cleanup": ("process_table", "stop_everything"),
     "servers.cluster": ("Cluster",),
     "services.collector": ("Collector", "sequence_loss"),
     "servers.connection": ("connect", "resolve", "server_list"),
     "notebook.dashboard": ("LiveDashboard",),
+    "notebook.flowmap": ("FlowMap",),
     "notebook.kernel": ("setup_kernel",),
     "servers.docker": ("docker_available",),
     "course.failover": ("FailoverResult", "compare_drills", "failover_drill", "plot_timelines"),
@@ -52,12 +54,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     # the lab's pieces
-    "Broker", "Cluster", "AccountsBroker", "Simulator", "Collector", "ReportService", "LiveDashboard",
+    "Broker", "Cluster", "AccountsBroker", "Simulator", "Collector", "ReportService", "LiveDashboard", "FlowMap",
     "TrashLevel", "SUBJECT", "encode", "decode_fields",
     # asking the report service
     "query_levels", "query_level", "query_stats", "discover", "MemoryLevels", "KVLevels",
     # clustering and failover
     "failover_drill", "compare_drills", "plot_timelines", "FailoverResult",
+    # the chaos menu (the rest are methods of Broker and Cluster)
+    "chaos_drill", "slow_consumer", "SlowConsumer",
     # processes like containers, subscribers, clean-up
     "spawn_simulator", "spawn_simulators", "spawn_report", "spawned", "stop_spawned", "ServiceProcess", "summary",
     "watch", "start_subscribers", "stop_subscribers", "wait_total", "delivery_table", "process_table",

@@ -67,6 +67,7 @@ class FailoverResult:
     frame: pd.DataFrame = field(repr=False)
     leaders: dict = field(default_factory=dict)
     client: str = "collector"  # whose connection died with the node: "collector" or "simulator"
+    action: str = "killed"  # what was done to the node (the chaos drills do other things than kill)
 
     @property
     def lost(self) -> int:
@@ -86,9 +87,9 @@ class FailoverResult:
 
     def summary(self) -> str:
         """One sentence with the numbers."""
-        rc = "did not reconnect" if self.reconnect_s is None else \
-            f"reconnected to {self.moved_to} {self.reconnect_s * 1000:.0f} ms after the kill"
-        return (f"{self.mode}: killed {self.killed}; the {self.client} {rc}; largest gap between arrivals "
+        rc = ("did not reconnect" if self.action == "killed" else "stayed connected") if self.reconnect_s is None else \
+            f"reconnected to {self.moved_to} {self.reconnect_s * 1000:.0f} ms after the {'kill' if self.action == 'killed' else 'fault'}"
+        return (f"{self.mode}: {self.action} {self.killed}; the {self.client} {rc}; largest gap between arrivals "
                 f"{self.largest_gap_s * 1000:.0f} ms; {self.published} published, {self.received} received, "
                 f"{self.lost} lost" + (f" (seq {', '.join(map(str, self.lost_seqs[:8]))})" if self.lost else "")
                 + (f"; {self.duplicates} redeliveries dropped as duplicates" if self.duplicates else "")

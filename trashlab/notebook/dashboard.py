@@ -17,7 +17,6 @@ JupyterLab; a headless run still stores a PNG of it) or ``"image"`` (a PNG repla
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import time
 import weakref
@@ -26,7 +25,7 @@ from typing import Any, Optional
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .._compat import ipympl_canvas
+from .._compat import ipympl_canvas, png
 from ..services.collector import Collector
 from ..errors import BadArgument, TrashlabError
 
@@ -48,6 +47,54 @@ def _nice_limit(value: float, current: float) -> float:
             if limit >= value * 1.1:
                 break
     return limit
+
+
+class _TextStamps:
+    """Short texts rendered once and pasted as pixels afterwards: glyphs are the costliest part of a frame.
+
+    A label is stamped in two pieces (``"can 135:"`` and ``" 97.3 %"``) so that a few thousand
+    cached pieces cover every label a dashboard shows; both share one baseline.
+    """
+
+    _shared: dict = {}
+
+    def __init__(self, figure: Figure, fontsize: float) -> None:
+        from matplotlib.backends.backend_agg import RendererAgg
+        from matplotlib.text import Text
+        from matplotlib.transforms import IdentityTransform
+
+        height = round(fontsize * 2.2 * figure.dpi / 72)
+        self._renderer = RendererAgg(round(3 * figure.dpi), height, figure.dpi)  # transparent: stamps go over bars
+        self._text = Text(2, round(height * 0.3), "", fontsize=fontsize, va="baseline", transform=IdentityTransform())
+        self._text.set_figure(figure)
+        # shared by every dashboard with this font size and resolution: a re-run cell starts warm
+        self._pieces: dict = _TextStamps._shared.setdefault((fontsize, figure.dpi), {})
+
+    def piece(self, text: str) -> Any:
+        """RGBA pixels of ``text``, starting 2 px left of where the glyphs start."""
+        image = self._pieces.get(text)
+        if image is None:
+            import numpy as np
+
+            if len(self._pieces) > 4096:
+                self._pieces.clear()
+            self._renderer.clear()
+            self._text.set_text(text)
+            self._text.draw(self._renderer)
+            rgba = np.asarray(self._renderer.buffer_rgba())
+            used = np.flatnonzero(rgba[..., 3].any(axis=0))
+            # rows bottom first, as the Agg renderer's draw_image takes them
+            image = self._pieces[text] = rgba[::-1, :used[-1] + 2 if len(used) else 1].copy()
+        return image
+
+    def paste(self, renderer: Any, texts: list, x: float, y: float) -> None:
+        """Draw the pieces one after another from display point (x, y), vertically centred on y."""
+        gc = renderer.new_gc()
+        for text in texts:
+            image = self.piece(text)
+            renderer.draw_image(gc, round(x) - 2, round(y - image.shape[0] / 2), image)
+            x += image.shape[1] - 2
+        gc.restore()
 
 
 def _ipympl_available() -> bool:
@@ -123,6 +170,9 @@ class LiveDashboard:
             self._hist[key] = (ax, bars)
         self._top_bars = ax_top.barh(range(self.top), [0.0] * self.top, color=_OK)
         self._top_labels = [ax_top.text(1, i, "", va="center", fontsize=8) for i in range(self.top)]
+        self._top_pieces: list = [()] * self.top  # the same labels in two pieces, stamped in live frames
+        self._stamps = _TextStamps(fig, 8)
+        self._ax_top = ax_top
         dynamic += [*self._top_bars, ax_top.axvline(self.threshold, color=_FULL, linestyle="--", linewidth=1),
                     *self._top_labels]
         ax_top.set_xlim(0, 100)
@@ -138,6 +188,7 @@ class LiveDashboard:
         self._ax_rate = ax_rate
         self._title = fig.suptitle("", fontsize=11)
         self._dynamic = dynamic + [self._rate_line, self._title]
+        self._label_set = set(self._top_labels)
         self._background: Any = None
         self._background_key: Any = None
         self._ylims = {ax_latest: 10.0, ax_all: 10.0, ax_rate: 10.0}
@@ -182,9 +233,11 @@ class LiveDashboard:
                 bar.set_width(level)
                 bar.set_color(_FULL if level >= self.threshold else _OK)
                 label.set_text(f"can {can}: {level:.1f} %")
+                self._top_pieces[i] = (f"can {can}:", f" {level:.1f} %")
             else:
                 bar.set_width(0)
                 label.set_text("")
+                self._top_pieces[i] = ()
         history = col.rate_history(self.window + 1)[:-1]  # whole seconds only
         now = history[-1][0] + 1
         self._rate_line.set_data([s - now for s, _ in history], [c for _, c in history])
@@ -225,29 +278,33 @@ class LiveDashboard:
         else:
             canvas.restore_region(self._background)
         renderer = canvas.get_renderer()
+        stamp = not still and self._stamps is not None
         for artist in self._dynamic:
-            artist.draw(renderer)
+            if not (stamp and artist in self._label_set):
+                artist.draw(renderer)
+        if stamp:
+            to_display = self._ax_top.transData.transform
+            for i, pieces in enumerate(self._top_pieces):
+                if pieces:
+                    x, y = to_display((1, i))
+                    self._stamps.paste(renderer, pieces, x, y)
 
     def _png(self, still: bool = True) -> bytes:
-        self._draw(still)
-        from PIL import Image as PILImage
+        import numpy as np
 
-        width, height = self._canvas.get_width_height(physical=True)
-        buf = io.BytesIO()
-        PILImage.frombuffer("RGBA", (width, height), self._canvas.buffer_rgba(), "raw", "RGBA", 0, 1).save(
-            buf, format="png", compress_level=1)
-        return buf.getvalue()
+        self._draw(still)
+        return png(np.asarray(self._canvas.buffer_rgba()))
 
     def _render(self) -> None:
         if self.renderer == "widget":
             self._draw(still=self._stopped)
             self._canvas.blit()  # ipympl sends the changed pixels to the front end
             return
-        png = self._png(still=self._stopped)
+        picture = self._png(still=self._stopped)
         if self._handle is not None:
             from IPython.display import Image
 
-            self._handle.update(Image(png))
+            self._handle.update(Image(picture))
 
     def snapshot(self) -> Any:
         """A still image of the dashboard now (an IPython Image), e.g. to keep in a notebook's output."""
@@ -344,6 +401,7 @@ class LiveDashboard:
             # (typed as they are while running: nothing reads them once closed)
             self.figure = self._canvas = self._hist = self._top_bars = self._top_labels = None  # type: ignore[assignment]
             self._rate_line = self._ax_rate = self._title = self._dynamic = self._background = self._ylims = None  # type: ignore[assignment]
+            self._ax_top = self._label_set = self._stamps = None  # type: ignore[assignment]
             self._handle = None
 
     @property

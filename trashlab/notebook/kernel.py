@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import sys
+import threading
+import time
 from typing import Any, Optional
 
-from .._compat import cell_header, show_traceback_lines, write_under
+from .._compat import cell_header, importing, show_traceback_lines, write_under
 from .._progress import forget_interrupt, interrupted_wait
 from ..errors import TrashlabError
 
@@ -83,12 +87,48 @@ def _short(shell: Any, etype: type, evalue: BaseException, tb: Any, tb_offset: O
     return lines
 
 
+#: an Interrupt is held back at most this long while an import runs (then it lands anyway)
+IMPORT_GRACE = 10.0
+
+
+def _hold_interrupts_during_imports() -> None:
+    """Wrap the cell's SIGINT handler: an Interrupt that arrives in the middle of an ``import`` is
+    delivered again when the import is over, so ■ never leaves numpy or matplotlib half imported.
+
+    ipykernel sets the handler for each cell (``KeyboardInterrupt`` for a plain cell, a cancellation
+    for one that awaits) and puts its own back afterwards, which drops this wrapper too.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    inner = signal.getsignal(signal.SIGINT)
+    if not callable(inner) or getattr(inner, "_trashlab", False):
+        return
+    first: "list[float]" = []
+
+    def again() -> None:  # only while the same cell runs (its handler is still this one)
+        if signal.getsignal(signal.SIGINT) is handler:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        if importing(frame):
+            first.append(first[0] if first else time.monotonic())
+            if time.monotonic() - first[0] < IMPORT_GRACE:
+                threading.Timer(0.05, again).start()  # the same Interrupt, once the import is over
+                return
+        first.clear()
+        inner(signum, frame)
+
+    handler._trashlab = True  # type: ignore[attr-defined]
+    signal.signal(signal.SIGINT, handler)
+
+
 def _remember_cell(*_args: Any) -> None:
     global _latest_cell
     forget_interrupt()
     header = cell_header(sys.stderr)
     if header is not None:
         _latest_cell = header
+    _hold_interrupts_during_imports()
 
 
 def setup_kernel(shell: Any = None) -> bool:

@@ -9,7 +9,6 @@ another account sees nothing on ``trash-level`` even though it talks to the very
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Mapping, Optional
 
 from .broker import Broker
@@ -50,13 +49,8 @@ class AccountsBroker(Broker):
     def _settings(self) -> tuple:
         return super()._settings() + (json.dumps(self.accounts, sort_keys=True),)
 
-    def _argv(self, ports_dir: Path, store: Optional[str]) -> list:
-        argv = super()._argv(ports_dir, store)
-        if ports_dir.name == "<ports-dir>":
-            return argv + ["--config", "<accounts.conf>"]
-        conf = Path(self._tmpdir()) / "accounts.conf"
-        conf.write_text(accounts_config(self.accounts))
-        return argv + ["--config", str(conf)]
+    def _config_extra(self) -> str:
+        return accounts_config(self.accounts)
 
     def account_of(self, user: str) -> str:
         """The account a user belongs to."""

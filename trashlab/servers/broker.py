@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import sys
 import sysconfig
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import BadArgument, BrokerError, BrokerStartTimeout, InsecureBind, NatsServerNotFound, PortInUse
+from .._text import Lines
 from . import names
 from .processes import ManagedProcess, temp_dir
 
@@ -35,6 +37,9 @@ log = logging.getLogger("trashlab")
 ROUTE_USER = "ruser"
 ROUTE_PASSWORD = "T0pS3cr3t"
 CLUSTER_NAME = "my_cluster"
+#: Lame-duck mode: nats-server's shortest drain (it refuses less than 30 s) and a short grace period.
+LAME_DUCK_DURATION = "30s"
+LAME_DUCK_GRACE = "1s"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 #: the client port each broker name last had in this process: a broker started again under that name
@@ -47,7 +52,7 @@ def _still_used(hostport: str) -> bool:
     connection, spawn = sys.modules.get(__package__ + ".connection"), sys.modules.get("trashlab.services.spawn")
     if connection is not None and connection.knows(hostport):
         return True
-    return spawn is not None and any(hostport in " ".join(p.args) for p in spawn.spawned())
+    return spawn is not None and spawn.uses(hostport)
 
 
 def find_nats_server() -> str:
@@ -99,7 +104,7 @@ class Broker:
                  cluster: bool = False, cluster_port: Optional[int] = None,
                  cluster_name: str = CLUSTER_NAME, routes: Sequence[str] = (),
                  route_user: str = ROUTE_USER, route_password: str = ROUTE_PASSWORD,
-                 store_dir: Optional[str] = None, start_timeout: float = 10.0) -> None:
+                 store_dir: Optional[str] = None, start_timeout: float = 10.0, trace: bool = False) -> None:
         if not isinstance(name, str) or not _NAME.match(name):
             raise BadArgument(f"broker name {name!r} is not usable: use letters, digits, '-' or '_' (e.g. 'iot-msg')")
         for label, value in (("port", port), ("http_port", http_port), ("cluster_port", cluster_port)):
@@ -124,9 +129,15 @@ class Broker:
         self.route_user, self.route_password = route_user, route_password
         self.store_dir = store_dir
         self.start_timeout = start_timeout
+        self.trace = trace
         self._preferred_port: Optional[int] = None
         self._run: Optional[_Running] = None
         self._tmp: Optional[str] = None
+        self._routes_now: Optional[list] = None  # routes changed at run time (chaos.partition), else self.routes
+        self._mappings: "dict[str, list]" = {}  # subject -> [(destination, weight %)] (chaos.drop_messages)
+        self._write_deadline: Optional[str] = None  # e.g. "2s" while a chaos.SlowConsumer runs (server default 10s)
+        self._ports_dir: Path = Path("<ports-dir>")  # where the running server writes its ports file
+        self._launch_ports: tuple = (-1, -1, -1)  # client, monitoring, cluster port as given at start
         self._leaf: Optional[str] = None  # the class hub it was started as a leaf of
 
     # ----- public state -------------------------------------------------------------------
@@ -178,8 +189,8 @@ class Broker:
 
     @property
     def command(self) -> list:
-        """The nats-server command line it runs (handy to compare with the Docker command)."""
-        return list(self._run.argv) if self._run else self._argv(Path("<ports-dir>"), None)
+        """The command line equivalent to its config file (handy to compare with the Docker command)."""
+        return self._flags(self._ports_dir, self.store_dir if self.jetstream else None)
 
     @property
     def output(self) -> str:
@@ -195,7 +206,7 @@ class Broker:
     # ----- lifecycle ----------------------------------------------------------------------
     def _settings(self) -> tuple:
         return (self.host, self.jetstream, self.user, self.password, self.token, self.cluster,
-                self.cluster_name, tuple(self.routes), self.route_user, self.route_password,
+                self.cluster_name, tuple(self.routes), self.route_user, self.route_password, self.trace,
                 self._leaf if self._run is not None else self._class_leaf())
 
     #: Whether this kind of broker becomes a leaf node of a class hub after ``trashlab.join(...)``.
@@ -223,6 +234,9 @@ class Broker:
             return self.running
         if self._compatible(other):
             self._run, self._tmp, self._leaf = other._run, other._tmp, other._leaf
+            self._ports_dir, self._routes_now, self._mappings = other._ports_dir, other._routes_now, other._mappings
+            self._write_deadline = other._write_deadline
+            self._launch_ports = other._launch_ports
             self.port, self.http_port, self.cluster_port = other.port, other.http_port, other.cluster_port
             self.store_dir = other.store_dir
             log.info("trashlab: reusing running broker %s at %s", self.name, self.url)
@@ -261,28 +275,25 @@ class Broker:
         return self._tmp
 
     def _argv(self, ports_dir: Path, store: Optional[str]) -> list:
-        argv = [find_nats_server() if ports_dir.name != "<ports-dir>" else "nats-server",
-                "--addr", self.host, "--port", str(self.port or self._preferred_port or -1),
+        """The command that starts nats-server: write the config file, run from it alone (subclasses may differ)."""
+        conf = Path(self._tmpdir()) / "nats-server.conf"
+        conf.touch(mode=0o600)  # it holds credentials
+        conf.write_text(self._config_text(ports_dir, store))
+        return [find_nats_server(), "--config", str(conf)]
+
+    def _flags(self, ports_dir: Path, store: Optional[str]) -> list:
+        """The command-line form of this broker's settings (what :attr:`command` shows, e.g. to compare with Docker)."""
+        argv = ["nats-server", "--addr", self.host, "--port", str(self.port or self._preferred_port or -1),
                 "--http_port", str(self.http_port or -1), "--server_name", self.name,
                 "--ports_file_dir", str(ports_dir)]
-        conf_lines = []
-        if not is_loopback(self.host):  # clients beyond loopback, monitoring stays on loopback
-            conf_lines.append(f'http: "127.0.0.1:{self.http_port or _free_port()}"')
-            del argv[argv.index("--http_port"):argv.index("--http_port") + 2]
-        leaf = self._leaf = self._class_leaf()
-        if leaf:  # a joined class: this broker is a leaf node of the class hub (trashlab.join); it sends its
-            # traffic to the student's account there but takes none back, so two notebooks' brokers stay apart
-            conf_lines.append(f"leafnodes {{ remotes: [ {{ url: {json.dumps(leaf)}, deny_imports: [\">\"] }} ] }}")
-        if conf_lines:
-            if ports_dir.name == "<ports-dir>":
-                argv += ["--config", "<broker.conf>"]
-            else:
-                conf = Path(self._tmpdir()) / "broker.conf"
-                conf.touch(mode=0o600)
-                conf.write_text("\n".join(conf_lines) + "\n")
-                argv += ["--config", str(conf)]
+        if not is_loopback(self.host) or self._class_leaf():  # these settings exist only in the config file
+            if not is_loopback(self.host):
+                del argv[argv.index("--http_port"):argv.index("--http_port") + 2]
+            argv += ["--config", "<broker.conf>"]
         if store:
             argv += ["--jetstream", "--store_dir", store]
+        if self.trace:
+            argv += ["--trace"]
         if self.user is not None:
             argv += ["--user", self.user, "--pass", self.password or ""]
         elif self.token is not None:
@@ -294,6 +305,82 @@ class Broker:
             if self.routes:
                 argv += ["--routes", ",".join(self._route_urls())]
         return argv
+
+    def _config_text(self, ports_dir: Path, store: Optional[str]) -> str:
+        """The whole nats-server config file: it runs from this file alone, so ``reload()`` can change it."""
+        # a reload must repeat the ports as given at start (-1: "pick one"), or nats-server refuses it
+        port, http, cport = self._launch_ports
+        q = json.dumps
+        lines = [f"server_name: {q(self.name)}", f"host: {q(self.host)}", f"port: {port}",
+                 f"http: {q(f'127.0.0.1:{http}')}",  # monitoring stays on loopback
+                 f"ports_file_dir: {q(str(ports_dir))}",
+                 # lame-duck mode (chaos.lame_duck): the shortest drain nats-server accepts, a short grace
+                 f"lame_duck_duration: {q(LAME_DUCK_DURATION)}", f"lame_duck_grace_period: {q(LAME_DUCK_GRACE)}"]
+        if self._write_deadline:  # chaos.SlowConsumer: a client that stops reading is cut off sooner
+            lines.append(f"write_deadline: {q(self._write_deadline)}")
+        if self.trace:  # every protocol line of every client in the log (broker.protocol(name) reads it)
+            lines.append("trace: true")
+        if store:
+            lines.append(f"jetstream {{ store_dir: {q(store)} }}")
+        if self.user is not None:
+            lines.append(f"authorization {{ user: {q(self.user)}, password: {q(self.password)} }}")
+        elif self.token is not None:
+            lines.append(f"authorization {{ token: {q(self.token)} }}")
+        if self.cluster:
+            routes = self._route_urls() if self._routes_now is None else self._routes_now
+            lines.append(f"cluster {{ name: {q(self.cluster_name)}, host: {q(self.client_host)}, port: {cport}, "
+                         f"authorization {{ user: {q(self.route_user)}, password: {q(self.route_password)} }}, "
+                         f"routes: [{', '.join(q(r) for r in routes)}] }}")
+        if self._mappings:
+            body = ", ".join(f"{q(subject)}: [{', '.join(f'{{destination: {q(d)}, weight: {w:g}%}}' for d, w in dests)}]"
+                             for subject, dests in self._mappings.items())
+            lines.append(f"mappings {{ {body} }}")
+        leaf = self._leaf
+        if leaf:  # a joined class: this broker is a leaf node of the class hub (trashlab.join); it sends its
+            # traffic to the student's account there but takes none back, so two notebooks' brokers stay apart
+            lines.append(f"leafnodes {{ remotes: [ {{ url: {q(leaf)}, deny_imports: [\">\"] }} ] }}")
+        return "\n".join(lines + [self._config_extra()]) + "\n"
+
+    def _config_extra(self) -> str:
+        """More config lines a subclass adds (accounts)."""
+        return ""
+
+    @property
+    def config_path(self) -> Optional[Path]:
+        """The config file nats-server runs from (None before start)."""
+        argv = self._run.argv if self._run is not None else []
+        return Path(argv[argv.index("--config") + 1]) if "--config" in argv else None
+
+    @property
+    def config_text(self) -> str:
+        """The text of the config file nats-server runs from."""
+        path = self.config_path
+        return path.read_text() if path is not None and path.exists() else ""
+
+    def reload(self, timeout: float = 5.0) -> "Broker":
+        """Rewrite the config file and apply it without a restart (``nats-server --signal reload=<pid>``)."""
+        self._require_started()
+        if not self.running:
+            raise BrokerError(f"broker {self.name} is not running: restart() it before changing its config")
+        if self.config_path != Path(self._tmpdir()) / "nats-server.conf":
+            raise BrokerError(f"broker {self.name} runs from its own config ({self.config_path}): it cannot be "
+                              "changed at run time")
+        self.config_path.write_text(self._config_text(self._ports_dir, self.store_dir if self.jetstream else None))
+        assert self._run is not None
+        proc = self._run.proc
+        before = proc.output.count("Reloaded server configuration")
+        failed = proc.output.count("Failed to reload")
+        os.kill(proc.pid, signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = proc.output
+            if out.count("Reloaded server configuration") > before:
+                return self
+            if out.count("Failed to reload") > failed:
+                line = [ln for ln in out.splitlines() if "Failed to reload" in ln][-1]
+                raise BrokerError(f"nats-server {self.name} refused the new config: {line.split('] ', 2)[-1]}")
+            time.sleep(0.01)
+        raise BrokerError(f"nats-server {self.name} did not confirm the config reload within {timeout:g}s")
 
     def _route_urls(self) -> "list[str]":
         """``routes`` with broker names resolved: the lab's ``nats-route://ruser:T0pS3cr3t@iot-msg:6222`` works."""
@@ -312,6 +399,12 @@ class Broker:
             self._preferred_port = before
         store = self._prepare_store()
         ports_dir = Path(tempfile.mkdtemp(prefix="ports-", dir=self._tmpdir()))
+        self._run = None
+        self._ports_dir = ports_dir
+        self._leaf = self._class_leaf()  # remembered: a later join or leave restarts it with the new setting
+        self._launch_ports = (self.port or self._preferred_port or -1,
+                              self.http_port or (-1 if is_loopback(self.host) else _free_port()),
+                              self.cluster_port or -1)
         argv = self._argv(ports_dir, store)
         try:
             proc = ManagedProcess(argv, kind="nats-server", name=self.name)
@@ -339,9 +432,8 @@ class Broker:
             names.register(self)
             before = _last_port.get(self.name)
             _last_port[self.name] = self.port
-            connection = sys.modules.get(__package__ + ".connection")  # no client without it
-            if before is not None and before != self.port and connection is not None:
-                connection.broker_moved(f"{self.client_host}:{before}", self.url)
+            if before is not None and before != self.port:
+                self._tell_users(f"{self.client_host}:{before}")
             return True
         if not self._run.proc.alive:
             self._run.proc.wait(2)
@@ -384,6 +476,9 @@ class Broker:
             except PortInUse:
                 if not self._give_up_preferred_port():
                     raise
+            except (KeyboardInterrupt, asyncio.CancelledError):
+                self._abandon()  # interrupted while starting: no half-started server left behind
+                raise
         return self
 
     async def astart(self) -> "Broker":
@@ -399,7 +494,25 @@ class Broker:
             except PortInUse:
                 if not self._give_up_preferred_port():
                     raise
+            except (KeyboardInterrupt, asyncio.CancelledError):
+                self._abandon()
+                raise
         return self
+
+    def _abandon(self) -> None:
+        """Kill a server whose start was interrupted before it was ready (a ready one keeps running)."""
+        if self._run is not None and not self._run.port:
+            self._run.proc.kill()
+            self._run = None
+
+    def _tell_users(self, old_hostport: str) -> None:
+        """Back on another port than before: clients of this process and spawned processes follow it."""
+        connection = sys.modules.get(__package__ + ".connection")  # no client without it
+        if connection is not None:
+            connection.broker_moved(old_hostport, self.url)
+        spawn = sys.modules.get("trashlab.services.spawn")  # no spawned process without it
+        if spawn is not None:
+            spawn.broker_moved(old_hostport, f"{self.client_host}:{self.port}")
 
     def _give_up_preferred_port(self) -> bool:
         """The port this name had before is taken now: True if another start may take any free port."""
@@ -434,6 +547,22 @@ class Broker:
         if self._run is not None:
             self._run.proc.kill()
 
+    # ----- the chaos menu (trashlab.servers.chaos) -----------------------------------------
+    def lame_duck(self) -> "Broker":
+        """Lame-duck mode (``nats-server --signal ldm=<pid>``): clients are told to move, then the server leaves."""
+        from .chaos import lame_duck
+        return lame_duck(self)
+
+    def drop_messages(self, subject: str, percent: float = 30.0) -> "Broker":
+        """Lose ``percent`` % of the messages on ``subject`` (a weighted subject mapping, by config reload)."""
+        from .chaos import drop_messages
+        return drop_messages(self, subject, percent)
+
+    def stop_dropping(self, subject: Optional[str] = None) -> "Broker":
+        """Undo :meth:`drop_messages`."""
+        from .chaos import stop_dropping
+        return stop_dropping(self, subject)
+
     # ----- context managers ---------------------------------------------------------------
     def __enter__(self) -> "Broker":
         return self.start()
@@ -463,10 +592,58 @@ class Broker:
         from .monitor import monitor
         return monitor(self.monitor_url, "routez")
 
+    def protocol(self, name: str) -> Lines:
+        """The protocol lines this server exchanged with the newest client named ``name`` (needs ``trace=True``).
+
+        A "protocol x-ray" from the server's trace log: ``<<-`` is what the client sent (CONNECT, SUB,
+        PUB, PING, ...), ``->>`` what the server sent it (MSG, PONG, ...). The server's first line,
+        INFO, is not in its trace.
+        """
+        if not self.trace:
+            raise BrokerError(f"broker {self.name} does not log the protocol: start it with "
+                              f"trashlab.Broker({self.name!r}, trace=True)")
+        self._settle_output()
+        records = protocol_records(self.output, name)
+        newest = max((cid for cid, _, _, _ in records), default=None)  # a re-run cell's new connection
+        return Lines(f"{arrow} {text}" for cid, _, arrow, text in records if cid == newest)
+
+    def _settle_output(self, most: float = 0.5) -> None:
+        """Give the log reader a moment to catch up with what the server just wrote."""
+        if self._run is None:
+            return
+        deadline, seen = time.monotonic() + most, -1
+        while self._run.proc.line_count != seen and time.monotonic() < deadline:
+            seen = self._run.proc.line_count
+            time.sleep(0.05)
+
     def __repr__(self) -> str:
         if self.running:
             return f"<Broker {self.name} {_mask(self.url)} pid={self.pid}>"
         return f"<Broker {self.name} {'stopped' if self._run else 'not started'}>"
+
+
+_TRACE = re.compile(r"\[TRC\] \S+ - cid:(\d+) - (?:\"([^\"]*)\" - )?(<<-|->>|<->) (.*)$")
+
+
+def protocol_records(output: str, name: Optional[str] = None) -> "list[tuple[int, str, str, str]]":
+    """``(cid, client name, arrow, protocol text)`` for each trace line of a nats-server log, oldest first.
+
+    With ``name``, only connections whose CONNECT carried that name (``nats.connect(name=...)``).
+    """
+    records, names = [], {}
+    for line in output.splitlines():
+        m = _TRACE.search(line)
+        if not m:
+            continue
+        cid, tag, arrow, text = int(m.group(1)), m.group(2) or "", m.group(3), m.group(4)
+        if text.startswith("[CONNECT "):
+            try:
+                names[cid] = str(json.loads(text[len("[CONNECT "):-1]).get("name", ""))
+            except ValueError:
+                names[cid] = ""
+        client = names.get(cid) or tag.rsplit(":", 1)[-1]
+        records.append((cid, client, arrow, text))
+    return [r for r in records if name is None or r[1] == name]
 
 
 def _port_of(url: str) -> int:

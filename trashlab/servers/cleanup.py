@@ -60,6 +60,10 @@ def stop_everything(everywhere: bool = True, timeout: float = 5.0) -> pd.DataFra
     named = sys.modules.get("trashlab.services._named")
     if named is not None:  # collectors, simulators, report services, dashboards of this notebook
         named.stop_clients()
+    flowmap = sys.modules.get("trashlab.notebook.flowmap")
+    if flowmap is not None:  # flow maps poll the servers about to go: stop them (a still picture stays)
+        for fm in list(flowmap.FlowMap._running):
+            fm.stop()
     before = process_table()
     for broker in running_brokers():
         broker.stop(timeout)

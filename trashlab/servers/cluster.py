@@ -183,6 +183,42 @@ class Cluster:
         node.kill()
         return node
 
+    def restart(self, name: Optional[str] = None) -> Broker:
+        """Bring a killed (or lame-duck) node back on its ports (default: the first); returns it."""
+        node = self.nodes[name] if name else self.first
+        return node.restart()
+
+    # ----- the chaos menu (trashlab.servers.chaos) ---------------------------------------------
+    def lame_duck(self, name: Optional[str] = None) -> Broker:
+        """Put one node (default: the first) in lame-duck mode: its clients move before it leaves."""
+        from .chaos import lame_duck
+        return lame_duck(self.nodes[name] if name else self.first)
+
+    def drop_messages(self, subject: str, percent: float = 30.0) -> "Cluster":
+        """Lose ``percent`` % of the messages on ``subject`` on every node (subject mapping, config reload)."""
+        from .chaos import drop_messages
+        return drop_messages(self, subject, percent)
+
+    def stop_dropping(self, subject: Optional[str] = None) -> "Cluster":
+        """Undo :meth:`drop_messages`."""
+        from .chaos import stop_dropping
+        return stop_dropping(self, subject)
+
+    def partition(self, *isolated: str) -> "Cluster":
+        """Cut the routes between ``isolated`` nodes (default: the first) and the rest; :meth:`heal` undoes it."""
+        from .chaos import partition
+        return partition(self, *isolated)
+
+    def heal(self) -> "Cluster":
+        """Give every node its routes back after :meth:`partition`."""
+        from .chaos import heal
+        return heal(self)
+
+    async def step_down(self, stream: str) -> dict:
+        """Make the leader of a JetStream stream step down; returns old and new leader and the election time."""
+        from .chaos import step_down
+        return await step_down(self, stream)
+
     # ----- is it one cluster yet? -------------------------------------------------------------
     def formed(self) -> bool:
         """True when every running node has routes to every other running node (and JetStream is healthy)."""

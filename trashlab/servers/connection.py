@@ -298,6 +298,9 @@ async def _connect(urls: list, name: str, on_error: Optional[Callable[[Exception
     try:
         # the first connection is tried once per URL: a wrong URL should fail fast, not retry forever
         await nc.connect(servers=urls, **{**opts, "max_reconnect_attempts": 1})
+    except (asyncio.CancelledError, KeyboardInterrupt):  # the cell was interrupted: no half-open client left
+        await _quiet_close(nc)
+        raise
     except (NoServersError, OSError, TimeoutError) as e:
         e = state["last"] or e
         auth_required = server_info(nc).get("auth_required")

@@ -23,11 +23,12 @@ async def replace(kind: str, name: str, new: Any) -> None:
     """Stop the running ``kind`` called ``name`` (if another object than ``new``); register ``new``."""
     old = _live.get((kind, name))
     _live[(kind, name)] = new
-    if old is None or old is new or not getattr(old, "running", False):
+    if old is None or old is new:
         return
-    log.warning("trashlab: %s %r started again: the earlier one stops (give another name= to keep both)",
-                kind, name)
-    try:
+    if getattr(old, "running", False):
+        log.warning("trashlab: %s %r started again: the earlier one stops (give another name= to keep both)",
+                    kind, name)
+    try:  # also one whose start was interrupted half-way (connected, not yet subscribed)
         await old.stop()
     except Exception as e:  # the old one's server may be gone: it is stopped anyway
         log.info("trashlab: stopping the earlier %s %r: %s", kind, name, e)

@@ -1,8 +1,18 @@
 """The collector: subscribes to ``trash-level`` and keeps every valid reading for pandas.
 
 Bad payloads never stop it: each is counted by reason and kept aside in :attr:`Collector.rejected`.
-Rows are stored as tuples in a deque (one append per message, no per-row DataFrame work);
-:meth:`Collector.frame` builds the DataFrame when asked.
+
+How it stays cheap per message: it only keeps the payload bytes, with one arrival time per batch
+(per socket read). After the first message they come straight from nats-py's protocol parser, with
+no ``Msg`` object, queue or awaited callback in between (:func:`trashlab._compat.deliver_directly`;
+a subclass that overrides ``_on_msg`` keeps the callback, fed in batches from nats-py's buffer).
+They are parsed in bulk every :data:`PARSE_EVERY` payloads and whenever anything asks (``frame()``,
+``count``, a dashboard refresh, ``wait_for``): one regular-expression pass over the joined batch
+for the lab's exact format, the full validator (:func:`trashlab.decode_fields`) for every other
+payload. Valid readings go into growable numpy columns that are only ever appended to, and
+:meth:`Collector.frame` wraps them in a DataFrame without copying (pandas' copy-on-write keeps a
+frame a student writes to apart from them). The running aggregates a dashboard reads are updated
+from each parsed batch.
 """
 
 from __future__ import annotations
@@ -10,10 +20,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import heapq
+import itertools
 import logging
 import re
 import time
 from typing import TYPE_CHECKING, Deque, List, Optional, Tuple
+
+import numpy as np
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -22,7 +35,7 @@ if TYPE_CHECKING:
 
 from ..servers.connection import (Servers, check_subject, close_quietly, connect, count_slow_consumer,
                                   resolve_servers, url_of)
-from .._compat import pending_queue, release_pending
+from .._compat import deliver_directly, pending_queue, release_pending, take_all
 from ._named import forget, replace
 from ..errors import BadArgument, BadMessage
 from ..message import SUBJECT, decode_fields
@@ -38,11 +51,21 @@ KEEP_PAYLOAD = 1024
 BINS = 20
 #: Seconds of per-second message counts kept for :meth:`Collector.rate_history`.
 RATE_HISTORY = 600
+#: Payloads kept unparsed at most: then they are parsed as one batch, even if nothing asked yet
+#: (bounds the memory of raw bytes and the work left for the next ``frame()``).
+PARSE_EVERY = 16384
 
 # The exact lab format (what Simulator and sim.js send): parsed without json.loads. Anything else,
 # or anything this pattern lets through that is not a valid reading, goes the full validating way.
 _LAB_FORMAT = re.compile(
     rb'\{"can_id":"([A-Za-z0-9]{1,64})", "level":"([0-9.][0-9.eE+-]{0,40})"(?:, "seq":(0|[1-9][0-9]{0,17}))?\}\Z').match
+# The same format for a batch: the payloads joined by newlines (none of them holding one) and decoded
+# as latin-1 (one character per byte, never fails); one match per line, with empty groups for a line
+# that is not the lab format.
+_LAB_LINES = re.compile(
+    r'^(?:\{"can_id":"([A-Za-z0-9]{1,64})", "level":"([0-9.][0-9.eE+-]{0,40})"(?:, "seq":(0|[1-9][0-9]{0,17}))?\}|.*)$',
+    re.MULTILINE).findall
+_INT64 = (-(2 ** 63), 2 ** 63 - 1)
 
 
 def _publishers_here() -> int:
@@ -91,6 +114,86 @@ def sequence_loss(seqs, published: Optional[int] = None) -> dict:
             "duplicates": len(numbers) - total, "gaps": gaps[:20]}
 
 
+class _Columns:
+    """The kept readings as growable numpy columns; only appended to, trimmed to the newest ``max_rows``."""
+
+    def __init__(self, max_rows: Optional[int]) -> None:
+        self.max_rows = max_rows
+        self.first = self.n = 0  # rows [first, n) of the arrays are kept
+        self._allocate(0)
+
+    def _allocate(self, extra: int) -> None:
+        live = self.n - self.first
+        cap = max(1024, 2 * (live + extra))
+        old = getattr(self, "arrays", None)
+        self.arrays = {"can_id": np.empty(cap, dtype=object), "level": np.empty(cap, dtype=np.float64),
+                       "received_at": np.empty(cap, dtype=np.int64), "subject": np.empty(cap, dtype=object),
+                       "seq": np.zeros(cap, dtype=np.int64), "missing": np.ones(cap, dtype=bool)}
+        self._anchors: Optional[dict] = None  # built by frame()
+        if old is not None:
+            for key, array in self.arrays.items():
+                array[:live] = old[key][self.first:self.n]
+        self.first, self.n, self.cap = 0, live, cap
+
+    def append(self, chunk: dict, k: int) -> None:
+        if self.max_rows is not None and k > self.max_rows:
+            chunk = {key: value if isinstance(value, str) else value[k - self.max_rows:] for key, value in chunk.items()}
+            k = self.max_rows
+        if self.n + k > self.cap:
+            self._allocate(k)
+        a, b = self.n, self.n + k
+        for key, array in self.arrays.items():
+            array[a:b] = chunk[key]
+        self.n = b
+        if self.max_rows is not None and b - self.first > self.max_rows:
+            self.first = b - self.max_rows
+
+    def __len__(self) -> int:
+        return self.n - self.first
+
+    def column(self, key: str) -> np.ndarray:
+        """A view of one column's kept rows (never handed out: callers copy)."""
+        return self.arrays[key][self.first:self.n]
+
+    def frame(self) -> "pd.DataFrame":
+        """The kept rows as a DataFrame that shares the arrays (nothing is copied, whatever the size).
+
+        Safe because the arrays are only appended to (rows already handed out are never written
+        again) and because one pandas Series over each whole array stays alive beside them: under
+        pandas' copy-on-write a frame that is written to copies the column first, never writing
+        through to the collector.
+        """
+        import pandas as pd
+
+        if self._anchors is None:
+            arrays = self.arrays
+            self._anchors = {
+                "can_id": pd.Series(arrays["can_id"], dtype=object, copy=False),
+                "level": pd.Series(arrays["level"], copy=False),
+                "received_at": pd.Series(_utc(arrays["received_at"]), copy=False),
+                "subject": pd.Series(arrays["subject"], dtype=object, copy=False),
+                "seq": pd.Series(pd.arrays.IntegerArray(arrays["seq"], arrays["missing"]), copy=False)}
+        frame = pd.DataFrame({key: series.iloc[self.first:self.n].reset_index(drop=True)
+                              for key, series in self._anchors.items()}, copy=False)
+        return frame if _copy_on_write(pd) else frame.copy()  # pandas 2 without copy-on-write writes through
+
+
+def _copy_on_write(pd) -> bool:
+    """True when pandas copies a shared column before writing to it (always from pandas 3 on)."""
+    return int(pd.__version__.split(".")[0]) >= 3 or bool(getattr(pd.options.mode, "copy_on_write", False) is True)
+
+
+def _utc(ns: np.ndarray):
+    """Nanoseconds since 1970 as a UTC datetime array sharing ``ns`` (a copy where pandas offers no way)."""
+    import pandas as pd
+
+    dtype = pd.DatetimeTZDtype("ns", "UTC")
+    try:
+        return pd.arrays.DatetimeArray._simple_new(ns.view("M8[ns]"), dtype=dtype)
+    except (AttributeError, TypeError):  # another pandas: the public (copying) way
+        return pd.array(ns.view("M8[ns]"), dtype=dtype)
+
+
 class Collector:
     """Subscribes in the background and collects readings; ``frame()`` gives a pandas DataFrame."""
 
@@ -105,18 +208,7 @@ class Collector:
         self.queue = queue
         self.name = name
         self.pending_msgs_limit = pending_msgs_limit
-        self._rows: Deque[tuple] = collections.deque(maxlen=max_rows)
-        self._rejected: Deque[tuple] = collections.deque(maxlen=keep_rejected)
-        self._latest: dict = {}
-        # incremental aggregates for dashboards: a refresh costs the same at 1k and at 1M rows
-        self._bins_all: List[int] = [0] * (BINS + 1)  # slot BINS holds level == 100.0
-        self._bins_latest: List[int] = [0] * (BINS + 1)
-        self._rate_sec = 0
-        self._rate_now = 0
-        self._rate_past: Deque[Tuple[int, int]] = collections.deque(maxlen=RATE_HISTORY)
-        self.count = 0
-        self.rejected_count = 0
-        self.reasons: collections.Counter = collections.Counter()
+        self._keep_rejected = keep_rejected
         self.slow_consumer_events = 0
         self.started_at: Optional[float] = None
         self._target = float("inf")
@@ -124,75 +216,219 @@ class Collector:
         self._nc: Optional[Client] = None
         self._sub: Optional[Subscription] = None
         self._queue: Optional[asyncio.Queue] = None
+        self._reset()
 
-    # ----- the hot path -------------------------------------------------------------------
+    def _reset(self) -> None:
+        # payloads received but not parsed yet: bytes, (end index, arrival ns) per batch, subjects if they vary
+        self._raw: List[bytes] = []
+        self._marks: List[Tuple[int, int]] = []
+        self._raw_subjects: Optional[List[str]] = [] if _has_wildcard(self.subject) else None
+        self._chunk_open, self._chunk_time = False, 0
+        self._cols = _Columns(self.max_rows)
+        self._rejected: Deque[tuple] = collections.deque(maxlen=self._keep_rejected)
+        self._latest: dict = {}
+        # incremental aggregates for dashboards: a refresh costs the same at 1k and at 1M rows
+        self._bins_all = np.zeros(BINS + 1, dtype=np.int64)  # slot BINS holds level == 100.0
+        self._bins_latest: List[int] = [0] * (BINS + 1)
+        self._rate: dict = {}
+        self._count = 0
+        self._rejected_count = 0
+        self._reasons: collections.Counter = collections.Counter()
+
+    # ----- the hot path: keep the bytes ------------------------------------------------------
+    async def _on_msg(self, msg) -> None:
+        self._take(msg)
+        if type(self)._on_msg is Collector._on_msg and self._queue is not None and self._sub is not None:
+            # from now on the payloads come straight from nats-py's parser (a subclass that does its
+            # own work per message keeps this callback); nothing is left in nats-py's buffer here
+            if deliver_directly(self._nc, self._sub, self._receive):
+                self._queue = None
+
+    def _receive(self, data: bytes, subject: bytes) -> None:
+        """One payload straight from nats-py's protocol parser (see :func:`trashlab._compat.deliver_directly`)."""
+        raw = self._raw
+        if not self._chunk_open:  # the first of what one socket read brought: one arrival time for them all
+            self._chunk_open = True
+            self._chunk_time = time.time_ns()
+            asyncio.get_running_loop().call_soon(self._close_chunk)
+        raw.append(data)
+        if self._raw_subjects is not None:
+            self._raw_subjects.append(subject.decode())
+        if len(raw) >= PARSE_EVERY or self._count + len(raw) >= self._target:
+            self._close_chunk()
+            self._sync()
+            if self._count >= self._target and self._reached is not None:
+                self._reached.set()
+
+    def _close_chunk(self) -> None:
+        if self._chunk_open:
+            self._chunk_open = False
+            self._marks.append((len(self._raw), self._chunk_time))
+
+    def _take(self, msg) -> None:
+        """One message from the subscription callback, and whatever nats-py has buffered behind it."""
+        self._close_chunk()
+        raw = self._raw
+        raw.append(msg.data)
+        subjects = self._raw_subjects
+        if subjects is not None:
+            subjects.append(msg.subject)
+        # Whatever else is already buffered is taken here in one go instead of one awaited
+        # callback per message; drain() still waits for all of it (one task_done per message).
+        queue = self._queue
+        if queue is not None and queue.qsize():
+            msgs = take_all(queue)
+            datas = [m.data for m in msgs]
+            release_pending(self._sub, sum(map(len, datas)))
+            raw += datas
+            if subjects is not None:
+                subjects += [m.subject for m in msgs]
+        self._marks.append((len(raw), time.time_ns()))
+        if len(raw) >= PARSE_EVERY or self._count + len(raw) >= self._target:  # (enough may have arrived)
+            self._sync()
+            if self._count >= self._target and self._reached is not None:
+                self._reached.set()
+
     def add(self, data: bytes, subject: str = SUBJECT, received_at: Optional[float] = None) -> bool:
         """Record one payload as if it arrived; return True if it was a valid reading."""
-        now = received_at if received_at is not None else time.time()
-        fast = _LAB_FORMAT(data) if type(data) is bytes else None
-        try:
-            if fast is None:
-                raise ValueError
-            can, lvl, sq = fast.groups()
-            level = float(lvl)
-            if not 0.0 <= level <= 100.0:  # also false for NaN
-                raise ValueError
-            can_id = can.decode()
-            seq = None if sq is None else int(sq)
-        except ValueError:
-            try:
-                can_id, level, seq = decode_fields(data)
-            except BadMessage as e:
-                self.rejected_count += 1
-                self.reasons[e.kind] += 1
-                kept = data[:KEEP_PAYLOAD] if not isinstance(data, str) else data[:KEEP_PAYLOAD].encode()
-                self._rejected.append((bytes(kept), e.kind, e.reason, now))
-                return False
-        self._rows.append((can_id, level, now, subject, seq))
-        latest = self._latest.get(can_id)
-        self._latest[can_id] = (level, now, 1 if latest is None else latest[2] + 1)
-        b = int(level * 0.2)  # BINS / 100
-        self._bins_all[b] += 1
-        bins = self._bins_latest
-        bins[b] += 1
-        if latest is not None:
-            bins[int(latest[0] * 0.2)] -= 1
-        sec = int(now)
-        if sec != self._rate_sec:
-            self._roll_rate(sec)
-        self._rate_now += 1
-        self.count += 1
-        if self.count >= self._target and self._reached is not None:
-            self._reached.set()
-        return True
-
-    def _roll_rate(self, sec: int) -> None:
-        if self._rate_sec:
-            self._rate_past.append((self._rate_sec, self._rate_now))
-        self._rate_sec, self._rate_now = sec, 0
-
-    async def _on_msg(self, msg) -> None:
-        self.add(msg.data, msg.subject)
-        # Whatever else is already buffered is handled here in one go instead of one awaited
-        # callback per message; drain() still waits for all of it (task_done per message).
-        queue = self._queue
-        if queue is None:
-            return
-        add, taken = self.add, 0
-        try:
-            while queue.qsize():
-                m = queue.get_nowait()
-                data = m.data
-                taken += len(data)
-                try:
-                    add(data, m.subject)
-                finally:
-                    queue.task_done()
-        finally:
-            release_pending(self._sub, taken)
+        self._sync()
+        before = self._count
+        now = time.time_ns() if received_at is None else int(received_at * 1e9)
+        self._parse([data], [(1, now)], [subject])
+        return self._count > before
 
     def _on_error(self, err: Exception) -> bool:
         return count_slow_consumer(self, err)
+
+    # ----- parsing in bulk --------------------------------------------------------------------
+    def _sync(self) -> None:
+        """Parse every payload received since the last call (what each reader of the data calls first)."""
+        if not self._raw:
+            return
+        self._close_chunk()
+        raw, marks, subjects = self._raw, self._marks, self._raw_subjects
+        self._raw, self._marks = [], []
+        if subjects is not None:
+            self._raw_subjects = []
+        self._parse(raw, marks, subjects or self.subject)
+
+    def _parse(self, raw: list, marks: list, subjects) -> None:
+        n = len(raw)
+        lines = None
+        try:
+            joined = b"\n".join(raw)
+        except TypeError:  # add() of a str or of something else: each one on its own
+            joined = None
+        if joined is not None and joined.count(b"\n") == n - 1:
+            lines = _LAB_LINES(joined.decode("latin-1"))
+            if len(lines) != n:
+                lines = None
+        if lines is None:
+            lines = [_lab_groups(d) for d in raw]
+        cans = [x[0] for x in lines]
+        texts = [x[1] for x in lines]
+        seq_texts = [x[2] for x in lines]
+        check = set()  # rows the full validator decides about
+        if "" in cans:
+            check = {i for i, c in enumerate(cans) if not c}
+            for i in check:
+                texts[i] = "0"
+        try:
+            levels = np.fromiter(map(float, texts), np.float64, n)
+        except ValueError:  # "1..2" and the like: the validator gives the reason
+            levels = np.zeros(n)
+            for i, text in enumerate(texts):
+                try:
+                    levels[i] = float(text)
+                except ValueError:
+                    check.add(i)
+        outside = ~((levels >= 0.0) & (levels <= 100.0))  # inf from "1e999" too
+        if outside.any():
+            check.update(np.flatnonzero(outside).tolist())
+        seqs = np.zeros(n, dtype=np.int64)
+        missing = np.ones(n, dtype=bool)
+        if any(seq_texts):
+            for i, text in enumerate(seq_texts):
+                if text:
+                    seqs[i], missing[i] = int(text), False
+        ends = np.fromiter((e for e, _ in marks), np.intp, len(marks))
+        sizes = ends.copy()
+        sizes[1:] -= ends[:-1]  # payloads per batch
+        times = np.repeat(np.fromiter((t for _, t in marks), np.int64, len(marks)), sizes)
+        keep = None
+        for i in sorted(check):
+            try:
+                can_id, level, seq = decode_fields(raw[i])
+                if seq is not None and not _INT64[0] <= seq <= _INT64[1]:
+                    raise BadMessage(f"seq {seq} does not fit a 64-bit whole number", "bad-value")
+            except BadMessage as e:
+                if keep is None:
+                    keep = np.ones(n, dtype=bool)
+                keep[i] = False
+                self._reject(raw[i], e, times[i])
+                continue
+            cans[i], levels[i] = can_id, level
+            if seq is not None:
+                seqs[i], missing[i] = seq, False
+        subject_column = subjects
+        if keep is not None:
+            cans = list(itertools.compress(cans, keep))
+            levels, times, seqs, missing = levels[keep], times[keep], seqs[keep], missing[keep]
+            if not isinstance(subjects, str):
+                subject_column = list(itertools.compress(subjects, keep))
+        if cans:
+            self._append(cans, levels, times, seqs, missing, subject_column)
+
+    def _reject(self, data, e: BadMessage, at_ns: int) -> None:
+        self._rejected_count += 1
+        self._reasons[e.kind] += 1
+        kept = data[:KEEP_PAYLOAD] if not isinstance(data, str) else data[:KEEP_PAYLOAD].encode()
+        self._rejected.append((bytes(kept), e.kind, e.reason, int(at_ns) / 1e9))
+
+    def _append(self, cans: list, levels: np.ndarray, times: np.ndarray, seqs: np.ndarray,
+                missing: np.ndarray, subjects) -> None:
+        """Add parsed valid readings to the columns and to the running aggregates."""
+        k = len(cans)
+        self._bins_all += np.bincount((levels * (BINS / 100)).astype(np.intp), minlength=BINS + 1)
+        last = dict(zip(cans, range(k)))  # each can's last reading in this batch
+        counts = collections.Counter(cans) if len(last) < k else None
+        where = np.fromiter(last.values(), np.intp, len(last))
+        latest, bins = self._latest, self._bins_latest
+        for can, level, t in zip(last, levels[where].tolist(), (times[where] / 1e9).tolist()):
+            old = latest.get(can)
+            if old is not None:
+                bins[int(old[0] * 0.2)] -= 1
+            bins[int(level * 0.2)] += 1
+            latest[can] = (level, t, (0 if old is None else old[2]) + (1 if counts is None else counts[can]))
+        seconds, per_second = np.unique(times // 1_000_000_000, return_counts=True)
+        rate = self._rate
+        for sec, c in zip(seconds.tolist(), per_second.tolist()):
+            rate[sec] = rate.get(sec, 0) + c
+        if len(rate) > 2 * RATE_HISTORY:
+            for sec in sorted(rate)[:-RATE_HISTORY]:
+                del rate[sec]
+        self._cols.append({"can_id": cans, "level": levels, "received_at": times, "subject": subjects,
+                           "seq": seqs, "missing": missing}, k)
+        self._count += k
+
+    # ----- counters (each one parses what is pending first) --------------------------------------
+    @property
+    def count(self) -> int:
+        """Valid readings received so far."""
+        self._sync()
+        return self._count
+
+    @property
+    def rejected_count(self) -> int:
+        """Payloads rejected so far."""
+        self._sync()
+        return self._rejected_count
+
+    @property
+    def reasons(self) -> collections.Counter:
+        """Rejected payloads by kind (``not-json``, ``out-of-range`` ...)."""
+        self._sync()
+        return self._reasons
 
     # ----- lifecycle ----------------------------------------------------------------------
     async def start(self) -> "Collector":
@@ -267,53 +503,32 @@ class Collector:
 
     def count_since(self, start: float) -> int:
         """Valid readings received at or after ``start`` (unix time), among the rows kept."""
-        n = 0
-        for row in reversed(self._rows):
-            if row[2] < start:
-                break
-            n += 1
-        return n
+        self._sync()
+        times = self._cols.column("received_at")
+        older = np.flatnonzero(times < int(start * 1e9))  # the newest rows back to the first older one
+        return int(len(times) - (older[-1] + 1 if older.size else 0))
 
     def clear(self) -> None:
         """Forget everything collected so far (counters too)."""
-        self._rows.clear()
-        self._rejected.clear()
-        self._latest.clear()
-        self._bins_all[:] = self._bins_latest[:] = [0] * (BINS + 1)
-        self._rate_past.clear()
-        self._rate_sec = self._rate_now = 0
-        self.count = self.rejected_count = 0
-        self.reasons.clear()
+        self._reset()
 
     # ----- what a student looks at ---------------------------------------------------------
     def loss(self, published: Optional[int] = None) -> dict:
         """What was lost, by ``seq`` numbers (simulator ``sequence=True``); see :func:`sequence_loss`."""
-        return sequence_loss((row[4] for row in self._rows), published)
-
+        self._sync()
+        cols = self._cols
+        return sequence_loss(cols.column("seq")[~cols.column("missing")].tolist(), published)
 
     def frame(self) -> pd.DataFrame:
         """All kept readings: ``can_id`` (str), ``level`` (float), ``received_at`` (UTC), ``subject``, ``seq``."""
-        import pandas as pd
-
-        rows = list(self._rows)
-        if not rows:
-            return pd.DataFrame({
-                "can_id": pd.Series([], dtype=object), "level": pd.Series([], dtype="float64"),
-                "received_at": pd.Series([], dtype="datetime64[ns, UTC]"),
-                "subject": pd.Series([], dtype=object), "seq": pd.Series([], dtype="Int64")})
-        can_id, level, received, subject, seq = zip(*rows)
-        return pd.DataFrame({
-            "can_id": pd.Series(can_id, dtype=object),
-            "level": pd.Series(level, dtype="float64"),
-            "received_at": pd.to_datetime(pd.Series(received, dtype="float64"), unit="s", utc=True),
-            "subject": pd.Series(subject, dtype=object),
-            "seq": pd.Series(seq, dtype="Int64"),
-        })
+        self._sync()
+        return self._cols.frame()
 
     def latest(self) -> pd.DataFrame:
         """The latest level per can: ``can_id``, ``level``, ``received_at``, ``readings``."""
         import pandas as pd
 
+        self._sync()
         ids = can_order(self._latest)
         values = [self._latest[c] for c in ids]
         return pd.DataFrame({
@@ -328,19 +543,22 @@ class Collector:
         """Payloads set aside: ``payload`` (bytes), ``kind``, ``reason``, ``received_at``."""
         import pandas as pd
 
+        self._sync()
         frame = pd.DataFrame(list(self._rejected), columns=REJECTED_COLUMNS)
         frame["received_at"] = pd.to_datetime(frame["received_at"].astype("float64"), unit="s", utc=True)
         return frame
 
     def histogram(self, latest: bool = False) -> Tuple[List[float], List[int]]:
         """Level histogram kept while collecting: ``(edges, counts)``; of every reading, or of the latest per can."""
-        bins = self._bins_latest if latest else self._bins_all
+        self._sync()
+        bins = list(self._bins_latest) if latest else self._bins_all.tolist()
         counts = bins[:BINS]
         counts[-1] += bins[BINS]
         return [i * 100.0 / BINS for i in range(BINS + 1)], counts
 
     def fullest(self, n: int = 10) -> List[Tuple[str, float]]:
         """The ``n`` fullest cans by their latest level, fullest first: ``[(can_id, level), ...]``."""
+        self._sync()
         return [(c, v[0]) for c, v in heapq.nlargest(n, self._latest.items(), key=lambda kv: kv[1][0])]
 
     def rate_history(self, seconds: int = 60) -> List[Tuple[int, int]]:
@@ -348,15 +566,15 @@ class Collector:
 
         Seconds without any reading are included with 0; the current second is still filling.
         """
+        self._sync()
         now = int(time.time())
-        counts = dict(self._rate_past)
-        if self._rate_sec:
-            counts[self._rate_sec] = self._rate_now
+        counts = self._rate
         return [(s, counts.get(s, 0)) for s in range(now - seconds + 1, now + 1)]
 
     @property
     def cans(self) -> int:
         """How many distinct cans reported."""
+        self._sync()
         return len(self._latest)
 
     @property
@@ -375,3 +593,16 @@ class Collector:
     def __repr__(self) -> str:
         return (f"<Collector {self.subject} {'running' if self.running else 'stopped'}: "
                 f"{self.count} readings, {self.rejected_count} rejected, {self.cans} cans>")
+
+
+def _has_wildcard(subject: str) -> bool:
+    return any(token in ("*", ">") for token in subject.split("."))
+
+
+def _lab_groups(data) -> tuple:
+    """``(can_id, level, seq)`` texts of one payload in the lab format, or empty texts for any other."""
+    fast = _LAB_FORMAT(data) if type(data) is bytes else None
+    if fast is None:
+        return "", "", ""
+    return tuple("" if g is None else g.decode() for g in fast.groups())
+

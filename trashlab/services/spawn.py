@@ -8,6 +8,8 @@ running process when nothing changed, so re-running a cell never starts a second
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from typing import Iterable, Optional
 
@@ -16,6 +18,9 @@ from ..errors import BadArgument, ServiceFailed
 from ..message import SUBJECT
 from ..servers.processes import ManagedProcess, python_command, stop_processes
 from .._progress import StatusLine, wait_until
+from .._text import Lines
+
+log = logging.getLogger("trashlab")
 
 _running: "dict[str, ServiceProcess]" = {}
 
@@ -30,6 +35,12 @@ class ServiceProcess:
         self.first_at: Optional[float] = None
         self.last_at: Optional[float] = None
         self.proc = ManagedProcess(python_command(*self.args), kind=role, name=name, on_line=self._on_line)
+
+    def _respawn(self, args: list) -> None:
+        """Run again with ``args`` (same name, same object, counters go on), e.g. to follow a moved broker."""
+        self.proc.stop()
+        self.args = list(args)
+        self.proc = ManagedProcess(python_command(*self.args), kind=self.role, name=self.name, on_line=self._on_line)
 
     def _on_line(self, line: str) -> None:
         if line.startswith(self.count_prefix):
@@ -75,9 +86,9 @@ class ServiceProcess:
         end = time.time() if self.alive else (self.last_at or self.first_at)
         return self.count / max(1e-3, end - self.first_at) if self.count > 1 else 0.0
 
-    def tail(self, n: int = 5) -> list:
-        """The last ``n`` lines it printed (like ``docker container logs --tail``)."""
-        return self.proc.tail(n)
+    def tail(self, n: int = 5) -> Lines:
+        """The last ``n`` lines it printed (like ``docker container logs --tail``), shown as terminal lines."""
+        return Lines(self.proc.tail(n))
 
     def stop(self) -> Optional[int]:
         """Stop it like Ctrl-C in its terminal; returns the exit code."""
@@ -177,6 +188,23 @@ async def spawn_report(servers: Servers = None, *, name: str = "rep", subject: s
     if new or not svc.ready:
         await _ready([svc], f"report service {name}", timeout)
     return svc
+
+
+def broker_moved(old_hostport: str, new_hostport: str) -> None:
+    """A broker came back on another port: each running process that was given the old one restarts
+    with the new one (a container would find its broker by name; these were given an address)."""
+    old = re.compile(re.escape(old_hostport) + r"(?!\d)")  # :4222 is not :42221
+    for svc in list(_running.values()):
+        if svc.alive and any(old.search(a) for a in svc.args):
+            log.warning("trashlab: %s %r restarts to follow its broker from %s to %s", svc.role, svc.name,
+                        old_hostport, new_hostport)
+            svc._respawn([old.sub(new_hostport, a) for a in svc.args])
+
+
+def uses(hostport: str) -> bool:
+    """True if a running process spawned from here was given ``host:port``."""
+    pattern = re.compile(re.escape(hostport) + r"(?!\d)")
+    return any(svc.alive and any(pattern.search(a) for a in svc.args) for svc in _running.values())
 
 
 def summary(procs: Iterable[ServiceProcess]):

@@ -1,0 +1,327 @@
+"""The live checks of notebooks 02-04 against real nats-servers: right answers pass, realistic wrong ones fail.
+
+(The same mistakes are graded under real nbgrader in test_grading.py; here each is one quick call.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+
+import nats
+import pytest
+
+import trashlab
+from trashlab import checks
+from trashlab.errors import CheckFailed
+
+
+async def fails(coro) -> str:
+    with pytest.raises(CheckFailed) as info:
+        await coro
+    text = str(info.value)
+    assert text.startswith("✘ ") and "\n" not in text, text
+    return text
+
+
+# ----- 02: a first client --------------------------------------------------------------------------
+async def hello_right(url, subject, text):
+    nc = await nats.connect(url, name="student")
+    sub = await nc.subscribe(subject)
+    await nc.publish(subject, text.encode())
+    msg = await sub.next_msg(timeout=2)
+    await nc.close()
+    return msg.data.decode()
+
+
+async def hello_no_subscribe(url, subject, text):
+    nc = await nats.connect(url)
+    await nc.publish(subject, text.encode())
+    await nc.close()
+    return text
+
+
+async def hello_wrong_subject(url, subject, text):
+    nc = await nats.connect(url)
+    sub = await nc.subscribe("greetings")
+    await nc.publish("greetings", text.encode())
+    msg = await sub.next_msg(timeout=2)
+    await nc.close()
+    return msg.data.decode()
+
+
+async def hello_bytes(url, subject, text):
+    nc = await nats.connect(url)
+    sub = await nc.subscribe(subject)
+    await nc.publish(subject, text.encode())
+    msg = await sub.next_msg(timeout=2)
+    await nc.close()
+    return msg.data
+
+
+async def hello_left_open(url, subject, text):
+    nc = await nats.connect(url)
+    sub = await nc.subscribe(subject)
+    await nc.publish(subject, text.encode())
+    msg = await sub.next_msg(timeout=2)
+    hello_left_open.nc = nc
+    return msg.data.decode()
+
+
+@pytest.fixture
+def traced():
+    b = trashlab.Broker(f"xray-{random.randrange(10**6)}", trace=True).start()
+    yield b
+    b.stop()
+
+
+async def test_hello(traced, capsys):
+    await checks.check_hello(hello_right, traced)
+    assert "SUB, PUB and MSG seen by the broker" in capsys.readouterr().out
+    assert "never subscribed" in await fails(checks.check_hello(hello_no_subscribe, traced))
+    assert "never saw a message" in await fails(checks.check_hello(hello_wrong_subject, traced))
+    assert "decode" in await fails(checks.check_hello(hello_bytes, traced))
+    assert "still open" in await fails(checks.check_hello(hello_left_open, traced))
+    await hello_left_open.nc.close()
+
+    async def constant(url, subject, text):
+        return "hello"
+    assert "never saw a message" in await fails(checks.check_hello(constant, traced))
+
+
+async def test_hello_needs_the_trace(broker):
+    assert "trace=True" in await fails(checks.check_hello(hello_right, broker))
+
+
+async def test_client_names(broker, capsys):
+    watcher = await nats.connect(broker.url, name="watcher")
+    await checks.check_client_names(lambda b: sorted(b.connz()["name"]), broker)
+    assert "check-" in capsys.readouterr().out
+    assert "connected" in await fails(checks.check_client_names(lambda b: ["watcher"], broker))
+    assert "sorted" in await fails(checks.check_client_names(lambda b: sorted(b.connz()["name"], reverse=True), broker))
+    assert "expected a list" in await fails(checks.check_client_names(lambda b: b.connz()["name"], broker))
+    await watcher.close()
+
+
+# ----- 03: the publisher and a wildcard ------------------------------------------------------------
+def payload(can_id, level) -> bytes:
+    return ('{"can_id":"%s", "level":"%r"}' % (can_id, level)).encode()
+
+
+async def publish_right(nc, count, interval):
+    for i in range(count):
+        await nc.publish("trash-level", payload(random.randint(0, 1000), random.random() * 100))
+        if i < count - 1:
+            await asyncio.sleep(interval)
+
+
+async def test_publish_readings(capsys):
+    await checks.check_publish_readings(publish_right)
+    assert "5 readings in sim.js's format" in capsys.readouterr().out
+
+    async def off_by_one(nc, count, interval):
+        await publish_right(nc, count + 1, interval)
+
+    async def numbers(nc, count, interval):
+        for _ in range(count):
+            await nc.publish("trash-level", json.dumps({"can_id": 7, "level": 50.5}).encode())
+            await asyncio.sleep(interval)
+
+    async def constant(nc, count, interval):
+        for _ in range(count):
+            await nc.publish("trash-level", payload(7, 50.5))
+            await asyncio.sleep(interval)
+
+    async def no_await(nc, count, interval):
+        for _ in range(count):
+            nc.publish("trash-level", payload(7, random.random() * 100))
+            await asyncio.sleep(interval)
+
+    async def wrong_subject(nc, count, interval):
+        for _ in range(count):
+            await nc.publish("trash.level", payload(random.randint(0, 1000), random.random() * 100))
+            await asyncio.sleep(interval)
+
+    async def blocking(nc, count, interval):
+        for _ in range(count):
+            await nc.publish("trash-level", payload(random.randint(0, 1000), random.random() * 100))
+            time.sleep(interval)  # noqa: ASYNC251 (the mistake under test)
+
+    async def too_high(nc, count, interval):
+        for _ in range(count):
+            await nc.publish("trash-level", payload(random.randint(0, 1000), random.random() * 1000))
+            await asyncio.sleep(interval)
+
+    assert "expected exactly 5" in await fails(checks.check_publish_readings(off_by_one))
+    assert "JSON strings" in await fails(checks.check_publish_readings(numbers))
+    assert "same" in await fails(checks.check_publish_readings(constant))
+    with pytest.warns(RuntimeWarning):
+        assert "nothing arrived" in await fails(checks.check_publish_readings(no_await))
+        import gc
+        gc.collect()
+    assert "trash.level" in await fails(checks.check_publish_readings(wrong_subject))
+    assert "time.sleep blocks" in await fails(checks.check_publish_readings(blocking))
+    assert "percentage" in await fails(checks.check_publish_readings(too_high))
+
+
+async def test_wildcard(capsys):
+    async def right(nc, seen):
+        async def cb(msg):
+            seen.append(msg.subject)
+        return await nc.subscribe("trash.*.level", cb=cb)
+
+    def watching(pattern):
+        async def answer(nc, seen):
+            async def cb(msg):
+                seen.append(msg.subject)
+            return await nc.subscribe(pattern, cb=cb)
+        return answer
+
+    await checks.check_wildcard(right)
+    await checks.check_wildcard(right, ["trash.east.level"], ["trash.north.level.raw", "trash.level"])
+    assert "caught 2" in capsys.readouterr().out
+    assert "not a level reading" in await fails(checks.check_wildcard(watching("trash.>")))
+    assert "not a level reading" in await fails(checks.check_wildcard(watching("trash.north.*")))
+    assert "missed" in await fails(checks.check_wildcard(watching("trash.north.level")))
+    assert "missed" in await fails(checks.check_wildcard(watching("trash.*.level"), ["trash.north.level.x"], []))
+
+    async def data_not_subject(nc, seen):
+        async def cb(msg):
+            seen.append(msg.data)
+        return await nc.subscribe("trash.*.level", cb=cb)
+    assert "caught" not in await fails(checks.check_wildcard(data_not_subject))
+
+
+# ----- 04: keep the latest level, answer requests --------------------------------------------------
+async def keep_right(nc, levels):
+    async def on_reading(msg):
+        reading = json.loads(msg.data)
+        levels[reading["can_id"]] = float(reading["level"])
+    return await nc.subscribe("trash-level", cb=on_reading)
+
+
+async def test_latest_levels(capsys):
+    await checks.check_latest_levels(keep_right)
+    assert "levels = {" in capsys.readouterr().out
+
+    async def first_only(nc, levels):
+        async def cb(msg):
+            r = json.loads(msg.data)
+            levels.setdefault(r["can_id"], float(r["level"]))
+        await nc.subscribe("trash-level", cb=cb)
+
+    async def strings(nc, levels):
+        async def cb(msg):
+            r = json.loads(msg.data)
+            levels[r["can_id"]] = r["level"]
+        await nc.subscribe("trash-level", cb=cb)
+
+    async def int_keys(nc, levels):
+        async def cb(msg):
+            r = json.loads(msg.data)
+            levels[int(r["can_id"])] = float(r["level"])
+        await nc.subscribe("trash-level", cb=cb)
+
+    async def wrong_subject(nc, levels):
+        async def cb(msg):
+            r = json.loads(msg.data)
+            levels[r["can_id"]] = float(r["level"])
+        await nc.subscribe("trash.level", cb=cb)
+
+    assert "first reading" in await fails(checks.check_latest_levels(first_only))
+    assert "float(level)" in await fails(checks.check_latest_levels(strings))
+    assert "strings" in await fails(checks.check_latest_levels(int_keys))
+    assert "still {}" in await fails(checks.check_latest_levels(wrong_subject))
+
+
+async def serve_right(nc, levels):
+    async def on_request(msg):
+        can_id = msg.data.decode()
+        if can_id in levels:
+            reply = {"can_id": can_id, "level": levels[can_id]}
+        else:
+            reply = {"error": f"unknown can {can_id}"}
+        await msg.respond(json.dumps(reply).encode())
+    return await nc.subscribe("trash-report.level", cb=on_request)
+
+
+async def test_responder(capsys):
+    await checks.check_responder(serve_right)
+    assert "an error for unknown can" in capsys.readouterr().out
+
+    async def constant(nc, levels):
+        async def cb(msg):
+            await msg.respond(json.dumps({"can_id": msg.data.decode(), "level": 50}).encode())
+        await nc.subscribe("trash-report.level", cb=cb)
+
+    async def snapshot(nc, levels):
+        frozen = dict(levels)
+
+        async def cb(msg):
+            c = msg.data.decode()
+            await msg.respond(json.dumps({"can_id": c, "level": frozen.get(c)} if c in frozen
+                                         else {"error": "unknown"}).encode())
+        await nc.subscribe("trash-report.level", cb=cb)
+
+    async def silent_on_unknown(nc, levels):
+        async def cb(msg):
+            c = msg.data.decode()
+            if c in levels:
+                await msg.respond(json.dumps({"can_id": c, "level": levels[c]}).encode())
+        await nc.subscribe("trash-report.level", cb=cb)
+
+    async def never_answers(nc, levels):
+        async def cb(msg):
+            pass
+        await nc.subscribe("trash-report.level", cb=cb)
+
+    async def wrong_subject(nc, levels):
+        async def cb(msg):
+            await msg.respond(b"{}")
+        await nc.subscribe("trash-report.levels", cb=cb)
+
+    async def string_level(nc, levels):
+        async def cb(msg):
+            c = msg.data.decode()
+            await msg.respond(json.dumps({"can_id": c, "level": str(levels.get(c))}).encode())
+        await nc.subscribe("trash-report.level", cb=cb)
+
+    assert "but levels" in await fails(checks.check_responder(constant, timeout=0.5))
+    assert "after its level changed" in await fails(checks.check_responder(snapshot, timeout=0.5))
+    assert "not silence" in await fails(checks.check_responder(silent_on_unknown, timeout=0.5))
+    assert "no reply" in await fails(checks.check_responder(never_answers, timeout=0.5))
+    assert "no responders" in await fails(checks.check_responder(wrong_subject, timeout=0.5))
+    assert "JSON number" in await fails(checks.check_responder(string_level, timeout=0.5))
+
+
+# ----- every check: log lines cannot zero a right answer ---------------------------------------------
+async def test_trashlab_log_lines_during_a_check_go_to_stdout(capsys):
+    logger = logging.getLogger("trashlab")
+    before = (logger.handlers[:], logger.propagate)
+
+    async def noisy(nc, levels):
+        logger.warning("trashlab [x]: reconnected (a log line during the check)")
+        return await keep_right(nc, levels)
+
+    await checks.check_latest_levels(noisy)
+    out, err = capsys.readouterr()
+    assert "a log line during the check" in out and "a log line during the check" not in err
+    assert (logger.handlers, logger.propagate) == before, "the check must put trashlab's logging back"
+
+
+async def test_a_hanging_answer_fails_within_the_timeout():
+    async def hangs(nc, levels):
+        await asyncio.sleep(3600)
+
+    started = time.monotonic()
+    text = await fails(checks.check_latest_levels(hangs))
+    assert "did not finish" in text and time.monotonic() - started < 15
+
+
+def test_no_reference_solution_in_the_package():
+    for gone in ("latest_levels", "check_wire_format", "check_level_reply", "check_count",
+                 "check_fraction_full", "example_frame"):
+        assert not hasattr(checks, gone), gone

@@ -1,0 +1,62 @@
+"""A student presses ■ in every cell of a course notebook, then runs that cell again: the lab keeps working.
+
+Each code cell of the instructor version (solutions in place) is sent to a real kernel; if it is still
+running a moment later, the kernel is interrupted the way JupyterLab's ■ does it. The interrupted cell
+must show one line (no traceback), and running the same cell again must then work as if nothing had
+happened. The notebooks with the longest waits are taken (a cell that finishes at once is not
+interrupted, only run).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from kernels import Kernel, running_recorded
+
+pytestmark = pytest.mark.course  # runs course notebooks (tests/conftest.py tiers)
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ["03-simulator", "04-report-service", "08-multiple-subscribers"]
+#: how long a cell runs before ■ is pressed
+PRESS_AFTER = 0.3
+
+
+def _cells(stem: str) -> "list[tuple[str, bool]]":
+    nb = json.loads((ROOT / "course" / "source" / stem / f"{stem}.ipynb").read_text())
+    return [("".join(c["source"]), "raises-exception" in c.get("metadata", {}).get("tags", []))
+            for c in nb["cells"] if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+
+
+@pytest.mark.parametrize("stem", NOTEBOOKS)
+def test_interrupt_any_cell_then_run_it_again(stem):
+    k = Kernel.start()
+    interrupted = 0
+    try:
+        k.ok("import trashlab")  # ■ before trashlab is imported at all is plain Jupyter (a traceback)
+        for index, (source, may_fail) in enumerate(_cells(stem)):
+            msg_id = k.submit(source)
+            if k.running_after(msg_id, PRESS_AFTER):
+                k.interrupt()
+                reply = k.result(msg_id, timeout=60)
+                if reply.status == "error":
+                    interrupted += 1
+                    for _ename, _, lines in reply.errors:
+                        assert len(lines) == 1, f"{stem} cell {index} interrupted shows a traceback:\n{reply.text}"
+                    assert "Traceback" not in reply.text, f"{stem} cell {index}: {reply.text}"
+            else:
+                k.result(msg_id)
+            lab = running_recorded(k.state)
+            again = k.run(source, timeout=90)  # the student runs the cell again
+            if not may_fail:
+                assert again.status == "ok", f"{stem} cell {index} failed after an interrupt:\n{source}\n{again.text}"
+            assert "Traceback" not in again.text, f"{stem} cell {index}:\n{again.text}"
+            assert set(lab) <= set(running_recorded(k.state)) or "stop" in source, \
+                f"{stem} cell {index}: a process of the lab stopped: {lab} -> {running_recorded(k.state)}"
+        assert interrupted, f"no cell of {stem} ran long enough to be interrupted"
+    finally:
+        k.shutdown()
+        shutil.rmtree(k.state, ignore_errors=True)

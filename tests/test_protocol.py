@@ -1,0 +1,69 @@
+"""The protocol x-ray: ``Broker(trace=True).protocol(name)`` shows what one client said on the wire."""
+
+import asyncio
+import time
+
+import nats
+import pytest
+
+import trashlab
+from conftest import unique
+from trashlab.errors import BrokerError
+
+
+def _exchange(url: str, name: str, subject: str) -> bytes:
+    async def go() -> bytes:
+        nc = await nats.connect(url, name=name)
+        got: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        async def on_msg(msg) -> None:
+            if not got.done():
+                got.set_result(msg.data)
+        await nc.subscribe(subject, cb=on_msg)
+        await nc.publish(subject, b"hello")
+        data = await asyncio.wait_for(got, 5)
+        await nc.close()
+        return data
+    return asyncio.run(go())
+
+
+def _wait_for_lines(broker, name: str, needed: str, seconds: float = 5.0):
+    lines = broker.protocol(name)
+    deadline = time.monotonic() + seconds
+    while not any(needed in ln for ln in lines) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        lines = broker.protocol(name)
+    return lines
+
+
+def test_protocol_shows_one_clients_lines_in_order():
+    broker = trashlab.Broker(unique("xray"), trace=True).start()
+    try:
+        assert "--trace" in broker.command
+        assert _exchange(broker.url, "student", "hello.x") == b"hello"
+        _exchange(broker.url, "someone-else", "other.y")
+        lines = _wait_for_lines(broker, "student", "->> [MSG hello.x")
+        text = list(lines)
+        kinds = [ln.split()[1].strip("[").split(":")[0] for ln in text]
+        assert kinds[0] == "CONNECT" and '"name": "student"' in text[0], text
+        for needed in ("<<- [PING]", "->> [PONG]", "<<- [SUB hello.x", "<<- [PUB hello.x", "->> [MSG hello.x"):
+            assert any(ln.startswith(needed) for ln in text), (needed, text)
+        order = [next(i for i, ln in enumerate(text) if ln.startswith(k))
+                 for k in ("<<- [CONNECT", "<<- [SUB hello.x", "<<- [PUB hello.x", "->> [MSG hello.x")]
+        assert order == sorted(order), text
+        assert not any("other.y" in ln for ln in text), "another client's lines leaked into the x-ray"
+        assert any("other.y" in ln for ln in _wait_for_lines(broker, "someone-else", "->> [MSG other.y"))
+        # shown as terminal lines, not as a Python list
+        assert repr(lines).splitlines() == text and not repr(lines).startswith("[")
+        assert list(broker.protocol("nobody-by-that-name")) == []
+        # a second client of the same name (a re-run cell): the x-ray shows the newest connection
+        _exchange(broker.url, "student", "again.z")
+        again = list(_wait_for_lines(broker, "student", "->> [MSG again.z"))
+        assert any("again.z" in ln for ln in again) and not any("hello.x" in ln for ln in again), again
+    finally:
+        broker.stop()
+
+
+def test_protocol_without_trace_names_the_fix(broker):
+    with pytest.raises(BrokerError, match="trace=True"):
+        broker.protocol("student")

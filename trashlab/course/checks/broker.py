@@ -1,0 +1,105 @@
+"""Checks of notebook 02 (the broker): a first client, and who is connected.
+
+Both compare with what the live broker itself reports: its protocol trace and its monitoring port.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ...servers.broker import protocol_records
+from ...servers.monitor import fetch
+from . import _short, acall, call, failed, passed
+from ._live import SETTLE, client, delivered, graded, unique, wait_for
+
+CHECK_NAME = "trashlab-check"
+
+
+def _delivered_to_others(broker: Any, subject: str) -> "tuple[set, set, set]":
+    """Connection ids (other than the check's) that subscribed to, published on, and received ``subject``."""
+    subs, pubs, got = set(), set(), set()
+    for cid, name, arrow, text in protocol_records(broker.output):
+        if name == CHECK_NAME:
+            continue
+        if text.startswith(f"[SUB {subject} "):
+            subs.add(cid)
+        elif text.startswith(f"[PUB {subject} "):
+            pubs.add(cid)
+        elif arrow == "->>" and text.startswith(f"[MSG {subject} "):
+            got.add(cid)
+    return subs, pubs, got
+
+
+@graded
+async def check_hello(hello_nats: Callable, broker: Any, timeout: float = 5.0) -> None:
+    """``await hello_nats(url, subject, text)`` must publish ``text`` on ``subject``, receive it back and return it.
+
+    The truth is the broker's: the check listens on the subject itself, and reads the server's
+    protocol trace to see that the student's connection subscribed and was sent the message.
+    """
+    if not getattr(broker, "trace", False):
+        raise failed("this check reads the broker's protocol trace: start it with "
+                     "trashlab.Broker('iot-msg', trace=True) (the notebook's cell does), then run this again")
+    subject, text = unique("hello."), unique("hi from the check ")
+    heard: list = []
+    async with client(broker.url, CHECK_NAME) as nc:
+        async def on_msg(msg) -> None:
+            heard.append(msg.data)
+        sub = await nc.subscribe(subject, cb=on_msg)
+        await nc.flush()
+        got = await acall(hello_nats, broker.url, subject, text, timeout=timeout)
+        await wait_for(lambda: heard, SETTLE)
+        await delivered(None, nc, [sub])
+    what = f"await {getattr(hello_nats, '__name__', 'hello_nats')}(url, {subject!r}, {text!r})"
+    if not heard:
+        raise failed(f"{what}: the broker never saw a message on {subject!r}: publish `text` on the "
+                     "`subject` you are given (and await nc.publish / nc.flush before closing)")
+    if heard != [text.encode()]:
+        raise failed(f"{what}: the broker carried {_short(heard)} on {subject!r}, expected one message "
+                     f"{text.encode()!r}")
+    await wait_for(lambda: any(_delivered_to_others(broker, subject)[2]), SETTLE)
+    subs, _, sent_to = _delivered_to_others(broker, subject)
+    if not subs:
+        raise failed(f"{what}: your connection never subscribed to {subject!r} (no SUB in the broker's "
+                     "trace): subscribe first, then publish, then wait for the message")
+    if not subs & sent_to:
+        raise failed(f"{what}: the broker never delivered the message to your subscription (no MSG in "
+                     "its trace): subscribe before you publish, and flush so the SUB reaches the broker")
+    if isinstance(got, (bytes, bytearray)):
+        raise failed(f"{what} returned bytes {bytes(got)!r}: return the text, msg.data.decode()")
+    if not isinstance(got, str):
+        raise failed(f"{what} returned {_short(got)}, expected the text of the message you received: "
+                     "msg.data.decode()")
+    if got != text:
+        raise failed(f"{what} returned {got!r}, expected the text that came back: {text!r}")
+    ids = subs & sent_to
+
+    def still_open() -> bool:
+        return bool(ids & {c["cid"] for c in fetch(broker.monitor_url, "connz").get("connections") or []})
+    if not await wait_for(lambda: not still_open(), 2.0):
+        raise failed(f"{what}: your connection is still open after the function returned: "
+                     "end with await nc.close()")
+    return passed(f"{what} = {got!r}: SUB, PUB and MSG seen by the broker, connection closed")
+
+
+@graded
+async def check_client_names(client_names: Callable, broker: Any) -> None:
+    """``client_names(broker)``: the sorted names of the clients connected now (from the monitoring port).
+
+    The check connects one more client with a fresh name first, so a list written by hand cannot match.
+    """
+    extra = unique("check-")
+    async with client(broker.url, extra):
+        got = call(client_names, broker)
+        expected = sorted(str(c.get("name", "")) for c in fetch(broker.monitor_url, "connz").get("connections") or [])
+    what = f"{getattr(client_names, '__name__', 'client_names')}(broker)"
+    if not isinstance(got, (list, tuple)):
+        raise failed(f"{what} returned a {type(got).__name__}, expected a list of names such as {expected}"
+                     + (": turn it into one with list(...)" if hasattr(got, "tolist") else ""))
+    got = list(got)
+    if got == expected:
+        return passed(f"{what} = {_short(got)}")
+    if sorted(map(str, got)) == expected:
+        raise failed(f"{what} has the right names in the wrong order: return them sorted ({expected})")
+    raise failed(f"{what} is {_short(got)}, but the broker's /connz lists {expected} (the check connected "
+                 f"{extra!r} just before calling it): read the names from broker.connz() each time")
