@@ -48,7 +48,7 @@ async def check_hello(hello_nats: Callable, broker: Any, timeout: float = 5.0) -
         sub = await nc.subscribe(subject, cb=on_msg)
         await nc.flush()
         got = await acall(hello_nats, broker.url, subject, text, timeout=timeout)
-        await wait_for(lambda: heard, SETTLE)
+        await wait_for(lambda: bool(heard), SETTLE)
         await delivered(None, nc, [sub])
     what = f"await {getattr(hello_nats, '__name__', 'hello_nats')}(url, {subject!r}, {text!r})"
     if not heard:

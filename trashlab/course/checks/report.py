@@ -64,7 +64,7 @@ async def check_latest_levels(keep_latest: Callable, seed: Optional[int] = None)
     if any(isinstance(v, str) for v in levels.values()):
         raise failed(f"{what}: levels holds strings ({_short(levels)}): the wire carries text, store "
                      "float(level)")
-    first = {}
+    first: dict = {}
     for can, level in readings:
         first.setdefault(can, level)
     if levels == first:
