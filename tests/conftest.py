@@ -34,9 +34,9 @@ os.environ["TRASHLAB_CLASS_FILE"] = os.path.join(os.environ["TRASHLAB_STATE_DIR"
 import trashlab
 
 TIERS = ("quick", "nats", "course", "slow")
-#: modules that run the course: notebooks, browser, nbgrader, Binder
+#: modules that run the course: notebooks, a real browser, nbgrader, Binder
 COURSE_MODULES = {"test_notebooks", "test_grading", "test_binder", "test_browser", "test_classroom_notebooks",
-                  "test_classroom_browser"}
+                  "test_classroom_browser", "test_flowmap_browser"}
 #: load and soak, benchmarks
 SLOW_MODULES = {"test_benchmark"}
 #: modules whose tests are ``quick`` unless they ask for a process fixture or are named in NOT_QUICK
