@@ -7,7 +7,7 @@ Every test carries exactly one tier marker, by cost (registered in pyproject.tom
 ``course``  the course itself: notebooks, the demo, the real browser, nbgrader, the Binder emulation
 ``slow``    load and soak (minutes), the benchmark
 
-The inner loop is ``python -m pytest -m "quick or nats"``. A test module or test may set its tier
+The inner loop is ``python -m pytest -m "quick or nats" -n 2``. A test module or test may set its tier
 with a marker; otherwise the tables below decide (a module not named in them is ``nats``).
 """
 
@@ -133,8 +133,15 @@ def shared_broker():
 
 
 def nats_server_pids() -> set:
-    """Pids of every nats-server process on the machine."""
-    return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "nats-server"}
+    """Pids of the nats-server processes this test process started (not other test runs' on the machine)."""
+    found = set()
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.name() == "nats-server":
+                found.add(p.pid)
+        except psutil.Error:
+            pass
+    return found
 
 
 def recorded_alive() -> list:
