@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 
@@ -14,6 +15,7 @@ import pytest
 
 import trashlab
 from conftest import nats_server_pids, unique
+from trashlab.servers.config import Ports
 
 
 def test_start_serves_clients_and_monitoring(broker):
@@ -220,3 +222,30 @@ def test_orphan_of_a_crashed_owner_is_cleaned_at_next_start():
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_reading_the_command_and_config_has_no_side_effects(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # every temp folder trashlab could make lands here
+    b = trashlab.Broker(unique("pure"), host="0.0.0.0", user="u", password="p", jetstream=True)
+    a = trashlab.AccountsBroker(unique("pureacc"))
+    assert b.command == ["nats-server", "--config", f"{b.name}.conf"]
+    assert 'http: "127.0.0.1:-1"' in b.config_text and "jetstream" in b.config_text
+    assert "accounts {" in a.config_text and a.command[1] == "--config"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_requested_and_assigned_ports_are_separate():
+    b = trashlab.Broker(unique("ports"))
+    assert b.requested_ports == Ports(None, None, None) and b.assigned_ports is None and b.port is None
+    b.start()
+    try:
+        assert b.requested_ports == Ports(None, None, None)  # what was asked stays what was asked
+        assert b.assigned_ports.client == b.port and b.port > 0 and b.http_port > 0
+        assert "\nport: -1\n" in b.config_text  # it asked nats-server for any free port
+        port = b.port
+        b.kill()
+        b.restart()
+        assert b.port == port and b.requested_ports.client is None  # a restart asks for the ports it had
+        assert f"\nport: {port}\n" in b.config_text
+    finally:
+        b.stop()

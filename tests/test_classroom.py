@@ -184,7 +184,7 @@ async def test_a_joined_student_s_course_broker_reaches_the_class(hub, class_fil
     assert leave() is True and joined() is None
     private = trashlab.Broker(unique("iot-msg")).start()
     try:
-        assert "leafnodes" not in " ".join(private.command) and "--config" not in private.command
+        assert "leafnodes" not in private.config_text and private.config.leaf_remote is None
     finally:
         private.stop()
 
@@ -286,14 +286,14 @@ def test_rerunning_the_broker_cell_after_joining_makes_it_join(hub, class_file):
     name = unique("iot-msg")
     first = trashlab.Broker(name).start()
     try:
-        assert first._leaf is None
+        assert first.config.leaf_remote is None
         join(hub.join_line("s02", host="127.0.0.1"))
         second = trashlab.Broker(name).start()
-        assert second.pid != first.pid and second._leaf and "--config" in second.command
+        assert second.pid != first.pid and second.config.leaf_remote and "leafnodes" in second.config_text
         assert trashlab.Broker(name).start().pid == second.pid  # same settings: reused
         leave()
         third = trashlab.Broker(name).start()
-        assert third.pid != second.pid and third._leaf is None
+        assert third.pid != second.pid and third.config.leaf_remote is None
         third.stop()
     finally:
         first.stop()

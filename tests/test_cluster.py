@@ -37,7 +37,7 @@ async def test_two_nodes_route_to_each_other(pair):
 async def test_route_url_is_the_labs_form(pair):
     first = pair.first
     assert first.route_url == f"nats-route://ruser:T0pS3cr3t@127.0.0.1:{first.cluster_port}"
-    assert "my_cluster" in first.command
+    assert "my_cluster" in first.config_text and first.command[1:2] == ["--config"]
 
 
 async def test_client_given_one_url_discovers_the_other(pair):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
@@ -87,7 +88,11 @@ def test_a_route_given_by_name_joins_the_lab_way():
     first = trashlab.Broker(unique("seed"), cluster=True).start()
     second = trashlab.Broker(unique("join"), routes=[f"nats-route://ruser:T0pS3cr3t@{first.name}:6222"]).start()
     try:
-        assert f"127.0.0.1:{first.cluster_port}" in " ".join(second.command)
+        assert f"ruser:T0pS3cr3t@127.0.0.1:{first.cluster_port}" in second.config_text
+        deadline = time.monotonic() + 10
+        while first.name not in set(second.routez()["remote_name"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert first.name in set(second.routez()["remote_name"])
     finally:
         second.stop()
         first.stop()

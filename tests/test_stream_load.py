@@ -60,7 +60,7 @@ async def test_malformed_stream_into_collector_and_report_service(broker):
     published = summary["published"]
     assert published == rate * seconds and summary["errors"] == 0, summary
     await _until(lambda: col.count + col.rejected_count >= published
-                 and svc.received + svc.rejected >= published, 30)
+                 and svc.received + svc.rejected_count >= published, 30)
     took = time.monotonic() - started
     valid, kinds = flood.expected(published, bad=True)
     server_drops = broker.varz().loc["slow_consumers", "value"]

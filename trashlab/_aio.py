@@ -35,6 +35,14 @@ def run(coro: Awaitable[T]) -> T:
     return _loop.run_until_complete(coro)
 
 
+async def quietly(step: Awaitable[object]) -> None:
+    """Await a clean-up step whose failure changes nothing (the thing is going away anyway)."""
+    try:
+        await step
+    except Exception:
+        pass
+
+
 async def cancel(task: Optional["asyncio.Task"], timeout: float = 5.0) -> None:
     """Cancel a background task and wait until it has finished (its errors are not re-raised).
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import sys
 import time
-from typing import Callable, Iterator, Optional
+from typing import Awaitable, Callable, Iterator, Optional
 
 #: what the running cell is waiting for right now: (description, started at)
 _waits: "list[tuple[str, float]]" = []
@@ -96,32 +97,48 @@ class StatusLine:
             print(text, flush=True)
 
 
-async def wait_until(check: Callable[[], bool], *, timeout: float, what: str,
+async def wait_until(check: "Callable[[], bool | Awaitable[bool]]", *, timeout: float, what: str,
                      status: Optional[StatusLine] = None, every: float = 0.05,
-                     why: Optional[Callable[[], str]] = None) -> bool:
-    """Await ``check()`` becoming true (at most ``timeout`` s), showing ``what`` and the seconds waited.
+                     why: Optional[Callable[[], str]] = None, show: bool = True,
+                     show_after: float = 0.0) -> bool:
+    """Await ``check()`` (a function, or a coroutine function) becoming true, at most ``timeout`` s.
 
-    Giving up says so on the line, with ``why()`` (the likely cause) when given; an Interrupt
-    leaves "interrupted" on it.
+    The one wait-with-progress of trashlab: a status line shows ``what`` and the seconds waited once the
+    wait is longer than ``show_after`` s (never with ``show=False``; a quick wait then prints nothing);
+    giving up says so on the line, with ``why()`` (the likely cause) when given; an Interrupt leaves
+    "interrupted" on it. Returns False when it gave up.
     """
-    line = status or StatusLine(f"{what} ...")
-    deadline = time.monotonic() + timeout
+    line = status
+    started = time.monotonic()
     last = -1.0
+
+    def elapsed() -> float:
+        return time.monotonic() - started
+
     with waiting(what):
         try:
-            while not check():
-                if time.monotonic() > deadline:
-                    if status is None:
+            while True:
+                done = check()
+                if inspect.isawaitable(done):
+                    done = await done
+                if done:
+                    break
+                if elapsed() > timeout:
+                    if status is None and show:
                         cause = why() if why is not None else ""
-                        line.done(f"{what}: gave up after {line.elapsed:.1f} s" + (f": {cause}" if cause else ""))
+                        (line or StatusLine()).done(f"{what}: gave up after {elapsed():.1f} s"
+                                                    + (f": {cause}" if cause else ""))
                     return False
-                if line.elapsed - last >= 0.25:
-                    last = line.elapsed
-                    line.update(f"{what} ... {line.elapsed:.1f} s")
+                if line is None and show and elapsed() >= show_after:
+                    line = StatusLine(f"{what} ...")
+                if line is not None and elapsed() - last >= 0.25:
+                    last = elapsed()
+                    line.update(f"{what} ... {last:.1f} s")
                 await asyncio.sleep(every)
         except (asyncio.CancelledError, KeyboardInterrupt):
-            line.update(f"{what}: interrupted after {line.elapsed:.1f} s")
+            if line is not None:
+                line.update(f"{what}: interrupted after {elapsed():.1f} s")
             raise
-    if status is None:  # our own line: say how it ended
-        line.done(f"{what}: done after {line.elapsed:.1f} s")
+    if status is None and line is not None:  # our own line: say how it ended
+        line.done(f"{what}: done after {elapsed():.1f} s")
     return True

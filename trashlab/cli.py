@@ -138,7 +138,7 @@ def _broker(args) -> int:
     def announce() -> None:
         print(broker.url, flush=True)
         print(f"monitoring: {broker.monitor_url}  (name {broker.name}, pid {broker.pid}; Ctrl-C stops it)", flush=True)
-        leaf = broker._class_leaf()
+        leaf = broker.config.leaf_remote
         if leaf:
             from .servers.connection import mask
             print(f"in the class: a leaf node of the hub {mask(leaf)} (`trashlab classroom leave` to stop joining)",
@@ -222,7 +222,7 @@ async def _report(args) -> int:
           f"(levels kept in {svc.store.kind})", file=sys.stderr, flush=True)
     await stop.wait()
     await svc.stop()
-    print(f"received {svc.received} reports ({svc.rejected} rejected)", file=sys.stderr, flush=True)
+    print(f"received {svc.received} reports ({svc.rejected_count} rejected)", file=sys.stderr, flush=True)
     return 0
 
 

@@ -27,17 +27,18 @@ from typing import TYPE_CHECKING, List, Optional, Union
 import pandas as pd
 
 from .._aio import cancel
-from .._progress import waiting
+from .._progress import wait_until, waiting
 from ..servers.cluster import Cluster
 from ..services.collector import Collector
-from ..servers.connection import close_quietly, connect, url_of
+from ..servers.connection import connect
 from ..errors import BadArgument, BrokerError
 from ..message import SUBJECT
 from ..servers.monitor import fetch
+from ..services.lifecycle import NatsComponent
 from ..services.simulator import Simulator
 
 if TYPE_CHECKING:
-    from nats.aio.client import Client
+    pass
 
 log = logging.getLogger("trashlab")
 
@@ -180,13 +181,7 @@ class _AckedSimulator(Simulator):
         super().__init__(*args, **kwargs)
         self.give_up = give_up
         self.retries = 0
-        self._stopping = False
         self._run_id = uuid.uuid4().hex[:8]
-
-    async def stop(self) -> int:
-        """Stop publishing (also when a cancellation got lost inside nats-py), close the connection."""
-        self._stopping = True
-        return await super().stop()
 
     async def _publish(self, payload: bytes) -> None:
         assert self._nc is not None, "publishing before start()"
@@ -195,7 +190,7 @@ class _AckedSimulator(Simulator):
         deadline = loop.time() + self.give_up
         msg_id = f"{self._run_id}-{self.published + 1}"  # the stream drops a retry it already stored
         while True:
-            if self._stopping:  # nats-py may swallow a cancellation inside publish: stop for sure
+            if self.stopping:  # nats-py may swallow a cancellation inside publish: stop for sure
                 raise asyncio.CancelledError
             try:
                 await js.publish(self.subject, payload, timeout=0.5, headers={"Nats-Msg-Id": msg_id})
@@ -213,19 +208,17 @@ class _AckedSimulator(Simulator):
             self.on_publish(payload)
 
 
-class _DurableReader:
+class _DurableReader(NatsComponent):
     """Pulls from the drill's durable consumer into a Collector, acking each reading, dropping redeliveries."""
 
+    drain_on_stop = False  # what is not acked is redelivered to the next reader; nothing to hand over
+    stop_timeout = 2.0  # the node may be the one the drill killed
+
     def __init__(self, url: str, subject: str, collector: Collector) -> None:
-        self.url, self.subject, self.collector = url, subject, collector
+        super().__init__(url, "drill-collector")
+        self.subject, self.collector = subject, collector
         self.duplicates = 0
         self._seen: set = set()
-        self._nc: Optional[Client] = None
-        self._task: Optional[asyncio.Task] = None
-
-    @property
-    def connected_url(self) -> Optional[str]:
-        return url_of(self._nc) if self._nc else None
 
     async def leaders(self) -> dict:
         """Which node leads the drill's stream and its consumer right now."""
@@ -239,15 +232,13 @@ class _DurableReader:
         return {"stream": stream.cluster.leader if stream.cluster else None,
                 "consumer": consumer.cluster.leader if consumer.cluster else None}
 
-    async def start(self) -> "_DurableReader":
-        self._nc = await connect(self.url, name="drill-collector")
-        js = self._nc.jetstream(timeout=2.0)
+    async def _setup(self) -> None:
+        js = self._client.jetstream(timeout=2.0)
         self._psub = await js.pull_subscribe(self.subject, durable=DURABLE, stream=STREAM)
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="trashlab-drill-reader")
-        return self
+        self._background(self._run(), "pull")
 
     async def _run(self) -> None:
-        while True:
+        while not self.stopping:
             try:
                 msgs = await self._psub.fetch(200, timeout=0.2)
             except asyncio.CancelledError:
@@ -267,9 +258,6 @@ class _DurableReader:
                 except Exception:
                     pass
 
-    async def stop(self) -> None:
-        await cancel(self._task)
-        await close_quietly(self._nc, timeout=2)  # the node may be the one the drill killed
 
 
 async def _make_stream(url: str, subject: str, replicas: int) -> None:
@@ -310,16 +298,42 @@ async def _drop_stream(urls: List[str]) -> None:
 
 
 # ----- the drill --------------------------------------------------------------------------------
+async def end_drill(sampler: "asyncio.Task", clients: "List[Optional[NatsComponent]]",
+                    stream_on: Optional[List[str]]) -> None:
+    """A drill's clean-up: stop sampling, stop its clients, drop its stream (when it made one on those servers)."""
+    await cancel(sampler)
+    for client in clients:
+        if client is not None:
+            await client.stop()
+    if stream_on is not None:
+        await _drop_stream(stream_on)
+
+
+def track_connection(client: NatsComponent, path: List[tuple]) -> "asyncio.Task":
+    """Sample ``client.connected_url`` every millisecond into ``path`` as ``(time, host:port)`` at each change:
+    when it left a node and where it went. Cancel the task to stop."""
+    async def sample() -> None:
+        last: object = object()
+        while True:
+            now = client.connected_url
+            if now != last:
+                path.append((time.time(), now))
+                last = now
+            await asyncio.sleep(0.001)
+
+    return asyncio.get_running_loop().create_task(sample(), name=f"trashlab-track-{client.name}")
+
+
 async def _interest_reached(node, subject: str, timeout: float = 5.0) -> None:
     """Wait until ``node`` knows (through its routes) that someone subscribes to ``subject``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def known() -> bool:
         routes = fetch(node.monitor_url, "routez?subs=1").get("routes") or []
-        if any(subject in (r.get("subscriptions_list") or []) for r in routes):
-            return
-        await asyncio.sleep(0.01)
-    raise BrokerError(f"node {node.name} never learnt of the collector's subscription within {timeout:g}s: "
-                      "is the cluster formed? Try await cluster.wait_formed()")
+        return any(subject in (r.get("subscriptions_list") or []) for r in routes)
+
+    if not await wait_until(known, timeout=timeout, what=f"{node.name} learning of the collector's subscription",
+                            every=0.01, show_after=1.0):
+        raise BrokerError(f"node {node.name} never learnt of the collector's subscription within {timeout:g}s: "
+                          "is the cluster formed? Try await cluster.wait_formed()")
 
 
 async def failover_drill(cluster: Optional[Cluster] = None, *, jetstream: bool = False, rate: float = 200.0,
@@ -384,17 +398,7 @@ async def _drill(cluster: Cluster, first, other, victim, *, jetstream: bool, rat
     # the collector's connection, sampled every millisecond: when it left the victim and where it went
     path: List[tuple] = []
     target = sim if victim is not first else watched
-
-    async def sample() -> None:
-        last = object()
-        while True:
-            now = target.connected_url
-            if now != last:
-                path.append((time.time(), now))
-                last = now
-            await asyncio.sleep(0.001)
-
-    sampler = asyncio.get_running_loop().create_task(sample(), name="trashlab-drill-sampler")
+    sampler = track_connection(target, path)
     t0 = time.time()
     try:
         await sim.start()
@@ -413,13 +417,7 @@ async def _drill(cluster: Cluster, first, other, victim, *, jetstream: bool, rat
         published = sim.published
         await _settle(col, published, jetstream, progress)
     finally:
-        await cancel(sampler)
-        await sim.stop()
-        if reader is not None:
-            await reader.stop()
-        await col.stop()
-        if jetstream:
-            await _drop_stream(cluster.urls)
+        await end_drill(sampler, [sim, reader, col], cluster.urls if jetstream else None)
         if restore and not victim.running:
             victim.restart()
             await cluster.wait_formed(progress=progress)
@@ -430,17 +428,9 @@ async def _drill(cluster: Cluster, first, other, victim, *, jetstream: bool, rat
 
 async def _recovered(check, victim: str, progress: bool, timeout: float = 20.0) -> None:
     """Wait until the collector is connected elsewhere and readings are accepted again (at most ``timeout`` s)."""
-    deadline = time.monotonic() + timeout
-    said = False
-    start = time.monotonic()
-    while not check() and time.monotonic() < deadline:
-        if progress and not said and time.monotonic() - start > 1.0:
-            print(f"{victim} is gone: waiting for the cluster to recover (a new JetStream leader is elected "
-                  "after a few seconds of silence) ...", flush=True)
-            said = True
-        await asyncio.sleep(0.01)
-    if said:
-        print(f"recovered {time.monotonic() - start:.1f}s after the kill", flush=True)
+    await wait_until(check, timeout=timeout, every=0.01, show=progress, show_after=1.0,
+                     what=f"{victim} is gone: waiting for the cluster to recover (a new JetStream leader is "
+                          "elected after a few seconds of silence)")
 
 
 async def _settle(col: Collector, published: int, jetstream: bool, progress: bool) -> None:
@@ -448,17 +438,11 @@ async def _settle(col: Collector, published: int, jetstream: bool, progress: boo
     if not jetstream:
         await asyncio.sleep(0.3)
         return
-    deadline = time.monotonic() + 15
-    said = False
-    while time.monotonic() < deadline:
-        got = set(col.frame()["seq"].dropna().astype(int))
-        if len(got & set(range(1, published + 1))) >= published:
-            return
-        if progress and not said and deadline - time.monotonic() < 13:
-            print(f"waiting for the durable consumer to deliver the rest ({len(got)} of {published}) ...",
-                  flush=True)
-            said = True
-        await asyncio.sleep(0.1)
+    def delivered() -> bool:
+        return len(set(col.frame()["seq"].dropna().astype(int)) & set(range(1, published + 1))) >= published
+
+    await wait_until(delivered, timeout=15, every=0.1, show=progress, show_after=2.0,
+                     what=f"waiting for the durable consumer to deliver all {published} readings")
 
 
 def _result(mode, victim, cluster, col, published, published_at, duplicates, path, t0, kill_at, rate, leaders,

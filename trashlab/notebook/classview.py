@@ -51,8 +51,7 @@ class ClassReport(ReportService):
         try:
             can_id, level, _ = decode_fields(msg.data)
         except BadMessage as e:
-            self.rejected += 1
-            self.reasons[e.kind] += 1
+            self._rejects.add(msg.data, e, time.time())
             return
         self.received += 1
         await self.store.put(f"{student}/{can_id}", level, time.time())

@@ -25,6 +25,7 @@ from typing import Any, Optional
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ._live import LiveView
 from .._compat import ipympl_canvas, png
 from ..services.collector import Collector
 from ..errors import BadArgument, TrashlabError
@@ -97,6 +98,32 @@ class _TextStamps:
         gc.restore()
 
 
+def _one_artist(ax: Any, bars: Any) -> Any:
+    """One collection drawing ``bars`` (a BarContainer, kept as the model and hidden): one draw call
+    instead of one per bar, which was most of a refresh's drawing."""
+    from matplotlib.collections import PolyCollection
+
+    first = bars[0]
+    collection = PolyCollection([], edgecolors=first.get_edgecolor(), linewidths=first.get_linewidth(),
+                                zorder=first.get_zorder(), snap=True)
+    ax.add_collection(collection, autolim=False)
+    bars.collection = collection
+    for bar in bars:
+        bar.set_visible(False)
+    _copy_bars(bars)
+    return collection
+
+
+def _copy_bars(bars: Any) -> None:
+    """Give the collection the bars' current rectangles and colours."""
+    verts = []
+    for bar in bars:
+        x, y, w, h = bar.get_x(), bar.get_y(), bar.get_width(), bar.get_height()
+        verts.append(((x, y), (x, y + h), (x + w, y + h), (x + w, y)))
+    bars.collection.set_verts(verts)
+    bars.collection.set_facecolors([bar.get_facecolor() for bar in bars])
+
+
 def _ipympl_available() -> bool:
     try:
         import ipympl.backend_nbagg  # noqa: F401
@@ -105,7 +132,7 @@ def _ipympl_available() -> bool:
     return True
 
 
-class LiveDashboard:
+class LiveDashboard(LiveView):
     """Live histograms, fullest cans, rate and counters of a Collector; display it in a notebook cell."""
 
     _running: "weakref.WeakSet[LiveDashboard]" = weakref.WeakSet()
@@ -162,7 +189,7 @@ class LiveDashboard:
         dynamic: list = []
         for key, ax, title in ((True, ax_latest, "latest level per can"), (False, ax_all, "every reading")):
             bars = ax.bar(edges[:-1], counts, width=width, align="edge", color=_OK, edgecolor="white")
-            dynamic += [*bars, ax.axvline(self.threshold, color=_FULL, linestyle="--", linewidth=1)]
+            dynamic += [_one_artist(ax, bars), ax.axvline(self.threshold, color=_FULL, linestyle="--", linewidth=1)]
             ax.set_xlim(0, 100)
             ax.set_title(f"Level distribution: {title}", fontsize=10)
             ax.set_xlabel("level (%)", fontsize=9)
@@ -173,8 +200,8 @@ class LiveDashboard:
         self._top_pieces: list = [()] * self.top  # the same labels in two pieces, stamped in live frames
         self._stamps = _TextStamps(fig, 8)
         self._ax_top = ax_top
-        dynamic += [*self._top_bars, ax_top.axvline(self.threshold, color=_FULL, linestyle="--", linewidth=1),
-                    *self._top_labels]
+        dynamic += [_one_artist(ax_top, self._top_bars),
+                    ax_top.axvline(self.threshold, color=_FULL, linestyle="--", linewidth=1), *self._top_labels]
         ax_top.set_xlim(0, 100)
         ax_top.set_ylim(self.top - 0.5, -0.7)
         ax_top.set_yticks([])
@@ -238,6 +265,8 @@ class LiveDashboard:
                 bar.set_width(0)
                 label.set_text("")
                 self._top_pieces[i] = ()
+        for bars in [bars for _, bars in self._hist.values()] + [self._top_bars]:
+            _copy_bars(bars)
         history = col.rate_history(self.window + 1)[:-1]  # whole seconds only
         now = history[-1][0] + 1
         self._rate_line.set_data([s - now for s, _ in history], [c for _, c in history])
@@ -348,16 +377,6 @@ class LiveDashboard:
                     log.warning("trashlab: dashboard stopped refreshing: %s", e)
                     return
             await asyncio.sleep(self.refresh_interval)
-
-    @property
-    def running(self) -> bool:
-        """True while the refresh task runs (also while paused)."""
-        return self._task is not None and not self._task.done()
-
-    @property
-    def paused(self) -> bool:
-        """True while refreshing is paused."""
-        return self._paused
 
     def pause(self) -> None:
         """Stop redrawing for now (messages keep being collected)."""

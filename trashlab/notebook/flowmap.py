@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from ._live import LiveView
 from ..errors import BadArgument, BrokerError, TrashlabError
 from ..servers.chaos import dropping, in_lame_duck
 
@@ -139,7 +140,7 @@ class _Wiretap:
                 pass
 
 
-class FlowMap:
+class FlowMap(LiveView):
     """A live map of servers, clients, subjects and message rates; display it as a cell's last line.
 
     ``target``: a :class:`~trashlab.Broker`, a :class:`~trashlab.Cluster`, or the name of one started in
@@ -569,16 +570,6 @@ class FlowMap:
                         log.warning("trashlab: flow map stopped refreshing: %s", e)
                         return
             await asyncio.sleep(self.refresh_interval)
-
-    @property
-    def running(self) -> bool:
-        """True while the refresh task runs (also while paused)."""
-        return self._task is not None and not self._task.done()
-
-    @property
-    def paused(self) -> bool:
-        """True while refreshing is paused."""
-        return self._paused
 
     def pause(self) -> None:
         """Stop redrawing for now."""

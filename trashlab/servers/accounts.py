@@ -8,10 +8,11 @@ another account sees nothing on ``trash-level`` even though it talks to the very
 
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 from typing import Mapping, Optional
 
 from .broker import Broker
+from .config import Ports, ServerConfig, accounts_block, freeze_accounts
 from ..errors import BadArgument
 
 #: Teaching defaults: the IoT account (gateways and the report service) and an office account.
@@ -23,16 +24,7 @@ DEFAULT_ACCOUNTS = {
 
 def accounts_config(accounts: Mapping[str, Mapping[str, str]]) -> str:
     """The nats-server configuration text declaring ``accounts`` (account → {user: password})."""
-    if not accounts:
-        raise BadArgument("give at least one account, e.g. {'IOT': {'gateway': 'secret'}}")
-    lines = ["accounts {"]
-    for account, users in accounts.items():
-        if not users:
-            raise BadArgument(f"account {account!r} has no users: give {{'user': 'password'}}")
-        entries = ", ".join(f"{{user: {json.dumps(u)}, password: {json.dumps(p)}}}" for u, p in users.items())
-        lines.append(f"  {account}: {{ users: [ {entries} ] }}")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+    return accounts_block(freeze_accounts(accounts)) + "\n"
 
 
 class AccountsBroker(Broker):
@@ -46,11 +38,8 @@ class AccountsBroker(Broker):
         self.accounts = {a: dict(u) for a, u in (accounts or DEFAULT_ACCOUNTS).items()}
         accounts_config(self.accounts)  # bad input fails now, not at start
 
-    def _settings(self) -> tuple:
-        return super()._settings() + (json.dumps(self.accounts, sort_keys=True),)
-
-    def _config_extra(self) -> str:
-        return accounts_config(self.accounts)
+    def _config(self, ports: Ports, store: Optional[str], ports_dir: Optional[str]) -> ServerConfig:
+        return replace(super()._config(ports, store, ports_dir), accounts=freeze_accounts(self.accounts))
 
     def account_of(self, user: str) -> str:
         """The account a user belongs to."""

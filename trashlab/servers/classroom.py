@@ -23,13 +23,14 @@ import re
 import secrets
 import socket
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from ..errors import BadArgument, BrokerError, ConnectionFailed
 from .broker import Broker, is_loopback
+from .config import Ports, ServerConfig
 from .connection import mask
 
 log = logging.getLogger("trashlab")
@@ -66,18 +67,14 @@ def class_subject(student: str, subject: str = EXPORTED) -> str:
     return f"{CLASS_PREFIX}.{student}.{subject}"
 
 
-def hub_config(seats: Mapping[str, str], instructor_password: str, *, host: str = "127.0.0.1",
-               port: Optional[int] = None, http_port: Optional[int] = None, leaf_port: Optional[int] = None,
-               websocket_port: Optional[int] = None, name: str = "class-hub") -> str:
-    """The hub's nats-server configuration: an account per student (exporting ``trash-level``),
-    the instructor's account importing them all; monitoring always on 127.0.0.1."""
+def hub_blocks(seats: Mapping[str, str], instructor_password: str, *, host: str = "127.0.0.1",
+               leaf_port: Optional[int] = None, websocket_port: Optional[int] = None) -> "tuple[str, ...]":
+    """The hub's own config blocks: its leaf-node (and WebSocket) listener, an account per student
+    (exporting ``trash-level``), the instructor's account importing them all."""
     if not seats:
         raise BadArgument("a class needs at least one student")
     q = json.dumps
-    lines = [f"server_name: {q(name)}",
-             f"listen: {q(f'{host}:{port or -1}')}",
-             f"http: {q(f'127.0.0.1:{http_port or -1}')}",  # monitoring stays on this machine
-             f"leafnodes {{ listen: {q(f'{host}:{leaf_port or -1}')} }}"]
+    lines = [f"leafnodes {{ listen: {q(f'{host}:{leaf_port or -1}')} }}"]
     if websocket_port is not None:
         lines.append(f"websocket {{ listen: {q(f'{host}:{websocket_port or -1}')}, no_tls: true }}")
     lines.append("accounts {")
@@ -89,7 +86,7 @@ def hub_config(seats: Mapping[str, str], instructor_password: str, *, host: str 
     lines.append(f"  {INSTRUCTOR.upper()}: {{ users: [ {{user: {q(INSTRUCTOR)}, password: {q(instructor_password)}}} ], "
                  f"imports: [ {imports} ] }}")
     lines.append("}")
-    return "\n".join(lines) + "\n"
+    return tuple(lines)
 
 
 class ClassHub(Broker):
@@ -127,25 +124,14 @@ class ClassHub(Broker):
         self.advertise = advertise
 
     # ----- configuration ------------------------------------------------------------------
-    def _settings(self) -> tuple:
-        return super()._settings() + (json.dumps(self.seats, sort_keys=True), self.instructor_password,
-                                      self.leaf_port, self.websocket_port)
-
     def _check_security(self) -> None:
         pass  # every account has a password: the hub never accepts anonymous clients, wherever it listens
 
-    def _argv(self, ports_dir: Path, store: Optional[str]) -> list:
-        if ports_dir.name == "<ports-dir>":
-            return ["nats-server", "--config", "<class-hub.conf>"]
-        from .broker import find_nats_server
-
-        conf = Path(self._tmpdir()) / "class-hub.conf"
-        conf.touch(mode=0o600)
-        conf.chmod(stat.S_IRUSR | stat.S_IWUSR)  # it holds every password
-        conf.write_text(hub_config(self.seats, self.instructor_password, host=self.host, port=self.port,
-                                   http_port=self.http_port, leaf_port=self.leaf_port,
-                                   websocket_port=self.websocket_port, name=self.name))
-        return [find_nats_server(), "--config", str(conf), "--ports_file_dir", str(ports_dir)]
+    def _config(self, ports: Ports, store: Optional[str], ports_dir: Optional[str]) -> ServerConfig:
+        """The broker's config (ports, monitoring on 127.0.0.1) plus the hub's listeners and accounts."""
+        blocks = hub_blocks(self.seats, self.instructor_password, host=self.host, leaf_port=self.leaf_port,
+                            websocket_port=self.websocket_port)
+        return replace(super()._config(ports, store, ports_dir), blocks=blocks)
 
     def start(self) -> "ClassHub":
         """Start the hub and wait until it accepts clients (students' and the instructor's)."""
@@ -189,8 +175,8 @@ class ClassHub(Broker):
 
     def student_url(self, student: str, *, host: Optional[str] = None) -> str:
         """The student's client URL, ``nats://s01:PASSWORD@host:port``."""
-        run = self._require_started()
-        return f"nats://{student}:{self._seat(student)}@{host or self.public_host}:{run.port}"
+        self._require_started()
+        return f"nats://{student}:{self._seat(student)}@{host or self.public_host}:{self.port}"
 
     def join_line(self, student: str, *, host: Optional[str] = None) -> str:
         """What the student passes to ``trashlab.join``: the client URL plus ``?leaf=PORT``."""
@@ -207,14 +193,14 @@ class ClassHub(Broker):
     @property
     def instructor_url(self) -> str:
         """The instructor's client URL (sees ``class.<student>.trash-level`` for every student)."""
-        run = self._require_started()
-        return f"nats://{INSTRUCTOR}:{self.instructor_password}@{self.client_host}:{run.port}"
+        self._require_started()
+        return f"nats://{INSTRUCTOR}:{self.instructor_password}@{self.client_host}:{self.port}"
 
     def write_roster(self, folder: Union[str, Path] = "class") -> Path:
         """Write ``roster.txt`` (one join line per student), ``students/<student>.txt`` (each line as a file
         of its own) and ``instructor.json`` (the class view's connection) into ``folder``, readable by you
         only; returns the roster's path."""
-        run = self._require_started()
+        self._require_started()
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         lines = ["# trashlab class roster: hand each student their own line (it holds their password).",
@@ -234,7 +220,7 @@ class ClassHub(Broker):
             _write_private(seats / f"{row.split()[0]}.txt", row + "\n")
         info = {"hub": self.name, "instructor_url": self.instructor_url, "monitor_url": self.monitor_url,
                 "students": self.students, "passwords": {**self.seats, INSTRUCTOR: self.instructor_password},
-                "port": run.port, "leaf_port": self.leaf_port, "websocket_port": self.websocket_port}
+                "port": self.port, "leaf_port": self.leaf_port, "websocket_port": self.websocket_port}
         _write_private(folder / INSTRUCTOR_FILE, json.dumps(info, indent=1) + "\n")
         return roster
 

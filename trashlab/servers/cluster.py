@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 import urllib.error
 import urllib.request
 from typing import Dict, List, Optional
@@ -27,6 +26,7 @@ import pandas as pd
 from .broker import CLUSTER_NAME, ROUTE_PASSWORD, ROUTE_USER, Broker, _free_port
 from ..errors import BadArgument, BrokerError, ClusterNotFormed, PortInUse
 from .monitor import fetch
+from .processes import ServerLifecycle
 
 log = logging.getLogger("trashlab")
 
@@ -55,7 +55,7 @@ def health(broker: Broker) -> dict:
         return {"status": "down", "error": str(getattr(e, "reason", e))}
 
 
-class Cluster:
+class Cluster(ServerLifecycle):
     """``size`` real nats-server nodes on 127.0.0.1 joined by routes; ``.urls``, ``.nodes[name]``, ``.routes()``."""
 
     def __init__(self, size: int = 2, name: str = "iot-msg", jetstream: bool = False, *,
@@ -245,29 +245,20 @@ class Cluster:
 
     async def wait_formed(self, timeout: float = 15.0, progress: bool = True) -> "Cluster":
         """Wait (at most ``timeout`` s) until all running nodes are routed together; else :class:`ClusterNotFormed`."""
-        from .._progress import waiting
+        from .._progress import wait_until
 
-        with waiting(f"waiting for cluster {self.name} to form"):
-            return await self._wait_formed(timeout, progress)
+        missing: List[str] = []
 
-    async def _wait_formed(self, timeout: float, progress: bool) -> "Cluster":
-        t0 = time.monotonic()
-        said = False
-        while True:
-            missing = await asyncio.get_running_loop().run_in_executor(None, self._missing)
-            if not missing:
-                if said:
-                    print(f"cluster {self.name} formed after {time.monotonic() - t0:.1f}s", flush=True)
-                return self
-            waited = time.monotonic() - t0
-            if waited > timeout:
-                raise ClusterNotFormed(
-                    f"cluster {self.name} not formed after {timeout:g}s ({'; '.join(missing[:3])}): check the "
-                    "nodes' logs with cluster.nodes[name].output, or stop() and start() it again")
-            if progress and waited > 2 and not said:
-                print(f"waiting for cluster {self.name} to form ({missing[0]}) ...", flush=True)
-                said = True
-            await asyncio.sleep(0.1)
+        async def formed() -> bool:
+            missing[:] = await asyncio.get_running_loop().run_in_executor(None, self._missing)
+            return not missing
+
+        if not await wait_until(formed, timeout=timeout, what=f"waiting for cluster {self.name} to form", every=0.1,
+                                show=progress, show_after=2.0, why=lambda: missing[0] if missing else ""):
+            raise ClusterNotFormed(
+                f"cluster {self.name} not formed after {timeout:g}s ({'; '.join(missing[:3])}): check the "
+                "nodes' logs with cluster.nodes[name].output, or stop() and start() it again")
+        return self
 
     # ----- the route table -------------------------------------------------------------------
     def routes(self) -> pd.DataFrame:
@@ -313,19 +304,6 @@ class Cluster:
                     pass
             rows.append(row)
         return pd.DataFrame(rows)
-
-    # ----- context managers ------------------------------------------------------------------
-    def __enter__(self) -> "Cluster":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> "Cluster":
-        return await self.astart()
-
-    async def __aexit__(self, *exc) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         up = sum(b.running for b in self.nodes.values())

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from nats.aio.client import Client
 from nats.errors import NoServersError
 
+from .._aio import quietly
 from .._compat import server_info
 from ..errors import BadArgument, ConnectionFailed, NoServerKnown
 from . import names
@@ -206,21 +207,6 @@ def check_subject(subject: str, *, wildcards: bool = False) -> str:
     return subject
 
 
-def count_slow_consumer(owner, err: Exception) -> bool:
-    """If ``err`` is nats-py's slow-consumer error, add it to ``owner.slow_consumer_events`` and warn
-    (at the 1st, 10th, 100th, 1000th and every 10 000th time); return True if it was one."""
-    from nats.errors import SlowConsumerError
-
-    if not isinstance(err, SlowConsumerError):
-        return False
-    owner.slow_consumer_events += 1
-    n = owner.slow_consumer_events
-    if n in (1, 10, 100, 1000) or n % 10000 == 0:
-        log.warning("trashlab [%s]: slow consumer, messages are being dropped by the client "
-                    "(%d times so far): collect less (max_rows, a queue group) or publish slower", owner.name, n)
-    return True
-
-
 def mask(url: str) -> str:
     """A URL with any credentials hidden, for logs."""
     return re.sub(r"//[^@/]*@", "//***@", url)
@@ -299,12 +285,12 @@ async def _connect(urls: list, name: str, on_error: Optional[Callable[[Exception
         # the first connection is tried once per URL: a wrong URL should fail fast, not retry forever
         await nc.connect(servers=urls, **{**opts, "max_reconnect_attempts": 1})
     except (asyncio.CancelledError, KeyboardInterrupt):  # the cell was interrupted: no half-open client left
-        await _quiet_close(nc)
+        await quietly(nc.close())
         raise
     except (NoServersError, OSError, TimeoutError) as e:
         e = state["last"] or e
         auth_required = server_info(nc).get("auth_required")
-        await _quiet_close(nc)
+        await quietly(nc.close())
         if auth_required or "authorization" in describe(e).lower():
             # it answered, asked for credentials, then hung up (nats-py may see only the reset)
             why = ("the credentials in the URL are wrong" if any("@" in u for u in urls)
@@ -317,19 +303,12 @@ async def _connect(urls: list, name: str, on_error: Optional[Callable[[Exception
             f"cannot reach {', '.join(mask(u) for u in urls)} ({describe(e)}): is a broker running? "
             "Start one with trashlab.Broker().start() or `trashlab broker`, or check the URL / NATS_URL") from None
     except Exception as e:  # auth errors and the like
-        await _quiet_close(nc)
+        await quietly(nc.close())
         raise ConnectionFailed(f"cannot connect to {', '.join(mask(u) for u in urls)}: {describe(e)}") from None
     nc.options["max_reconnect_attempts"] = opts["max_reconnect_attempts"]
     state["connecting"] = False
     _clients.add(nc)
     return nc
-
-
-async def _quiet_close(nc: Client) -> None:
-    try:
-        await nc.close()
-    except Exception:
-        pass
 
 
 async def close_quietly(nc: Optional[Client], *, drain: bool = False, timeout: float = 5.0) -> None:
@@ -347,7 +326,7 @@ async def close_quietly(nc: Optional[Client], *, drain: bool = False, timeout: f
                 await asyncio.wait_for(nc.drain(), timeout)
     except Exception as e:
         log.info("trashlab: %s while stopping (the server may be gone)", describe(e))
-    await _quiet_close(nc)
+    await quietly(nc.close())
 
 
 def url_of(nc: Client) -> Optional[str]:

@@ -39,7 +39,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Deque, Optional, Protocol, Sequence
+from typing import Callable, Deque, Optional, Protocol, Sequence, TypeVar
 
 import psutil
 
@@ -260,6 +260,36 @@ def children() -> "list[ManagedProcess]":
     """The processes this interpreter started that still run."""
     with _lock:
         return [c for c in _children if c.alive]
+
+
+class ServerLifecycle:
+    """The verbs of what runs as server processes (Broker, Cluster): ``start()`` and ``stop()`` are plain
+    calls that return when it is done; ``await astart()`` waits without blocking the event loop; both
+    work as ``with`` / ``async with``."""
+
+    def start(self: "S") -> "S":
+        raise NotImplementedError
+
+    async def astart(self: "S") -> "S":
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: "S") -> "S":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def __aenter__(self: "S") -> "S":
+        return await self.astart()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop()
+
+
+S = TypeVar("S", bound=ServerLifecycle)
 
 
 class Stoppable(Protocol):

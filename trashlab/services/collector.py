@@ -24,28 +24,24 @@ import itertools
 import logging
 import re
 import time
-from typing import TYPE_CHECKING, Deque, List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import numpy as np
 
 if TYPE_CHECKING:
     import pandas as pd
-    from nats.aio.client import Client
     from nats.aio.subscription import Subscription
 
-from ..servers.connection import (Servers, check_subject, close_quietly, connect, count_slow_consumer,
-                                  resolve_servers, url_of)
+from ..servers.connection import Servers, check_subject
 from .._compat import deliver_directly, pending_queue, release_pending, take_all
-from ._named import forget, replace
 from ..errors import BadArgument, BadMessage
 from ..message import SUBJECT, decode_fields
+from .levels import MemoryLevels
+from .lifecycle import KEEP_PAYLOAD, REJECTED_COLUMNS, NatsComponent, Rejects, RejectsReadings  # noqa: F401
 
 log = logging.getLogger("trashlab")
 
 COLUMNS = ["can_id", "level", "received_at", "subject", "seq"]
-REJECTED_COLUMNS = ["payload", "kind", "reason", "received_at"]
-#: How much of a rejected payload is kept for inspection (a 1 MB attack must not pile up in memory).
-KEEP_PAYLOAD = 1024
 
 #: Level histogram bins kept while collecting: 0-5 %, 5-10 %, ... 95-100 % (100 % counts in the last one).
 BINS = 20
@@ -194,26 +190,25 @@ def _utc(ns: np.ndarray):
         return pd.array(ns.view("M8[ns]"), dtype=dtype)
 
 
-class Collector:
+class Collector(RejectsReadings, NatsComponent):
     """Subscribes in the background and collects readings; ``frame()`` gives a pandas DataFrame."""
+
+    kind = "collector"
+    stop_timeout = 10.0
 
     def __init__(self, servers: Servers = None, subject: str = SUBJECT, max_rows: Optional[int] = None, *,
                  queue: Optional[str] = None, name: str = "collector", keep_rejected: int = 1000,
                  pending_msgs_limit: int = 512 * 1024) -> None:
         if max_rows is not None and (not isinstance(max_rows, int) or max_rows < 1):
             raise BadArgument(f"max_rows={max_rows!r} must be a positive whole number, or None to keep every row")
-        self.servers = servers
+        super().__init__(servers, name)
         self.subject = check_subject(subject, wildcards=True)
         self.max_rows = max_rows
         self.queue = queue
-        self.name = name
         self.pending_msgs_limit = pending_msgs_limit
         self._keep_rejected = keep_rejected
-        self.slow_consumer_events = 0
-        self.started_at: Optional[float] = None
         self._target = float("inf")
         self._reached: Optional[asyncio.Event] = None
-        self._nc: Optional[Client] = None
         self._sub: Optional[Subscription] = None
         self._queue: Optional[asyncio.Queue] = None
         self._reset()
@@ -225,15 +220,13 @@ class Collector:
         self._raw_subjects: Optional[List[str]] = [] if _has_wildcard(self.subject) else None
         self._chunk_open, self._chunk_time = False, 0
         self._cols = _Columns(self.max_rows)
-        self._rejected: Deque[tuple] = collections.deque(maxlen=self._keep_rejected)
-        self._latest: dict = {}
+        self._rejects = Rejects(self._keep_rejected)
+        self._latest = MemoryLevels()
         # incremental aggregates for dashboards: a refresh costs the same at 1k and at 1M rows
         self._bins_all = np.zeros(BINS + 1, dtype=np.int64)  # slot BINS holds level == 100.0
         self._bins_latest: List[int] = [0] * (BINS + 1)
         self._rate: dict = {}
         self._count = 0
-        self._rejected_count = 0
-        self._reasons: collections.Counter = collections.Counter()
 
     # ----- the hot path: keep the bytes ------------------------------------------------------
     async def _on_msg(self, msg) -> None:
@@ -296,9 +289,6 @@ class Collector:
         now = time.time_ns() if received_at is None else int(received_at * 1e9)
         self._parse([data], [(1, now)], [subject])
         return self._count > before
-
-    def _on_error(self, err: Exception) -> bool:
-        return count_slow_consumer(self, err)
 
     # ----- parsing in bulk --------------------------------------------------------------------
     def _sync(self) -> None:
@@ -380,10 +370,7 @@ class Collector:
             self._append(cans, levels, times, seqs, missing, subject_column)
 
     def _reject(self, data, e: BadMessage, at_ns: int) -> None:
-        self._rejected_count += 1
-        self._reasons[e.kind] += 1
-        kept = data[:KEEP_PAYLOAD] if not isinstance(data, str) else data[:KEEP_PAYLOAD].encode()
-        self._rejected.append((bytes(kept), e.kind, e.reason, int(at_ns) / 1e9))
+        self._rejects.add(data, e, int(at_ns) / 1e9)
 
     def _append(self, cans: list, levels: np.ndarray, times: np.ndarray, seqs: np.ndarray,
                 missing: np.ndarray, subjects) -> None:
@@ -395,11 +382,10 @@ class Collector:
         where = np.fromiter(last.values(), np.intp, len(last))
         latest, bins = self._latest, self._bins_latest
         for can, level, t in zip(last, levels[where].tolist(), (times[where] / 1e9).tolist()):
-            old = latest.get(can)
+            old = latest.record(can, level, t, 1 if counts is None else counts[can])
             if old is not None:
-                bins[int(old[0] * 0.2)] -= 1
+                bins[int(old.level * 0.2)] -= 1
             bins[int(level * 0.2)] += 1
-            latest[can] = (level, t, (0 if old is None else old[2]) + (1 if counts is None else counts[can]))
         seconds, per_second = np.unique(times // 1_000_000_000, return_counts=True)
         rate = self._rate
         for sec, c in zip(seconds.tolist(), per_second.tolist()):
@@ -419,42 +405,25 @@ class Collector:
         return self._count
 
     @property
-    def rejected_count(self) -> int:
-        """Payloads rejected so far."""
-        self._sync()
-        return self._rejected_count
+    def received(self) -> int:
+        """Valid readings received so far (the same as :attr:`count`)."""
+        return self.count
 
-    @property
-    def reasons(self) -> collections.Counter:
-        """Rejected payloads by kind (``not-json``, ``out-of-range`` ...)."""
+    def _before_reading(self) -> None:
         self._sync()
-        return self._reasons
 
     # ----- lifecycle ----------------------------------------------------------------------
     async def start(self) -> "Collector":
         """Connect and subscribe; returns at once while messages keep arriving in the background."""
-        if self.running:
-            return self
-        self.resolved = resolve_servers(self.servers)
-        await replace("collector", self.name, self)  # a re-run cell: the earlier one stops
-        self._nc = await connect(self.resolved, name=self.name, on_error=self._on_error)
-        self._sub = await self._nc.subscribe(self.subject, queue=self.queue or "", cb=self._on_msg,
-                                             pending_msgs_limit=self.pending_msgs_limit,
-                                             pending_bytes_limit=256 * 1024 * 1024)
+        return await super().start()
+
+    async def _setup(self) -> None:
+        nc = self._client
+        self._sub = await nc.subscribe(self.subject, queue=self.queue or "", cb=self._on_msg,
+                                       pending_msgs_limit=self.pending_msgs_limit,
+                                       pending_bytes_limit=256 * 1024 * 1024)
         self._queue = pending_queue(self._sub)  # nats-py's buffer of received messages, drained in batches by _on_msg
-        await self._nc.flush()  # the subscription is registered on the server when start() returns
-        self.started_at = time.time()
-        return self
-
-    @property
-    def running(self) -> bool:
-        """True while subscribed."""
-        return self._nc is not None and not self._nc.is_closed and self._sub is not None
-
-    @property
-    def connected_url(self) -> Optional[str]:
-        """``host:port`` of the server it receives from (None while disconnected)."""
-        return url_of(self._nc) if self._nc else None
+        await nc.flush()  # the subscription is registered on the server when start() returns
 
     async def wait_for(self, count: int, timeout: float = 10.0) -> int:
         """Wait until at least ``count`` valid readings arrived (at most ``timeout`` s); return the count.
@@ -494,11 +463,9 @@ class Collector:
     async def stop(self) -> int:
         """Deliver what is already buffered, unsubscribe and close; return ``count``. Never raises
         because the server is gone."""
-        # a round trip first: everything the server routed to us before stop() is then in our buffer,
-        # and drain() hands all of it to add() before unsubscribing for good
-        await close_quietly(self._nc, drain=True, timeout=10)
+        await super().stop()
         self._sub = None
-        forget("collector", self.name, self)
+        self._queue = None
         return self.count
 
     def count_since(self, start: float) -> int:
@@ -529,24 +496,15 @@ class Collector:
         import pandas as pd
 
         self._sync()
-        ids = can_order(self._latest)
-        values = [self._latest[c] for c in ids]
+        levels = dict(self._latest.items())
+        ids = can_order(levels)
+        values = [levels[c] for c in ids]
         return pd.DataFrame({
             "can_id": pd.Series(ids, dtype=object),
             "level": pd.Series([v[0] for v in values], dtype="float64"),
             "received_at": pd.to_datetime(pd.Series([v[1] for v in values], dtype="float64"), unit="s", utc=True),
             "readings": pd.Series([v[2] for v in values], dtype="int64"),
         })
-
-    @property
-    def rejected(self) -> pd.DataFrame:
-        """Payloads set aside: ``payload`` (bytes), ``kind``, ``reason``, ``received_at``."""
-        import pandas as pd
-
-        self._sync()
-        frame = pd.DataFrame(list(self._rejected), columns=REJECTED_COLUMNS)
-        frame["received_at"] = pd.to_datetime(frame["received_at"].astype("float64"), unit="s", utc=True)
-        return frame
 
     def histogram(self, latest: bool = False) -> Tuple[List[float], List[int]]:
         """Level histogram kept while collecting: ``(edges, counts)``; of every reading, or of the latest per can."""
@@ -580,15 +538,7 @@ class Collector:
     @property
     def rate(self) -> float:
         """Valid readings per second since start."""
-        if not self.started_at:
-            return 0.0
-        return self.count / max(1e-9, time.time() - self.started_at)
-
-    async def __aenter__(self) -> "Collector":
-        return await self.start()
-
-    async def __aexit__(self, *exc) -> None:
-        await self.stop()
+        return self._per_second(self.count)
 
     def __repr__(self) -> str:
         return (f"<Collector {self.subject} {'running' if self.running else 'stopped'}: "

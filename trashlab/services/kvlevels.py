@@ -18,7 +18,8 @@ import logging
 import re
 from typing import TYPE_CHECKING, Optional
 
-from .._aio import cancel
+from .._aio import cancel, quietly
+from .levels import Level, MemoryLevels
 
 if TYPE_CHECKING:
     from nats.js.kv import KeyValue
@@ -45,16 +46,16 @@ async def jetstream_available(nc, timeout: float = 1.0) -> bool:
     return True
 
 
-class KVLevels:
+class KVLevels(MemoryLevels):
     """Latest level per can in the JetStream key-value bucket ``trash-levels`` (a local copy answers reads)."""
 
     kind = "jetstream-kv"
 
     def __init__(self, bucket: str = BUCKET, replicas: Optional[int] = None) -> None:
+        super().__init__()
         self.bucket = bucket
         self.replicas = replicas
-        self._levels: dict = {}
-        self._dirty: dict = {}
+        self._dirty: "dict[str, Level]" = {}
         self._wake: Optional[asyncio.Event] = None
         self._kv: Optional[KeyValue] = None
         self._watcher: Optional[KeyValue.KeyWatcher] = None
@@ -95,11 +96,11 @@ class KVLevels:
             return
         try:
             doc = json.loads(entry.value)
-            can_id, value = doc["can_id"], (float(doc["level"]), float(doc["updated_at"]), int(doc["readings"]))
+            can_id, value = doc["can_id"], Level(float(doc["level"]), float(doc["updated_at"]), int(doc["readings"]))
         except (ValueError, KeyError, TypeError):
             return
         old = self._levels.get(can_id)
-        if old is None or value[1] >= old[1]:
+        if old is None or value.updated_at >= old.updated_at:
             self._levels[can_id] = value
 
     async def _follow(self) -> None:
@@ -128,7 +129,7 @@ class KVLevels:
         while self._dirty:
             can_id = next(iter(self._dirty))
             value = self._dirty.pop(can_id)
-            doc = {"can_id": can_id, "level": value[0], "updated_at": value[1], "readings": value[2]}
+            doc = value.row(can_id)
             try:
                 await self._kv.put(key_of(can_id), json.dumps(doc).encode())
             except asyncio.CancelledError:
@@ -141,20 +142,10 @@ class KVLevels:
 
     async def put(self, can_id: str, level: float, at: float) -> None:
         """Record a reading: locally at once, in the bucket a moment later."""
-        old = self._levels.get(can_id)
-        value = (level, at, 1 if old is None else old[2] + 1)
-        self._levels[can_id] = value
-        self._dirty[can_id] = value
+        self.record(can_id, level, at)
+        self._dirty[can_id] = self._levels[can_id]
         if self._wake is not None:
             self._wake.set()
-
-    def get(self, can_id: str) -> Optional[tuple]:
-        """``(level, updated_at, readings)`` for a can, or None."""
-        return self._levels.get(can_id)
-
-    def items(self) -> list:
-        """All ``(can_id, (level, updated_at, readings))`` pairs."""
-        return list(self._levels.items())
 
     @property
     def pending(self) -> int:
@@ -173,8 +164,5 @@ class KVLevels:
             await cancel(task)
         self._tasks = []
         if self._watcher is not None:
-            try:
-                await self._watcher.stop()
-            except Exception:
-                pass
+            await quietly(self._watcher.stop())
             self._watcher = None

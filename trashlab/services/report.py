@@ -18,7 +18,6 @@ Any NATS client can ask: ``nats req trash-report.level 135`` works as well as
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
 import logging
 import time
@@ -30,14 +29,14 @@ from nats.micro.service import NAME_REGEX, ServicePing, ServiceVerb, control_sub
 from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 
 if TYPE_CHECKING:
-    from nats.aio.client import Client
     from nats.micro.service import Service
     import pandas as pd
 
 from .collector import can_order
-from ..servers.connection import (Servers, check_subject, close_quietly, connect, count_slow_consumer, describe,
-                                  resolve_servers, url_of)
-from ._named import forget, replace
+from .._aio import quietly
+from .levels import LevelStore, MemoryLevels
+from .lifecycle import NatsComponent, Rejects, RejectsReadings
+from ..servers.connection import Servers, check_subject, connect, describe, resolve_servers
 from ..errors import BadArgument, BadMessage, CanNotFound, ServiceUnavailable
 from ..message import SUBJECT, decode_fields
 
@@ -48,37 +47,7 @@ VERSION = "1.0.0"
 LEVEL_COLUMNS = ["can_id", "level", "updated_at", "readings"]
 
 
-class MemoryLevels:
-    """Latest level per can, in this process's memory (lost when it stops)."""
-
-    kind = "memory"
-
-    def __init__(self) -> None:
-        self._levels: dict = {}
-
-    async def open(self, nc) -> None:
-        """Nothing to open for memory."""
-
-    async def put(self, can_id: str, level: float, at: float) -> None:
-        """Record a reading."""
-        old = self._levels.get(can_id)
-        self._levels[can_id] = (level, at, 1 if old is None else old[2] + 1)
-
-    def get(self, can_id: str) -> Optional[tuple]:
-        """``(level, updated_at, readings)`` for a can, or None."""
-        return self._levels.get(can_id)
-
-    def items(self) -> list:
-        """All ``(can_id, (level, updated_at, readings))`` pairs."""
-        return list(self._levels.items())
-
-
-def _row(can_id: str, value: tuple) -> dict:
-    level, at, readings = value
-    return {"can_id": can_id, "level": level, "updated_at": at, "readings": readings}
-
-
-class ReportService:
+class ReportService(RejectsReadings, NatsComponent):
     """Subscribes to ``trash-level``, keeps the latest level per can, answers ``trash-report`` requests.
 
     ``store=None`` (the default) keeps the levels in the JetStream bucket ``trash-levels`` when the server
@@ -86,32 +55,29 @@ class ReportService:
     ``stats()["store"]`` says which.
     """
 
+    kind = "report service"
+    stop_timeout = 5.0
+
     def __init__(self, servers: Servers = None, subject: str = SUBJECT, *, name: str = SERVICE,
                  store=None, on_message: Optional[Callable[[bytes], None]] = None,
                  pending_msgs_limit: int = 512 * 1024) -> None:
-        self.servers = servers
-        self.subject = check_subject(subject, wildcards=True)
         if not isinstance(name, str) or not NAME_REGEX.match(name):
             raise BadArgument(f"service name {name!r}: use letters, digits, '-' or '_'")
-        self.name = name
+        super().__init__(servers, name)
+        self.subject = check_subject(subject, wildcards=True)
         self._auto_store = store is None
-        self.store = store if store is not None else MemoryLevels()
+        self.store: LevelStore = store if store is not None else MemoryLevels()
         self.on_message = on_message
         self.received = 0
-        self.rejected = 0
-        self.reasons: collections.Counter = collections.Counter()  # rejected payloads by kind
-        self.slow_consumer_events = 0  # readings the client dropped because this service fell behind
+        self._rejects = Rejects()
         self.pending_msgs_limit = pending_msgs_limit
-        self.started_at: Optional[float] = None
-        self._nc: Optional[Client] = None
         self._service: Optional[Service] = None
 
     async def _on_msg(self, msg) -> None:
         try:
             can_id, level, _ = decode_fields(msg.data)
         except BadMessage as e:
-            self.rejected += 1
-            self.reasons[e.kind] += 1
+            self._rejects.add(msg.data, e, time.time())
             log.debug("trashlab [%s]: rejected %r: %s", self.name, msg.data[:80], e.reason)
             return
         self.received += 1
@@ -121,7 +87,7 @@ class ReportService:
 
     # ----- request handlers ---------------------------------------------------------------
     async def _levels(self, req) -> None:
-        rows = [_row(c, v) for c, v in self.store.items()]
+        rows = [v.row(c) for c, v in self.store.items()]
         await req.respond(json.dumps({"cans": rows}).encode())
 
     async def _level(self, req) -> None:
@@ -131,7 +97,7 @@ class ReportService:
             what = f"no reading for can {can_id!r} yet" if can_id else "no can id in the request"
             await req.respond_error("404", what)
             return
-        await req.respond(json.dumps(_row(can_id, value)).encode())
+        await req.respond(json.dumps(value.row(can_id)).encode())
 
     async def _stats(self, req) -> None:
         await req.respond(json.dumps(self.stats()).encode())
@@ -139,84 +105,61 @@ class ReportService:
     def stats(self) -> dict:
         """Counts: cans known, readings received and rejected, where levels are kept, uptime."""
         return {"service": self.name, "cans": len(self.store.items()), "received": self.received,
-                "rejected": self.rejected, "reasons": dict(self.reasons),
+                "rejected": self.rejected_count, "reasons": dict(self.reasons),
                 "slow_consumer_events": self.slow_consumer_events, "store": self.store.kind,
                 "uptime_s": round(time.time() - self.started_at, 3) if self.started_at else 0.0}
 
     # ----- lifecycle ----------------------------------------------------------------------
     async def start(self) -> "ReportService":
         """Connect, subscribe and register the ``trash-report`` service; returns at once."""
-        if self.running:
-            return self
-        self.resolved = resolve_servers(self.servers)
-        await replace("report service", self.name, self)  # a re-run cell: the earlier one stops
-        self._nc = await connect(self.resolved, name=self.name, on_error=lambda e: count_slow_consumer(self, e))
+        return await super().start()
+
+    async def _setup(self) -> None:
         if self._auto_store:
             from .kvlevels import KVLevels, jetstream_available
 
-            if await jetstream_available(self._nc):
+            if await jetstream_available(self._client):
                 self.store = KVLevels()
             else:
                 log.info("trashlab [%s]: no JetStream on this server: levels are kept in memory "
                          "(lost when the service stops)", self.name)
         try:
-            await self.store.open(self._nc)
+            await self.store.open(self._client)
         except Exception as e:
-            if not isinstance(self.store, MemoryLevels) and self._auto_store:
+            if self.store.kind != MemoryLevels.kind and self._auto_store:
                 log.warning("trashlab [%s]: JetStream bucket not usable (%s): keeping levels in memory",
                             self.name, describe(e))
                 self.store = MemoryLevels()
             else:
-                await self._nc.close()
                 raise
-        await self._nc.subscribe(self.subject, cb=self._on_msg, pending_msgs_limit=self.pending_msgs_limit)
+        await self._client.subscribe(self.subject, cb=self._on_msg, pending_msgs_limit=self.pending_msgs_limit)
         self._service = await micro.add_service(
-            self._nc, name=self.name, version=VERSION,
+            self._client, name=self.name, version=VERSION,
             description="latest trash-can levels from the trash-level subject")
         group = self._service.add_group(name=self.name)
         await group.add_endpoint(name="levels", handler=self._levels)
         await group.add_endpoint(name="level", handler=self._level)
         await group.add_endpoint(name="stats", handler=self._stats)
-        await self._nc.flush()
-        self.started_at = time.time()
-        return self
-
-    @property
-    def running(self) -> bool:
-        """True while connected and serving."""
-        return self._nc is not None and not self._nc.is_closed
-
-    @property
-    def connected_url(self) -> Optional[str]:
-        """``host:port`` of the server it is connected to (None while disconnected)."""
-        return url_of(self._nc) if self._nc else None
+        await self._client.flush()
 
     def levels(self) -> pd.DataFrame:
         """This instance's latest levels as a DataFrame (no request needed in-process)."""
-        return _levels_frame([_row(c, v) for c, v in self.store.items()])
+        return _levels_frame([v.row(c) for c, v in self.store.items()])
 
     async def stop(self) -> None:
-        """Deregister, finish in-flight messages and close; never raises because the server is gone."""
+        """Deregister, write what the store still holds, finish in-flight messages and close; never raises
+        because the server is gone."""
+        await super().stop()
+
+    async def _teardown(self) -> None:
         if self._service is not None:
-            try:
-                await self._service.stop()
-            except Exception:
-                pass
+            await quietly(self._service.stop())
             self._service = None
-        close = getattr(self.store, "close", None)
-        if close is not None and self._nc is not None and self._nc.is_connected:
+        if self._client.is_connected:  # a server that went away keeps the levels in its JetStream store
             try:
-                await close()
-            except Exception as e:  # the server went away: the levels stay in its JetStream store
+                await self.store.close()
+            except Exception as e:
                 log.info("trashlab [%s]: closing the level store: %s", self.name, describe(e))
-        await close_quietly(self._nc, drain=True, timeout=5)
-        forget("report service", self.name, self)
-
-    async def __aenter__(self) -> "ReportService":
-        return await self.start()
-
-    async def __aexit__(self, *exc) -> None:
-        await self.stop()
 
     def __repr__(self) -> str:
         return (f"<ReportService {self.name} {'running' if self.running else 'stopped'}: "

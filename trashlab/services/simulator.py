@@ -5,19 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from typing import TYPE_CHECKING, Callable, Optional
 
 from nats.errors import ConnectionClosedError, OutboundBufferLimitError
 
-from .._aio import cancel
-from ..servers.connection import Servers, check_subject, close_quietly, connect, resolve_servers
-from ._named import forget, replace
+from ..servers.connection import Servers, check_subject
 from ..errors import BadArgument
 from ..message import SUBJECT, encode
+from .lifecycle import NatsComponent
 
 if TYPE_CHECKING:
-    from nats.aio.client import Client
+    pass
 
 log = logging.getLogger("trashlab")
 
@@ -25,7 +23,7 @@ log = logging.getLogger("trashlab")
 _BURST = 256
 
 
-class Simulator:
+class Simulator(NatsComponent):
     """Publishes ``{"can_id":"135", "level":"42.93..."}`` every ``interval`` seconds as a background task."""
 
     def __init__(self, servers: Servers = None, subject: str = SUBJECT, interval: float = 4.0,
@@ -38,22 +36,19 @@ class Simulator:
             raise BadArgument(f"cans={cans!r} must be a positive whole number, e.g. 1000")
         if count is not None and (not isinstance(count, int) or count < 0):
             raise BadArgument(f"count={count!r} must be a whole number >= 0, or None to run until stopped")
-        self.servers = servers
+        super().__init__(servers, name)
         self.subject = check_subject(subject)
         self.interval = float(interval)
         self.cans = cans
         self.count = count
         self.seed = seed
         self.sequence = sequence
-        self.name = name
         self.on_publish = on_publish
         self.published = 0
         self.dropped = 0
         #: why publishing stopped early (None while fine)
         self.error: Optional[str] = None
-        self.started_at: Optional[float] = None
         self._rng = random.Random(seed)
-        self._nc: Optional[Client] = None
         self._task: Optional[asyncio.Task] = None
 
     def reading(self) -> bytes:
@@ -62,27 +57,21 @@ class Simulator:
         can_id = str(round(self._rng.random() * self.cans))
         return encode(can_id, level, self.published + 1 if self.sequence else None)
 
-    async def start(self) -> "Simulator":
-        """Connect and start publishing in the background; returns at once."""
-        if self.running:
-            return self
-        self.resolved = resolve_servers(self.servers)  # bad URLs fail here, before any connection attempt
-        await replace("simulator", self.name, self)  # a re-run cell: the earlier one stops
-        self._nc = await connect(self.resolved, name=self.name)
-        self.started_at = time.time()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"trashlab-{self.name}")
-        return self
+    kind = "simulator"
+    drain_on_stop = False  # a publisher: flush what is buffered, nothing to deliver
+    stop_timeout = 2.0
+
+    async def _setup(self) -> None:
+        """Start publishing in the background."""
+        self._task = self._background(self._run(), "publish")
+
+    def _result(self) -> int:
+        return self.published
 
     @property
     def running(self) -> bool:
         """True while the publishing task runs."""
         return self._task is not None and not self._task.done()
-
-    @property
-    def connected_url(self) -> Optional[str]:
-        """``host:port`` of the server it publishes to (None while disconnected)."""
-        from ..servers.connection import url_of
-        return url_of(self._nc) if self._nc else None
 
     async def _publish(self, payload: bytes) -> None:
         assert self._nc is not None, "publishing before start()"
@@ -99,7 +88,7 @@ class Simulator:
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         try:
-            while self.count is None or self.published + self.dropped < self.count:
+            while not self.stopping and (self.count is None or self.published + self.dropped < self.count):
                 if self.interval > 0:
                     await self._publish(self.reading())
                     next_at += self.interval
@@ -138,27 +127,13 @@ class Simulator:
         return self.published
 
     async def stop(self) -> int:
-        """Stop publishing, flush what is buffered, close the connection; return ``published``.
-
-        Never raises because the server is gone: stopped is stopped.
-        """
-        await cancel(self._task)
-        await close_quietly(self._nc, timeout=2)
-        forget("simulator", self.name, self)
-        return self.published
+        """Stop publishing, flush what is buffered, close the connection; return ``published``."""
+        return await super().stop()
 
     @property
     def rate(self) -> float:
         """Messages published per second since start."""
-        if not self.started_at:
-            return 0.0
-        return self.published / max(1e-9, time.time() - self.started_at)
-
-    async def __aenter__(self) -> "Simulator":
-        return await self.start()
-
-    async def __aexit__(self, *exc) -> None:
-        await self.stop()
+        return self._per_second(self.published)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

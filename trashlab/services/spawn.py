@@ -31,7 +31,7 @@ class ServiceProcess:
     def __init__(self, role: str, name: str, args: list, ready_marker: str, count_prefix: str) -> None:
         self.role, self.name, self.args = role, name, list(args)
         self.ready_marker, self.count_prefix = ready_marker, count_prefix
-        self.count = 0
+        self.messages = 0
         self.first_at: Optional[float] = None
         self.last_at: Optional[float] = None
         self.proc = ManagedProcess(python_command(*self.args), kind=role, name=name, on_line=self._on_line)
@@ -44,10 +44,15 @@ class ServiceProcess:
 
     def _on_line(self, line: str) -> None:
         if line.startswith(self.count_prefix):
-            self.count += 1
+            self.messages += 1
             self.last_at = time.time()
             if self.first_at is None:
                 self.first_at = self.last_at
+
+    @property
+    def count(self) -> int:
+        """Messages it published or received (the old spelling of :attr:`messages`)."""
+        return self.messages
 
     @property
     def ready(self) -> bool:
@@ -84,7 +89,7 @@ class ServiceProcess:
         if self.first_at is None:
             return 0.0
         end = time.time() if self.alive else (self.last_at or self.first_at)
-        return self.count / max(1e-3, end - self.first_at) if self.count > 1 else 0.0
+        return self.messages / max(1e-3, end - self.first_at) if self.messages > 1 else 0.0
 
     def tail(self, n: int = 5) -> Lines:
         """The last ``n`` lines it printed (like ``docker container logs --tail``), shown as terminal lines."""
@@ -100,7 +105,7 @@ class ServiceProcess:
 
     def __repr__(self) -> str:
         state = "running" if self.alive else f"exited {self.returncode}"
-        return f"<{self.role} process {self.name!r} pid={self.pid} {state}, {self.count} messages>"
+        return f"<{self.role} process {self.name!r} pid={self.pid} {state}, {self.messages} messages>"
 
 
 def _servers_args(servers: Servers) -> "list[str]":
@@ -211,7 +216,7 @@ def summary(procs: Iterable[ServiceProcess]):
     """One row per process: name, pid, running, messages (published or received), rate per second."""
     import pandas as pd
 
-    return pd.DataFrame([{"name": p.name, "pid": p.pid, "running": p.alive, "messages": p.count,
+    return pd.DataFrame([{"name": p.name, "pid": p.pid, "running": p.alive, "messages": p.messages,
                           "rate_per_s": round(p.rate, 1)} for p in procs],
                         columns=["name", "pid", "running", "messages", "rate_per_s"])
 

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import shutil
 import sys
 import time
 import uuid
@@ -75,6 +76,7 @@ async def private_broker(trace: bool = False) -> AsyncIterator[Broker]:
         yield broker
     finally:
         broker.stop(timeout=2)
+        shutil.rmtree(broker._tmpdir(), ignore_errors=True)  # a check runs often: leave no folder per run
 
 
 @contextlib.asynccontextmanager
