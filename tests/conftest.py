@@ -7,7 +7,7 @@ Every test carries exactly one tier marker, by cost (registered in pyproject.tom
 ``course``  the course itself: notebooks, the demo, the real browser, nbgrader, the Binder emulation
 ``slow``    load and soak (minutes), the benchmark
 
-The inner loop is ``python -m pytest -m "quick or nats"``. A test module or test may set its tier
+The inner loop is ``python -m pytest -m "quick or nats" -n 2``. A test module or test may set its tier
 with a marker; otherwise the tables below decide (a module not named in them is ``nats``).
 """
 
@@ -34,9 +34,9 @@ os.environ["TRASHLAB_CLASS_FILE"] = os.path.join(os.environ["TRASHLAB_STATE_DIR"
 import trashlab
 
 TIERS = ("quick", "nats", "course", "slow")
-#: modules that run the course: notebooks, browser, nbgrader, Binder
+#: modules that run the course: notebooks, a real browser, nbgrader, Binder
 COURSE_MODULES = {"test_notebooks", "test_grading", "test_binder", "test_browser", "test_classroom_notebooks",
-                  "test_classroom_browser"}
+                  "test_classroom_browser", "test_flowmap_browser"}
 #: load and soak, benchmarks
 SLOW_MODULES = {"test_benchmark"}
 #: modules whose tests are ``quick`` unless they ask for a process fixture or are named in NOT_QUICK
@@ -47,8 +47,8 @@ NOT_QUICK = {"test_renders_images_in_a_headless_notebook_run", "test_lab_gnatsd_
              "test_cluster_arguments_join_with_the_image_config", "test_live_docker_network_and_broker",
              "test_without_an_engine_the_reason_is_given_and_nothing_runs", "test_no_docker_command_at_all"}
 #: processes a quick test may start without touching NATS or Jupyter (matplotlib's font scan, platform,
-#: ctypes look-ups, the linter)
-HARMLESS = {"fc-list", "uname", "ldconfig", "ldconfig.real", "gcc", "cc", "ld", "objdump", "ruff"}
+#: ctypes look-ups, the linter and the type checker)
+HARMLESS = {"fc-list", "uname", "ldconfig", "ldconfig.real", "gcc", "cc", "ld", "objdump", "ruff", "mypy"}
 
 
 def tier_of(item) -> str:
@@ -133,8 +133,15 @@ def shared_broker():
 
 
 def nats_server_pids() -> set:
-    """Pids of every nats-server process on the machine."""
-    return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "nats-server"}
+    """Pids of the nats-server processes this test process started (not other test runs' on the machine)."""
+    found = set()
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.name() == "nats-server":
+                found.add(p.pid)
+        except psutil.Error:
+            pass
+    return found
 
 
 def recorded_alive() -> list:
