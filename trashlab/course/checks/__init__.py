@@ -155,11 +155,11 @@ def check_close(actual: Any, expected: float, what: str, tol: float = 1e-6, hint
 
 
 # the checks of each notebook (imported last: they use the helpers above)
-from .broker import check_client_names as check_client_names, check_hello as check_hello  # noqa: E402  (02)
-from .simulator import check_publish_readings as check_publish_readings, check_wildcard as check_wildcard  # noqa: E402  (03)
-from .report import check_latest_levels as check_latest_levels, check_responder as check_responder  # noqa: E402  (04)
-from .cluster import check_outage as check_outage  # noqa: E402  (05)
-from .jetstream import check_publish_acked as check_publish_acked  # noqa: E402  (05b)
-from .cleanup import check_shut_down as check_shut_down  # noqa: E402  (06)
-from .rates import check_rate as check_rate  # noqa: E402  (07)
-from .fanout import check_queue_member as check_queue_member  # noqa: E402  (08)
+from .broker import check_client_names as check_client_names, check_hello as check_hello
+from .simulator import check_publish_readings as check_publish_readings, check_wildcard as check_wildcard
+from .report import check_latest_levels as check_latest_levels, check_responder as check_responder
+from .cluster import check_outage as check_outage
+from .jetstream import check_publish_acked as check_publish_acked
+from .cleanup import check_shut_down as check_shut_down
+from .rates import check_rate as check_rate
+from .fanout import check_queue_member as check_queue_member
