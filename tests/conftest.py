@@ -36,7 +36,7 @@ import trashlab
 TIERS = ("quick", "nats", "course", "slow")
 #: modules that run the course: notebooks, a real browser, nbgrader, Binder
 COURSE_MODULES = {"test_notebooks", "test_grading", "test_binder", "test_browser", "test_classroom_notebooks",
-                  "test_classroom_browser", "test_flowmap_browser"}
+                  "test_classroom_browser", "test_flowmap_browser", "test_interrupt_course"}
 #: load and soak, benchmarks
 SLOW_MODULES = {"test_benchmark"}
 #: modules whose tests are ``quick`` unless they ask for a process fixture or are named in NOT_QUICK

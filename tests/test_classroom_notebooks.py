@@ -9,7 +9,6 @@ tests/test_notebooks.py (every exercise passing, no traceback), while the instru
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import threading
 from pathlib import Path
 
@@ -65,7 +64,8 @@ def test_course_notebook_runs_unchanged_in_a_joined_class(path: Path, kernel_dir
         assert teacher.ready.wait(10)
         join(hub.join_line("s01"))
         nb = nbformat.read(path, as_version=4)
-        state = Path(tempfile.mkdtemp(prefix="trashlab-nb-state-"))
+        state = tmp_path / "state"
+        state.mkdir()
         client = _client(nb, kernel_dir, path.parent)
         with client.setup_kernel(env=_kernel_env(str(state))):
             _, problems = _run_cells(client, f"{path.name} (joined class)")

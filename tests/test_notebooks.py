@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -71,9 +70,9 @@ def course_time(request):
 
 
 @pytest.fixture(scope="module")
-def kernel_dir():
-    """A kernelspec folder whose only kernel runs this very interpreter."""
-    base = Path(tempfile.mkdtemp(prefix="trashlab-kernels-"))
+def kernel_dir(tmp_path_factory):
+    """A kernelspec folder whose only kernel runs this very interpreter (pytest removes old ones)."""
+    base = tmp_path_factory.mktemp("kernels")
     spec = base / KERNEL
     spec.mkdir()
     (spec / "kernel.json").write_text(json.dumps({
@@ -161,11 +160,12 @@ def _wait_stopped(state: Path, name: str) -> None:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_then_reruns_in_one_kernel(path: Path, kernel_dir: Path):
+def test_notebook_runs_then_reruns_in_one_kernel(path: Path, kernel_dir: Path, tmp_path: Path):
     """Top to bottom in a fresh kernel, then again in the same kernel with each cell run twice in a row:
     no errors outside ``raises-exception`` cells, no tracebacks, nothing left running."""
     nb = nbformat.read(path, as_version=4)
-    state = Path(tempfile.mkdtemp(prefix="trashlab-nb-state-"))
+    state = tmp_path / "state"
+    state.mkdir()
     client = _client(nb, kernel_dir, path.parent)
     started = time.monotonic()
     again = 2 if RERUN_EACH_CELL else 1
@@ -223,12 +223,12 @@ def test_committed_notebook_is_stripped(path: Path):
     assert not dirty, f"{path.name}: cells {dirty} have outputs or execution counts: clear them before committing"
 
 
-def test_kernel_is_this_python(kernel_dir: Path):
+def test_kernel_is_this_python(kernel_dir: Path, tmp_path: Path):
     """The kernel runs this interpreter and imports trashlab from this checkout."""
     nb = nbformat.v4.new_notebook()
     nb.cells.append(nbformat.v4.new_code_cell("import sys, trashlab; print(sys.prefix); print(trashlab.__file__)"))
     client = _client(nb, kernel_dir, ROOT)
-    state = tempfile.mkdtemp(prefix="trashlab-nb-state-")
+    state = str(tmp_path)
     with client.setup_kernel(env=_kernel_env(state)):
         _run_cells(client, "kernel check")
     prefix, module = nb.cells[0].outputs[0]["text"].split()
@@ -243,12 +243,12 @@ def _gone(pid: int) -> bool:
         return True
 
 
-def test_cleanup_notebook_stops_what_another_notebook_started(kernel_dir: Path):
+def test_cleanup_notebook_stops_what_another_notebook_started(kernel_dir: Path, tmp_path: Path):
     """06-cleanup, run in its own kernel, stops a broker a sibling kernel (another notebook) left running."""
     cleanup = sorted((ROOT / "notebooks").glob("06-*.ipynb"))
     if not cleanup:
         pytest.skip("no 06 clean-up notebook")
-    state = tempfile.mkdtemp(prefix="trashlab-nb-state-")
+    state = str(tmp_path)
     other_nb = nbformat.v4.new_notebook()
     other_nb.cells.append(nbformat.v4.new_code_cell(
         "import trashlab\nb = trashlab.Broker('left-running').start()\nprint(b.pid)"))
