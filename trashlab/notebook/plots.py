@@ -18,8 +18,15 @@ from ..services.collector import Collector
 def _figure(size=(6, 3)):
     import matplotlib.pyplot as plt
 
-    with plt.ioff():
+    # not interactive while the figure is made (ipympl would display it at once), by the rcParam alone:
+    # plt.ioff()/ion() also (un)register IPython's post_execute hook, and an Interrupt landing between the
+    # two left it half-registered, so every later plot raised ValueError
+    was = matplotlib.is_interactive()
+    matplotlib.interactive(False)
+    try:
         fig, ax = plt.subplots(figsize=size)
+    finally:
+        matplotlib.interactive(was)
     plt.close(fig)  # we display it ourselves; the inline backend must not show it again
     return fig, ax
 
