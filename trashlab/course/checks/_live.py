@@ -17,7 +17,7 @@ import shutil
 import sys
 import time
 import uuid
-from typing import AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable
 
 from ...servers.broker import Broker
 from ...servers.connection import connect
@@ -96,14 +96,14 @@ async def client(url: str, name: str):
                 await asyncio.wait_for(nc.close(), 2)
 
 
-async def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
-    """Await until ``condition()`` holds (True) or ``seconds`` pass (False)."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
+async def poll(condition: Callable[[], Any], timeout: float, every: float = 0.02) -> Any:
+    """Await ``condition()`` returning something truthy (checked at least once); return its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(every)
 
 
 def unique(prefix: str) -> str:
@@ -123,5 +123,5 @@ async def delivered(publisher, receiver, subs=()) -> None:
             with contextlib.suppress(Exception):
                 await nc.flush(timeout=2)
     queues = [s for s in subs if hasattr(s, "pending_msgs")]
-    await wait_for(lambda: all(s.pending_msgs == 0 for s in queues), SETTLE)
+    await poll(lambda: all(s.pending_msgs == 0 for s in queues), SETTLE)
     await asyncio.sleep(0.05)  # the last callback taken off its queue finishes

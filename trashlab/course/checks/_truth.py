@@ -17,12 +17,11 @@ import io
 import json
 import re
 import sys
-import time
 import urllib.request
-import uuid
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from . import failed
+from ._live import _CheckBroker, poll, unique  # noqa: F401  (poll, unique: shared with the checks of 05-08)
 from ...errors import CheckFailed
 
 _TODO = NotImplementedError
@@ -31,14 +30,7 @@ _TODO = NotImplementedError
 def private_broker(jetstream: bool = False):
     """A nats-server of the check's own (not yet started; ``await .astart()``): never a leaf of a joined
     class, so what a check publishes is no reading of the class."""
-    from ._live import _CheckBroker  # the same private kind the checks of 02-04 use
-
-    return _CheckBroker(unique("check"), jetstream=jetstream)
-
-
-def unique(prefix: str) -> str:
-    """A name no other broker, subject or queue group in this kernel uses (``prefix-1a2b3c``)."""
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+    return _CheckBroker(unique("check-"), jetstream=jetstream)  # the same private kind the checks of 02-04 use
 
 
 def connection(monitor_url: str, cid: Optional[int]) -> Optional[dict]:
@@ -66,16 +58,6 @@ def server_time(stamp: str) -> float:
     zone = "+00:00" if m.group(3) == "Z" else m.group(3)
     whole = _dt.datetime.fromisoformat(m.group(1) + zone).timestamp()
     return whole + (float("0." + m.group(2)) if m.group(2) else 0.0)
-
-
-async def poll(condition: Callable[[], Any], timeout: float, every: float = 0.02) -> Any:
-    """Await ``condition()`` returning something truthy (checked at least once); return its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(every)
 
 
 def require_function(fn: Any, what: str) -> None:

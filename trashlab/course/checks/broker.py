@@ -10,7 +10,7 @@ from typing import Any, Callable
 from ...servers.broker import protocol_records
 from ...servers.monitor import fetch
 from . import _short, acall, call, failed, passed
-from ._live import SETTLE, client, delivered, graded, unique, wait_for
+from ._live import SETTLE, client, delivered, graded, unique, poll
 
 CHECK_NAME = "trashlab-check"
 
@@ -48,7 +48,7 @@ async def check_hello(hello_nats: Callable, broker: Any, timeout: float = 5.0) -
         sub = await nc.subscribe(subject, cb=on_msg)
         await nc.flush()
         got = await acall(hello_nats, broker.url, subject, text, timeout=timeout)
-        await wait_for(lambda: bool(heard), SETTLE)
+        await poll(lambda: bool(heard), SETTLE)
         await delivered(None, nc, [sub])
     what = f"await {getattr(hello_nats, '__name__', 'hello_nats')}(url, {subject!r}, {text!r})"
     if not heard:
@@ -57,7 +57,7 @@ async def check_hello(hello_nats: Callable, broker: Any, timeout: float = 5.0) -
     if heard != [text.encode()]:
         raise failed(f"{what}: the broker carried {_short(heard)} on {subject!r}, expected one message "
                      f"{text.encode()!r}")
-    await wait_for(lambda: any(_delivered_to_others(broker, subject)[2]), SETTLE)
+    await poll(lambda: any(_delivered_to_others(broker, subject)[2]), SETTLE)
     subs, _, sent_to = _delivered_to_others(broker, subject)
     if not subs:
         raise failed(f"{what}: your connection never subscribed to {subject!r} (no SUB in the broker's "
@@ -76,7 +76,7 @@ async def check_hello(hello_nats: Callable, broker: Any, timeout: float = 5.0) -
 
     def still_open() -> bool:
         return bool(ids & {c["cid"] for c in fetch(broker.monitor_url, "connz").get("connections") or []})
-    if not await wait_for(lambda: not still_open(), 2.0):
+    if not await poll(lambda: not still_open(), 2.0):
         raise failed(f"{what}: your connection is still open after the function returned: "
                      "end with await nc.close()")
     return passed(f"{what} = {got!r}: SUB, PUB and MSG seen by the broker, connection closed")

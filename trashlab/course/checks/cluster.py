@@ -45,7 +45,7 @@ async def check_outage(connect_recording: Callable, give: str = "all", timeout: 
     name = getattr(connect_recording, "__name__", "your function")
     require_function(connect_recording, name)
     with quiet():
-        cluster = Cluster(size=2, name=unique("check")).start()
+        cluster = Cluster(size=2, name=unique("check-")).start()
         nc = None
         try:
             await cluster.wait_formed(timeout=15, progress=False)

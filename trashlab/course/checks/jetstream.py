@@ -24,7 +24,7 @@ async def check_publish_acked(publish_acked: Callable, subject: str = "trash-lev
 
     name = getattr(publish_acked, "__name__", "your function")
     require_function(publish_acked, name)
-    stream = unique("CHECK").replace("-", "_").upper()
+    stream = unique("CHECK_").upper()
     with quiet():
         broker = await private_broker(jetstream=True).astart()
         nc = None

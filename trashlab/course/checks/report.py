@@ -16,7 +16,7 @@ import nats.errors
 
 from ...message import SUBJECT, encode
 from . import _short, acall, failed, passed
-from ._live import SETTLE, client, delivered, graded, private_broker, wait_for
+from ._live import SETTLE, client, delivered, graded, private_broker, poll
 
 #: Where the student's responder listens (the same subject trashlab.ReportService answers on).
 REQUEST_SUBJECT = "trash-report.level"
@@ -49,7 +49,7 @@ async def check_latest_levels(keep_latest: Callable, seed: Optional[int] = None)
             for can, level in readings:
                 await pub.publish(SUBJECT, encode(can, level))
             await delivered(pub, nc, [sub])
-        await wait_for(lambda: levels == expected, 0.5 if hasattr(sub, "pending_msgs") else SETTLE)
+        await poll(lambda: levels == expected, 0.5 if hasattr(sub, "pending_msgs") else SETTLE)
     shown = ", ".join(f"{c}→{v}" for c, v in readings)
     what = f"{name}(nc, levels) after the check published {shown} on {SUBJECT!r}"
     if not isinstance(levels, dict) or not levels:

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 from ...message import SUBJECT
 from . import _short, acall, failed, passed
-from ._live import SETTLE, client, delivered, graded, private_broker, wait_for
+from ._live import SETTLE, client, delivered, graded, private_broker, poll
 
 #: sim.js's bytes: ``{"can_id":"135", "level":"42.930236081376314"}`` (no space after ``:``, one after ``,``).
 WIRE = re.compile(rb'^\{"can_id":"(\d{1,4})", "level":"(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"\}$')
@@ -53,7 +53,7 @@ async def check_publish_readings(publish_readings: Callable, count: int = 5, int
         async with client(broker.url, "your-publisher") as nc:  # connected after the SUBs: see _live.client
             await acall(publish_readings, nc, count, interval, timeout=count * interval * 3 + 5)
             await delivered(nc, watch, subs)
-        await wait_for(lambda: len(arrived) >= count, SETTLE)  # in case the student closed nc
+        await poll(lambda: len(arrived) >= count, SETTLE)  # in case the student closed nc
     if not arrived:
         where = f" (it carried {len(elsewhere)} on {sorted(set(elsewhere))[:3]})" if elsewhere else ""
         raise failed(f"{what}: nothing arrived on {SUBJECT!r}{where}: publish on the lab's subject "
@@ -105,7 +105,7 @@ async def check_wildcard(watch_levels: Callable, catch: Sequence[str] = CATCH, m
             for subject in list(catch) + list(miss):
                 await pub.publish(subject, b'{"can_id":"7", "level":"50.0"}')
             await delivered(pub, nc, [sub])
-        await wait_for(lambda: len(seen) >= len(catch), 0.5)
+        await poll(lambda: len(seen) >= len(catch), 0.5)
     what = f"{name}(nc, seen) then messages on {', '.join(list(catch) + list(miss))}"
     got = [s.decode() if isinstance(s, (bytes, bytearray)) else s for s in seen]
     if any(not isinstance(s, str) for s in got):
