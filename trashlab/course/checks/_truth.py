@@ -133,3 +133,23 @@ def quiet():
             shown = lines[:3] + ([f"... and {len(lines) - 3} more"] if len(lines) > 3 else [])
             print("(written to stderr during the check, e.g. by a client without error_cb: "
                   + " | ".join(shown) + ")", file=sys.stdout)
+
+
+@contextlib.asynccontextmanager
+async def session(other: str):
+    """A live check's set-up, output kept quiet: its private broker, the connection handed to the student's
+    code (named ``student``) and one of the check's own (named ``other``); all closed and stopped after."""
+    import nats
+
+    with quiet():
+        broker = await private_broker().astart()
+        clients = []
+        try:
+            clients.append(await nats.connect(broker.url, name="student"))
+            clients.append(await nats.connect(broker.url, name=other))
+            yield broker, clients[0], clients[1]
+        finally:
+            for c in clients:
+                with contextlib.suppress(Exception):
+                    await c.close()
+            broker.stop()

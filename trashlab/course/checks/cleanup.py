@@ -12,54 +12,39 @@ import asyncio
 from typing import Callable
 
 from . import failed, passed
-from ._truth import answer, connection, poll, private_broker, quiet, require_function, subscriptions
+from ._truth import answer, connection, poll, require_function, session, subscriptions
 from ...message import encode
 
 
 async def check_shut_down(shut_down: Callable, published: int = 40, work: float = 0.01,
                           subject: str = "trash-level") -> None:
     """``await shut_down(nc)`` must leave ``nc`` closed with every delivered message handled (drain)."""
-    import nats
-
     name = getattr(shut_down, "__name__", "your function")
     require_function(shut_down, name)
     what = f"await {name}(nc)"
-    with quiet():
-        broker = await private_broker().astart()
-        clients = []
-        try:
-            nc = await nats.connect(broker.url, name="student")
-            pub = await nats.connect(broker.url, name="check-publisher")
-            clients += [nc, pub]
-            handled: list = []
+    async with session("check-publisher") as (broker, nc, pub):
+        handled: list = []
 
-            async def slow_handler(msg) -> None:
-                await asyncio.sleep(work)  # e.g. writing the level to a database
-                handled.append(msg.data)
+        async def slow_handler(msg) -> None:
+            await asyncio.sleep(work)  # e.g. writing the level to a database
+            handled.append(msg.data)
 
-            await nc.subscribe(subject, cb=slow_handler)
-            await nc.flush()
-            cid = nc.client_id
-            # publish only once the server lists the subscription (a flush alone was seen to return earlier)
-            await poll(lambda: subscriptions(connection(broker.monitor_url, cid)), timeout=2)
-            for seq in range(1, published + 1):
-                await pub.publish(subject, encode(str(seq), float(seq % 100)))
-            await pub.flush()
-            await poll(lambda: int((connection(broker.monitor_url, cid) or {}).get("out_msgs", 0)) >= published,
-                       timeout=3)
-            await nc.flush()  # everything delivered is now in the client, waiting for the handler
-            waiting = published - len(handled)
-            await answer(shut_down, what, nc, timeout=15)
-            gone = await poll(lambda: connection(broker.monitor_url, cid) is None, timeout=1.0 if nc.is_closed else 0)
-            still_listed = not gone
-            _judge(len(handled), published, waiting, nc.is_closed, still_listed, what)
-        finally:
-            for c in clients:
-                try:
-                    await c.close()
-                except Exception:
-                    pass
-            broker.stop()
+        await nc.subscribe(subject, cb=slow_handler)
+        await nc.flush()
+        cid = nc.client_id
+        # publish only once the server lists the subscription (a flush alone was seen to return earlier)
+        await poll(lambda: subscriptions(connection(broker.monitor_url, cid)), timeout=2)
+        for seq in range(1, published + 1):
+            await pub.publish(subject, encode(str(seq), float(seq % 100)))
+        await pub.flush()
+        await poll(lambda: int((connection(broker.monitor_url, cid) or {}).get("out_msgs", 0)) >= published,
+                   timeout=3)
+        await nc.flush()  # everything delivered is now in the client, waiting for the handler
+        waiting = published - len(handled)
+        await answer(shut_down, what, nc, timeout=15)
+        gone = await poll(lambda: connection(broker.monitor_url, cid) is None, timeout=1.0 if nc.is_closed else 0)
+        still_listed = not gone
+        _judge(len(handled), published, waiting, nc.is_closed, still_listed, what)
 
 
 def _judge(handled: int, published: int, waiting: int, closed: bool, listed: bool, what: str) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Callable
 
 from . import failed, passed
-from ._truth import answer, connection, poll, private_broker, quiet, require_function, subscriptions
+from ._truth import answer, connection, poll, require_function, session, subscriptions
 from ...message import encode
 
 
@@ -21,47 +21,32 @@ async def check_queue_member(join_queue_group: Callable, queue: str = "reporters
                              others: int = 2, subject: str = "trash-level") -> None:
     """``await join_queue_group(nc, subject, queue, received)`` must subscribe ``nc`` to ``subject`` in
     queue group ``queue`` and append each message's ``data`` to ``received``."""
-    import nats
-
     name = getattr(join_queue_group, "__name__", "your function")
     require_function(join_queue_group, name)
     what = f"await {name}(nc, {subject!r}, {queue!r}, received)"
-    with quiet():
-        broker = await private_broker().astart()
-        clients = []
-        try:
-            nc = await nats.connect(broker.url, name="student")
-            helper = await nats.connect(broker.url, name="check-members")
-            clients += [nc, helper]
-            received: list = []
-            await answer(join_queue_group, what, nc, subject, queue, received)
-            record = await poll(lambda: subscriptions(connection(broker.monitor_url, nc.client_id)), timeout=3.0)
-            _judge_subscription(record, what, subject, queue)
-            counts = [0] * others
+    async with session("check-members") as (broker, nc, helper):
+        received: list = []
+        await answer(join_queue_group, what, nc, subject, queue, received)
+        record = await poll(lambda: subscriptions(connection(broker.monitor_url, nc.client_id)), timeout=3.0)
+        _judge_subscription(record, what, subject, queue)
+        counts = [0] * others
 
-            def member(i: int):
-                async def cb(msg) -> None:
-                    counts[i] += 1
-                return cb
+        def member(i: int):
+            async def cb(msg) -> None:
+                counts[i] += 1
+            return cb
 
-            for i in range(others):
-                await helper.subscribe(subject, queue=queue, cb=member(i))
-            await helper.flush()
-            for seq in range(1, published + 1):
-                await helper.publish(subject, encode(str(seq), float(seq % 100), seq))
-            await helper.flush()
-            await poll(lambda: len(received) + sum(counts) >= published, timeout=3.0)
-            await poll(lambda: False, timeout=0.1)  # a duplicate would arrive now
-            server = next((s for s in subscriptions(connection(broker.monitor_url, nc.client_id))
-                           if s.get("subject") == subject), {})
-            _judge_deliveries(received, counts, int(server.get("msgs", 0)), published, queue, what)
-        finally:
-            for c in clients:
-                try:
-                    await c.close()
-                except Exception:
-                    pass
-            broker.stop()
+        for i in range(others):
+            await helper.subscribe(subject, queue=queue, cb=member(i))
+        await helper.flush()
+        for seq in range(1, published + 1):
+            await helper.publish(subject, encode(str(seq), float(seq % 100), seq))
+        await helper.flush()
+        await poll(lambda: len(received) + sum(counts) >= published, timeout=3.0)
+        await poll(lambda: False, timeout=0.1)  # a duplicate would arrive now
+        server = next((s for s in subscriptions(connection(broker.monitor_url, nc.client_id))
+                       if s.get("subject") == subject), {})
+        _judge_deliveries(received, counts, int(server.get("msgs", 0)), published, queue, what)
 
 
 def _judge_subscription(subs: list, what: str, subject: str, queue: str) -> None:

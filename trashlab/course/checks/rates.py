@@ -14,7 +14,7 @@ import time
 from typing import Callable
 
 from . import failed, passed
-from ._truth import answer, connection, poll, private_broker, quiet, require_function, subscriptions
+from ._truth import answer, connection, poll, require_function, session, subscriptions
 from ...message import encode
 
 
@@ -22,40 +22,25 @@ async def check_rate(receive_rate: Callable, seconds: float = 1.0, published: in
                      subject: str = "trash-level") -> None:
     """``await receive_rate(nc, subject, seconds)`` must subscribe, count for ``seconds`` and return
     messages per second (a number); the check publishes ``published`` readings inside the window."""
-    import nats
-
     name = getattr(receive_rate, "__name__", "your function")
     require_function(receive_rate, name)
     what = f"await {name}(nc, {subject!r}, {seconds:g})"
-    with quiet():
-        broker = await private_broker().astart()
-        clients = []
-        try:
-            nc = await nats.connect(broker.url, name="student")
-            pub = await nats.connect(broker.url, name="check-publisher")
-            clients += [nc, pub]
-            started = time.monotonic()
-            task = asyncio.ensure_future(answer(receive_rate, what, nc, subject, seconds, timeout=seconds + 5))
-            subs = await poll(lambda: task.done() or [s for s in subscriptions(connection(broker.monitor_url,
-                                                                                          nc.client_id))
-                                                      if s.get("subject") == subject],
-                              timeout=seconds * 0.6)
-            if subs and subs is not True:  # a burst, well inside the window even on a busy machine
-                for seq in range(1, published + 1):
-                    await pub.publish(subject, encode(str(seq), float(seq % 100)))
-                await pub.flush()
-            got = await task
-            took = time.monotonic() - started
-            record = connection(broker.monitor_url, nc.client_id) or {}
-            _judge(got, took, int(record.get("out_msgs", 0)), bool(subs and subs is not True),
-                   published, seconds, what)
-        finally:
-            for c in clients:
-                try:
-                    await c.close()
-                except Exception:
-                    pass
-            broker.stop()
+    async with session("check-publisher") as (broker, nc, pub):
+        started = time.monotonic()
+        task = asyncio.ensure_future(answer(receive_rate, what, nc, subject, seconds, timeout=seconds + 5))
+        subs = await poll(lambda: task.done() or [s for s in subscriptions(connection(broker.monitor_url,
+                                                                                      nc.client_id))
+                                                  if s.get("subject") == subject],
+                          timeout=seconds * 0.6)
+        if subs and subs is not True:  # a burst, well inside the window even on a busy machine
+            for seq in range(1, published + 1):
+                await pub.publish(subject, encode(str(seq), float(seq % 100)))
+            await pub.flush()
+        got = await task
+        took = time.monotonic() - started
+        record = connection(broker.monitor_url, nc.client_id) or {}
+        _judge(got, took, int(record.get("out_msgs", 0)), bool(subs and subs is not True),
+               published, seconds, what)
 
 
 def _judge(got, took: float, delivered: int, subscribed: bool, published: int, seconds: float, what: str) -> None:
