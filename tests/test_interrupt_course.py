@@ -3,8 +3,7 @@
 Each code cell of the instructor version (solutions in place) is sent to a real kernel; if it is still
 running a moment later, the kernel is interrupted the way JupyterLab's ■ does it. The interrupted cell
 must show one line (no traceback), and running the same cell again must then work as if nothing had
-happened. The notebooks with the longest waits are taken (a cell that finishes at once is not
-interrupted, only run).
+happened. Every notebook is taken (a cell that finishes at once is not interrupted, only run).
 """
 
 from __future__ import annotations
@@ -20,7 +19,9 @@ from kernels import Kernel, running_recorded
 pytestmark = pytest.mark.course  # runs course notebooks (tests/conftest.py tiers)
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ["03-simulator", "04-report-service", "08-multiple-subscribers"]
+NOTEBOOKS = sorted(d.name for d in (ROOT / "course" / "source").iterdir() if d.is_dir())  # every notebook
+#: notebooks none of whose cells runs longer than PRESS_AFTER (nothing to interrupt: each cell is only run)
+NOTHING_TO_INTERRUPT = {"02-nats-broker"}
 #: how long a cell runs before ■ is pressed
 PRESS_AFTER = 0.3
 
@@ -56,7 +57,7 @@ def test_interrupt_any_cell_then_run_it_again(stem):
             assert "Traceback" not in again.text, f"{stem} cell {index}:\n{again.text}"
             assert set(lab) <= set(running_recorded(k.state)) or "stop" in source, \
                 f"{stem} cell {index}: a process of the lab stopped: {lab} -> {running_recorded(k.state)}"
-        assert interrupted, f"no cell of {stem} ran long enough to be interrupted"
+        assert interrupted or stem in NOTHING_TO_INTERRUPT, f"no cell of {stem} ran long enough to be interrupted"
     finally:
         k.shutdown()
         shutil.rmtree(k.state, ignore_errors=True)
