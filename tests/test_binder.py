@@ -223,7 +223,9 @@ def binder_image():
 def _launch(repo: Path, env: dict, notebooks: list, timeout: float = 900) -> tuple:
     """``binder/start python tests/binder_session.py NOTEBOOK...``; returns (summary, stdout, stderr)."""
     cmd = ["./binder/start", "python", "tests/binder_session.py", *[str(p) for p in notebooks]]
-    proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    tmp = repo.parent / "tmp"  # binder/start's session-broker log (and the session's temp files) stay with the test
+    tmp.mkdir(exist_ok=True)
+    proc = subprocess.Popen(cmd, cwd=repo, env={**env, "TMPDIR": str(tmp)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
