@@ -10,9 +10,15 @@ call them on the notebook's data and tell apart "not written yet", "raised an er
     await checks.check_responder(serve_levels)               # ✘ request '17' on 'trash-report.level': no reply ...
 
 One module per notebook (``broker`` 02, ``simulator`` 03, ``report`` 04, ``cluster`` 05, ``jetstream`` 05b,
-``cleanup`` 06, ``rates`` 07, ``fanout`` 08); their
-checks are re-exported here. Checks of NATS code run against a private broker of their own
-(``_live``) and compare with what it carried, never with the student's own output.
+``cleanup`` 06, ``rates`` 07, ``fanout`` 08); their checks are re-exported here. What they share is in
+three private modules, one way to do each thing:
+
+- ``_answer``: calling the student's function (``require_function``, ``call``, ``answer``: missing,
+  not written, not ``async def``, an exception, a hang, a forgotten ``await``: one ✘ line each) and
+  ``graded``, the decorator on every check that keeps stderr clean while it runs;
+- ``_live``: the check's own private broker, its connections, bounded waits (checks of NATS code
+  compare with what that broker carried, never with the student's own output);
+- ``_truth``: the server's own view of the student's connection (its monitoring port's ``/connz``).
 
 Under nbgrader a test cell earns its points when it ends without an error; anything it writes to
 stderr, or a value it leaves as the cell's result, would count too, so checks print ✔ to stdout and
@@ -21,17 +27,12 @@ return nothing.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import pandas as pd
 
 from ...errors import CheckFailed
-
-#: The stub nbgrader puts where a solution was removed raises this exception type.
-_TODO = NotImplementedError
 
 
 def passed(text: str) -> None:
@@ -49,58 +50,6 @@ def _short(value: Any, limit: int = 70) -> str:
         return f"a {type(value).__name__} of {len(value)} rows"
     text = " ".join(repr(value).split())
     return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _call_text(name: str, args: tuple) -> str:
-    shown = ", ".join("frame" if isinstance(a, pd.DataFrame) else _short(a, 30) for a in args)
-    return f"{name}({shown})"
-
-
-def _name(fn: Any) -> str:
-    return getattr(fn, "__name__", "your function")
-
-
-def _require_callable(fn: Any, what: str) -> None:
-    if fn is None or fn is Ellipsis:
-        raise failed(f"{what} has no answer yet: write it in the exercise cell, run that cell, then this one")
-    if not callable(fn):
-        raise failed(f"{what} should be a function (def ...), got {_short(fn)}")
-
-
-def call(fn: Callable, *args: Any) -> Any:
-    """Call a student's function; turn "not written yet" and any exception into a ✘ that says so."""
-    _require_callable(fn, _name(fn))
-    text = _call_text(_name(fn), args)
-    try:
-        return fn(*args)
-    except _TODO:
-        raise failed(f"{_name(fn)} is not written yet: replace `raise NotImplementedError()` "
-                     "with your code, run that cell, then this one") from None
-    except CheckFailed:
-        raise
-    except Exception as e:  # the student's bug: report it in one line
-        raise failed(f"{text} raised {type(e).__name__}: {e}") from None
-
-
-async def acall(fn: Callable, *args: Any, timeout: float = 5.0) -> Any:
-    """Like :func:`call` for an ``async def`` function, waiting at most ``timeout`` seconds."""
-    _require_callable(fn, _name(fn))
-    text = _call_text(_name(fn), args)
-    try:
-        result = fn(*args)
-        if inspect.isawaitable(result):
-            result = await asyncio.wait_for(result, timeout)
-        return result
-    except _TODO:
-        raise failed(f"{_name(fn)} is not written yet: replace `raise NotImplementedError()` "
-                     "with your code, run that cell, then this one") from None
-    except asyncio.TimeoutError:
-        raise failed(f"{text} did not finish within {timeout:g} s: is the broker running, "
-                     "and does every request have a timeout?") from None
-    except CheckFailed:
-        raise
-    except Exception as e:
-        raise failed(f"{text} raised {type(e).__name__}: {e}") from None
 
 
 def need_data(data: Any, columns: Sequence[str], what: str, run: str) -> pd.DataFrame:
@@ -153,6 +102,9 @@ def check_close(actual: Any, expected: float, what: str, tol: float = 1e-6, hint
         return passed(f"{what} = {number:.6g}")
     raise failed(f"{what} is {number:.6g}, expected {expected:.6g} (± {tol:g})" + (f": {hint}" if hint else ""))
 
+
+# calling the student's function (imported after the helpers above, which it uses)
+from ._answer import call as call
 
 # the checks of each notebook (imported last: they use the helpers above)
 from .broker import check_client_names as check_client_names, check_hello as check_hello

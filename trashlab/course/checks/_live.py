@@ -1,64 +1,33 @@
-"""What the live checks share: a private broker of their own, bounded waits, log lines kept off stderr.
+"""What the live checks share: a private broker of their own, connections to it, bounded waits.
 
 A check that grades NATS code must compare with an independent truth: what a broker really carried.
 Each check starts a private nats-server for the duration of one call (nothing else publishes there,
-so a simulator running in the notebook cannot blur the result), hands the student's function a
-connection to it, and watches from a connection of its own.
+so a simulator running in the notebook cannot blur the result, and killing a node hurts nobody),
+hands the student's function a connection to it, and watches from a connection of its own.
+Everything it starts is stopped, and its folder removed, before it returns.
+
+(Calling the student's function and keeping stderr clean: ``_answer``; the server's own view of a
+connection, from its monitoring port: ``_truth``.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import inspect
-import logging
 import shutil
-import sys
 import time
 import uuid
 from typing import Any, AsyncIterator, Callable
 
+from nats.aio.client import Client
+
 from ...servers.broker import Broker
 from ...servers.connection import connect
+from . import failed
+from ._answer import answer
 
 #: The longest a check waits for messages still on their way once the student's code has returned.
 SETTLE = 3.0
-
-
-class _StdoutHandler(logging.Handler):
-    def emit(self, record: logging.LogRecord) -> None:
-        print(self.format(record), file=sys.stdout)
-
-
-@contextlib.contextmanager
-def _logs_to_stdout():
-    """trashlab's log lines go to stdout meanwhile: under nbgrader, anything on stderr zeroes a test cell."""
-    logger = logging.getLogger("trashlab")
-    saved = logger.handlers[:], logger.propagate
-    handler = _StdoutHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger.handlers, logger.propagate = [handler], False
-    try:
-        yield
-    finally:
-        logger.handlers, logger.propagate = saved
-
-
-def graded(fn: Callable) -> Callable:
-    """Decorator for a check (sync or async): a trashlab log line while it runs cannot cost the points."""
-    if inspect.iscoroutinefunction(fn):
-        @functools.wraps(fn)
-        async def run_async(*args, **kwargs):
-            with _logs_to_stdout():
-                return await fn(*args, **kwargs)
-        return run_async
-
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        with _logs_to_stdout():
-            return fn(*args, **kwargs)
-    return run
 
 
 class _CheckBroker(Broker):
@@ -68,9 +37,9 @@ class _CheckBroker(Broker):
 
 
 @contextlib.asynccontextmanager
-async def private_broker(trace: bool = False) -> AsyncIterator[Broker]:
-    """A nats-server of the check's own, stopped when the check ends."""
-    broker = _CheckBroker(f"check-{uuid.uuid4().hex[:8]}", trace=trace)
+async def private_broker(jetstream: bool = False) -> AsyncIterator[Broker]:
+    """A nats-server of the check's own (with JetStream if asked), stopped when the check ends."""
+    broker = _CheckBroker(unique("check-"), jetstream=jetstream)
     await broker.astart()
     try:
         yield broker
@@ -80,7 +49,7 @@ async def private_broker(trace: bool = False) -> AsyncIterator[Broker]:
 
 
 @contextlib.asynccontextmanager
-async def client(url: str, name: str):
+async def client(url: str, name: str) -> AsyncIterator[Client]:
     """A connection for the check (or handed to the student's function), closed at the end.
 
     Connect the side that publishes only after the other side's subscription is in place: with
@@ -125,3 +94,30 @@ async def delivered(publisher, receiver, subs=()) -> None:
     queues = [s for s in subs if hasattr(s, "pending_msgs")]
     await poll(lambda: all(s.pending_msgs == 0 for s in queues), SETTLE)
     await asyncio.sleep(0.05)  # the last callback taken off its queue finishes
+
+
+@contextlib.asynccontextmanager
+async def session(other: str) -> AsyncIterator["tuple[Broker, Client, Client]"]:
+    """A private broker, the connection handed to the student's code (named ``student``) and one of the
+    check's own (named ``other``); all closed and stopped after."""
+    async with private_broker() as broker, client(broker.url, "student") as nc, client(broker.url, other) as own:
+        yield broker, nc, own
+
+
+async def student_subscribes(fn: Callable, nc: Client, *args: Any, what: str, timeout: float = 5.0) -> Any:
+    """``await fn(nc, *args)``, whose job is to subscribe on ``nc``; return what it returned (its
+    subscription, if it returns one) once the server has the SUB. ✘ if it closed the connection."""
+    sub = await answer(fn, nc, *args, what=what, timeout=timeout)
+    if nc.is_closed:
+        raise failed(f"{what} closed the connection: keep it open, the subscription lives on it")
+    await nc.flush(timeout=2)
+    return sub
+
+
+async def publish_to(broker: Broker, messages: "list[tuple[str, bytes]]", nc: Client, sub: Any) -> None:
+    """Publish ``(subject, data)`` messages from a connection of the check's own, connected only now (see
+    :func:`client`), and wait until they reached ``nc`` and ``sub``'s callback ran for each."""
+    async with client(broker.url, "trashlab-check") as pub:
+        for subject, data in messages:
+            await pub.publish(subject, data)
+        await delivered(pub, nc, [sub])

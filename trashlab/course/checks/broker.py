@@ -9,8 +9,9 @@ from typing import Any, Callable
 
 from ...servers.broker import protocol_records
 from ...servers.monitor import fetch
-from . import _short, acall, call, failed, passed
-from ._live import SETTLE, client, delivered, graded, unique, poll
+from . import _short, failed, passed
+from ._answer import answer, call, graded, require_function
+from ._live import SETTLE, client, delivered, unique, poll
 
 CHECK_NAME = "trashlab-check"
 
@@ -37,20 +38,21 @@ async def check_hello(hello_nats: Callable, broker: Any, timeout: float = 5.0) -
     The truth is the broker's: the check listens on the subject itself, and reads the server's
     protocol trace to see that the student's connection subscribed and was sent the message.
     """
+    name = require_function(hello_nats, "hello_nats")
     if not getattr(broker, "trace", False):
         raise failed("this check reads the broker's protocol trace: start it with "
                      "trashlab.Broker('iot-msg', trace=True) (the notebook's cell does), then run this again")
     subject, text = unique("hello."), unique("hi from the check ")
+    what = f"await {name}(url, {subject!r}, {text!r})"
     heard: list = []
     async with client(broker.url, CHECK_NAME) as nc:
         async def on_msg(msg) -> None:
             heard.append(msg.data)
         sub = await nc.subscribe(subject, cb=on_msg)
         await nc.flush()
-        got = await acall(hello_nats, broker.url, subject, text, timeout=timeout)
+        got = await answer(hello_nats, broker.url, subject, text, what=what, timeout=timeout)
         await poll(lambda: bool(heard), SETTLE)
         await delivered(None, nc, [sub])
-    what = f"await {getattr(hello_nats, '__name__', 'hello_nats')}(url, {subject!r}, {text!r})"
     if not heard:
         raise failed(f"{what}: the broker never saw a message on {subject!r}: publish `text` on the "
                      "`subject` you are given (and await nc.publish / nc.flush before closing)")
@@ -88,11 +90,12 @@ async def check_client_names(client_names: Callable, broker: Any) -> None:
 
     The check connects one more client with a fresh name first, so a list written by hand cannot match.
     """
+    name = require_function(client_names, "client_names", asynchronous=False)
+    what = f"{name}(broker)"
     extra = unique("check-")
     async with client(broker.url, extra):
-        got = call(client_names, broker)
+        got = call(client_names, broker, what=what)
         expected = sorted(str(c.get("name", "")) for c in fetch(broker.monitor_url, "connz").get("connections") or [])
-    what = f"{getattr(client_names, '__name__', 'client_names')}(broker)"
     if not isinstance(got, (list, tuple)):
         raise failed(f"{what} returned a {type(got).__name__}, expected a list of names such as {expected}"
                      + (": turn it into one with list(...)" if hasattr(got, "tolist") else ""))

@@ -12,15 +12,17 @@ import asyncio
 from typing import Callable
 
 from . import failed, passed
-from ._truth import answer, connection, poll, require_function, session, subscriptions
+from ._answer import answer, graded, require_function
+from ._live import poll, session
+from ._truth import connection, subscriptions
 from ...message import encode
 
 
+@graded
 async def check_shut_down(shut_down: Callable, published: int = 40, work: float = 0.01,
                           subject: str = "trash-level") -> None:
     """``await shut_down(nc)`` must leave ``nc`` closed with every delivered message handled (drain)."""
-    name = getattr(shut_down, "__name__", "your function")
-    require_function(shut_down, name)
+    name = require_function(shut_down, "shut_down")
     what = f"await {name}(nc)"
     async with session("check-publisher") as (broker, nc, pub):
         handled: list = []
@@ -41,7 +43,7 @@ async def check_shut_down(shut_down: Callable, published: int = 40, work: float 
                    timeout=3)
         await nc.flush()  # everything delivered is now in the client, waiting for the handler
         waiting = published - len(handled)
-        await answer(shut_down, what, nc, timeout=15)
+        await answer(shut_down, nc, what=what, timeout=15)
         gone = await poll(lambda: connection(broker.monitor_url, cid) is None, timeout=1.0 if nc.is_closed else 0)
         still_listed = not gone
         _judge(len(handled), published, waiting, nc.is_closed, still_listed, what)

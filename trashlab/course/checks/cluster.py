@@ -12,7 +12,9 @@ import time
 from typing import Any, Callable
 
 from . import failed, passed
-from ._truth import answer, connection, poll, quiet, require_function, server_time, unique
+from ._answer import answer, graded, require_function
+from ._live import poll, unique
+from ._truth import connection, server_time
 
 #: How late a callback may fire after the event it reports (seconds; generous for a busy machine).
 LATE = 3.0
@@ -36,32 +38,31 @@ def _events(events: Any) -> "list[tuple[str, float]]":
     return out
 
 
+@graded
 async def check_outage(connect_recording: Callable, give: str = "all", timeout: float = 8.0) -> None:
     """``await connect_recording(servers, events)`` must return a connected nats-py client that appends
     ``("disconnected", time.time())`` and ``("reconnected", time.time())`` to ``events``; checked by
     killing the node it is on (``give="one"``: only the first node's URL is given)."""
     from ...servers.cluster import Cluster
 
-    name = getattr(connect_recording, "__name__", "your function")
-    require_function(connect_recording, name)
-    with quiet():
-        cluster = Cluster(size=2, name=unique("check-")).start()
-        nc = None
-        try:
-            await cluster.wait_formed(timeout=15, progress=False)
-            nodes = list(cluster.nodes.values())
-            servers = [nodes[0].url] if give == "one" else [b.url for b in nodes]
-            events: list = []
-            what = f"await {name}({'[first node]' if give == 'one' else '[both nodes]'}, events)"
-            nc = await answer(connect_recording, what, servers, events, timeout=timeout)
-            await _judge(nc, events, cluster, what)
-        finally:
-            if nc is not None and hasattr(nc, "close") and not getattr(nc, "is_closed", True):
-                try:
-                    await nc.close()
-                except Exception:
-                    pass
-            cluster.stop()
+    name = require_function(connect_recording, "connect_recording")
+    cluster = Cluster(size=2, name=unique("check-")).start()
+    nc = None
+    try:
+        await cluster.wait_formed(timeout=15, progress=False)
+        nodes = list(cluster.nodes.values())
+        servers = [nodes[0].url] if give == "one" else [b.url for b in nodes]
+        events: list = []
+        what = f"await {name}({'[first node]' if give == 'one' else '[both nodes]'}, events)"
+        nc = await answer(connect_recording, servers, events, what=what, timeout=timeout)
+        await _judge(nc, events, cluster, what)
+    finally:
+        if nc is not None and hasattr(nc, "close") and not getattr(nc, "is_closed", True):
+            try:
+                await nc.close()
+            except Exception:
+                pass
+        cluster.stop()
 
 
 async def _judge(nc: Any, events: list, cluster: Any, what: str) -> None:

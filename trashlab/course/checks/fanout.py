@@ -13,20 +13,22 @@ from __future__ import annotations
 from typing import Callable
 
 from . import failed, passed
-from ._truth import answer, connection, poll, require_function, session, subscriptions
+from ._answer import answer, graded, require_function
+from ._live import poll, session
+from ._truth import connection, subscriptions
 from ...message import encode
 
 
+@graded
 async def check_queue_member(join_queue_group: Callable, queue: str = "reporters", published: int = 60,
                              others: int = 2, subject: str = "trash-level") -> None:
     """``await join_queue_group(nc, subject, queue, received)`` must subscribe ``nc`` to ``subject`` in
     queue group ``queue`` and append each message's ``data`` to ``received``."""
-    name = getattr(join_queue_group, "__name__", "your function")
-    require_function(join_queue_group, name)
+    name = require_function(join_queue_group, "join_queue_group")
     what = f"await {name}(nc, {subject!r}, {queue!r}, received)"
     async with session("check-members") as (broker, nc, helper):
         received: list = []
-        await answer(join_queue_group, what, nc, subject, queue, received)
+        await answer(join_queue_group, nc, subject, queue, received, what=what)
         record = await poll(lambda: subscriptions(connection(broker.monitor_url, nc.client_id)), timeout=3.0)
         _judge_subscription(record, what, subject, queue)
         counts = [0] * others

@@ -12,46 +12,34 @@ from __future__ import annotations
 from typing import Callable
 
 from . import failed, passed
-from ._truth import answer, private_broker, quiet, require_function, unique
+from ._answer import answer, graded, require_function
+from ._live import client, private_broker, unique
 from ...message import encode
 
 
+@graded
 async def check_publish_acked(publish_acked: Callable, subject: str = "trash-level", count: int = 4,
                               earlier: int = 3) -> None:
     """``await publish_acked(js, subject, payload)`` must publish to JetStream and return the stream
     sequence number from the acknowledgement (an int)."""
-    import nats
-
-    name = getattr(publish_acked, "__name__", "your function")
-    require_function(publish_acked, name)
+    name = require_function(publish_acked, "publish_acked")
     stream = unique("CHECK_").upper()
-    with quiet():
-        broker = await private_broker(jetstream=True).astart()
-        nc = None
-        try:
-            nc = await nats.connect(broker.url, name="student")
-            js = nc.jetstream()
-            await js.add_stream(name=stream, subjects=[subject])
-            for i in range(earlier):  # the stream is not empty: sequence numbers do not start at 1
-                await js.publish(subject, encode(f"9{i}", 1.0 + i))
-            for i in range(count):
-                payload = encode(str(100 + i), 10.5 * (i + 1))
-                what = f"await {name}(js, {subject!r}, {payload!r})"
-                seq = await answer(publish_acked, what, js, subject, payload, timeout=5)
-                await _judge_one(js, stream, seq, payload, what)
-            info = await js.stream_info(stream)
-            if info.state.messages != earlier + count:
-                raise failed(f"the stream holds {info.state.messages} readings after {count} calls, expected "
-                             f"{earlier + count}: publish each reading once")
-            passed(f"{count} readings stored and acknowledged, sequence numbers {earlier + 1}-{earlier + count} "
-                   f"match the stream {stream}")
-        finally:
-            if nc is not None and not nc.is_closed:
-                try:
-                    await nc.close()
-                except Exception:
-                    pass
-            broker.stop()
+    async with private_broker(jetstream=True) as broker, client(broker.url, "student") as nc:
+        js = nc.jetstream()
+        await js.add_stream(name=stream, subjects=[subject])
+        for i in range(earlier):  # the stream is not empty: sequence numbers do not start at 1
+            await js.publish(subject, encode(f"9{i}", 1.0 + i))
+        for i in range(count):
+            payload = encode(str(100 + i), 10.5 * (i + 1))
+            what = f"await {name}(js, {subject!r}, {payload!r})"
+            seq = await answer(publish_acked, js, subject, payload, what=what, timeout=5)
+            await _judge_one(js, stream, seq, payload, what)
+        info = await js.stream_info(stream)
+        if info.state.messages != earlier + count:
+            raise failed(f"the stream holds {info.state.messages} readings after {count} calls, expected "
+                         f"{earlier + count}: publish each reading once")
+    passed(f"{count} readings stored and acknowledged, sequence numbers {earlier + 1}-{earlier + count} "
+           f"match the stream {stream}")
 
 
 async def _judge_one(js, stream: str, seq, payload: bytes, what: str) -> None:

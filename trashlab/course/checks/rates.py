@@ -14,20 +14,22 @@ import time
 from typing import Callable
 
 from . import failed, passed
-from ._truth import answer, connection, poll, require_function, session, subscriptions
+from ._answer import answer, graded, require_function
+from ._live import poll, session
+from ._truth import connection, subscriptions
 from ...message import encode
 
 
+@graded
 async def check_rate(receive_rate: Callable, seconds: float = 1.0, published: int = 40,
                      subject: str = "trash-level") -> None:
     """``await receive_rate(nc, subject, seconds)`` must subscribe, count for ``seconds`` and return
     messages per second (a number); the check publishes ``published`` readings inside the window."""
-    name = getattr(receive_rate, "__name__", "your function")
-    require_function(receive_rate, name)
+    name = require_function(receive_rate, "receive_rate")
     what = f"await {name}(nc, {subject!r}, {seconds:g})"
     async with session("check-publisher") as (broker, nc, pub):
         started = time.monotonic()
-        task = asyncio.ensure_future(answer(receive_rate, what, nc, subject, seconds, timeout=seconds + 5))
+        task = asyncio.ensure_future(answer(receive_rate, nc, subject, seconds, what=what, timeout=seconds + 5))
         subs = await poll(lambda: task.done() or [s for s in subscriptions(connection(broker.monitor_url,
                                                                                       nc.client_id))
                                                   if s.get("subject") == subject],

@@ -15,8 +15,9 @@ from typing import Callable, Optional
 import nats.errors
 
 from ...message import SUBJECT, encode
-from . import _short, acall, failed, passed
-from ._live import SETTLE, client, delivered, graded, private_broker, poll
+from . import _short, failed, passed
+from ._answer import graded, require_function
+from ._live import SETTLE, client, poll, private_broker, publish_to, student_subscribes
 
 #: Where the student's responder listens (the same subject trashlab.ReportService answers on).
 REQUEST_SUBJECT = "trash-report.level"
@@ -37,18 +38,12 @@ def _readings(rng: random.Random) -> "tuple[list, dict]":
 @graded
 async def check_latest_levels(keep_latest: Callable, seed: Optional[int] = None) -> None:
     """``await keep_latest(nc, levels)`` subscribes to trash-level and keeps ``levels[can_id] = latest level`` (a float)."""
+    name = require_function(keep_latest, "keep_latest")
     readings, expected = _readings(random.Random(seed))
     levels: dict = {}
-    name = getattr(keep_latest, "__name__", "keep_latest")
     async with private_broker() as broker, client(broker.url, "your-report-service") as nc:
-        sub = await acall(keep_latest, nc, levels)
-        if nc.is_closed:
-            raise failed(f"{name} closed the connection: keep it open, the subscription lives on it")
-        await nc.flush(timeout=2)
-        async with client(broker.url, "trashlab-check") as pub:  # connected after the SUB: see _live.client
-            for can, level in readings:
-                await pub.publish(SUBJECT, encode(can, level))
-            await delivered(pub, nc, [sub])
+        sub = await student_subscribes(keep_latest, nc, levels, what=f"await {name}(nc, levels)")
+        await publish_to(broker, [(SUBJECT, encode(can, level)) for can, level in readings], nc, sub)
         await poll(lambda: levels == expected, 0.5 if hasattr(sub, "pending_msgs") else SETTLE)
     shown = ", ".join(f"{c}→{v}" for c, v in readings)
     what = f"{name}(nc, levels) after the check published {shown} on {SUBJECT!r}"
@@ -81,17 +76,14 @@ async def check_responder(serve_levels: Callable, seed: Optional[int] = None, ti
     ``{"error": "..."}`` for a can not in ``levels``. The check changes ``levels`` between requests,
     so a constant or remembered answer fails.
     """
+    name = require_function(serve_levels, "serve_levels")
     rng = random.Random(seed)
     cans = [str(c) for c in rng.sample(range(1, 1000), 3)]
     levels = {c: round(rng.uniform(1, 99), 2) for c in cans[:2]}
     unknown = cans[2]
-    name = getattr(serve_levels, "__name__", "serve_levels")
     async with private_broker() as broker, client(broker.url, "your-report-service") as nc, \
             contextlib.AsyncExitStack() as stack:
-        await acall(serve_levels, nc, levels)
-        if nc.is_closed:
-            raise failed(f"{name} closed the connection: keep it open, the subscription lives on it")
-        await nc.flush(timeout=2)
+        await student_subscribes(serve_levels, nc, levels, what=f"await {name}(nc, levels)")
         asker = await stack.enter_async_context(client(broker.url, "trashlab-check"))  # after the SUB
 
         async def ask(can: str) -> dict:

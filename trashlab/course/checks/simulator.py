@@ -11,8 +11,9 @@ import time
 from typing import Callable, Sequence
 
 from ...message import SUBJECT
-from . import _short, acall, failed, passed
-from ._live import SETTLE, client, delivered, graded, private_broker, poll
+from . import _short, failed, passed
+from ._answer import answer, graded, require_function
+from ._live import SETTLE, client, delivered, poll, private_broker, publish_to, student_subscribes
 
 #: sim.js's bytes: ``{"can_id":"135", "level":"42.930236081376314"}`` (no space after ``:``, one after ``,``).
 WIRE = re.compile(rb'^\{"can_id":"(\d{1,4})", "level":"(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"\}$')
@@ -37,9 +38,9 @@ def _format_problem(data: bytes) -> str:
 @graded
 async def check_publish_readings(publish_readings: Callable, count: int = 5, interval: float = 0.1) -> None:
     """``await publish_readings(nc, count, interval)``: ``count`` readings on trash-level, sim.js's format, ``interval`` apart."""
+    name = require_function(publish_readings, "publish_readings")
     arrived: list = []
     elsewhere: list = []
-    name = getattr(publish_readings, "__name__", "publish_readings")
     what = f"await {name}(nc, {count}, {interval:g})"
     async with private_broker() as broker, client(broker.url, "trashlab-check") as watch:
         async def on_reading(msg) -> None:
@@ -51,7 +52,7 @@ async def check_publish_readings(publish_readings: Callable, count: int = 5, int
         subs = [await watch.subscribe(SUBJECT, cb=on_reading), await watch.subscribe(">", cb=on_any)]
         await watch.flush()
         async with client(broker.url, "your-publisher") as nc:  # connected after the SUBs: see _live.client
-            await acall(publish_readings, nc, count, interval, timeout=count * interval * 3 + 5)
+            await answer(publish_readings, nc, count, interval, what=what, timeout=count * interval * 3 + 5)
             await delivered(nc, watch, subs)
         await poll(lambda: len(arrived) >= count, SETTLE)  # in case the student closed nc
     if not arrived:
@@ -94,17 +95,11 @@ MISS = ("trash.north.alarm",)
 @graded
 async def check_wildcard(watch_levels: Callable, catch: Sequence[str] = CATCH, miss: Sequence[str] = MISS) -> None:
     """``await watch_levels(nc, seen)`` subscribes so that the subjects in ``catch`` land in ``seen``, those in ``miss`` not."""
+    name = require_function(watch_levels, "watch_levels")
     seen: list = []
-    name = getattr(watch_levels, "__name__", "watch_levels")
     async with private_broker() as broker, client(broker.url, "your-subscriber") as nc:
-        sub = await acall(watch_levels, nc, seen)
-        if nc.is_closed:
-            raise failed(f"{name} closed the connection: keep it open, the subscription lives on it")
-        await nc.flush(timeout=2)
-        async with client(broker.url, "trashlab-check") as pub:  # connected after the SUB: see _live.client
-            for subject in list(catch) + list(miss):
-                await pub.publish(subject, b'{"can_id":"7", "level":"50.0"}')
-            await delivered(pub, nc, [sub])
+        sub = await student_subscribes(watch_levels, nc, seen, what=f"await {name}(nc, seen)")
+        await publish_to(broker, [(s, b'{"can_id":"7", "level":"50.0"}') for s in list(catch) + list(miss)], nc, sub)
         await poll(lambda: len(seen) >= len(catch), 0.5)
     what = f"{name}(nc, seen) then messages on {', '.join(list(catch) + list(miss))}"
     got = [s.decode() if isinstance(s, (bytes, bytearray)) else s for s in seen]
