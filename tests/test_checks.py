@@ -52,3 +52,9 @@ def test_a_bug_in_the_answer_is_one_line_with_the_call():
 def test_missing_answer_is_not_a_crash():
     assert "no answer yet" in fails(checks.call, None, READINGS, "1")
     assert "should be a function" in fails(checks.call, 3, READINGS, "1")
+
+
+def test_an_async_def_where_a_plain_function_is_expected_says_so():
+    async def count_readings(f, c):
+        return len(f)
+    assert "plain `def`" in fails(checks.call, count_readings, READINGS, "1")

@@ -8,6 +8,7 @@ connection), never with what the student's code reports about itself.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
 
@@ -190,8 +191,9 @@ async def test_a_log_line_on_stderr_during_a_check_goes_to_stdout(capsys):
     """A trashlab reconnect line (stderr) while a check runs must not reach stderr: nbgrader zeroes such a cell."""
     async def noisy(nc, subject, queue, received):
         print("trashlab [rep]: reconnected to 127.0.0.1:4222", file=sys.stderr)
+        logging.getLogger("trashlab").warning("trashlab [rep]: a log line during the check")
         return await joiner()(nc, subject, queue, received)
 
     await checks.check_queue_member(noisy)
     out = capsys.readouterr()
-    assert out.err == "" and "reconnected to 127.0.0.1:4222" in out.out
+    assert out.err == "" and "reconnected to 127.0.0.1:4222" in out.out and "a log line during the check" in out.out

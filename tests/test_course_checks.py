@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import random
+import sys
 import time
 
 import nats
@@ -90,6 +91,21 @@ async def test_hello(traced, capsys):
     async def constant(url, subject, text):
         return "hello"
     assert "never saw a message" in await fails(checks.check_hello(constant, traced))
+
+    async def publish_not_awaited(url, subject, text):
+        nc = await nats.connect(url)
+        sub = await nc.subscribe(subject)
+        nc.publish(subject, text.encode())
+        msg = await sub.next_msg(timeout=0.5)
+        await nc.close()
+        return msg.data.decode()
+    with pytest.warns(RuntimeWarning):  # nats-py's TimeoutError is an asyncio one: still not a hang of ours
+        text = await fails(checks.check_hello(publish_not_awaited, traced))
+    assert "raised TimeoutError" in text and "did not finish" not in text
+
+    def not_async(url, subject, text):
+        return text
+    assert "should be an `async def`" in await fails(checks.check_hello(not_async, traced))
 
 
 async def test_hello_needs_the_trace(broker):
@@ -193,6 +209,13 @@ async def test_wildcard(capsys):
             seen.append(msg.data)
         return await nc.subscribe("trash.*.level", cb=cb)
     assert "caught" not in await fails(checks.check_wildcard(data_not_subject))
+
+    async def subscribe_not_awaited(nc, seen):
+        async def cb(msg):
+            seen.append(msg.subject)
+        return nc.subscribe("trash.*.level", cb=cb)
+    assert "Client.subscribe(...)" in await fails(checks.check_wildcard(subscribe_not_awaited))
+    assert "no answer yet" in await fails(checks.check_wildcard(None))
 
 
 # ----- 04: keep the latest level, answer requests --------------------------------------------------
@@ -304,11 +327,14 @@ async def test_trashlab_log_lines_during_a_check_go_to_stdout(capsys):
 
     async def noisy(nc, levels):
         logger.warning("trashlab [x]: reconnected (a log line during the check)")
+        print("Traceback (most recent call last):\n  File x\nnats.errors.Error: from a client without error_cb",
+              file=sys.stderr)
         return await keep_right(nc, levels)
 
     await checks.check_latest_levels(noisy)
     out, err = capsys.readouterr()
     assert "a log line during the check" in out and "a log line during the check" not in err
+    assert err == "" and "nats.errors.Error: from a client without error_cb" in out and "File x" not in out
     assert (logger.handlers, logger.propagate) == before, "the check must put trashlab's logging back"
 
 
