@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 import warnings
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import nbformat
 import pytest
 
 from test_notebooks import output_problems
+from trashlab.errors import BadArgument
 from trashlab_instructor import grading
 
 # nbgrader's own SQLAlchemy session warnings while it records grades: not ours to fix
@@ -285,6 +287,9 @@ def solution_code(source: str) -> str:
                      and "### END SOLUTION" not in line)
 
 
+#: Submissions autograded at once (``TRASHLAB_GRADE_JOBS``): the instructor's ``autograde --jobs``, so every
+#: grade below is also proof that graders running side by side do not disturb each other's scores.
+JOBS = int(os.environ.get("TRASHLAB_GRADE_JOBS", "3"))
 #: A targeted run grades only some notebooks, e.g. ``TRASHLAB_GRADE_ONLY=05,08`` (default: all of them).
 ONLY = [p.strip() for p in os.environ.get("TRASHLAB_GRADE_ONLY", "").split(",") if p.strip()]
 
@@ -335,8 +340,10 @@ def graded(course, tmp_path_factory) -> dict:
             (folder / kind).mkdir(exist_ok=True)
             nbformat.write(build_submission(release_nb, source_nb, kind, wrong), folder / kind / f"{name}.ipynb")
         plan[name] = kinds
-    results = grading.autograde(folder, course)
-    return {"plan": plan, "results": results, "scores": grading.scores(course), "root": course}
+    started = time.monotonic()
+    results = grading.autograde(folder, course, jobs=JOBS)
+    return {"plan": plan, "results": results, "scores": grading.scores(course), "root": course,
+            "wall": time.monotonic() - started}
 
 
 def autograded(root: Path, student: str, name: str):
@@ -451,13 +458,14 @@ def test_each_wrong_answer_loses_exactly_that_exercise(graded):
             (name, kind, {k: v.get("evalue") for k, v in shown.items()})
 
 
-def test_autograding_time_per_submission(graded, capsys):
+def test_autograding_time_per_submission(graded, figure):
     """Printed, not asserted (speed is measured, not unit-tested); the target is 30 s on 2 cores."""
-    with capsys.disabled():
-        print()
-        for r in graded["results"]:
-            print(f"  autograde {r['student']}/{r['assignment']}: {r['seconds']:.1f} s "
-                  f"({r['score']:g}/{r['max_score']:g} points)")
+    for r in graded["results"]:
+        figure(f"autograding: seconds per submission ({JOBS} at a time; the target is 30 s on 2 cores)",
+               f"{r['student']}/{r['assignment']}: {r['seconds']:.1f} s ({r['score']:g}/{r['max_score']:g} points)",
+               total=r["seconds"])
+    figure("autograding: the whole batch", f"{len(graded['results'])} submissions autograded in "
+           f"{graded['wall']:.0f} s wall time, {JOBS} at a time")
     slow = [r for r in graded["results"] if r["seconds"] > 30]
     if slow:
         warnings.warn(f"autograding took over 30 s for {[(r['student'], r['assignment']) for r in slow]}",
@@ -466,6 +474,16 @@ def test_autograding_time_per_submission(graded, capsys):
 
 
 # ----- the instructor's commands ---------------------------------------------------------------
+@pytest.mark.quick
+def test_autograde_jobs_must_be_a_positive_count(tmp_path, capsys):
+    """``autograde DIR --jobs N`` grades N submissions at once; 0 is one clear line, nothing graded."""
+    with pytest.raises(BadArgument, match="jobs=0"):
+        grading.autograde(tmp_path, REPO, jobs=0)
+    assert grading.main(["autograde", str(tmp_path), "--jobs", "0"]) == 1
+    assert "how many submissions to grade at once" in capsys.readouterr().err
+    assert not (REPO / "course" / "submitted").exists()
+
+
 def test_feedback_and_csv_export(graded, tmp_path):
     root = graded["root"]
     feedback = grading.feedback(root)

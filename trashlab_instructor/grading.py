@@ -7,13 +7,16 @@ grades come per part of the lab. The student version in ``notebooks/`` is genera
     python -m trashlab_instructor generate            # course/source → course/release → notebooks/
     python -m trashlab_instructor generate --check    # exit 1 if notebooks/ is not what generation gives
     python -m trashlab_instructor autograde DIR       # DIR/<student>/<name>.ipynb → scores (time per submission)
+    python -m trashlab_instructor autograde DIR -j 4  # four submissions at once (default: the cores, at most 4)
     python -m trashlab_instructor feedback            # course/feedback/<student>/<name>/<name>.html
     python -m trashlab_instructor export grades.csv   # one row per student and assignment
     python -m trashlab_instructor disable-extensions  # hide nbgrader's JupyterLab parts (student images)
 
-Every step is nbgrader's own (its Python API, in one process: nbgrader takes seconds to import, so
-each submission's time is its grading alone), configured by ``nbgrader_config.py`` at the repository
-root; this module only adds the copy to ``notebooks/``, the drift check and the submissions folder.
+Every step is nbgrader's own (its Python API, imported once per process: nbgrader takes seconds to
+import, so each submission's time is its grading alone), configured by ``nbgrader_config.py`` at the
+repository root; this module only adds the copy to ``notebooks/``, the drift check, the submissions
+folder and grading several submissions at once (each worker process grades one at a time; their
+notebooks start their own brokers on free ports, so they never meet).
 nbgrader is an instructor/test tool (requirements-test.txt), imported only here and only when used.
 """
 
@@ -206,21 +209,62 @@ def collect(submissions: Path, root: Path) -> List[tuple]:
     return found
 
 
-def autograde(submissions: Path, root: Optional[Path] = None) -> List[dict]:
-    """Autograde every submission in a folder; print and return student, assignment, score, max, seconds."""
+#: Submissions graded at once by default: each runs its notebook in its own kernel, and most of a
+#: notebook's time is waiting (publish intervals, reconnects), so a few share two cores well.
+DEFAULT_JOBS = max(1, min(4, os.cpu_count() or 1))
+
+
+def autograde(submissions: Path, root: Optional[Path] = None, jobs: int = 1) -> List[dict]:
+    """Autograde every submission in a folder, ``jobs`` at a time; print and return student, assignment,
+    score, max, seconds (in the folder's order)."""
+    if not isinstance(jobs, int) or jobs < 1:
+        raise BadArgument(f"jobs={jobs!r}: give how many submissions to grade at once (1 or more)")
     root = find_root(root)
     if not (root / "course" / "gradebook.db").is_file():
         generate_release(root)  # the gradebook learns the assignments (and hidden tests) from generation
-    results = []
-    for student, name in collect(Path(submissions), root):
-        started = time.monotonic()
-        _run(api(root).autograde(name, student, force=True, create=True), f"autograde {name} --student {student}")
-        seconds = time.monotonic() - started
-        score, max_score = _score(root, student, name)
-        print(f"autograded {student}/{name}: {score:g}/{max_score:g} points in {seconds:.1f} s", flush=True)
-        results.append({"student": student, "assignment": name, "score": score, "max_score": max_score,
-                        "seconds": seconds})
-    return results
+    found = collect(Path(submissions), root)
+    with api(root).gradebook as gb:  # students first: two graders must not both create the same one
+        for student in sorted({student for student, _ in found}):
+            gb.update_or_create_student(student)
+    if jobs == 1 or len(found) == 1:
+        return [_report(_autograde_one(root, student, name)) for student, name in found]
+    # Each worker is a fresh interpreter with its own nbgrader (spawn: nothing of this process's
+    # threads, kernels or open gradebook is inherited); the gradebook is SQLite, which serialises
+    # the short writes. The longest notebooks start first, so the last one does not run alone.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    def cost(item: tuple) -> int:
+        return -(root / "course" / "submitted" / item[0] / item[1] / f"{item[1]}.ipynb").stat().st_size
+
+    done: Dict[tuple, dict] = {}
+    with ProcessPoolExecutor(max_workers=min(jobs, len(found)),
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_autograde_one, root, student, name) for student, name in sorted(found, key=cost)]
+        for future in as_completed(futures):
+            result = _report(future.result())
+            done[(result["student"], result["assignment"])] = result
+    return [done[item] for item in found]
+
+
+def _autograde_one(root: Path, student: str, name: str) -> dict:
+    """``nbgrader autograde NAME --student STUDENT`` in this process; its score and time."""
+    started = time.monotonic()
+    for attempt in (1, 2):
+        result = api(root).autograde(name, student, force=True, create=False)
+        # a gradebook write that waited too long for another grader's: grade it again, once
+        if result.get("success") or attempt == 2 or "database is locked" not in str(result.get("log", "")):
+            break
+    _run(result, f"autograde {name} --student {student}")
+    seconds = time.monotonic() - started
+    score, max_score = _score(root, student, name)
+    return {"student": student, "assignment": name, "score": score, "max_score": max_score, "seconds": seconds}
+
+
+def _report(result: dict) -> dict:
+    print(f"autograded {result['student']}/{result['assignment']}: {result['score']:g}/{result['max_score']:g} "
+          f"points in {result['seconds']:.1f} s", flush=True)
+    return result
 
 
 def _score(root: Path, student: str, name: str) -> tuple:
@@ -286,6 +330,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     gen.add_argument("--check", action="store_true", help="only compare; exit 1 if notebooks/ would change")
     auto = sub.add_parser("autograde", help="autograde DIR/<student>/<name>.ipynb")
     auto.add_argument("submissions", type=Path)
+    auto.add_argument("--jobs", "-j", type=int, default=DEFAULT_JOBS,
+                      help=f"submissions graded at once (default {DEFAULT_JOBS}: the cores, at most 4)")
     sub.add_parser("feedback", help="HTML feedback in course/feedback/")
     exp = sub.add_parser("export", help="grades as CSV")
     exp.add_argument("to", nargs="?", type=Path, default=Path("grades.csv"))
@@ -303,7 +349,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             changed = generate()
             print("\n".join(changed) if changed else "notebooks/ was already up to date")
         elif args.command == "autograde":
-            autograde(args.submissions)
+            autograde(args.submissions, jobs=args.jobs)
         elif args.command == "feedback":
             print(f"feedback in {feedback()}")
         elif args.command == "export":
