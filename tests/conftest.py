@@ -67,12 +67,48 @@ def tier_of(item) -> str:
     return "nats"
 
 
+#: The long poles, started first so that everything else runs beside them (``-n``: tests/run.sh runs
+#: the suite on several pytest-xdist workers; docs/testing.md). Other modules keep their order after these.
+LONG_POLES = ("test_grading", "test_binder", "test_classroom_load", "test_stream_load", "test_notebooks",
+              "test_interrupt_course", "test_course_checks", "test_chaos")
+#: Modules whose tests are independent and each long (a notebook, a drill): under ``-n`` their tests are
+#: spread over the workers. Every other module runs whole on one worker, so a module-scoped fixture
+#: (a cluster, the graded course, the Binder image) is built once.
+SPREAD = {"test_notebooks", "test_interrupt_course", "test_course_checks", "test_checks_live", "test_stream_load"}
+
+
+def _module(item) -> str:
+    return Path(str(item.fspath)).stem
+
+
 def pytest_collection_modifyitems(config, items) -> None:
-    """Give every test its tier marker, so ``-m`` selects tiers."""
+    """Give every test its tier marker, so ``-m`` selects tiers; put the long poles first."""
     for item in items:
         tier = tier_of(item)
         if not item.get_closest_marker(tier):
             item.add_marker(tier)
+    first = {name: i for i, name in enumerate(LONG_POLES)}
+    items.sort(key=lambda item: first.get(_module(item), len(first)))  # stable: modules stay whole
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Under ``-n``: whole modules to a worker (their module-scoped fixtures built once), except the
+    modules in SPREAD, test by test; in collection order, so the long poles start first.
+
+    (pytest-xdist's own ``--dist loadgroup`` does not group under pytest 9: it renames ``item._nodeid``,
+    which pytest 9 no longer reads.) An explicit ``--dist`` other than load is left to pytest-xdist.
+    """
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModulesAndSpread(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return nodeid if Path(module).stem in SPREAD else module
+
+    config.option.loadscopereorder = False  # keep the collection order (LONG_POLES first)
+    return ModulesAndSpread(config, log)
 
 
 _started_in_quick: "list[str] | None" = None
@@ -109,6 +145,43 @@ def pytest_runtest_call(item):
     if started:
         pytest.fail(f"a quick test started processes ({started[:3]}): mark it nats (tests/conftest.py)")
     return result
+
+
+#: user_properties key of a measured figure (see the ``figure`` fixture)
+FIGURE = "trashlab-figure"
+_figures: "list[tuple[str, str, float | None]]" = []
+
+
+@pytest.fixture
+def figure(request):
+    """``figure(section, line, total=None)``: a measured figure for the end-of-run summary.
+
+    Timings are reported, never asserted. The figure travels in the test's report, so it is printed
+    by the process that prints the summary, also when pytest-xdist runs the test in a worker;
+    ``total`` values of one section are added up under it.
+    """
+    def record(section: str, line: str, total: "float | None" = None) -> None:
+        request.node.user_properties.append((FIGURE, [section, line, total]))
+    return record
+
+
+def pytest_runtest_logreport(report) -> None:
+    if report.when == "teardown":  # by then the test has recorded all of its figures
+        _figures.extend(tuple(value) for key, value in report.user_properties if key == FIGURE)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The figures tests measured, by section (each with the sum of its ``total`` values)."""
+    sections: "dict[str, list[tuple[str, float | None]]]" = {}
+    for section, line, total in _figures:
+        sections.setdefault(section, []).append((line, total))
+    for section, lines in sections.items():
+        terminalreporter.section(section, sep="-")
+        for line, _ in lines:
+            terminalreporter.write_line(line)
+        totals = [t for _, t in lines if t is not None]
+        if totals:
+            terminalreporter.write_line(f"total: {sum(totals):.1f} s over {len(totals)}")
 
 
 def unique(prefix: str = "t") -> str:

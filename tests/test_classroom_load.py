@@ -34,7 +34,7 @@ SECONDS = int(os.environ.get("TRASHLAB_CLASS_LOAD_SECONDS", "60"))
 
 @pytest.mark.slow
 @pytest.mark.timeout(SECONDS * 4 + 120)
-async def test_a_class_of_students_publishing_through_the_hub_loses_nothing():
+async def test_a_class_of_students_publishing_through_the_hub_loses_nothing(figure):
     hub = ClassHub(STUDENTS, name=unique("hub")).start()
     seqs: dict = collections.defaultdict(list)
     hub_proc = psutil.Process(hub.pid)
@@ -83,11 +83,11 @@ async def test_a_class_of_students_publishing_through_the_hub_loses_nothing():
         hub.stop()
     cpu = [c for c, _ in samples[1:]] or [0.0]
     rss = [m for _, m in samples] or [0]
-    figure = {"students": STUDENTS, "rate_per_student": RATE, "seconds": SECONDS, "messages": STUDENTS * count,
+    measured = {"students": STUDENTS, "rate_per_student": RATE, "seconds": SECONDS, "messages": STUDENTS * count,
               "publish_seconds": result["seconds"], "hub_cpu_percent_mean": round(sum(cpu) / len(cpu), 1),
               "hub_cpu_percent_max": round(max(cpu), 1), "hub_rss_mib_max": round(max(rss) / 2**20, 1),
               "cores": psutil.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}
     artifacts = ROOT / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
-    (artifacts / f"class-load-{STUDENTS}.json").write_text(json.dumps(figure, indent=1) + "\n")
-    print("class hub load:", json.dumps(figure))
+    (artifacts / f"class-load-{STUDENTS}.json").write_text(json.dumps(measured, indent=1) + "\n")
+    figure("load and soak", "class hub load: " + json.dumps(measured))

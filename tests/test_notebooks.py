@@ -12,7 +12,8 @@ Each notebook gets a fresh kernel running THIS interpreter (a temporary kernelsp
 ``sys.executable``), with this checkout first on ``PYTHONPATH`` and its own trashlab state folder.
 A cell may fail only when tagged ``raises-exception``; no output may show a traceback (checked after
 every execution of a cell, so the first of two runs is checked too). The time of each pass is printed
-at the end of the pytest run (the whole course's headless time).
+at the end of the pytest run with the whole course's headless time (a figure: under ``-n`` the
+notebooks share the cores with other tests, so run this file alone for the course's own time).
 """
 
 from __future__ import annotations
@@ -40,35 +41,6 @@ KERNEL = "trashlab-this-python"
 FORBIDDEN = ("Traceback", "Task exception was never retrieved", "Exception ignored in")
 #: Pass 2 runs each cell twice in a row (TRASHLAB_RERUN_CELLS=0: once, i.e. plain Run All again).
 RERUN_EACH_CELL = os.environ.get("TRASHLAB_RERUN_CELLS", "1") != "0"
-#: notebook name -> (fresh-kernel pass, same-kernel pass) in seconds
-TIMES: "dict[str, tuple[float, float]]" = {}
-
-
-class _CourseTime:
-    """Prints the course's headless time at the end of the run (visible without -s)."""
-
-    def pytest_terminal_summary(self, terminalreporter) -> None:
-        if not TIMES:
-            return
-        tr = terminalreporter
-        tr.section("notebooks: headless execution time")
-        for name, (first, second) in TIMES.items():
-            tr.write_line(f"{name:<32} fresh kernel {first:6.1f} s   again, same kernel"
-                          f"{', each cell twice' if RERUN_EACH_CELL else ''} {second:6.1f} s")
-        total = sum(t[0] for t in TIMES.values())
-        tr.write_line(f"{'whole course (fresh kernels)':<32} {total:6.1f} s for {len(TIMES)} notebooks "
-                      f"(goal: at most 120 s on 2 cores; {os.cpu_count()} cores here)")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def course_time(request):
-    """Registers the end-of-run summary of notebook times."""
-    plugin = _CourseTime()
-    if not request.config.pluginmanager.is_registered(plugin):
-        request.config.pluginmanager.register(plugin, "trashlab-course-time")
-    yield
-
-
 @pytest.fixture(scope="module")
 def kernel_dir(tmp_path_factory):
     """A kernelspec folder whose only kernel runs this very interpreter (pytest removes old ones)."""
@@ -160,7 +132,7 @@ def _wait_stopped(state: Path, name: str) -> None:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_then_reruns_in_one_kernel(path: Path, kernel_dir: Path, tmp_path: Path):
+def test_notebook_runs_then_reruns_in_one_kernel(path: Path, kernel_dir: Path, tmp_path: Path, figure):
     """Top to bottom in a fresh kernel, then again in the same kernel with each cell run twice in a row:
     no errors outside ``raises-exception`` cells, no tracebacks, nothing left running."""
     nb = nbformat.read(path, as_version=4)
@@ -173,7 +145,9 @@ def test_notebook_runs_then_reruns_in_one_kernel(path: Path, kernel_dir: Path, t
         first, problems = _run_cells(client, f"{path.name} (fresh kernel)")
         kernel_start = time.monotonic() - started - first
         second, more = _run_cells(client, f"{path.name} (same kernel, again)", times=again)
-    TIMES[path.stem] = (first + kernel_start, second)
+    figure(f"notebooks: headless execution time (goal: the whole course in at most 120 s on {os.cpu_count()} cores)",
+           f"{path.stem:<32} fresh kernel {first + kernel_start:6.1f} s   again, same kernel"
+           f"{', each cell twice' if RERUN_EACH_CELL else ''} {second:6.1f} s", total=first + kernel_start)
     assert not problems + more, "\n".join(problems + more)
     _wait_stopped(state, path.name)
 

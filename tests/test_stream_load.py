@@ -51,7 +51,7 @@ async def _until(predicate, timeout: float) -> bool:
 
 
 @pytest.mark.slow
-async def test_malformed_stream_into_collector_and_report_service(broker):
+async def test_malformed_stream_into_collector_and_report_service(broker, figure):
     rate, seconds = 10_000, 30
     col = await trashlab.Collector(broker.url, name="col-under-test").start()
     svc = await trashlab.ReportService(broker.url, name=unique("rep")).start()
@@ -84,7 +84,7 @@ async def test_malformed_stream_into_collector_and_report_service(broker):
     # what was kept aside is small even though 1 MB payloads came in
     kept = col.rejected
     assert set(kept["kind"]) <= set(kinds) and kept["payload"].map(len).max() <= 1024
-    print(f"\nbad-input stream: {published} messages in {summary['seconds']:.1f}s "
+    figure("load and soak", f"bad-input stream: {published} messages in {summary['seconds']:.1f}s "
           f"({published / summary['seconds']:.0f} msg/s), {len(valid)} valid all kept, "
           f"{sum(kinds.values())} malformed counted by kind {dict(kinds)}; "
           f"all processed {took:.1f}s after start")
@@ -93,7 +93,7 @@ async def test_malformed_stream_into_collector_and_report_service(broker):
 
 
 @pytest.mark.slow
-async def test_sixty_seconds_at_10k_with_max_rows_stays_bounded(broker):
+async def test_sixty_seconds_at_10k_with_max_rows_stays_bounded(broker, figure):
     rate, seconds, max_rows = 10_000, 60, 10_000
     col = await trashlab.Collector(broker.url, max_rows=max_rows, name="soak").start()
     me = psutil.Process()
@@ -119,7 +119,7 @@ async def test_sixty_seconds_at_10k_with_max_rows_stays_bounded(broker):
     warm = [rss for t, rss, n in samples if n >= 100_000]
     growth = (max(warm) - warm[0]) / 2**20
     peak = max(rss for _, rss, _ in samples) / 2**20
-    print(f"\nsoak: {published} messages in {summary['seconds']:.1f}s, received {col.count}, "
+    figure("load and soak", f"soak: {published} messages in {summary['seconds']:.1f}s, received {col.count}, "
           f"max_rows={max_rows}, collector RSS peak {peak:.0f} MiB, growth after warm-up {growth:.1f} MiB")
     assert growth < 40, f"collector memory grew {growth:.1f} MiB with max_rows set"
     await col.stop()

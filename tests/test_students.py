@@ -31,7 +31,7 @@ def _tree_rss(procs: list) -> int:
 
 
 @pytest.mark.slow
-def test_twenty_students_on_one_host():
+def test_twenty_students_on_one_host(figure):
     n, count = 20, 400
     names = [unique(f"student{i:02d}") for i in range(n)]
     env = {**os.environ, "PYTHONPATH": ROOT}
@@ -60,5 +60,5 @@ def test_twenty_students_on_one_host():
         # exactly this student's own messages: a single foreign one would break the count or the order
         assert r["published"] == r["received"] == count and r["in_order"], r
         assert r["clients"] == sorted([f"{name}-col", f"{name}-sim"]), r
-    print(f"\n{n} students x (broker + simulator + collector, {count} msgs each): all finished in {took:.1f}s, "
+    figure("load and soak", f"{n} students x (broker + simulator + collector, {count} msgs each): all finished in {took:.1f}s, "
           f"peak memory of all their processes {peak / 2**20:.0f} MiB ({peak / n / 2**20:.0f} MiB per student)")
