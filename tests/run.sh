@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README.md, docs/testing.md): builds .venv, installs the course and the test tools,
-# runs every test (every tier). Extra arguments go to pytest: `bash tests/run.sh -m "quick or nats"`.
+# runs every test (every tier) on four pytest-xdist workers. Extra arguments go to pytest:
+# `bash tests/run.sh -m "quick or nats"`.
 # Extra set-up steps (node modules for interop, a browser...) live in tests/setup.d/*.sh.
 #
 # The install is skipped when its inputs did not change: the requirement files, pyproject.toml, the
@@ -35,4 +36,6 @@ for step in tests/setup.d/*.sh; do
 done
 [ "$every_run_only" = 1 ] || echo "$inputs" > "$stamp"
 echo "== install and set-up: $((SECONDS - started)) s"
-exec python -m pytest --durations=25 "$@"
+# Most tests wait (on servers, kernels, publish intervals): four workers keep two cores busy.
+# TRASHLAB_TEST_WORKERS=0 runs everything in this one process.
+exec python -m pytest -n "${TRASHLAB_TEST_WORKERS:-4}" --durations=25 "$@"
