@@ -7,7 +7,7 @@ Every test carries exactly one tier marker, by cost (registered in pyproject.tom
 ``course``  the course itself: notebooks, the demo, the real browser, nbgrader, the Binder emulation
 ``slow``    load and soak (minutes), the benchmark
 
-The inner loop is ``python -m pytest -m "quick or nats" -n 2``. A test module or test may set its tier
+The inner loop is ``python -m pytest -m "quick or nats" -n 4``. A test module or test may set its tier
 with a marker; otherwise the tables below decide (a module not named in them is ``nats``).
 """
 
