@@ -19,8 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
-from typing import Any, Optional
+from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -135,7 +134,8 @@ def _ipympl_available() -> bool:
 class LiveDashboard(LiveView):
     """Live histograms, fullest cans, rate and counters of a Collector; display it in a notebook cell."""
 
-    _running: "weakref.WeakSet[LiveDashboard]" = weakref.WeakSet()
+    _noun = "dashboard"
+    _again = "trashlab.LiveDashboard(col)"
 
     def __init__(self, collector: Collector, refresh: float = 0.5, *, top: int = 10, threshold: float = 80.0,
                  window: int = 120, renderer: str = "auto", dpi: int = 72) -> None:
@@ -164,9 +164,6 @@ class LiveDashboard(LiveView):
         self.renderer = renderer
         self.refreshes = 0
         self.last_refresh_seconds = 0.0
-        self._paused = False
-        self._stopped = False
-        self._task: Optional[asyncio.Task] = None
         self._handle: Any = None
         self._controls: Any = None
         self._last_png = b""
@@ -345,23 +342,10 @@ class LiveDashboard(LiveView):
         return Image(self._png())
 
     # ----- lifecycle -------------------------------------------------------------------------
-    def start(self) -> "LiveDashboard":
-        """Start refreshing as a task on the running event loop (displaying the dashboard does this)."""
-        if self._stopped:
-            raise TrashlabError("this dashboard was stopped: create a new one with trashlab.LiveDashboard(col)")
-        if self.running:
-            return self
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            raise TrashlabError("LiveDashboard needs a running event loop: use it in a notebook cell "
-                                "(or in async code)") from None
-        for other in list(LiveDashboard._running):  # a re-run cell replaces its old dashboard
-            if other is not self and (other.collector is self.collector or other.collector.name == self.collector.name):
-                other.stop()
-        LiveDashboard._running.add(self)
-        self._task = loop.create_task(self._run(), name="trashlab-dashboard")
-        return self
+    def _replaces(self, other: LiveView) -> bool:
+        """A re-run cell's dashboard of the same collector (or one of the same name) replaces the old one."""
+        assert isinstance(other, LiveDashboard)
+        return other.collector is self.collector or other.collector.name == self.collector.name
 
     async def _run(self) -> None:
         was_running = self.collector.running
@@ -392,13 +376,8 @@ class LiveDashboard(LiveView):
 
     def stop(self) -> None:
         """Stop for good: cancel the task, leave a last still image, close the figure and the widgets."""
-        if self._stopped:
+        if not self._end_task():
             return
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-        self._task = None
-        LiveDashboard._running.discard(self)
-        self._stopped = True
         try:
             self.refresh()
             self._last_png = self._png()

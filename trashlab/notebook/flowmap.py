@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ._live import LiveView
-from ..errors import BadArgument, BrokerError, TrashlabError
+from ..errors import BadArgument, BrokerError
 from ..servers.chaos import dropping, in_lame_duck
 
 log = logging.getLogger("trashlab")
@@ -147,7 +147,8 @@ class FlowMap(LiveView):
     this kernel (``"iot-msg"``).
     """
 
-    _running: "weakref.WeakSet[FlowMap]" = weakref.WeakSet()
+    _noun = "map"
+    _again = "trashlab.FlowMap(cluster)"
 
     def __init__(self, target: Any, refresh: float = 1.0, *, wiretap: bool = True, internal: bool = False,
                  height: Optional[int] = None) -> None:
@@ -167,9 +168,6 @@ class FlowMap(LiveView):
         self._prev: Dict[str, Tuple[float, float]] = {}  # counter -> (when, value) at the last poll
         self._fresh: set = set()  # counters seen in this poll (the others are forgotten)
         self._where: Dict[str, tuple] = {}  # client name -> (server, (moved from, when) or None)
-        self._paused = False
-        self._stopped = False
-        self._task: Optional[asyncio.Task] = None
         self._tap: Optional[_Wiretap] = None
         self._widget: Any = None
         self._handle: Any = None
@@ -521,23 +519,10 @@ class FlowMap(LiveView):
         self._apply(raw)
 
     # ----- lifecycle -----------------------------------------------------------------------------
-    def start(self) -> "FlowMap":
-        """Start refreshing as a task on the running event loop (displaying the map does this)."""
-        if self._stopped:
-            raise TrashlabError("this map was stopped: create a new one with trashlab.FlowMap(cluster)")
-        if self.running:
-            return self
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            raise TrashlabError("FlowMap needs a running event loop: use it in a notebook cell "
-                                "(or in async code)") from None
-        for other in list(FlowMap._running):  # a re-run cell replaces its old map (same servers, maybe new objects)
-            if other is not self and (other.target is self.target or set(other.nodes) == set(self.nodes)):
-                other.stop()
-        FlowMap._running.add(self)
-        self._task = loop.create_task(self._run(), name="trashlab-flowmap")
-        return self
+    def _replaces(self, other: LiveView) -> bool:
+        """A re-run cell's map of the same servers (maybe new objects) replaces the old one."""
+        assert isinstance(other, FlowMap)
+        return other.target is self.target or set(other.nodes) == set(self.nodes)
 
     async def _run(self) -> None:
         try:
@@ -585,13 +570,8 @@ class FlowMap(LiveView):
 
     def stop(self) -> None:
         """Stop for good: end polling and the wiretap, and leave a still SVG of the last state in the output."""
-        if self._stopped:
+        if not self._end_task():
             return
-        self._stopped = True
-        FlowMap._running.discard(self)
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-        self._task = None
         if self.data:
             self.data["title"] = self.data["title"] + " (stopped)"
         if self._widget is not None:
