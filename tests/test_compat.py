@@ -177,6 +177,20 @@ def test_ipykernel_still_targets_a_write_through_a_context_variable():
         ctx.destroy(linger=0)  # also the sockets IOPubThread opened
 
 
+def test_ipython_still_runs_a_cells_code_from_run_code():
+    """An Interrupt after a cell's code ended is dropped: trashlab tells the cell's code from ipykernel's own
+    by IPython's ``InteractiveShell.run_code`` on the call stack."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_cell("import sys\nfrom trashlab import _compat\nINSIDE = _compat.running_cell_code(sys._getframe())")
+        assert shell.user_ns.get("INSIDE") is True, "IPython no longer runs a cell's code from InteractiveShell.run_code"
+    finally:
+        InteractiveShell.clear_instance()
+    assert not _compat.running_cell_code(sys._getframe())
+
+
 def test_cpython_still_runs_imports_from_frozen_importlib(tmp_path, monkeypatch):
     """An Interrupt is held back while an import runs: trashlab recognises that from the call stack."""
     (tmp_path / "trashlab_canary_module.py").write_text(

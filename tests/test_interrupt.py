@@ -191,3 +191,16 @@ def test_interrupt_during_an_import_waits_for_the_import(lab, tmp_path):
     assert_one_line(reply, "Interrupted")
     assert "complete True" in lab.ok("print('complete', sys.modules['slow_canary'].DONE)").text
     assert "next cell: True True" in lab.ok(NEXT_CELL_WORKS).text
+
+
+def test_an_interrupt_after_the_cells_code_ended_is_dropped(lab):
+    """■ landing when a plain cell's own code is over (held back by an import at the end of the cell, or
+    pressed as it finishes) must not raise in ipykernel's code: ipykernel would catch it and never send the
+    cell's reply, and JupyterLab would show the cell running forever."""
+    handler = "import signal, sys\nh = signal.getsignal(signal.SIGINT)  # what a plain cell runs under\n"
+    # in the cell's own code it interrupts ...
+    assert_one_line(lab.run(handler + "h(signal.SIGINT, sys._getframe())", timeout=30), "Interrupted")
+    # ... where no cell code runs (ipykernel's own code has no cell frame) it does nothing
+    reply = lab.run(handler + "h(signal.SIGINT, None)\nprint('replied')", timeout=30)
+    assert reply.status == "ok" and "replied" in reply.text, reply
+    assert "next cell: True True" in lab.ok(NEXT_CELL_WORKS).text

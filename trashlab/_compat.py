@@ -163,6 +163,21 @@ def show_traceback_lines(shell: Any, etype: type, evalue: BaseException, lines: 
     shell._showtraceback(etype, evalue, lines)
 
 
+def running_cell_code(frame: Any) -> bool:
+    """True if ``frame`` (or a caller of it) is a cell's own code, run by IPython's ``InteractiveShell.run_code``.
+
+    After a cell's code ends, ipykernel still runs its own code (the reply, the idle status) under the
+    cell's SIGINT handler; a ``KeyboardInterrupt`` raised there is caught by ipykernel, which then never
+    sends the cell's reply: JupyterLab shows the cell running forever.
+    """
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "run_code" and code.co_filename.endswith("interactiveshell.py"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 # ----- ipykernel -------------------------------------------------------------------------------
 def cell_header(stream: Any) -> Optional[dict]:
     """The message header that output written to ``stream`` (ipykernel's stdout/stderr) goes under now."""

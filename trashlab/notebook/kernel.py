@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any, Optional
 
-from .._compat import cell_header, importing, show_traceback_lines, write_under
+from .._compat import cell_header, importing, running_cell_code, show_traceback_lines, write_under
 from .._progress import forget_interrupt, interrupted_wait
 from ..errors import TrashlabError
 
@@ -93,7 +93,9 @@ IMPORT_GRACE = 10.0
 
 def _hold_interrupts_during_imports() -> None:
     """Wrap the cell's SIGINT handler: an Interrupt that arrives in the middle of an ``import`` is
-    delivered again when the import is over, so ■ never leaves numpy or matplotlib half imported.
+    delivered again when the import is over, so ■ never leaves numpy or matplotlib half imported; one
+    that arrives when the cell's own code has ended is dropped (the cell is done: a KeyboardInterrupt
+    in ipykernel's code would cost the cell its reply, and JupyterLab would show it running forever).
 
     ipykernel sets the handler for each cell (``KeyboardInterrupt`` for a plain cell, a cancellation
     for one that awaits) and puts its own back afterwards, which drops this wrapper too.
@@ -116,6 +118,8 @@ def _hold_interrupts_during_imports() -> None:
                 threading.Timer(0.05, again).start()  # the same Interrupt, once the import is over
                 return
         first.clear()
+        if inner is signal.default_int_handler and not running_cell_code(frame):
+            return  # a plain cell whose code is over: nothing left to interrupt
         inner(signum, frame)
 
     handler._trashlab = True  # type: ignore[attr-defined]
