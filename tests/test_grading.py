@@ -61,6 +61,10 @@ WRONG = {
         "def client_names(broker):\n    return list(broker.connz()['cid'])  # ids, not names\n",
         "def client_names(broker):\n    return list(broker.connz()['name'])  # not sorted\n",
         "def client_names(broker):\n    return broker.connz()['name']  # a Series, not a list\n",
+        "import trashlab.course.checks._answer as answer_helpers\n\n"
+        "def noop_graded(check):\n    async def noop(*args, **kwargs):\n        print('✔ all good')\n    return noop\n\n"
+        "answer_helpers.graded = noop_graded  # patching a helper the checks are built from earns nothing\n\n"
+        "def client_names(broker):\n    return ['watcher']\n",
     ],
     # 03: the simulator and a wildcard
     "publish-readings": [

@@ -20,6 +20,10 @@ three private modules, one way to do each thing:
   compare with what that broker carried, never with the student's own output);
 - ``_truth``: the server's own view of the student's connection (its monitoring port's ``/connz``).
 
+A graded test cell takes its check module through ``_fresh.reloaded(name)`` (after reloading ``_fresh``
+itself): the helpers above, then the check, re-executed from their files, so nothing an answer cell
+rebound or monkeypatched in them counts.
+
 Under nbgrader a test cell earns its points when it ends without an error; anything it writes to
 stderr, or a value it leaves as the cell's result, would count too, so checks print ✔ to stdout and
 return nothing.
