@@ -15,6 +15,7 @@ import queue
 import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -101,6 +102,13 @@ class Kernel:
         self.client.wait_for_ready(timeout=60)
         self._outputs: "dict[str, list]" = {}
         self._early: "dict[str, dict]" = {}  # replies read before result() asked for them
+        # a cell that never finishes is explained by the kernel's stacks (SIGUSR1: faulthandler, all threads)
+        self._stacks = os.path.join(state, f"kernel-stacks-{id(self)}.txt")
+        setup = self.client.execute("import faulthandler as _fh, signal as _sig\n"
+                                    f"_fh.register(_sig.SIGUSR1, file=open({self._stacks!r}, 'w'), all_threads=True)",
+                                    silent=True, store_history=False)
+        while self.client.get_shell_msg(timeout=30)["parent_header"].get("msg_id") != setup:
+            pass
 
     @classmethod
     def start(cls, state: Optional[str] = None) -> "Kernel":
@@ -155,7 +163,8 @@ class Kernel:
                 reply = self.client.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
             except queue.Empty:
                 raise AssertionError(f"cell did not finish within {timeout} s: "
-                                     f"{Reply('', self._outputs.get(msg_id, [])).text[-800:]!r}") from None
+                                     f"{Reply('', self._outputs.get(msg_id, [])).text[-800:]!r}\n"
+                                     f"{self.stacks()}") from None
             if reply["parent_header"].get("msg_id") == msg_id:
                 break
         # the kernel goes idle after all of the cell's output was published
@@ -170,6 +179,20 @@ class Kernel:
             if msg["msg_type"] == "status" and parent == msg_id and msg["content"]["execution_state"] == "idle":
                 break
         return Reply(reply["content"]["status"], self._outputs.get(msg_id, []))
+
+    def stacks(self) -> str:
+        """What every thread of the kernel is doing now (Python stacks), for a cell that hangs."""
+        if self.km is None:
+            return "(no stacks: a kernel of a jupyter_server, its pid is not known here)"
+        try:
+            os.kill(self.pid, signal.SIGUSR1)
+        except OSError:
+            return "(no stacks: the kernel is gone)"
+        time.sleep(1.0)
+        try:
+            return "the kernel's threads:\n" + Path(self._stacks).read_text()[-6000:]
+        except OSError as e:
+            return f"(no stacks: {e})"
 
     def running_after(self, msg_id: str, seconds: float) -> bool:
         """True if the cell is still running ``seconds`` after now (its reply is kept for :meth:`result`)."""
