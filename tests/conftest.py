@@ -239,4 +239,8 @@ def no_orphans():
         time.sleep(0.2)
     left = recorded_alive()
     assert not left, f"tests left processes behind: {left}"
-    shutil.rmtree(os.environ["TRASHLAB_STATE_DIR"], ignore_errors=True)  # the session's own state folder
+
+
+def pytest_unconfigure(config) -> None:
+    """This process's own state folder goes, also where no test ran (the xdist controller, --collect-only)."""
+    shutil.rmtree(os.environ["TRASHLAB_STATE_DIR"], ignore_errors=True)

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 import psutil
+import pytest
 
 import trashlab
 from trashlab.servers import processes
@@ -94,6 +95,20 @@ def test_temp_folders_of_a_sigkilled_owner_are_reaped_and_no_others():
         assert os.path.isdir(stranger) and os.path.isdir(mine)
     finally:
         os.rmdir(stranger)
+
+
+def test_an_interrupt_while_a_temp_folder_is_made_leaves_no_folder(monkeypatch):
+    """■ between creating a temp folder and writing its owner record: a folder without a record would
+    never be reaped, so it goes at once."""
+    label = unique("interrupted")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(processes, "_write_json", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        processes.temp_dir(label)
+    assert not list(Path(tempfile.gettempdir()).glob(f"trashlab-{label}-*"))
 
 
 EXITING = textwrap.dedent("""

@@ -381,9 +381,13 @@ def temp_dir(label: str) -> str:
     start removes it (:func:`reap_orphans`).
     """
     path = tempfile.mkdtemp(prefix=f"trashlab-{label}-")
-    _write_json(Path(path) / _OWNER_FILE, _owner())
-    with _lock:
-        _temp_dirs.append(path)
+    try:
+        _write_json(Path(path) / _OWNER_FILE, _owner())
+        with _lock:
+            _temp_dirs.append(path)
+    except BaseException:  # an Interrupt right here: a folder without its record would never be removed
+        shutil.rmtree(path, ignore_errors=True)
+        raise
     return path
 
 
