@@ -64,10 +64,15 @@ class Reply:
     @property
     def text(self) -> str:
         """Everything the cell showed (streams, results, displays, errors), ANSI colours removed."""
-        parts = []
+        parts: "list[str]" = []
+        last_stream = None
         for out in self.outputs:
             kind = out["msg_type"]
             content = out["content"]
+            if kind == "stream" and last_stream == content["name"]:
+                parts[-1] += content["text"]  # a line may arrive in two messages: the front end joins them
+                continue
+            last_stream = content["name"] if kind == "stream" else None
             if kind == "stream":
                 parts.append(content["text"])
             elif kind == "error":
