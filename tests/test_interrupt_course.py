@@ -33,9 +33,9 @@ def _cells(stem: str) -> "list[tuple[str, bool]]":
 
 
 @pytest.mark.parametrize("stem", NOTEBOOKS)
-def test_interrupt_any_cell_then_run_it_again(stem):
+def test_interrupt_any_cell_then_run_it_again(stem, figure):
     k = Kernel.start()
-    interrupted = 0
+    pressed: "list[str]" = []  # "cell N: error" (interrupted) or "cell N: ok" (its code ended first: nothing to stop)
     try:
         k.ok("import trashlab")  # ■ before trashlab is imported at all is plain Jupyter (a traceback)
         for index, (source, may_fail) in enumerate(_cells(stem)):
@@ -43,8 +43,8 @@ def test_interrupt_any_cell_then_run_it_again(stem):
             if k.running_after(msg_id, PRESS_AFTER):
                 k.interrupt()
                 reply = k.result(msg_id, timeout=60)
+                pressed.append(f"cell {index}: {reply.status}")
                 if reply.status == "error":
-                    interrupted += 1
                     for _ename, _, lines in reply.errors:
                         assert len(lines) == 1, f"{stem} cell {index} interrupted shows a traceback:\n{reply.text}"
                     assert "Traceback" not in reply.text, f"{stem} cell {index}: {reply.text}"
@@ -57,7 +57,12 @@ def test_interrupt_any_cell_then_run_it_again(stem):
             assert "Traceback" not in again.text, f"{stem} cell {index}:\n{again.text}"
             assert set(lab) <= set(running_recorded(k.state)) or "stop" in source, \
                 f"{stem} cell {index}: a process of the lab stopped: {lab} -> {running_recorded(k.state)}"
-        assert interrupted or stem in NOTHING_TO_INTERRUPT, f"no cell of {stem} ran long enough to be interrupted"
+        # ■ pressed in at least one cell (the test is not empty). Whether the cell then shows "Interrupted" or
+        # ends normally depends on the moment: an Interrupt that lands after the cell's own code ended is
+        # dropped on purpose (docs/student-proof.md); both must leave the lab working, checked above.
+        assert pressed or stem in NOTHING_TO_INTERRUPT, f"no cell of {stem} ran long enough to press ■"
+        figure("interrupt every cell: where ■ was pressed, and how the cell ended",
+               f"{stem}: {', '.join(pressed) or 'every cell finished within ' + str(PRESS_AFTER) + ' s'}")
     finally:
         k.shutdown()
         shutil.rmtree(k.state, ignore_errors=True)
