@@ -118,13 +118,25 @@ class Kernel:
     @classmethod
     def start(cls, state: Optional[str] = None) -> "Kernel":
         """Start a fresh kernel through jupyter_client, as JupyterLab's kernel manager does."""
+        own_state = state is None
         state = state or tempfile.mkdtemp(prefix="trashlab-test-state-")
         specs = kernelspec_dir()
         from jupyter_client.kernelspec import KernelSpecManager
 
-        km = KernelManager(kernel_name=KERNEL, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(specs / "kernels")]))
-        km.start_kernel(env=kernel_env(state), cwd=str(ROOT))
-        return cls(state, km=km, folders=(specs,))
+        # IPC sockets in the kernel's own folder: TCP ports are picked free, closed, then bound by the kernel,
+        # and two kernels starting at once on parallel workers can pick the same one
+        km = KernelManager(kernel_name=KERNEL, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(specs / "kernels")]),
+                           transport="ipc", ip=os.path.join(state, "kernel-ipc"))
+        try:
+            km.start_kernel(env=kernel_env(state), cwd=str(ROOT))
+            return cls(state, km=km, folders=(specs,))
+        except BaseException:  # nothing of a kernel that did not start is left behind
+            if km.has_kernel:
+                km.shutdown_kernel(now=True)
+            shutil.rmtree(specs, ignore_errors=True)
+            if own_state:
+                shutil.rmtree(state, ignore_errors=True)
+            raise
 
     @property
     def pid(self) -> int:
