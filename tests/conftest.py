@@ -51,12 +51,17 @@ NOT_QUICK = {"test_renders_images_in_a_headless_notebook_run", "test_lab_gnatsd_
 HARMLESS = {"fc-list", "uname", "ldconfig", "ldconfig.real", "gcc", "cc", "ld", "objdump", "ruff", "mypy"}
 
 
+def _module(item) -> str:
+    """The test module's name (``test_cli``)."""
+    return Path(str(item.fspath)).stem
+
+
 def tier_of(item) -> str:
     """The tier of a collected test: its own marker, else the tables above."""
     own = [t for t in TIERS if item.get_closest_marker(t)]
     if own:
         return max(own, key=TIERS.index)
-    module = Path(str(item.fspath)).stem
+    module = _module(item)
     if module in COURSE_MODULES:
         return "course"
     if module in SLOW_MODULES:
@@ -75,10 +80,6 @@ LONG_POLES = ("test_grading", "test_binder", "test_classroom_load", "test_stream
 #: spread over the workers. Every other module runs whole on one worker, so a module-scoped fixture
 #: (a cluster, the graded course, the Binder image) is built once.
 SPREAD = {"test_notebooks", "test_interrupt_course", "test_course_checks", "test_checks_live", "test_stream_load"}
-
-
-def _module(item) -> str:
-    return Path(str(item.fspath)).stem
 
 
 def pytest_collection_modifyitems(config, items) -> None:
