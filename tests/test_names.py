@@ -106,7 +106,8 @@ async def test_a_spawned_simulator_keeps_the_nats_url_fallback(monkeypatch):
     sim = None
     try:
         sim = await trashlab.spawn_simulator(name=unique("sim"), interval=0.01)
-        assert "--fallback" in sim.args and sim.args[sim.args.index("--origin") + 1] == NATS_URL
+        assert sim.args[sim.args.index("--origin") + 1] == NATS_URL and sim.env["TRASHLAB_NATS_FALLBACK"] == b.url
+        assert b.url not in " ".join(sim.args)  # URLs reach the child in its environment, not its command line
         assert await col.wait_for(5, timeout=15) >= 5  # it published to the broker started here
         assert any("unreachable" in line for line in sim.tail(50))
     finally:
