@@ -157,14 +157,19 @@ def test_a_class_hub_and_a_students_leaf_broker(logs, tmp_path, monkeypatch):
     student = None
     try:
         hub.write_roster(tmp_path / "class")
+        # a terminal joins with the line on stdin (or the student's file), never on its command line
+        cli = subprocess.run([sys.executable, "-m", "trashlab", "classroom", "join", "-"], text=True, timeout=60,
+                             input=hub.join_line("s02", host="127.0.0.1") + "\n", capture_output=True,
+                             env={**os.environ, "TRASHLAB_CLASS_FILE": str(tmp_path / "cli" / "class.json")})
+        assert cli.returncode == 0 and "joined the class as s02" in cli.stdout, cli.stdout + cli.stderr
         seat = join(hub.join_line("s01", host="127.0.0.1"))
         student = trashlab.Broker(unique("secleaf")).start()  # a leaf node of the hub, logged in as s01
         assert student.config.leaf_remote
         objects = [hub, hub.config, seat, student, student.config]
-        folders = [tmp_path / "class", tmp_path / "joined"]
+        folders = [tmp_path / "class", tmp_path / "joined", tmp_path / "cli"]
         for secret, what in ((hub.seats["s01"], "student s01"), (hub.seats["s02"], "student s02"),
                              (hub.instructor_password, "the instructor")):
-            _assert_kept(secret, what, objects=objects, logs=logs.text, folders=folders)
+            _assert_kept(secret, what, objects=objects, logs=logs.text + cli.stdout + cli.stderr, folders=folders)
     finally:
         leave()
         if student is not None:
