@@ -189,9 +189,8 @@ def resolve_servers(servers: "Servers | Resolved" = None, *, origin: Optional[st
     origin = origin or ARGUMENT
     if origin == NATS_URL and fallback is None:
         fallback = os.environ.get(FALLBACK_ENV) or None  # a spawned child: its parent's fallback
-    if origin == NATS_URL and fallback is None:
         local = names.running()
-        if local and local[-1].url not in urls:
+        if fallback is None and local and local[-1].url not in urls:
             fallback, fallback_name = local[-1].url, local[-1].name
     return Resolved(urls, origin, fallback if origin == NATS_URL else None,
                     fallback_name if origin == NATS_URL else None)
