@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import time
 from typing import Callable, Optional, Sequence
 
+from ._secrets import redact
 from .errors import BadArgument, TrashlabError
 
 
@@ -47,7 +49,8 @@ def _port(text: str) -> int:
 
 def _servers_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--servers", "-s", default=None,
-                   help="NATS URL(s), comma-separated (default: $NATS_URL), e.g. nats://127.0.0.1:4222")
+                   help="NATS URL(s), comma-separated (default: $NATS_URL, the place for a URL with a password: "
+                        "`ps` shows a command line to every user), e.g. nats://127.0.0.1:4222")
     # how a parent process resolved them (trashlab.spawn_simulator): the child keeps the same fallback policy
     p.add_argument("--origin", default=None, help=argparse.SUPPRESS)
     p.add_argument("--fallback", default=None, help=argparse.SUPPRESS)
@@ -81,9 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store-dir", default=None, help="JetStream store folder (implies --jetstream)")
     p.add_argument("--listen", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; anything else needs --user/--password or --token)")
-    p.add_argument("--user", default=None)
-    p.add_argument("--password", default=None)
-    p.add_argument("--token", default=None)
+    p.add_argument("--user", default=None, help="user clients log in as (with the password)")
+    p.add_argument("--password", default=None,
+                   help="default $TRASHLAB_PASSWORD; prefer the variable: a command line shows in `ps` to every user")
+    p.add_argument("--token", default=None, help="default $TRASHLAB_TOKEN (same reason)")
 
     p = sub.add_parser("sim", help="publish random trash levels like the lab's sim.js")
     _servers_arg(p)
@@ -131,17 +135,17 @@ def _stop_event() -> asyncio.Event:
 def _broker(args) -> int:
     from .servers.broker import Broker
 
+    password = args.password or (os.environ.get("TRASHLAB_PASSWORD") if args.user else None)
     broker = Broker(args.name, port=args.port, jetstream=args.jetstream or bool(args.store_dir),
-                    host=args.listen, store_dir=args.store_dir,
-                    user=args.user, password=args.password, token=args.token)
+                    host=args.listen, store_dir=args.store_dir, user=args.user, password=password,
+                    token=args.token or os.environ.get("TRASHLAB_TOKEN") or None)
 
     def announce() -> None:
-        print(broker.url, flush=True)
+        print(redact(broker.url), flush=True)  # you know the password; a terminal's scrollback need not
         print(f"monitoring: {broker.monitor_url}  (name {broker.name}, pid {broker.pid}; Ctrl-C stops it)", flush=True)
         leaf = broker.config.leaf_remote
         if leaf:
-            from .servers.connection import mask
-            print(f"in the class: a leaf node of the hub {mask(leaf)} (`trashlab classroom leave` to stop joining)",
+            print(f"in the class: a leaf node of the hub {redact(leaf)} (`trashlab classroom leave` to stop joining)",
                   flush=True)
 
     return foreground(broker, announce, f"nats-server {broker.name}", f"broker {broker.name}")
@@ -176,8 +180,8 @@ async def _cluster(args) -> int:
     try:
         await cluster.astart()
         for name, node in cluster.nodes.items():
-            print(f"{name}: {node.url}  routes {node.route_url}  monitoring {node.monitor_url}", flush=True)
-        print(f"servers: {','.join(cluster.urls)}", flush=True)
+            print(redact(f"{name}: {node.url}  routes {node.route_url}  monitoring {node.monitor_url}"), flush=True)
+        print(redact(f"servers: {','.join(cluster.urls)}"), flush=True)
         print(f"cluster {cluster.cluster_name} formed with {args.size} nodes; Ctrl-C stops it", file=sys.stderr, flush=True)
         while not stop.is_set() and all(b.running for b in cluster.nodes.values()):
             try:

@@ -30,6 +30,7 @@ from typing import Optional, Sequence
 
 from ..errors import BadArgument, BrokerError, BrokerStartTimeout, InsecureBind, NatsServerNotFound, PortInUse
 from .._progress import wait_until
+from .._secrets import redact, write_private
 from .._text import Lines
 from . import names
 from .config import (CLUSTER_NAME, LAME_DUCK_DURATION, LAME_DUCK_GRACE, ROUTE_PASSWORD, ROUTE_USER,  # noqa: F401
@@ -278,7 +279,7 @@ class Broker(ServerLifecycle):
                          leaf_remote=run.config.leaf_remote)
         before = run.proc.output.count("Reloaded server configuration")
         failed = run.proc.output.count("Failed to reload")
-        self.config_path.write_text(config.render())
+        write_private(self.config_path, config.render())
         run.config = config
         os.kill(run.proc.pid, signal.SIGHUP)
         deadline = time.monotonic() + timeout
@@ -288,7 +289,7 @@ class Broker(ServerLifecycle):
                 return self
             if out.count("Failed to reload") > failed:
                 line = [ln for ln in out.splitlines() if "Failed to reload" in ln][-1]
-                raise BrokerError(f"nats-server {self.name} refused the new config: {line.split('] ', 2)[-1]}")
+                raise BrokerError(f"nats-server {self.name} refused the new config: {redact(line.split('] ', 2)[-1])}")
             time.sleep(0.01)
         raise BrokerError(f"nats-server {self.name} did not confirm the config reload within {timeout:g}s")
 
@@ -309,7 +310,7 @@ class Broker(ServerLifecycle):
             self._routes_now, self._mappings, self._write_deadline = (other._routes_now, other._mappings,
                                                                       other._write_deadline)
             self.store_dir = other.store_dir
-            log.info("trashlab: reusing running broker %s at %s", self.name, self.url)
+            log.info("trashlab: reusing running broker %s at %s", self.name, redact(self.url))
             names.register(self)
             return True
         log.warning("trashlab: restarting broker %s with new settings", self.name)
@@ -320,7 +321,8 @@ class Broker(ServerLifecycle):
         if not is_loopback(self.host) and self.user is None and self.token is None:
             raise InsecureBind(
                 f"refusing to listen on {self.host} without credentials: anyone on the network could "
-                "publish and read. Add user=/password= (CLI: --user U --password P) or token= (--token T), "
+                "publish and read. Add user=/password= (CLI: --user U --password P, or the password in "
+                "$TRASHLAB_PASSWORD to keep it out of `ps`) or token= (--token T), "
                 "or keep the default 127.0.0.1")
 
     def _prepare_store(self) -> Optional[str]:
@@ -349,7 +351,7 @@ class Broker(ServerLifecycle):
         try:
             return [names.map_url(r) or r for r in self.routes]
         except names.UnknownPort as e:
-            raise BadArgument(str(e)) from None
+            raise BadArgument(redact(e)) from None
 
     def _launch(self) -> Optional[Path]:
         """Spawn nats-server unless an equivalent one runs; return the ports dir to wait on."""
@@ -366,11 +368,8 @@ class Broker(ServerLifecycle):
         if ports.client is None and self._preferred_port:
             ports = replace(ports, client=self._preferred_port)
         config = self._config(ports, store, str(ports_dir))
-        conf = Path(self._tmpdir()) / f"{self.name}.conf"
-        conf.touch(mode=0o600)  # it may hold passwords
-        conf.chmod(0o600)
-        conf.write_text(config.render())
-        argv = [find_nats_server(), "--config", str(conf)]
+        conf = write_private(Path(self._tmpdir()) / f"{self.name}.conf", config.render())  # it may hold passwords
+        argv = [find_nats_server(), "--config", str(conf)]  # never --user/--pass/--routes: ps shows argv to all
         try:
             # everything it writes (ports, config, a JetStream store we chose) is in our temp folder: a
             # store the caller named survives exit, so that server gets a graceful stop instead
@@ -410,7 +409,7 @@ class Broker(ServerLifecycle):
             self._run = None
             raise BrokerStartTimeout(
                 f"nats-server {self.name} did not become ready within {self.start_timeout:g}s"
-                + (f" (last log line: {out[-1]})" if out else "")
+                + (f" (last log line: {redact(out[-1])})" if out else "")
                 + ": the machine may be overloaded; try again or pass a larger start_timeout")
         return False
 
@@ -426,7 +425,7 @@ class Broker(ServerLifecycle):
         lines = [ln for ln in out.splitlines() if ln.strip()]
         last = lines[-1] if lines else "no output"
         last = re.sub(r"^\[\d+\] [\d/]+ [\d:.]+ \[\w+\] ", "", last)
-        return BrokerError(f"nats-server {self.name} exited at start: {last}")
+        return BrokerError(f"nats-server {self.name} exited at start: {redact(last)}")
 
     def start(self) -> "Broker":
         """Start nats-server (or reuse the running one of the same name); wait until it accepts clients."""
@@ -437,7 +436,7 @@ class Broker(ServerLifecycle):
                     while not self._poll_ready(ports_dir):
                         time.sleep(0.02)
                     self._check_accepts()
-                    log.info("trashlab: broker %s ready at %s", self.name, self.url)
+                    log.info("trashlab: broker %s ready at %s", self.name, redact(self.url))
                 return self
             except PortInUse:
                 if not self._give_up_preferred_port():
@@ -583,7 +582,7 @@ class Broker(ServerLifecycle):
 
     def __repr__(self) -> str:
         if self.running:
-            return f"<Broker {self.name} {_mask(self.url)} pid={self.pid}>"
+            return f"<Broker {self.name} {redact(self.url)} pid={self.pid}>"
         return f"<Broker {self.name} {'stopped' if self._run else 'not started'}>"
 
 
@@ -619,10 +618,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _mask(url: str) -> str:
-    return re.sub(r"//[^@/]*@", "//***@", url)
 
 
 def running_brokers() -> "list[Broker]":

@@ -7,7 +7,8 @@ private to an account, so a student subscribed to ``>`` sees only their own traf
 publish into anyone else's; the instructor subscribed to ``class.>`` sees the whole class.
 
 A student joins with one line, the one the roster gives them: ``trashlab.join("nats://s01:…@hub:4222?leaf=7422")``
-in a notebook (or ``trashlab classroom join "…"`` in a terminal). From then on the student's own
+in a notebook (or ``trashlab classroom join students/s01.txt`` in a terminal: a line typed on a
+command line is shown to every user of the machine by ``ps``). From then on the student's own
 brokers (the course's ``iot-msg``) connect to the hub as *leaf nodes* bound to the student's
 account, so the course notebooks run unchanged and the class sees their traffic; clients without a
 URL (``NATS_URL``) reach the hub directly. A ``ws://`` line makes the leaf connection over WebSocket,
@@ -22,16 +23,15 @@ import os
 import re
 import secrets
 import socket
-import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
+from .._secrets import private_dir, redact, write_private
 from ..errors import BadArgument, BrokerError, ConnectionFailed
 from .broker import Broker, is_loopback
 from .config import Ports, ServerConfig
-from .connection import mask
 
 log = logging.getLogger("trashlab")
 
@@ -199,13 +199,12 @@ class ClassHub(Broker):
     def write_roster(self, folder: Union[str, Path] = "class") -> Path:
         """Write ``roster.txt`` (one join line per student), ``students/<student>.txt`` (each line as a file
         of its own) and ``instructor.json`` (the class view's connection) into ``folder``, readable by you
-        only; returns the roster's path."""
+        only (files 0600, folders 0700); returns the roster's path."""
         self._require_started()
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = private_dir(folder, tighten=False)  # made 0700; a folder you named keeps its mode
         lines = ["# trashlab class roster: hand each student their own line (it holds their password).",
                  "# A student runs it once, in a notebook:  trashlab.join(\"<line>\")",
-                 "#                     or in a terminal:   trashlab classroom join \"<line>\"",
+                 "#   or in a terminal: trashlab classroom join students/<student>.txt  (or `join -`, then paste it)",
                  "# student  join-line" + ("  websocket-line" if self.websocket_port is not None else "")]
         for s in self.students:
             row = f"{s}  {self.join_line(s)}"
@@ -213,29 +212,21 @@ class ClassHub(Broker):
                 row += f"  {self.websocket_line(s)}"
             lines.append(row)
         roster = folder / ROSTER
-        _write_private(roster, "\n".join(lines) + "\n")
-        seats = folder / "students"  # the same lines as one file per student, to hand out as files
-        seats.mkdir(exist_ok=True)
+        write_private(roster, "\n".join(lines) + "\n")
+        seats = private_dir(folder / "students")  # the same lines as one file per student, to hand out as files
         for row in lines[4:]:
-            _write_private(seats / f"{row.split()[0]}.txt", row + "\n")
+            write_private(seats / f"{row.split()[0]}.txt", row + "\n")
         info = {"hub": self.name, "instructor_url": self.instructor_url, "monitor_url": self.monitor_url,
                 "students": self.students, "passwords": {**self.seats, INSTRUCTOR: self.instructor_password},
                 "port": self.port, "leaf_port": self.leaf_port, "websocket_port": self.websocket_port}
-        _write_private(folder / INSTRUCTOR_FILE, json.dumps(info, indent=1) + "\n")
+        write_private(folder / INSTRUCTOR_FILE, json.dumps(info, indent=1) + "\n")
         return roster
 
     def __repr__(self) -> str:
         if self.running:
-            return (f"<ClassHub {self.name} {self.url} ({len(self.seats)} students, leaf port {self.leaf_port}) "
+            return (f"<ClassHub {self.name} {redact(self.url)} ({len(self.seats)} students, leaf port {self.leaf_port}) "
                     f"pid={self.pid}>")
         return f"<ClassHub {self.name} {len(self.seats)} students, {'stopped' if self._run else 'not started'}>"
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    path.chmod(stat.S_IRUSR | stat.S_IWUSR)
 
 
 def read_class(folder: Union[str, Path] = "class") -> dict:
@@ -258,11 +249,7 @@ class Seat:
     leaf_url: str
 
     def __repr__(self) -> str:  # never show the password
-        return f"Seat(student={self.student!r}, client_url={_masked(self.client_url)}, leaf_url={_masked(self.leaf_url)})"
-
-
-def _masked(url: Optional[str]) -> str:
-    return repr(mask(url)) if url else "None"
+        return redact(f"Seat(student={self.student!r}, client_url={self.client_url!r}, leaf_url={self.leaf_url!r})")
 
 
 def parse_join_line(line: str) -> Seat:
@@ -280,9 +267,9 @@ def parse_join_line(line: str) -> Seat:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise BadArgument(f"join line {mask(url)} has a bad port: paste the roster line as it is") from None
+        raise BadArgument(f"join line {redact(url)} has a bad port: paste the roster line as it is") from None
     if not parts.username or not parts.password or not parts.hostname or port is None:
-        raise BadArgument(f"join line {mask(url)} lacks the student name, password, host or port: "
+        raise BadArgument(f"join line {redact(url)} lacks the student name, password, host or port: "
                           "paste the roster line as it is")
     student = parts.username
     if parts.scheme in ("ws", "wss"):
@@ -296,7 +283,7 @@ def parse_join_line(line: str) -> Seat:
     elif "://" in leaf:
         leaf_url = leaf
     else:
-        raise BadArgument(f"join line {mask(url)} has no ?leaf=PORT: paste the whole roster line")
+        raise BadArgument(f"join line {redact(url)} has no ?leaf=PORT: paste the whole roster line")
     return Seat(student, client, leaf_url)
 
 
@@ -316,20 +303,20 @@ def _check_login(url: str, timeout: float = 3.0) -> None:
         with socket.create_connection((parts.hostname, parts.port or 4222), timeout=timeout) as sock:
             f = sock.makefile("rwb")
             if not f.readline().startswith(b"INFO"):
-                raise ConnectionFailed(f"{mask(url)} is not a NATS server: check the host and port of your join line")
+                raise ConnectionFailed(f"{redact(url)} is not a NATS server: check the host and port of your join line")
             creds = {"user": parts.username, "pass": parts.password, "verbose": False, "pedantic": False,
                      "name": "trashlab-join", "lang": "python", "version": "trashlab", "protocol": 1}
             f.write(b"CONNECT " + json.dumps(creds).encode() + b"\r\nPING\r\n")
             f.flush()
             answer = f.readline()
     except OSError as e:
-        raise ConnectionFailed(f"cannot reach the class hub {mask(url)} ({e.strerror or e}): is the hub running, "
+        raise ConnectionFailed(f"cannot reach the class hub {redact(url)} ({e.strerror or e}): is the hub running, "
                                "and is this the host your instructor gave?") from None
     if answer.startswith(b"-ERR") and b"Authorization" in answer:
-        raise ConnectionFailed(f"the class hub {mask(url)} refused the login (authorization violation): "
+        raise ConnectionFailed(f"the class hub {redact(url)} refused the login (authorization violation): "
                                "the password in your join line is wrong; copy your own roster line again")
     if not answer.startswith(b"PONG"):
-        raise ConnectionFailed(f"the class hub {mask(url)} answered {answer[:60]!r} to the login")
+        raise ConnectionFailed(f"the class hub {redact(url)} answered {answer[:60]!r} to the login")
 
 
 def join(line: str, *, check: bool = True, remember: bool = True) -> Seat:
@@ -341,13 +328,13 @@ def join(line: str, *, check: bool = True, remember: bool = True) -> Seat:
         _check_login(seat.client_url)
     if remember:
         path = join_file()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_private(path, json.dumps({"student": seat.student, "client_url": seat.client_url,
+        private_dir(path.parent, tighten=False)
+        write_private(path, json.dumps({"student": seat.student, "client_url": seat.client_url,
                                          "leaf_url": seat.leaf_url}) + "\n")
     if seat.client_url:
         os.environ["NATS_URL"] = seat.client_url
     log.warning("trashlab: joined the class as %s: brokers you start from now on connect to the hub %s",
-                seat.student, mask(seat.leaf_url))
+                seat.student, redact(seat.leaf_url))
     return seat
 
 
@@ -399,16 +386,23 @@ def add_cli(sub) -> None:
     v.add_argument("--dir", default="class", help="the folder `classroom serve` wrote (default ./class)")
     v.add_argument("--port", type=int, default=8866, help="web port of the page (default 8866)")
     j = cmds.add_parser("join", help="join a class with your roster line (your brokers become leaf nodes of the hub)")
-    j.add_argument("line", help="your line from the roster, e.g. nats://s01:PASSWORD@HOST:4222?leaf=7422")
+    j.add_argument("line", help="the file holding your roster line (students/s01.txt), or - to paste the line on "
+                               "stdin; a line given here is seen by every user of this machine in `ps`")
     cmds.add_parser("leave", help="leave the class: brokers started from now on stay private")
 
 
 def cli(args) -> int:
     """Run ``trashlab classroom <action>``; returns the exit code."""
     if args.classroom_command == "join":
+        if args.line == "-":
+            import sys
+
+            if sys.stdin.isatty():
+                print("paste your roster line, then press Enter:", file=sys.stderr, flush=True)
+            args.line = sys.stdin.readline()
         seat = join(args.line)
         print(f"joined the class as {seat.student}: brokers you start from now on are leaf nodes of "
-              f"{mask(seat.leaf_url)}", flush=True)
+              f"{redact(seat.leaf_url)}", flush=True)
         return 0
     if args.classroom_command == "leave":
         print("left the class" if leave() else "no class was joined", flush=True)

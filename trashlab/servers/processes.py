@@ -43,6 +43,8 @@ from typing import Callable, Deque, Optional, Protocol, Sequence, TypeVar
 
 import psutil
 
+from .._secrets import private_dir, redact_all, write_private
+
 log = logging.getLogger("trashlab")
 
 _children: "list[ManagedProcess]" = []
@@ -52,20 +54,17 @@ _OWNER_FILE = ".trashlab-owner.json"
 
 
 def state_dir() -> Path:
-    """Folder holding one small JSON record per running child (``TRASHLAB_STATE_DIR`` overrides)."""
+    """Folder holding one small JSON record per running child (``TRASHLAB_STATE_DIR`` overrides); only its
+    owner may enter it (0700)."""
     base = os.environ.get("TRASHLAB_STATE_DIR") or os.path.join(
         os.environ.get("XDG_RUNTIME_DIR") or os.path.join(Path.home(), ".cache"), "trashlab", "run"
     )
-    path = Path(base)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return private_dir(base)
 
 
 def _write_json(path: Path, data: dict) -> None:
-    """Write a record whole or not at all (temp file + rename): a reader never sees half of one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    """Write a record whole or not at all (temp file + rename), readable by its owner only (0600)."""
+    write_private(path, json.dumps(data))
 
 
 def _owner() -> dict:
@@ -150,12 +149,16 @@ def _create_time(pid: int) -> Optional[float]:
 
 
 class ManagedProcess:
-    """A child process started by trashlab: output kept in a ring buffer, stopped at exit."""
+    """A child process started by trashlab: output kept in a ring buffer, stopped at exit.
+
+    ``argv`` is shown by ``ps`` to every user of the machine and holds no password; ``env`` (added to this
+    process's environment, which only its owner may read) is where a child's URLs with passwords go.
+    """
 
     def __init__(self, argv: Sequence[str], *, kind: str, name: str, env: Optional[dict] = None,
                  keep_lines: int = 2000, echo: bool = False,
                  on_line: Optional[Callable[[str], None]] = None, disposable: bool = False) -> None:
-        self.argv = [str(a) for a in argv]
+        self.argv = [str(a) for a in argv]  # never a password: that goes in ``env`` or a 0600 file
         #: its state lives only in trashlab's temporary folders: at interpreter exit it is SIGKILLed, not
         #: asked to stop, so those folders are gone before a kernel's shutdown grace period ends
         self.disposable = disposable
@@ -168,14 +171,14 @@ class ManagedProcess:
         reap_orphans()
         self.popen = _spawn(dict(
             args=self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, bufsize=1, text=True, errors="replace",
+            env=None if env is None else {**os.environ, **env}, bufsize=1, text=True, errors="replace",
         ))
         self.pid = self.popen.pid
         self.started_at = time.time()
         self._record = state_dir() / f"{self.pid}.json"
         _write_json(self._record, {
             "pid": self.pid, "create_time": _create_time(self.pid), "exe": os.path.basename(self.argv[0]),
-            **_owner(), "kind": kind, "name": name, "argv": self.argv,
+            **_owner(), "kind": kind, "name": name, "argv": redact_all(self.argv),
         })
         self._reader = threading.Thread(target=self._read, name=f"trashlab-{kind}-{name}", daemon=True)
         self._reader.start()
@@ -331,7 +334,7 @@ class Recorded:
         self._proc: Optional[psutil.Process] = None
         try:
             proc = psutil.Process(rec["pid"])
-            if _alive_as_recorded(rec.get("pid"), rec.get("create_time")) and proc.cmdline() == rec.get("argv"):
+            if _alive_as_recorded(rec.get("pid"), rec.get("create_time")) and redact_all(proc.cmdline()) == rec.get("argv"):
                 self._proc = proc  # pid, start time and command line match: it is the one recorded
         except (psutil.Error, KeyError, OSError):
             pass
