@@ -1,6 +1,13 @@
-"""Text that a notebook shows like a terminal: :class:`Lines`."""
+"""Text that a notebook shows like a terminal (:class:`Lines`), and URLs with their credentials hidden (:func:`mask`)."""
 
 from __future__ import annotations
+
+import re
+
+
+def mask(url: str) -> str:
+    """A URL with any credentials hidden, for logs."""
+    return re.sub(r"//[^@/]*@", "//***@", url)
 
 
 class Lines(list):

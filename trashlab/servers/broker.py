@@ -29,11 +29,13 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import BadArgument, BrokerError, BrokerStartTimeout, InsecureBind, NatsServerNotFound, PortInUse
+from .. import _hooks
 from .._progress import wait_until
-from .._text import Lines
+from .._text import Lines, mask
 from . import names
 from .config import (CLUSTER_NAME, LAME_DUCK_DURATION, LAME_DUCK_GRACE, ROUTE_PASSWORD, ROUTE_USER,  # noqa: F401
                      ClusterBlock, Ports, ServerConfig)
+from .joined import leaf_remote
 from .processes import ManagedProcess, ServerLifecycle, temp_dir
 
 log = logging.getLogger("trashlab")
@@ -43,14 +45,6 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 #: the client port each broker name last had in this process: a broker started again under that name
 #: asks for it first while clients (or spawned processes) still use it, so they reconnect by themselves
 _last_port: "dict[str, int]" = {}
-
-
-def _still_used(hostport: str) -> bool:
-    """True if a client or a spawned process of this process still uses ``host:port``."""
-    connection, spawn = sys.modules.get(__package__ + ".connection"), sys.modules.get("trashlab.services.spawn")
-    if connection is not None and connection.knows(hostport):
-        return True
-    return spawn is not None and spawn.uses(hostport)
 
 
 def find_nats_server() -> str:
@@ -237,8 +231,6 @@ class Broker(ServerLifecycle):
         """The class hub's leaf URL when a class is joined (single, unclustered brokers only)."""
         if not self._joins_class or self.cluster:
             return None
-        from .classroom import leaf_remote
-
         return leaf_remote()
 
     def _config(self, ports: Ports, store: Optional[str], ports_dir: Optional[str]) -> ServerConfig:
@@ -357,7 +349,7 @@ class Broker(ServerLifecycle):
             return None
         self._check_security()
         before = _last_port.get(self.name)
-        if self.port is None and self._preferred_port is None and before and _still_used(f"{self.client_host}:{before}"):
+        if self.port is None and self._preferred_port is None and before and _hooks.port_used(f"{self.client_host}:{before}"):
             self._preferred_port = before
         store = self._prepare_store()
         ports_dir = Path(tempfile.mkdtemp(prefix="ports-", dir=self._tmpdir()))
@@ -469,13 +461,9 @@ class Broker(ServerLifecycle):
             self._run = None
 
     def _tell_users(self, old_hostport: str) -> None:
-        """Back on another port than before: clients of this process and spawned processes follow it."""
-        connection = sys.modules.get(__package__ + ".connection")  # no client without it
-        if connection is not None:
-            connection.broker_moved(old_hostport, self.url)
-        spawn = sys.modules.get("trashlab.services.spawn")  # no spawned process without it
-        if spawn is not None:
-            spawn.broker_moved(old_hostport, f"{self.client_host}:{self.port}")
+        """Back on another port than before: clients of this process and spawned processes follow it
+        (they registered with :func:`trashlab._hooks.on_port` when their modules were imported)."""
+        _hooks.port_moved(old_hostport, self)
 
     def _give_up_preferred_port(self) -> bool:
         """The port this name had before is taken now: True if another start may take any free port."""
@@ -580,7 +568,7 @@ class Broker(ServerLifecycle):
 
     def __repr__(self) -> str:
         if self.running:
-            return f"<Broker {self.name} {_mask(self.url)} pid={self.pid}>"
+            return f"<Broker {self.name} {mask(self.url)} pid={self.pid}>"
         return f"<Broker {self.name} {'stopped' if self._run else 'not started'}>"
 
 
@@ -618,10 +606,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _mask(url: str) -> str:
-    return re.sub(r"//[^@/]*@", "//***@", url)
-
-
 def running_brokers() -> "list[Broker]":
     """Brokers this process started that are still running, oldest first."""
     return [b for b in names.running() if isinstance(b, Broker)]
+
+
+_hooks.on_running("brokers", lambda: [_hooks.Running("broker", b.name, f"broker {b.name}") for b in running_brokers()])

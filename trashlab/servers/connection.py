@@ -21,8 +21,10 @@ from urllib.parse import urlsplit
 from nats.aio.client import Client
 from nats.errors import NoServersError
 
+from .. import _hooks
 from .._aio import quietly
 from .._compat import server_info
+from .._text import mask
 from ..errors import BadArgument, ConnectionFailed, NoServerKnown
 from . import names
 
@@ -92,6 +94,9 @@ def broker_moved(old_hostport: str, new_url: str) -> None:
                 nc.set_server_pool([u.geturl() for u in pool] + [new_url])
             except Exception as e:  # closed in between
                 log.info("trashlab: could not tell a client about %s: %s", mask(new_url), e)
+
+
+_hooks.on_port("clients", knows, lambda old_hostport, broker: broker_moved(old_hostport, broker.url))
 
 
 def resolve(name: str) -> str:
@@ -205,11 +210,6 @@ def check_subject(subject: str, *, wildcards: bool = False) -> str:
             raise BadArgument(f"subject {subject!r} is not valid{hint}: use dot-separated words without "
                               "spaces, e.g. 'trash-level'")
     return subject
-
-
-def mask(url: str) -> str:
-    """A URL with any credentials hidden, for logs."""
-    return re.sub(r"//[^@/]*@", "//***@", url)
 
 
 def describe(err: BaseException) -> str:
