@@ -232,3 +232,39 @@ def test_the_check_sees_every_kind_of_reach(tmp_path):
     reached = {(e.source, e.target) for e in edges(pkg)}
     assert {("trashlab.servers.broker", "trashlab.servers.x"), ("trashlab.servers.broker", "trashlab.servers.y"),
             ("trashlab.servers.broker", "trashlab.errors")} <= reached
+
+
+def test_hooks_call_views_before_clients_and_list_brokers_first():
+    """trashlab/_hooks.py: clean-up stops live views before the clients they read from; what runs is listed
+    brokers first; registering a key again replaces it (a reloaded module is not called twice)."""
+    from trashlab import _hooks
+
+    calls: List[str] = []
+    saved = ({k: dict(v) for k, v in _hooks._cleanups.items()}, dict(_hooks._running), dict(_hooks._port_users))
+    try:
+        for stage in _hooks.CLEANUP_STAGES:
+            _hooks._cleanups[stage].clear()
+        _hooks._running.clear()
+        _hooks._port_users.clear()
+        _hooks.on_cleanup("clients", "c", lambda: calls.append("clients") or 2)
+        _hooks.on_cleanup("views", "v", lambda: calls.append("views") or 1)
+        _hooks.on_cleanup("views", "v", lambda: calls.append("views again") or 1)
+        assert _hooks.cleanup() == 3 and calls == ["views again", "clients"]
+        _hooks.on_running("clients", lambda: [_hooks.Running("simulator", "sim", "simulator 'sim'")])
+        _hooks.on_running("brokers", lambda: [_hooks.Running("broker", "b", "broker b")])
+        assert [r.text for r in _hooks.running()] == ["broker b", "simulator 'sim'"]
+        assert [r.name for r in _hooks.running("simulator")] == ["sim"]
+        moved: List[tuple] = []
+        _hooks.on_port("p", lambda hp: hp == "h:1", lambda old, broker: moved.append((old, broker)))
+        assert _hooks.port_used("h:1") and not _hooks.port_used("h:2")
+        _hooks.port_moved("h:1", "the broker")
+        assert moved == [("h:1", "the broker")]
+        with pytest.raises(ValueError, match="use one of views, clients"):
+            _hooks.on_cleanup("later", "x", lambda: 0)
+    finally:
+        for stage, registered in saved[0].items():
+            _hooks._cleanups[stage] = registered
+        _hooks._running.clear()
+        _hooks._running.update(saved[1])
+        _hooks._port_users.clear()
+        _hooks._port_users.update(saved[2])

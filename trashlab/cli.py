@@ -12,9 +12,9 @@ import asyncio
 import json
 import signal
 import sys
-import time
 from typing import Callable, Optional, Sequence
 
+from ._progress import poll_until
 from .errors import BadArgument, BrokerError, TrashlabError
 
 
@@ -157,8 +157,7 @@ def foreground(broker, announce: Callable[[], None], process: str, label: str) -
     signal.signal(signal.SIGINT, on_signal)
     broker.start()
     announce()
-    while broker.running and not stopping["flag"]:
-        time.sleep(0.2)
+    poll_until(lambda: not broker.running or stopping["flag"], timeout=float("inf"), every=0.2)
     if not broker.running and not stopping["flag"]:
         print(f"trashlab: error: {process} exited unexpectedly", file=sys.stderr)
         return 1

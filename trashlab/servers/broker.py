@@ -30,7 +30,7 @@ from typing import Optional, Sequence
 
 from ..errors import BadArgument, BrokerError, BrokerStartTimeout, InsecureBind, NatsServerNotFound, PortInUse
 from .. import _hooks
-from .._progress import wait_until
+from .._progress import poll_until, wait_until
 from .._text import Lines, mask
 from . import names
 from .config import (CLUSTER_NAME, LAME_DUCK_DURATION, LAME_DUCK_GRACE, ROUTE_PASSWORD, ROUTE_USER,  # noqa: F401
@@ -273,16 +273,19 @@ class Broker(ServerLifecycle):
         self.config_path.write_text(config.render())
         run.config = config
         os.kill(run.proc.pid, signal.SIGHUP)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def reloaded() -> bool:
             out = run.proc.output
             if out.count("Reloaded server configuration") > before:
-                return self
+                return True
             if out.count("Failed to reload") > failed:
                 line = [ln for ln in out.splitlines() if "Failed to reload" in ln][-1]
                 raise BrokerError(f"nats-server {self.name} refused the new config: {line.split('] ', 2)[-1]}")
-            time.sleep(0.01)
-        raise BrokerError(f"nats-server {self.name} did not confirm the config reload within {timeout:g}s")
+            return False
+
+        if not poll_until(reloaded, timeout=timeout, every=0.01):
+            raise BrokerError(f"nats-server {self.name} did not confirm the config reload within {timeout:g}s")
+        return self
 
     def _compatible(self, other: "Broker") -> bool:
         if self._settings() != other._settings() or self.jetstream != other.jetstream:
@@ -422,9 +425,8 @@ class Broker(ServerLifecycle):
         for _attempt in (1, 2):
             ports_dir = self._launch()
             try:
-                if ports_dir is not None:
-                    while not self._poll_ready(ports_dir):
-                        time.sleep(0.02)
+                if ports_dir is not None:  # _poll_ready raises when it fails or takes too long
+                    poll_until(functools.partial(self._poll_ready, ports_dir), timeout=float("inf"), every=0.02)
                     self._check_accepts()
                     log.info("trashlab: broker %s ready at %s", self.name, self.url)
                 return self
@@ -559,12 +561,16 @@ class Broker(ServerLifecycle):
 
     def _settle_output(self, most: float = 0.5) -> None:
         """Give the log reader a moment to catch up with what the server just wrote."""
-        if self._run is None:
+        run = self._run
+        if run is None:
             return
-        deadline, seen = time.monotonic() + most, -1
-        while self._run.proc.line_count != seen and time.monotonic() < deadline:
-            seen = self._run.proc.line_count
-            time.sleep(0.05)
+        seen = [-1]
+
+        def settled() -> bool:  # no new line since the last look
+            before, seen[0] = seen[0], run.proc.line_count
+            return seen[0] == before
+
+        poll_until(settled, timeout=most, every=0.05)
 
     def __repr__(self) -> str:
         if self.running:

@@ -32,6 +32,7 @@ import socket
 import time
 from typing import Any, Dict, List, Optional
 
+from .._progress import poll_until, wait_until
 from ..errors import BadArgument, BrokerError
 from .rawclient import login
 
@@ -151,19 +152,12 @@ def heal(cluster: Any, timeout: float = 15.0) -> Any:
 def _wait_routes(cluster: Any, ok, timeout: float, what: str) -> None:
     from .monitor import fetch
 
-    deadline = time.monotonic() + timeout
-    while True:
-        good = True
-        for n, b in cluster.nodes.items():
-            if not b.running:
-                continue
-            peers = {r.get("remote_name") for r in fetch(b.monitor_url, "routez").get("routes") or []}
-            good = good and ok(n, peers)
-        if good:
-            return
-        if time.monotonic() > deadline:
-            raise BrokerError(f"cluster {cluster.name}: waited {timeout:g}s for {what}: see cluster.routes()")
-        time.sleep(0.05)
+    def good() -> bool:
+        return all(ok(n, {r.get("remote_name") for r in fetch(b.monitor_url, "routez").get("routes") or []})
+                   for n, b in cluster.nodes.items() if b.running)
+
+    if not poll_until(good, timeout=timeout, every=0.05):
+        raise BrokerError(f"cluster {cluster.name}: waited {timeout:g}s for {what}: see cluster.routes()")
 
 
 # ----- JetStream leader step-down ---------------------------------------------------------------------
@@ -200,17 +194,20 @@ async def step_down(cluster: Any, stream: str, timeout: float = 15.0) -> dict:
         answer = json.loads(reply.data or b"{}")
         if answer.get("error"):
             raise BrokerError(f"stream {stream} did not step down: {answer['error'].get('description')}")
-        deadline = t0 + timeout
-        while time.monotonic() < deadline:
+        now: Optional[str] = None
+
+        async def elected() -> bool:
+            nonlocal now
             try:
                 now = _leader(await js.stream_info(stream))
             except Exception:
                 now = None
-            if now and now != before:
-                return {"stream": stream, "old_leader": before, "new_leader": now,
-                        "election_s": time.monotonic() - t0}
-            await asyncio.sleep(0.02)
-        raise BrokerError(f"stream {stream} had no new leader after {timeout:g}s")
+            return bool(now) and now != before
+
+        if not await wait_until(elected, timeout=timeout - (time.monotonic() - t0), every=0.02, show=False,
+                                what=f"stream {stream} electing a new leader"):
+            raise BrokerError(f"stream {stream} had no new leader after {timeout:g}s")
+        return {"stream": stream, "old_leader": before, "new_leader": now, "election_s": time.monotonic() - t0}
     finally:
         await nc.close()
 
@@ -310,13 +307,12 @@ class SlowConsumer:
 
     async def wait_cut_off(self, timeout: float = 10.0) -> bool:
         """Wait until the server counted this one as a slow consumer (``kind="server"``)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.server_slow_consumers > 0:
-                self.cut_off = True
-                return True
-            await asyncio.sleep(0.1)
-        return False
+        async def counted() -> bool:
+            return await asyncio.to_thread(lambda: self.server_slow_consumers > 0)  # an HTTP call: not on the loop
+
+        self.cut_off = await wait_until(counted, timeout=timeout, every=0.1, show=False,
+                                        what=f"the server cutting off the slow consumer on {self.subject}")
+        return self.cut_off
 
     async def stop(self) -> None:
         """Unsubscribe and disconnect."""
