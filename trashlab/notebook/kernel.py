@@ -23,6 +23,7 @@ import threading
 import time
 from typing import Any, Optional
 
+from .. import _hooks
 from .._compat import (cell_header, guard_message_handlers, importing, running_cell_code, show_traceback_lines,
                        write_under)
 from .._progress import forget_interrupt, interrupted_wait
@@ -59,16 +60,7 @@ class _CellStderr(logging.StreamHandler):
 
 def _still_running() -> "list[str]":
     """Short names of what trashlab runs for this kernel: brokers, spawned processes, clients."""
-    found = []
-    broker, spawn = sys.modules.get("trashlab.servers.broker"), sys.modules.get("trashlab.services.spawn")
-    named = sys.modules.get("trashlab.services._named")
-    if broker is not None:
-        found += [f"broker {b.name}" for b in broker.running_brokers()]
-    if spawn is not None:
-        found += [f"{p.role} process {p.name}" for p in spawn.spawned()]
-    if named is not None:
-        found += named.describe_running()
-    return found
+    return [r.text for r in _hooks.running()]  # what was imported registered there; the rest runs nothing
 
 
 def interrupt_line() -> str:

@@ -29,12 +29,14 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import BadArgument, BrokerError, BrokerStartTimeout, InsecureBind, NatsServerNotFound, PortInUse
-from .._progress import wait_until
+from .. import _hooks
+from .._progress import poll_until, wait_until
 from .._secrets import redact, write_private
 from .._text import Lines
 from . import names
 from .config import (CLUSTER_NAME, LAME_DUCK_DURATION, LAME_DUCK_GRACE, ROUTE_PASSWORD, ROUTE_USER,  # noqa: F401
                      ClusterBlock, Ports, ServerConfig)
+from .joined import leaf_remote
 from .processes import ManagedProcess, ServerLifecycle, temp_dir
 
 log = logging.getLogger("trashlab")
@@ -44,14 +46,6 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 #: the client port each broker name last had in this process: a broker started again under that name
 #: asks for it first while clients (or spawned processes) still use it, so they reconnect by themselves
 _last_port: "dict[str, int]" = {}
-
-
-def _still_used(hostport: str) -> bool:
-    """True if a client or a spawned process of this process still uses ``host:port``."""
-    connection, spawn = sys.modules.get(__package__ + ".connection"), sys.modules.get("trashlab.services.spawn")
-    if connection is not None and connection.knows(hostport):
-        return True
-    return spawn is not None and spawn.uses(hostport)
 
 
 def find_nats_server() -> str:
@@ -238,8 +232,6 @@ class Broker(ServerLifecycle):
         """The class hub's leaf URL when a class is joined (single, unclustered brokers only)."""
         if not self._joins_class or self.cluster:
             return None
-        from .classroom import leaf_remote
-
         return leaf_remote()
 
     def _config(self, ports: Ports, store: Optional[str], ports_dir: Optional[str]) -> ServerConfig:
@@ -282,16 +274,19 @@ class Broker(ServerLifecycle):
         write_private(self.config_path, config.render())
         run.config = config
         os.kill(run.proc.pid, signal.SIGHUP)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def reloaded() -> bool:
             out = run.proc.output
             if out.count("Reloaded server configuration") > before:
-                return self
+                return True
             if out.count("Failed to reload") > failed:
                 line = [ln for ln in out.splitlines() if "Failed to reload" in ln][-1]
                 raise BrokerError(f"nats-server {self.name} refused the new config: {redact(line.split('] ', 2)[-1])}")
-            time.sleep(0.01)
-        raise BrokerError(f"nats-server {self.name} did not confirm the config reload within {timeout:g}s")
+            return False
+
+        if not poll_until(reloaded, timeout=timeout, every=0.01):
+            raise BrokerError(f"nats-server {self.name} did not confirm the config reload within {timeout:g}s")
+        return self
 
     def _compatible(self, other: "Broker") -> bool:
         if self._settings() != other._settings() or self.jetstream != other.jetstream:
@@ -359,7 +354,7 @@ class Broker(ServerLifecycle):
             return None
         self._check_security()
         before = _last_port.get(self.name)
-        if self.port is None and self._preferred_port is None and before and _still_used(f"{self.client_host}:{before}"):
+        if self.port is None and self._preferred_port is None and before and _hooks.port_used(f"{self.client_host}:{before}"):
             self._preferred_port = before
         store = self._prepare_store()
         ports_dir = Path(tempfile.mkdtemp(prefix="ports-", dir=self._tmpdir()))
@@ -432,9 +427,8 @@ class Broker(ServerLifecycle):
         for _attempt in (1, 2):
             ports_dir = self._launch()
             try:
-                if ports_dir is not None:
-                    while not self._poll_ready(ports_dir):
-                        time.sleep(0.02)
+                if ports_dir is not None:  # _poll_ready raises when it fails or takes too long
+                    poll_until(functools.partial(self._poll_ready, ports_dir), timeout=float("inf"), every=0.02)
                     self._check_accepts()
                     log.info("trashlab: broker %s ready at %s", self.name, redact(self.url))
                 return self
@@ -471,13 +465,9 @@ class Broker(ServerLifecycle):
             self._run = None
 
     def _tell_users(self, old_hostport: str) -> None:
-        """Back on another port than before: clients of this process and spawned processes follow it."""
-        connection = sys.modules.get(__package__ + ".connection")  # no client without it
-        if connection is not None:
-            connection.broker_moved(old_hostport, self.url)
-        spawn = sys.modules.get("trashlab.services.spawn")  # no spawned process without it
-        if spawn is not None:
-            spawn.broker_moved(old_hostport, f"{self.client_host}:{self.port}")
+        """Back on another port than before: clients of this process and spawned processes follow it
+        (they registered with :func:`trashlab._hooks.on_port` when their modules were imported)."""
+        _hooks.port_moved(old_hostport, self)
 
     def _give_up_preferred_port(self) -> bool:
         """The port this name had before is taken now: True if another start may take any free port."""
@@ -573,12 +563,16 @@ class Broker(ServerLifecycle):
 
     def _settle_output(self, most: float = 0.5) -> None:
         """Give the log reader a moment to catch up with what the server just wrote."""
-        if self._run is None:
+        run = self._run
+        if run is None:
             return
-        deadline, seen = time.monotonic() + most, -1
-        while self._run.proc.line_count != seen and time.monotonic() < deadline:
-            seen = self._run.proc.line_count
-            time.sleep(0.05)
+        seen = [-1]
+
+        def settled() -> bool:  # no new line since the last look
+            before, seen[0] = seen[0], run.proc.line_count
+            return seen[0] == before
+
+        poll_until(settled, timeout=most, every=0.05)
 
     def __repr__(self) -> str:
         if self.running:
@@ -623,3 +617,6 @@ def _free_port() -> int:
 def running_brokers() -> "list[Broker]":
     """Brokers this process started that are still running, oldest first."""
     return [b for b in names.running() if isinstance(b, Broker)]
+
+
+_hooks.on_running("brokers", lambda: [_hooks.Running("broker", b.name, f"broker {b.name}") for b in running_brokers()])

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from nats.aio.client import Client
 from nats.errors import NoServersError
 
+from .. import _hooks
 from .._aio import quietly
 from .._secrets import redact
 from .._compat import server_info
@@ -105,6 +106,9 @@ def broker_moved(old_hostport: str, new_url: str) -> None:
                 nc.set_server_pool([u.geturl() for u in pool] + [new_url])
             except Exception as e:  # closed in between
                 log.info("trashlab: could not tell a client about %s: %s", redact(new_url), redact(e))
+
+
+_hooks.on_port("clients", knows, lambda old_hostport, broker: broker_moved(old_hostport, broker.url))
 
 
 def resolve(name: str) -> str:

@@ -17,6 +17,7 @@ import re
 import time
 from typing import Iterable, Mapping, Optional
 
+from .. import _hooks
 from ..servers.connection import Servers, resolve_servers
 from ..errors import BadArgument, ServiceFailed
 from ..message import SUBJECT
@@ -262,3 +263,9 @@ def stop_spawned(procs: Optional[Iterable[ServiceProcess]] = None) -> int:
     """Stop the given processes (default: every one spawned from here); return how many were running."""
     targets = procs if procs is not None else list(_running.values())
     return stop_processes([p.proc for p in targets])  # all at once, like Ctrl-C in every terminal
+
+
+_hooks.on_port("processes", uses, lambda old_hostport, broker: broker_moved(old_hostport,
+                                                                          f"{broker.client_host}:{broker.port}"))
+_hooks.on_running("processes", lambda: [_hooks.Running(p.role, p.name, f"{p.role} process {p.name}")
+                                        for p in spawned()])
