@@ -43,6 +43,13 @@ EXPORTED = "trash-level"
 CLASS_PREFIX = "class"
 ROSTER = "roster.txt"
 INSTRUCTOR_FILE = "instructor.json"
+#: A student's brokers log in to the hub as ``<student>.leaf`` (same password; '.' is in no student's name).
+LEAF_SUFFIX = ".leaf"
+#: The one subject a leaf login may be sent, which nothing publishes: the hub sends a student's brokers
+#: nothing, so two notebooks' brokers of one student stay apart. An allow-list, not ``deny: [">"]``:
+#: nats-server 2.15 applies a leaf's subscribe-deny to what the student's broker *sends* once a wildcard
+#: or queue subscription overlapping it arrives from the hub (the student's own ``>``), for good.
+LEAF_RECEIVES = "_trashlab.class.nothing"
 _STUDENT = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
@@ -62,6 +69,11 @@ def _account(student: str) -> str:
     return student.upper().replace("-", "_")
 
 
+def leaf_user(student: str) -> str:
+    """The user name a student's brokers log in with as leaf nodes: ``s01.leaf``."""
+    return student + LEAF_SUFFIX
+
+
 def class_subject(student: str, subject: str = EXPORTED) -> str:
     """The instructor's name for a student's subject: ``class.s01.trash-level``."""
     return f"{CLASS_PREFIX}.{student}.{subject}"
@@ -70,7 +82,11 @@ def class_subject(student: str, subject: str = EXPORTED) -> str:
 def hub_blocks(seats: Mapping[str, str], instructor_password: str, *, host: str = "127.0.0.1",
                leaf_port: Optional[int] = None, websocket_port: Optional[int] = None) -> "tuple[str, ...]":
     """The hub's own config blocks: its leaf-node (and WebSocket) listener, an account per student
-    (exporting ``trash-level``), the instructor's account importing them all."""
+    (exporting ``trash-level``), the instructor's account importing them all.
+
+    A student's account has two logins with the student's password: ``s01`` for clients (plain or WebSocket),
+    ``s01.leaf`` for the student's brokers as leaf nodes, which the hub sends nothing (see ``LEAF_RECEIVES``).
+    """
     if not seats:
         raise BadArgument("a class needs at least one student")
     q = json.dumps
@@ -79,8 +95,12 @@ def hub_blocks(seats: Mapping[str, str], instructor_password: str, *, host: str 
         lines.append(f"websocket {{ listen: {q(f'{host}:{websocket_port or -1}')}, no_tls: true }}")
     lines.append("accounts {")
     for student, password in seats.items():
-        lines.append(f"  {_account(student)}: {{ users: [ {{user: {q(student)}, password: {q(password)}}} ], "
-                     f"exports: [ {{stream: {q(EXPORTED)}}} ] }}")
+        client = (f"{{user: {q(student)}, password: {q(password)}, "
+                  f"allowed_connection_types: [\"STANDARD\", \"WEBSOCKET\"]}}")
+        leaf = (f"{{user: {q(leaf_user(student))}, password: {q(password)}, "
+                f"allowed_connection_types: [\"LEAFNODE\", \"LEAFNODE_WS\"], "
+                f"permissions: {{subscribe: {{allow: [{q(LEAF_RECEIVES)}]}}}}}}")
+        lines.append(f"  {_account(student)}: {{ users: [ {client}, {leaf} ], exports: [ {{stream: {q(EXPORTED)}}} ] }}")
     imports = ", ".join(f"{{stream: {{account: {_account(s)}, subject: {q(EXPORTED)}}}, to: {q(class_subject(s))}}}"
                         for s in seats)
     lines.append(f"  {INSTRUCTOR.upper()}: {{ users: [ {{user: {q(INSTRUCTOR)}, password: {q(instructor_password)}}} ], "
@@ -284,15 +304,16 @@ def parse_join_line(line: str) -> Seat:
     if not parts.username or not parts.password or not parts.hostname or port is None:
         raise BadArgument(f"join line {mask(url)} lacks the student name, password, host or port: "
                           "paste the roster line as it is")
-    student = parts.username
+    student = parts.username.removesuffix(LEAF_SUFFIX)
+    login = f"{leaf_user(student)}:{parts.password}@{parts.netloc.rpartition('@')[2]}"
     if parts.scheme in ("ws", "wss"):
-        return Seat(student, None, urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")))
+        return Seat(student, None, urlunsplit((parts.scheme, login, parts.path, "", "")))
     if parts.scheme not in ("nats", "tls"):
         raise BadArgument(f"join line scheme {parts.scheme!r}: expected nats:// (or ws:// over WebSocket)")
     client = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
     leaf = (parse_qs(parts.query).get("leaf") or [""])[0]
     if leaf.isdigit():
-        leaf_url = f"nats-leaf://{parts.username}:{parts.password}@{parts.hostname}:{leaf}"
+        leaf_url = f"nats-leaf://{leaf_user(student)}:{parts.password}@{parts.hostname}:{leaf}"
     elif "://" in leaf:
         leaf_url = leaf
     else:
@@ -375,7 +396,12 @@ def leave() -> bool:
 def leaf_remote() -> Optional[str]:
     """The leaf URL a broker started now should connect to (None when no class is joined)."""
     seat = joined()
-    return seat.leaf_url if seat is not None else None
+    if seat is None:
+        return None
+    parts = urlsplit(seat.leaf_url)  # joined with an earlier trashlab: log in as the leaf user all the same
+    if parts.username == seat.student:
+        return urlunsplit(parts._replace(netloc=f"{leaf_user(seat.student)}{parts.netloc[len(seat.student):]}"))
+    return seat.leaf_url
 
 
 # ----- `trashlab classroom ...` ----------------------------------------------------------------
