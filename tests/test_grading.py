@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import time
 import warnings
 from pathlib import Path
@@ -486,6 +487,41 @@ def test_autograde_jobs_must_be_a_positive_count(tmp_path, capsys):
     assert grading.main(["autograde", str(tmp_path), "--jobs", "0"]) == 1
     assert "how many submissions to grade at once" in capsys.readouterr().err
     assert not (REPO / "course" / "submitted").exists()
+
+
+def _written_by_instructors() -> dict:
+    """What INSTRUCTORS.md, docs/grading.md and docs/workshop.md tell instructors to create, by where it is said."""
+    instructors = (REPO / "INSTRUCTORS.md").read_text()
+    grading_md = (REPO / "docs" / "grading.md").read_text()
+    workshop = (REPO / "docs" / "workshop.md").read_text()
+    state_row = next(line for line in instructors.splitlines() if "working state" in line and "(`.gitignore`)" in line)
+    found = {
+        "nbgrader's working state (INSTRUCTORS.md)": re.findall(r"`([^`]+)`", state_row.split("|")[1]),
+        "autograde's submissions folder": re.findall(r"trashlab_instructor autograde (\S+)", instructors)
+        + re.findall(r"`autograde (\S+?)[ `]", grading_md),
+        "exported grades": re.findall(r"trashlab_instructor (?:export|gradebook) (\S+\.csv)", instructors + grading_md),
+        "the class roster (docs/workshop.md)": re.findall(r"`(class/[^`]+)`", workshop)
+        + [f"{d}/" for d in re.findall(r"--dir (\S+)", workshop)],
+    }
+    return {what: sorted({p.replace("<student>", "s07").replace("<name>", "04-report-service") for p in paths})
+            for what, paths in found.items()}
+
+
+@pytest.mark.nats  # runs git
+def test_git_ignores_every_folder_the_docs_tell_instructors_to_create():
+    """Passwords (the class roster) and students' work (submissions, grades) never reach a commit via `git add -A`."""
+    written = _written_by_instructors()
+    for what, paths in written.items():
+        assert paths, f"found nothing for {what} in the docs: has the wording changed?"
+    flat = [p for paths in written.values() for p in paths]
+    for must in ("class/roster.txt", "class/instructor.json", "submissions/", "grades.csv", "course/submitted/"):
+        assert any(p.startswith(must) for p in flat), f"{must} is not among what the docs name: {written}"
+    inside = flat + [p + "alice/04-report-service.ipynb" for p in flat if p.endswith("/")]
+    result = subprocess.run(["git", "check-ignore", "--no-index", "--verbose", "--non-matching", *inside],
+                            cwd=REPO, capture_output=True, text=True)
+    assert result.returncode in (0, 1), result.stderr
+    not_ignored = [line.split("\t")[1] for line in result.stdout.splitlines() if line.startswith("::")]
+    assert not not_ignored, f"not git-ignored: {not_ignored} (add them to .gitignore)"
 
 
 def test_feedback_and_csv_export(graded, tmp_path):
