@@ -11,10 +11,12 @@ but never in the automatic score.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -346,9 +348,29 @@ def graded(course, tmp_path_factory) -> dict:
             nbformat.write(build_submission(release_nb, source_nb, kind, wrong), folder / kind / f"{name}.ipynb")
         plan[name] = kinds
     started = time.monotonic()
-    results = grading.autograde(folder, course, jobs=JOBS)
+    with _stderr_copied_to(folder / "autograde-stderr.txt") as stderr:  # the kernels' too (the workers inherit it)
+        results = grading.autograde(folder, course, jobs=JOBS)
     return {"plan": plan, "results": results, "scores": grading.scores(course), "root": course,
-            "wall": time.monotonic() - started}
+            "wall": time.monotonic() - started, "stderr": stderr.read_text(errors="replace")}
+
+
+@contextlib.contextmanager
+def _stderr_copied_to(path: Path):
+    """File descriptor 2 (this process's, the grading workers', their kernels') goes to ``path`` meanwhile;
+    what was written is echoed to the real stderr afterwards, so pytest still shows it."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "wb") as f:
+            os.dup2(f.fileno(), 2)
+        try:
+            yield path
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            sys.stderr.write(path.read_text(errors="replace"))
+    finally:
+        os.close(saved)
 
 
 def autograded(root: Path, student: str, name: str):
@@ -461,6 +483,13 @@ def test_each_wrong_answer_loses_exactly_that_exercise(graded):
                  for out in c.get("outputs", []) if out.get("output_type") == "error"}
         assert set(shown) == lost_ids and all("✘" in out["evalue"] for out in shown.values()), \
             (name, kind, {k: v.get("evalue") for k, v in shown.items()})
+
+
+def test_autograding_prints_no_kernel_transport_warning(graded):
+    """Kernels started for grading talk over IPC sockets: ipykernel's TCP warning is not printed per submission."""
+    assert graded["results"], "nothing was autograded"
+    noisy = [line for line in graded["stderr"].splitlines() if "without encryption" in line]
+    assert not noisy, f"{len(noisy)} kernel transport warnings while autograding, e.g. {noisy[0]!r}"
 
 
 def test_autograding_time_per_submission(graded, figure):

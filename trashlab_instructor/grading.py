@@ -23,6 +23,7 @@ nbgrader is an instructor/test tool (requirements-test.txt), imported only here 
 from __future__ import annotations
 
 import argparse
+import atexit
 import filecmp
 import os
 import shutil
@@ -92,8 +93,21 @@ def api(root: Path):
         from traitlets.config.loader import PyFileConfigLoader
 
         config = PyFileConfigLoader(CONFIG, path=str(root)).load_config()
+        _kernels_over_ipc(config)
         _apis[root] = NbGraderAPI(CourseDirectory(config=config), config=config)
     return _apis[root]
+
+
+def _kernels_over_ipc(config) -> None:
+    """The kernels nbgrader starts talk over IPC sockets in a folder of this process (POSIX): nothing listens on
+    TCP, no port is picked free then bound later (parallel graders could collide), and ipykernel 7 no longer
+    prints "Kernel is running over TCP without encryption" for every submission."""
+    if os.name != "posix":
+        return  # Windows has no IPC transport in jupyter_client: TCP on loopback, with ipykernel's warning
+    folder = tempfile.mkdtemp(prefix="trashlab-kernels-")  # short: a socket path has ~100 characters at most
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    config.KernelManager.transport = "ipc"
+    config.KernelManager.ip = os.path.join(folder, "kernel")
 
 
 def _run(result: dict, what: str) -> dict:
