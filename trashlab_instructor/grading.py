@@ -10,6 +10,7 @@ grades come per part of the lab. The student version in ``notebooks/`` is genera
     python -m trashlab_instructor autograde DIR -j 4  # four submissions at once (default: the cores, at most 4)
     python -m trashlab_instructor feedback            # course/feedback/<student>/<name>/<name>.html
     python -m trashlab_instructor export grades.csv   # one row per student and assignment
+    python -m trashlab_instructor formgrader          # nbgrader's formgrader on 127.0.0.1:8867 (hand grading)
     python -m trashlab_instructor disable-extensions  # hide nbgrader's JupyterLab parts (student images)
 
 Every step is nbgrader's own (its Python API, imported once per process: nbgrader takes seconds to
@@ -322,6 +323,38 @@ def export(to: Path, root: Optional[Path] = None) -> Path:
     return to
 
 
+#: Where ``formgrader`` listens by default (Voila's class page takes 8866).
+FORMGRADER_PORT = 8867
+
+
+def formgrader_command(root: Path, port: int = FORMGRADER_PORT, ip: str = "127.0.0.1") -> List[str]:
+    """The ``jupyter server`` command running nbgrader's formgrader for the course at ``root``, with its server
+    extension enabled for this server only (student images and the test venv keep it disabled)."""
+    cmd = [sys.executable, "-m", "jupyter", "server", "--no-browser", f"--ServerApp.ip={ip}", f"--ServerApp.port={port}",
+           f"--ServerApp.root_dir={root}", "--ServerApp.default_url=/formgrader",
+           "--ServerApp.jpserver_extensions={'nbgrader.server_extensions.formgrader': True}"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # Jupyter refuses root without it (containers, CI)
+    return cmd
+
+
+def formgrader(port: int = FORMGRADER_PORT, ip: str = "127.0.0.1", root: Optional[Path] = None) -> int:
+    """Run nbgrader's formgrader (hand grading, the gradebook) in the foreground until Ctrl-C; its exit code."""
+    try:
+        import nbgrader as _  # noqa: F401
+    except ImportError:
+        raise GradingError("nbgrader is not installed here: `pip install -r requirements-test.txt`") from None
+    root = find_root(root)
+    if not (root / "course" / "gradebook.db").is_file():
+        raise GradingError("no gradebook yet: run `python -m trashlab_instructor generate` and `autograde` first")
+    print(f"formgrader: open the http://{ip}:…/?token=… link Jupyter prints below (it lands on /formgrader); "
+          "Ctrl-C twice stops it", flush=True)
+    try:
+        return subprocess.call(formgrader_command(root, port, ip), cwd=root, env=_env())
+    except KeyboardInterrupt:
+        return 0
+
+
 def disable_extensions() -> List[str]:
     """Disable nbgrader's JupyterLab and server extensions in this environment (no-op without nbgrader)."""
     try:
@@ -337,7 +370,8 @@ def disable_extensions() -> List[str]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m trashlab_instructor COMMAND``: generate, autograde, feedback, export, disable-extensions."""
+    """``python -m trashlab_instructor COMMAND``: generate, autograde, feedback, export, formgrader,
+    disable-extensions."""
     parser = argparse.ArgumentParser(prog="python -m trashlab_instructor", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="course/source → notebooks/ (the student version)")
@@ -349,6 +383,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sub.add_parser("feedback", help="HTML feedback in course/feedback/")
     exp = sub.add_parser("export", help="grades as CSV")
     exp.add_argument("to", nargs="?", type=Path, default=Path("grades.csv"))
+    form = sub.add_parser("formgrader", help="nbgrader's formgrader: hand-grade written answers, see the gradebook")
+    form.add_argument("--port", type=int, default=FORMGRADER_PORT, help=f"web port (default {FORMGRADER_PORT})")
+    form.add_argument("--ip", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     sub.add_parser("disable-extensions", help="hide nbgrader in JupyterLab (student images)")
     args = parser.parse_args(argv)
     try:
@@ -368,6 +405,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"feedback in {feedback()}")
         elif args.command == "export":
             print(f"grades in {export(args.to)}")
+        elif args.command == "formgrader":
+            return formgrader(args.port, args.ip)
         elif args.command == "disable-extensions":
             done = disable_extensions()
             print("disabled: " + ", ".join(done) if done else "nbgrader is not installed: nothing to disable")
