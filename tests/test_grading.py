@@ -313,13 +313,15 @@ def source_notebooks() -> dict:
 
 def build_submission(release_nb, source_nb, kind: str, wrong: "dict | None" = None):
     """A submitted notebook: the release with code answer cells filled from the source (kind != 'untouched'),
-    and the answers in ``wrong`` (grade_id -> cell source) instead where given. Written answers stay blank."""
+    and the answers in ``wrong`` (grade_id -> cell source) instead where given. Written answers stay blank
+    (nbgrader scores an unchanged answer 0 itself), except in ``reference``, which writes the example answers:
+    they wait for hand grading."""
     nb = nbformat.from_dict(release_nb)
     answers = {nbgrader_meta(c)["grade_id"]: solution_code(c.source)
-               for c in source_nb.cells if nbgrader_meta(c).get("solution") and c.cell_type == "code"}
+               for c in source_nb.cells if nbgrader_meta(c).get("solution")}
     for cell in nb.cells:
         meta = nbgrader_meta(cell)
-        if not meta.get("solution") or cell.cell_type != "code" or kind == "untouched":
+        if not meta.get("solution") or kind == "untouched" or (cell.cell_type != "code" and kind != "reference"):
             continue
         cell.source = (wrong or {}).get(meta["grade_id"], answers[meta["grade_id"]])
     return nb
@@ -593,6 +595,60 @@ def test_formgrader_command_serves_its_page_on_loopback(course, tmp_path):
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
         return None
+
+
+def test_gradebook_csv_has_a_row_per_student_for_an_lms(graded, tmp_path):
+    """``gradebook.csv`` (INSTRUCTORS.md): one row per student, a column per assignment holding its score
+    (blank: not submitted; a submitted 0 stays 0), the total over the required assignments (the optional
+    05b left out), and the assignments whose written answers wait for hand grading, until they are graded."""
+    import csv
+
+    root, scores = graded["root"], graded["scores"]
+    path = grading.gradebook(tmp_path / "gradebook.csv", root)
+    with open(path, newline="", encoding="utf-8") as f:
+        header, *rows = list(csv.reader(f))
+    names = sorted(grading.assignments(root))
+    assert header == [*grading.WHO, *names, grading.TOTAL, grading.AWAITING], header
+    by_student = {r[1]: dict(zip(header, r)) for r in rows}
+    students = {key.split("/")[0] for key in scores}
+    assert sorted(by_student) == sorted(students) and len(rows) == len(students), (sorted(by_student), rows)
+    written = {n: written_points(nb) for n, nb in source_notebooks().items()}
+    for student, row in by_student.items():
+        assert row["Student"] == student and row["SIS Login ID"] == student and row["Section"] == ""
+        for name in names:
+            got = scores.get(f"{student}/{name}")
+            expected = "" if got is None else f"{got['score']:g}"
+            assert row[name] == expected, f"{student} {name}: {row[name]!r}, expected {expected!r} (blank: not submitted)"
+        total = sum(scores[f"{student}/{n}"]["score"] for n in names
+                    if n not in grading.OPTIONAL and f"{student}/{n}" in scores)
+        assert float(row[grading.TOTAL]) == pytest.approx(total), (student, row)
+        waiting = sorted(n for n in graded["plan"] if student == "reference" and written.get(n))
+        assert row[grading.AWAITING].split() == waiting, (student, row[grading.AWAITING])
+    assert any(row[n] == "0" for n in names for row in [by_student["untouched"]]), "a submitted 0 must show as 0"
+    assert any(row[n] == "" for row in by_student.values() for n in names), "every student submitted everything?"
+    # a written answer graded by hand (what the formgrader's save does) leaves the list and counts
+    name = next(n for n in graded["plan"] if written.get(n) and n not in grading.OPTIONAL)
+    cell = next(nbgrader_meta(c)["grade_id"] for c in source_notebooks()[name].cells
+                if c.cell_type == "markdown" and nbgrader_meta(c).get("grade"))
+    with grading.api(root).gradebook as gb:
+        grade = gb.find_grade(cell, name, name, "reference")
+        grade.manual_score, grade.needs_manual_grade = 1.0, False
+        gb.db.commit()
+    try:
+        with open(grading.gradebook(tmp_path / "after.csv", root), newline="", encoding="utf-8") as f:
+            after = {r["SIS User ID"]: r for r in csv.DictReader(f)}["reference"]
+        assert name not in after[grading.AWAITING].split(), after
+        assert float(after[name]) == float(by_student["reference"][name]) + 1
+        assert float(after[grading.TOTAL]) == float(by_student["reference"][grading.TOTAL]) + 1
+    finally:
+        with grading.api(root).gradebook as gb:
+            grade = gb.find_grade(cell, name, name, "reference")
+            grade.manual_score, grade.needs_manual_grade = None, True
+            gb.db.commit()
+    if "05b-jetstream" in graded["plan"]:  # optional: in its own column, never in the total
+        ref = by_student["reference"]
+        assert float(ref["05b-jetstream"]) > 0 and float(ref[grading.TOTAL]) == pytest.approx(
+            sum(float(ref[n] or 0) for n in names if n != "05b-jetstream"))
 
 
 def test_feedback_and_csv_export(graded, tmp_path):
