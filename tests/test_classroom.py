@@ -16,7 +16,7 @@ import pytest
 import trashlab
 from trashlab._progress import wait_until
 from trashlab.servers.classroom import (ClassHub, _check_login, class_subject, join, joined, leave, leaf_user,
-                                        parse_join_line)
+                                        parse_join_line, read_class)
 from trashlab.servers.monitor import fetch
 from trashlab.notebook.classview import ClassWatch
 from conftest import unique
@@ -379,3 +379,54 @@ async def test_a_student_s_own_wildcard_never_cuts_their_class_feed(hub, class_f
         local.stop()
         for nc in (teacher, spy, me):
             await nc.close()
+
+
+def _serve(folder, name: str):
+    """``trashlab classroom serve --dir folder`` in the background; returns it once it says Ctrl-C stops it."""
+    proc = subprocess.Popen([sys.executable, "-m", "trashlab", "classroom", "serve", "--students", "2",
+                             "--dir", str(folder), "--name", name],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            text=True)
+    out = []
+    for line in proc.stdout:
+        out.append(line)
+        if "Ctrl-C" in line:
+            return proc
+    proc.wait(timeout=15)
+    pytest.fail(f"`classroom serve` did not start (exit {proc.returncode}): {''.join(out)[-2000:]}")
+
+
+def _stop(proc) -> None:
+    proc.terminate()
+    proc.communicate(timeout=15)
+
+
+async def test_an_open_class_page_lives_through_a_hub_restart(tmp_path):
+    """`classroom serve` again from the same folder keeps the monitoring port too, so an open class page
+    (its ClassWatch) sees the hub answer again, the student online again and their readings again."""
+    folder = tmp_path / "class"
+    name = unique("hub")
+    hub = await asyncio.to_thread(_serve, folder, name)
+    watch = sim = None
+    try:
+        first = read_class(folder)
+        watch = await ClassWatch.from_folder(folder).start()
+        line = parse_join_line((folder / "students" / "s01.txt").read_text())
+        sim = await trashlab.Simulator(line.client_url, interval=0.02, name="s01-sim").start()
+        await _until(lambda: watch.monitor_ok and "s01" in watch.online() and watch.received > 0,
+                     "the class page sees s01", lambda: f"monitor {watch.monitor_ok}, online {watch.online()}")
+        await asyncio.to_thread(_stop, hub)
+        await _until(lambda: not watch.monitor_ok, "the class page notices the hub is gone",
+                     lambda: f"monitor {watch.monitor_ok}")
+        before = watch.received
+        hub = await asyncio.to_thread(_serve, folder, name)
+        assert read_class(folder)["monitor_url"] == first["monitor_url"], "the monitoring port moved"
+        await _until(lambda: watch.monitor_ok and "s01" in watch.online() and watch.received > before + 10,
+                     "the class page sees the restarted hub, s01 online and their readings again",
+                     lambda: f"monitor {watch.monitor_ok}, online {watch.online()}, received {watch.received - before}")
+    finally:
+        if sim is not None:
+            await sim.stop()
+        if watch is not None:
+            await watch.stop()
+        await asyncio.to_thread(_stop, hub)
