@@ -15,8 +15,8 @@ import pytest
 
 import trashlab
 from trashlab._progress import wait_until
-from trashlab.servers.classroom import (ClassHub, _check_login, class_subject, join, joined, leave, leaf_user,
-                                        parse_join_line, read_class)
+from trashlab.servers.classroom import (ClassHub, _check_login, class_subject, join, joined, leaf_remote, leave,
+                                        leaf_user, parse_join_line, read_class)
 from trashlab.servers.monitor import fetch
 from trashlab.notebook.classview import ClassWatch
 from conftest import unique
@@ -430,3 +430,13 @@ async def test_an_open_class_page_lives_through_a_hub_restart(tmp_path):
         if watch is not None:
             await watch.stop()
         await asyncio.to_thread(_stop, hub)
+
+
+def test_a_class_joined_before_the_leaf_login_existed_still_joins_as_the_leaf_user(hub, class_file):
+    """A class.json written by an earlier trashlab holds the leaf URL with the client login (``s01``): brokers
+    started now log in as ``s01.leaf`` all the same (the hub refuses ``s01`` from a leaf node)."""
+    seat = parse_join_line(hub.join_line("s01", host="127.0.0.1"))
+    old = seat.leaf_url.replace(f"//{leaf_user('s01')}:", "//s01:")
+    class_file.write_text(json.dumps({"student": "s01", "client_url": seat.client_url, "leaf_url": old}))
+    assert leaf_remote() == seat.leaf_url
+    assert f"//{leaf_user('s01')}:" in seat.leaf_url and hub.seats["s01"] not in repr(seat)
