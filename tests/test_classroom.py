@@ -14,7 +14,10 @@ import urllib.request
 import pytest
 
 import trashlab
-from trashlab.servers.classroom import ClassHub, _check_login, class_subject, join, joined, leave, parse_join_line
+from trashlab._progress import wait_until
+from trashlab.servers.classroom import (ClassHub, _check_login, class_subject, join, joined, leaf_remote, leave,
+                                        leaf_user, parse_join_line, read_class)
+from trashlab.servers.monitor import fetch
 from trashlab.notebook.classview import ClassWatch
 from conftest import unique
 
@@ -71,13 +74,15 @@ async def test_students_are_isolated_and_the_instructor_sees_all(hub):
         await nc.close()
 
 
-@pytest.mark.parametrize("which", ["wrong password", "foreign password", "no password"])
+@pytest.mark.parametrize("which", ["wrong password", "foreign password", "no password", "leaf login as a client"])
 async def test_a_student_credential_gives_nothing_outside_its_account(hub, which):
     good = hub.student_url("s01", host="127.0.0.1")
     s2_password = hub.seats["s02"]
     url = {"wrong password": good.replace(hub.seats["s01"], "not-the-password"),
            "foreign password": good.replace(hub.seats["s01"], s2_password),  # s01 with s02's password
-           "no password": f"nats://127.0.0.1:{hub.port}"}[which]
+           "no password": f"nats://127.0.0.1:{hub.port}",
+           # the brokers' login (which the hub sends nothing) is for leaf nodes only
+           "leaf login as a client": good.replace("//s01:", f"//{leaf_user('s01')}:")}[which]
     with pytest.raises(trashlab.ConnectionFailed) as err:
         await trashlab.connect(url, name="intruder")
     assert "authorization violation" in str(err.value)
@@ -109,7 +114,8 @@ def test_roster_has_one_private_join_line_per_student(hub, tmp_path):
         assert seat.student == student
         assert seat.client_url == hub.student_url(student)
         assert seat.leaf_url.endswith(f":{hub.leaf_port}") and seat.leaf_url.startswith("nats-leaf://")
-        assert parse_join_line(ws).leaf_url == ws and parse_join_line(ws).client_url is None
+        assert parse_join_line(ws).leaf_url == ws.replace(f"//{student}:", f"//{leaf_user(student)}:")
+        assert parse_join_line(ws).client_url is None and parse_join_line(ws).student == student
         assert hub.seats[student] not in repr(seat)
     assert hub.instructor_password not in roster.read_text()
     seat_file = tmp_path / "class" / "students" / "s02.txt"  # a student's line as a file of its own
@@ -297,3 +303,140 @@ def test_rerunning_the_broker_cell_after_joining_makes_it_join(hub, class_file):
         third.stop()
     finally:
         first.stop()
+
+
+async def _until(check, what: str, seen=lambda: "", timeout: float = 15.0) -> None:
+    """Wait for ``check()``; fail saying what was awaited and what was seen."""
+    if not await wait_until(check, timeout=timeout, what=what, show=False):
+        pytest.fail(f"{what}: not after {timeout:g} s; seen: {seen()}")
+
+
+def _hub_interest(broker: trashlab.Broker) -> list:
+    """The subscriptions the hub forwarded to a student's broker (its leaf connection's, in /leafz)."""
+    return [s for lf in fetch(broker.monitor_url, "leafz?subs=1").get("leafs") or []
+            for s in lf.get("subscriptions_list") or []]
+
+
+#: every wildcard a student may subscribe to on the hub with their own credentials
+OWN_WILDCARDS = [">", "*", "class.>", "trash-level.>", "$SYS.>"]
+
+
+@pytest.mark.parametrize("wildcard", OWN_WILDCARDS)
+async def test_a_student_s_own_wildcard_never_cuts_their_class_feed(hub, class_file, wildcard):
+    """The course's path (a joined student's Broker, a leaf node of the hub, a Simulator on it): the student
+    subscribes to a wildcard on the hub with their own login, unsubscribes, subscribes again, restarts their
+    broker; after each step the instructor receives exactly the readings the student published."""
+    student = "s02"
+    join(hub.join_line(student, host="127.0.0.1"))
+    teacher, seen = await _listen(hub.instructor_url, class_subject(student), "teacher")
+    spy, seen_by_s01 = await _listen(hub.student_url("s01", host="127.0.0.1"), ">", "s01-spy")
+    me = await trashlab.connect(hub.student_url(student, host="127.0.0.1"), name="own-wildcard")
+    mine: list = []
+
+    async def on_mine(msg):
+        mine.append(msg.subject)
+
+    local = trashlab.Broker(unique("iot-msg")).start()
+    sent: list = []
+
+    async def publish(n: int, step: str) -> None:
+        sim = await trashlab.Simulator(local.url, interval=0, count=n, sequence=True, name=f"sim-{step}",
+                                       on_publish=sent.append).start()
+        assert await sim.wait(timeout=15) == n, f"{step}: the simulator published {sim.published} of {n}"
+        await sim.stop()
+        await _until(lambda: len(seen) >= len(sent),
+                     f"{step}: the instructor receives all {len(sent)} readings {student} published",
+                     lambda: f"{len(seen)} received; the broker's leaf interest {_hub_interest(local)}")
+
+    try:
+        await _until(lambda: "trash-level" in _hub_interest(local), "the class's interest reaches the student's broker",
+                     lambda: f"{_hub_interest(local)}; broker log: {local.output[-400:]}")
+        await publish(20, "before any wildcard")
+        sub = await me.subscribe(wildcard, cb=on_mine)
+        await me.flush()
+        await _until(lambda: wildcard in _hub_interest(local), f"the student's {wildcard!r} reaches their broker",
+                     lambda: str(_hub_interest(local)))
+        await publish(20, f"while subscribed to {wildcard!r}")
+        if wildcard in (">", "*"):  # their own wildcard gets their own readings
+            await _until(lambda: len(mine) == 20, f"the student's {wildcard!r} gets their 20 readings", lambda: str(len(mine)))
+        await sub.unsubscribe()
+        await me.flush()
+        await _until(lambda: wildcard not in _hub_interest(local), f"the unsubscribed {wildcard!r} leaves their broker",
+                     lambda: str(_hub_interest(local)))
+        await publish(20, f"after unsubscribing {wildcard!r}")
+        await me.subscribe(wildcard, cb=on_mine)
+        await me.flush()
+        local.stop()
+        local.restart()
+        await _until(lambda: {wildcard, "trash-level"} <= set(_hub_interest(local)),
+                     "the restarted broker is a leaf again, with the class's interest and the student's wildcard",
+                     lambda: str(_hub_interest(local)))
+        await publish(20, f"after a broker restart, {wildcard!r} subscribed")
+        assert sorted(d for _, d in seen) == sorted(sent), "the instructor's readings differ from what was published"
+        assert {s for s, _ in seen} == {class_subject(student)}
+        assert seen_by_s01 == [], f"s01 saw {student}'s traffic: {seen_by_s01[:3]}"
+    finally:
+        local.stop()
+        for nc in (teacher, spy, me):
+            await nc.close()
+
+
+def _serve(folder, name: str):
+    """``trashlab classroom serve --dir folder`` in the background; returns it once it says Ctrl-C stops it."""
+    proc = subprocess.Popen([sys.executable, "-m", "trashlab", "classroom", "serve", "--students", "2",
+                             "--dir", str(folder), "--name", name],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            text=True)
+    out = []
+    for line in proc.stdout:
+        out.append(line)
+        if "Ctrl-C" in line:
+            return proc
+    proc.wait(timeout=15)
+    pytest.fail(f"`classroom serve` did not start (exit {proc.returncode}): {''.join(out)[-2000:]}")
+
+
+def _stop(proc) -> None:
+    proc.terminate()
+    proc.communicate(timeout=15)
+
+
+async def test_an_open_class_page_lives_through_a_hub_restart(tmp_path):
+    """`classroom serve` again from the same folder keeps the monitoring port too, so an open class page
+    (its ClassWatch) sees the hub answer again, the student online again and their readings again."""
+    folder = tmp_path / "class"
+    name = unique("hub")
+    hub = await asyncio.to_thread(_serve, folder, name)
+    watch = sim = None
+    try:
+        first = read_class(folder)
+        watch = await ClassWatch.from_folder(folder).start()
+        line = parse_join_line((folder / "students" / "s01.txt").read_text())
+        sim = await trashlab.Simulator(line.client_url, interval=0.02, name="s01-sim").start()
+        await _until(lambda: watch.monitor_ok and "s01" in watch.online() and watch.received > 0,
+                     "the class page sees s01", lambda: f"monitor {watch.monitor_ok}, online {watch.online()}")
+        await asyncio.to_thread(_stop, hub)
+        await _until(lambda: not watch.monitor_ok, "the class page notices the hub is gone",
+                     lambda: f"monitor {watch.monitor_ok}")
+        before = watch.received
+        hub = await asyncio.to_thread(_serve, folder, name)
+        assert read_class(folder)["monitor_url"] == first["monitor_url"], "the monitoring port moved"
+        await _until(lambda: watch.monitor_ok and "s01" in watch.online() and watch.received > before + 10,
+                     "the class page sees the restarted hub, s01 online and their readings again",
+                     lambda: f"monitor {watch.monitor_ok}, online {watch.online()}, received {watch.received - before}")
+    finally:
+        if sim is not None:
+            await sim.stop()
+        if watch is not None:
+            await watch.stop()
+        await asyncio.to_thread(_stop, hub)
+
+
+def test_a_class_joined_before_the_leaf_login_existed_still_joins_as_the_leaf_user(hub, class_file):
+    """A class.json written by an earlier trashlab holds the leaf URL with the client login (``s01``): brokers
+    started now log in as ``s01.leaf`` all the same (the hub refuses ``s01`` from a leaf node)."""
+    seat = parse_join_line(hub.join_line("s01", host="127.0.0.1"))
+    old = seat.leaf_url.replace(f"//{leaf_user('s01')}:", "//s01:")
+    class_file.write_text(json.dumps({"student": "s01", "client_url": seat.client_url, "leaf_url": old}))
+    assert leaf_remote() == seat.leaf_url
+    assert f"//{leaf_user('s01')}:" in seat.leaf_url and hub.seats["s01"] not in repr(seat)

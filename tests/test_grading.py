@@ -11,16 +11,24 @@ but never in the automatic score.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import shutil
+import secrets
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 import warnings
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from sessions import free_port, stop_session
 from test_notebooks import output_problems
 from trashlab.errors import BadArgument
 from trashlab_instructor import grading
@@ -305,13 +313,15 @@ def source_notebooks() -> dict:
 
 def build_submission(release_nb, source_nb, kind: str, wrong: "dict | None" = None):
     """A submitted notebook: the release with code answer cells filled from the source (kind != 'untouched'),
-    and the answers in ``wrong`` (grade_id -> cell source) instead where given. Written answers stay blank."""
+    and the answers in ``wrong`` (grade_id -> cell source) instead where given. Written answers stay blank
+    (nbgrader scores an unchanged answer 0 itself), except in ``reference``, which writes the example answers:
+    they wait for hand grading."""
     nb = nbformat.from_dict(release_nb)
     answers = {nbgrader_meta(c)["grade_id"]: solution_code(c.source)
-               for c in source_nb.cells if nbgrader_meta(c).get("solution") and c.cell_type == "code"}
+               for c in source_nb.cells if nbgrader_meta(c).get("solution")}
     for cell in nb.cells:
         meta = nbgrader_meta(cell)
-        if not meta.get("solution") or cell.cell_type != "code" or kind == "untouched":
+        if not meta.get("solution") or kind == "untouched" or (cell.cell_type != "code" and kind != "reference"):
             continue
         cell.source = (wrong or {}).get(meta["grade_id"], answers[meta["grade_id"]])
     return nb
@@ -345,9 +355,29 @@ def graded(course, tmp_path_factory) -> dict:
             nbformat.write(build_submission(release_nb, source_nb, kind, wrong), folder / kind / f"{name}.ipynb")
         plan[name] = kinds
     started = time.monotonic()
-    results = grading.autograde(folder, course, jobs=JOBS)
+    with _stderr_copied_to(folder / "autograde-stderr.txt") as stderr:  # the kernels' too (the workers inherit it)
+        results = grading.autograde(folder, course, jobs=JOBS)
     return {"plan": plan, "results": results, "scores": grading.scores(course), "root": course,
-            "wall": time.monotonic() - started}
+            "wall": time.monotonic() - started, "stderr": stderr.read_text(errors="replace")}
+
+
+@contextlib.contextmanager
+def _stderr_copied_to(path: Path):
+    """File descriptor 2 (this process's, the grading workers', their kernels') goes to ``path`` meanwhile;
+    what was written is echoed to the real stderr afterwards, so pytest still shows it."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "wb") as f:
+            os.dup2(f.fileno(), 2)
+        try:
+            yield path
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            sys.stderr.write(path.read_text(errors="replace"))
+    finally:
+        os.close(saved)
 
 
 def autograded(root: Path, student: str, name: str):
@@ -462,6 +492,13 @@ def test_each_wrong_answer_loses_exactly_that_exercise(graded):
             (name, kind, {k: v.get("evalue") for k, v in shown.items()})
 
 
+def test_autograding_prints_no_kernel_transport_warning(graded):
+    """Kernels started for grading talk over IPC sockets: ipykernel's TCP warning is not printed per submission."""
+    assert graded["results"], "nothing was autograded"
+    noisy = [line for line in graded["stderr"].splitlines() if "without encryption" in line]
+    assert not noisy, f"{len(noisy)} kernel transport warnings while autograding, e.g. {noisy[0]!r}"
+
+
 def test_autograding_time_per_submission(graded, figure):
     """Printed, not asserted (speed is measured, not unit-tested); the target is 30 s on 2 cores."""
     for r in graded["results"]:
@@ -486,6 +523,132 @@ def test_autograde_jobs_must_be_a_positive_count(tmp_path, capsys):
     assert grading.main(["autograde", str(tmp_path), "--jobs", "0"]) == 1
     assert "how many submissions to grade at once" in capsys.readouterr().err
     assert not (REPO / "course" / "submitted").exists()
+
+
+def _written_by_instructors() -> dict:
+    """What INSTRUCTORS.md, docs/grading.md and docs/workshop.md tell instructors to create, by where it is said."""
+    instructors = (REPO / "INSTRUCTORS.md").read_text()
+    grading_md = (REPO / "docs" / "grading.md").read_text()
+    workshop = (REPO / "docs" / "workshop.md").read_text()
+    state_row = next(line for line in instructors.splitlines() if "working state" in line and "(`.gitignore`)" in line)
+    found = {
+        "nbgrader's working state (INSTRUCTORS.md)": re.findall(r"`([^`]+)`", state_row.split("|")[1]),
+        "autograde's submissions folder": re.findall(r"trashlab_instructor autograde (\S+)", instructors)
+        + re.findall(r"`autograde (\S+?)[ `]", grading_md),
+        "exported grades": re.findall(r"trashlab_instructor (?:export|gradebook) (\S+\.csv)", instructors + grading_md),
+        "the class roster (docs/workshop.md)": re.findall(r"`(class/[^`]+)`", workshop)
+        + [f"{d}/" for d in re.findall(r"--dir (\S+)", workshop)],
+    }
+    return {what: sorted({p.replace("<student>", "s07").replace("<name>", "04-report-service") for p in paths})
+            for what, paths in found.items()}
+
+
+@pytest.mark.nats  # runs git
+def test_git_ignores_every_folder_the_docs_tell_instructors_to_create():
+    """Passwords (the class roster) and students' work (submissions, grades) never reach a commit via `git add -A`."""
+    written = _written_by_instructors()
+    for what, paths in written.items():
+        assert paths, f"found nothing for {what} in the docs: has the wording changed?"
+    flat = [p for paths in written.values() for p in paths]
+    for must in ("class/roster.txt", "class/instructor.json", "submissions/", "grades.csv", "course/submitted/"):
+        assert any(p.startswith(must) for p in flat), f"{must} is not among what the docs name: {written}"
+    inside = flat + [p + "alice/04-report-service.ipynb" for p in flat if p.endswith("/")]
+    result = subprocess.run(["git", "check-ignore", "--no-index", "--verbose", "--non-matching", *inside],
+                            cwd=REPO, capture_output=True, text=True)
+    assert result.returncode in (0, 1), result.stderr
+    not_ignored = [line.split("\t")[1] for line in result.stdout.splitlines() if line.startswith("::")]
+    assert not not_ignored, f"not git-ignored: {not_ignored} (add them to .gitignore)"
+
+
+def test_formgrader_command_serves_its_page_on_loopback(course, tmp_path):
+    """``python -m trashlab_instructor formgrader`` (INSTRUCTORS.md) starts nbgrader's formgrader, whose server
+    extension the test venv keeps disabled, on 127.0.0.1; its pages answer with the token only; it stops."""
+    token = secrets.token_hex(16)
+    log = tmp_path / "formgrader.log"
+    env = {**os.environ, "JUPYTER_TOKEN": token, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+           "PYTHONUNBUFFERED": "1"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "trashlab_instructor", "formgrader", "--port", str(free_port())],
+                                cwd=course, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        found = None
+        while time.monotonic() < deadline and proc.poll() is None and not found:
+            found = re.search(r"http://127\.0\.0\.1:(\d+)/formgrader\?token=", log.read_text())
+            time.sleep(0.1)  # polling the log for the line that says it listens
+        assert found, f"the formgrader did not start (exit {proc.poll()}): {log.read_text()[-3000:]}"
+        base = f"http://127.0.0.1:{found.group(1)}/formgrader"
+        page = urllib.request.urlopen(f"{base}/manage_assignments?token={token}", timeout=30)
+        assert page.status == 200 and "<title>nbgrader formgrade</title>" in page.read().decode(), page.status
+        listed = json.load(urllib.request.urlopen(f"{base}/api/assignments?token={token}", timeout=30))
+        assert {"02-nats-broker", "04-report-service"} <= {a["name"] for a in listed}, listed
+        with pytest.raises(urllib.error.HTTPError) as refused:  # without the token: the login page, not the gradebook
+            opener = urllib.request.build_opener(_NoRedirect)
+            opener.open(f"{base}/api/assignments", timeout=30)
+        assert refused.value.code in (302, 403), refused.value
+    finally:
+        stop_session(proc.pid)
+        proc.wait(timeout=30)
+    assert "formgrader" in log.read_text() and "Shutting down" in log.read_text(), log.read_text()[-1500:]
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def test_gradebook_csv_has_a_row_per_student_for_an_lms(graded, tmp_path):
+    """``gradebook.csv`` (INSTRUCTORS.md): one row per student, a column per assignment holding its score
+    (blank: not submitted; a submitted 0 stays 0), the total over the required assignments (the optional
+    05b left out), and the assignments whose written answers wait for hand grading, until they are graded."""
+    import csv
+
+    root, scores = graded["root"], graded["scores"]
+    path = grading.gradebook(tmp_path / "gradebook.csv", root)
+    with open(path, newline="", encoding="utf-8") as f:
+        header, *rows = list(csv.reader(f))
+    names = sorted(grading.assignments(root))
+    assert header == [*grading.WHO, *names, grading.TOTAL, grading.AWAITING], header
+    by_student = {r[1]: dict(zip(header, r)) for r in rows}
+    students = {key.split("/")[0] for key in scores}
+    assert sorted(by_student) == sorted(students) and len(rows) == len(students), (sorted(by_student), rows)
+    written = {n: written_points(nb) for n, nb in source_notebooks().items()}
+    for student, row in by_student.items():
+        assert row["Student"] == student and row["SIS Login ID"] == student and row["Section"] == ""
+        for name in names:
+            got = scores.get(f"{student}/{name}")
+            expected = "" if got is None else f"{got['score']:g}"
+            assert row[name] == expected, f"{student} {name}: {row[name]!r}, expected {expected!r} (blank: not submitted)"
+        total = sum(scores[f"{student}/{n}"]["score"] for n in names
+                    if n not in grading.OPTIONAL and f"{student}/{n}" in scores)
+        assert float(row[grading.TOTAL]) == pytest.approx(total), (student, row)
+        waiting = sorted(n for n in graded["plan"] if student == "reference" and written.get(n))
+        assert row[grading.AWAITING].split() == waiting, (student, row[grading.AWAITING])
+    assert any(row[n] == "0" for n in names for row in [by_student["untouched"]]), "a submitted 0 must show as 0"
+    assert any(row[n] == "" for row in by_student.values() for n in names), "every student submitted everything?"
+    # a written answer graded by hand (what the formgrader's save does) leaves the list and counts
+    name = next(n for n in graded["plan"] if written.get(n) and n not in grading.OPTIONAL)
+    cell = next(nbgrader_meta(c)["grade_id"] for c in source_notebooks()[name].cells
+                if c.cell_type == "markdown" and nbgrader_meta(c).get("grade"))
+    with grading.api(root).gradebook as gb:
+        grade = gb.find_grade(cell, name, name, "reference")
+        grade.manual_score, grade.needs_manual_grade = 1.0, False
+        gb.db.commit()
+    try:
+        with open(grading.gradebook(tmp_path / "after.csv", root), newline="", encoding="utf-8") as f:
+            after = {r["SIS User ID"]: r for r in csv.DictReader(f)}["reference"]
+        assert name not in after[grading.AWAITING].split(), after
+        assert float(after[name]) == float(by_student["reference"][name]) + 1
+        assert float(after[grading.TOTAL]) == float(by_student["reference"][grading.TOTAL]) + 1
+    finally:
+        with grading.api(root).gradebook as gb:
+            grade = gb.find_grade(cell, name, name, "reference")
+            grade.manual_score, grade.needs_manual_grade = None, True
+            gb.db.commit()
+    if "05b-jetstream" in graded["plan"]:  # optional: in its own column, never in the total
+        ref = by_student["reference"]
+        assert float(ref["05b-jetstream"]) > 0 and float(ref[grading.TOTAL]) == pytest.approx(
+            sum(float(ref[n] or 0) for n in names if n != "05b-jetstream"))
 
 
 def test_feedback_and_csv_export(graded, tmp_path):

@@ -297,20 +297,23 @@ def _classroom(args) -> int:
 
 def _class_serve(args) -> int:
     from pathlib import Path
+    from urllib.parse import urlsplit
 
     from .servers.classroom import INSTRUCTOR_FILE, ClassHub, read_class
 
     folder = Path(args.dir)
     passwords, students = None, args.students
     ports: tuple = (args.port, args.leaf_port, args.websocket_port)
+    monitor_port = None
     if (folder / INSTRUCTOR_FILE).exists():  # a restarted hub: the lines handed out stay valid
         info = read_class(folder)
         passwords, students = info["passwords"], info["students"]
         ports = tuple(given if given is not None else info.get(key) for given, key in
                       zip(ports, ("port", "leaf_port", "websocket_port"), strict=True))
+        monitor_port = urlsplit(info.get("monitor_url") or "").port  # an open class page polls this one
         print(f"reusing the roster in {folder} ({len(students)} students, same passwords and ports)", flush=True)
     hub = ClassHub(students, name=args.name, host=args.listen, port=ports[0], leaf_port=ports[1],
-                   websocket_port=ports[2], advertise=args.advertise, passwords=passwords)
+                   websocket_port=ports[2], advertise=args.advertise, passwords=passwords, http_port=monitor_port)
 
     def announce() -> None:
         roster = hub.write_roster(folder)

@@ -10,6 +10,8 @@ grades come per part of the lab. The student version in ``notebooks/`` is genera
     python -m trashlab_instructor autograde DIR -j 4  # four submissions at once (default: the cores, at most 4)
     python -m trashlab_instructor feedback            # course/feedback/<student>/<name>/<name>.html
     python -m trashlab_instructor export grades.csv   # one row per student and assignment
+    python -m trashlab_instructor gradebook           # gradebook.csv: one row per student (Canvas, Moodle)
+    python -m trashlab_instructor formgrader          # nbgrader's formgrader on 127.0.0.1:8867 (hand grading)
     python -m trashlab_instructor disable-extensions  # hide nbgrader's JupyterLab parts (student images)
 
 Every step is nbgrader's own (its Python API, imported once per process: nbgrader takes seconds to
@@ -23,6 +25,7 @@ nbgrader is an instructor/test tool (requirements-test.txt), imported only here 
 from __future__ import annotations
 
 import argparse
+import atexit
 import filecmp
 import os
 import shutil
@@ -92,8 +95,29 @@ def api(root: Path):
         from traitlets.config.loader import PyFileConfigLoader
 
         config = PyFileConfigLoader(CONFIG, path=str(root)).load_config()
+        _kernels_over_ipc(config)
         _apis[root] = NbGraderAPI(CourseDirectory(config=config), config=config)
     return _apis[root]
+
+
+#: Assignments that do not count in the total (the notebook's first cell says "optional").
+OPTIONAL = ("05b-jetstream",)
+#: The wide CSV's columns before and after the assignments (Canvas's names for who the row is; see INSTRUCTORS.md).
+WHO = ("Student", "SIS User ID", "SIS Login ID", "Section")
+TOTAL = "Final Points"
+AWAITING = "Awaiting hand grading"
+
+
+def _kernels_over_ipc(config) -> None:
+    """The kernels nbgrader starts talk over IPC sockets in a folder of this process (POSIX): nothing listens on
+    TCP, no port is picked free then bound later (parallel graders could collide), and ipykernel 7 no longer
+    prints "Kernel is running over TCP without encryption" for every submission."""
+    if os.name != "posix":
+        return  # Windows has no IPC transport in jupyter_client: TCP on loopback, with ipykernel's warning
+    folder = tempfile.mkdtemp(prefix="trashlab-kernels-")  # short: a socket path has ~100 characters at most
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    config.KernelManager.transport = "ipc"
+    config.KernelManager.ip = os.path.join(folder, "kernel")
 
 
 def _run(result: dict, what: str) -> dict:
@@ -308,6 +332,70 @@ def export(to: Path, root: Optional[Path] = None) -> Path:
     return to
 
 
+#: Where ``formgrader`` listens by default (Voila's class page takes 8866).
+FORMGRADER_PORT = 8867
+
+
+def formgrader_command(root: Path, port: int = FORMGRADER_PORT, ip: str = "127.0.0.1") -> List[str]:
+    """The ``jupyter server`` command running nbgrader's formgrader for the course at ``root``, with its server
+    extension enabled for this server only (student images and the test venv keep it disabled)."""
+    cmd = [sys.executable, "-m", "jupyter", "server", "--no-browser", f"--ServerApp.ip={ip}", f"--ServerApp.port={port}",
+           f"--ServerApp.root_dir={root}", "--ServerApp.default_url=/formgrader",
+           "--ServerApp.jpserver_extensions={'nbgrader.server_extensions.formgrader': True}"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # Jupyter refuses root without it (containers, CI)
+    return cmd
+
+
+def formgrader(port: int = FORMGRADER_PORT, ip: str = "127.0.0.1", root: Optional[Path] = None) -> int:
+    """Run nbgrader's formgrader (hand grading, the gradebook) in the foreground until Ctrl-C; its exit code."""
+    try:
+        import nbgrader as _  # noqa: F401
+    except ImportError:
+        raise GradingError("nbgrader is not installed here: `pip install -r requirements-test.txt`") from None
+    root = find_root(root)
+    if not (root / "course" / "gradebook.db").is_file():
+        raise GradingError("no gradebook yet: run `python -m trashlab_instructor generate` and `autograde` first")
+    print(f"formgrader: open the http://{ip}:…/?token=… link Jupyter prints below (it lands on /formgrader); "
+          "Ctrl-C twice stops it", flush=True)
+    try:
+        return subprocess.call(formgrader_command(root, port, ip), cwd=root, env=_env())
+    except KeyboardInterrupt:
+        return 0
+
+
+def gradebook(to: Path = Path("gradebook.csv"), root: Optional[Path] = None,
+              optional: Sequence[str] = OPTIONAL) -> Path:
+    """The gradebook as a wide CSV for an LMS: one row per student, a column per assignment (blank: not
+    submitted), ``Final Points`` over the required assignments, and the assignments whose written answers
+    still wait for hand grading."""
+    import csv
+
+    root = find_root(root)
+    to = Path(to).resolve()
+    with api(root).gradebook as gb:
+        names = sorted(a.name for a in gb.assignments)
+        rows = []
+        for student in sorted(gb.students, key=lambda st: st.id):
+            scores: Dict[str, float] = {}
+            waiting = []
+            for sub in student.submissions:
+                scores[sub.assignment.name] = float(sub.score)
+                if sub.needs_manual_grade:
+                    waiting.append(sub.assignment.name)
+            shown = f"{student.last_name}, {student.first_name}" if student.last_name and student.first_name \
+                else student.id
+            login = student.lms_user_id or student.id
+            total = sum(scores.get(name, 0.0) for name in names if name not in optional)
+            rows.append([shown, login, login, "", *(f"{scores[n]:g}" if n in scores else "" for n in names),
+                         f"{total:g}", " ".join(sorted(waiting))])
+    with open(to, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow([*WHO, *names, TOTAL, AWAITING])
+        writer.writerows(rows)
+    return to
+
+
 def disable_extensions() -> List[str]:
     """Disable nbgrader's JupyterLab and server extensions in this environment (no-op without nbgrader)."""
     try:
@@ -323,7 +411,8 @@ def disable_extensions() -> List[str]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m trashlab_instructor COMMAND``: generate, autograde, feedback, export, disable-extensions."""
+    """``python -m trashlab_instructor COMMAND``: generate, autograde, feedback, export, gradebook, formgrader,
+    disable-extensions."""
     parser = argparse.ArgumentParser(prog="python -m trashlab_instructor", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="course/source → notebooks/ (the student version)")
@@ -335,6 +424,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sub.add_parser("feedback", help="HTML feedback in course/feedback/")
     exp = sub.add_parser("export", help="grades as CSV")
     exp.add_argument("to", nargs="?", type=Path, default=Path("grades.csv"))
+    book = sub.add_parser("gradebook", help="grades as a wide CSV for Canvas or Moodle: one row per student")
+    book.add_argument("to", nargs="?", type=Path, default=Path("gradebook.csv"))
+    form = sub.add_parser("formgrader", help="nbgrader's formgrader: hand-grade written answers, see the gradebook")
+    form.add_argument("--port", type=int, default=FORMGRADER_PORT, help=f"web port (default {FORMGRADER_PORT})")
+    form.add_argument("--ip", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     sub.add_parser("disable-extensions", help="hide nbgrader in JupyterLab (student images)")
     args = parser.parse_args(argv)
     try:
@@ -354,6 +448,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"feedback in {feedback()}")
         elif args.command == "export":
             print(f"grades in {export(args.to)}")
+        elif args.command == "gradebook":
+            print(f"gradebook in {gradebook(args.to)}")
+        elif args.command == "formgrader":
+            return formgrader(args.port, args.ip)
         elif args.command == "disable-extensions":
             done = disable_extensions()
             print("disabled: " + ", ".join(done) if done else "nbgrader is not installed: nothing to disable")

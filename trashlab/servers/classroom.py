@@ -32,7 +32,7 @@ from .._secrets import private_dir, redact, write_private
 from ..errors import BadArgument, BrokerError, ConnectionFailed
 from .broker import Broker, is_loopback
 from .config import Ports, ServerConfig
-from .joined import Seat, join_file, joined, leaf_remote  # noqa: F401  (trashlab.servers.classroom.joined, ...)
+from .joined import LEAF_SUFFIX, Seat, join_file, joined, leaf_remote, leaf_user  # noqa: F401  (trashlab.servers.classroom.joined, ...)
 from .rawclient import login
 
 log = logging.getLogger("trashlab")
@@ -45,6 +45,12 @@ EXPORTED = "trash-level"
 CLASS_PREFIX = "class"
 ROSTER = "roster.txt"
 INSTRUCTOR_FILE = "instructor.json"
+#: A student's brokers log in to the hub as ``<student>.leaf`` (same password; '.' is in no student's name).
+#: The one subject a leaf login may be sent, which nothing publishes: the hub sends a student's brokers
+#: nothing, so two notebooks' brokers of one student stay apart. An allow-list, not ``deny: [">"]``:
+#: nats-server 2.15 applies a leaf's subscribe-deny to what the student's broker *sends* once a wildcard
+#: or queue subscription overlapping it arrives from the hub (the student's own ``>``), for good.
+LEAF_RECEIVES = "_trashlab.class.nothing"
 _STUDENT = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
@@ -72,7 +78,11 @@ def class_subject(student: str, subject: str = EXPORTED) -> str:
 def hub_blocks(seats: Mapping[str, str], instructor_password: str, *, host: str = "127.0.0.1",
                leaf_port: Optional[int] = None, websocket_port: Optional[int] = None) -> "tuple[str, ...]":
     """The hub's own config blocks: its leaf-node (and WebSocket) listener, an account per student
-    (exporting ``trash-level``), the instructor's account importing them all."""
+    (exporting ``trash-level``), the instructor's account importing them all.
+
+    A student's account has two logins with the student's password: ``s01`` for clients (plain or WebSocket),
+    ``s01.leaf`` for the student's brokers as leaf nodes, which the hub sends nothing (see ``LEAF_RECEIVES``).
+    """
     if not seats:
         raise BadArgument("a class needs at least one student")
     q = json.dumps
@@ -81,8 +91,12 @@ def hub_blocks(seats: Mapping[str, str], instructor_password: str, *, host: str 
         lines.append(f"websocket {{ listen: {q(f'{host}:{websocket_port or -1}')}, no_tls: true }}")
     lines.append("accounts {")
     for student, password in seats.items():
-        lines.append(f"  {_account(student)}: {{ users: [ {{user: {q(student)}, password: {q(password)}}} ], "
-                     f"exports: [ {{stream: {q(EXPORTED)}}} ] }}")
+        client = (f"{{user: {q(student)}, password: {q(password)}, "
+                  f"allowed_connection_types: [\"STANDARD\", \"WEBSOCKET\"]}}")
+        leaf = (f"{{user: {q(leaf_user(student))}, password: {q(password)}, "
+                f"allowed_connection_types: [\"LEAFNODE\", \"LEAFNODE_WS\"], "
+                f"permissions: {{subscribe: {{allow: [{q(LEAF_RECEIVES)}]}}}}}}")
+        lines.append(f"  {_account(student)}: {{ users: [ {client}, {leaf} ], exports: [ {{stream: {q(EXPORTED)}}} ] }}")
     imports = ", ".join(f"{{stream: {{account: {_account(s)}, subject: {q(EXPORTED)}}}, to: {q(class_subject(s))}}}"
                         for s in seats)
     lines.append(f"  {INSTRUCTOR.upper()}: {{ users: [ {{user: {q(INSTRUCTOR)}, password: {q(instructor_password)}}} ], "
@@ -261,15 +275,16 @@ def parse_join_line(line: str) -> Seat:
     if not parts.username or not parts.password or not parts.hostname or port is None:
         raise BadArgument(f"join line {redact(url)} lacks the student name, password, host or port: "
                           "paste the roster line as it is")
-    student = parts.username
+    student = parts.username.removesuffix(LEAF_SUFFIX)
+    login = f"{leaf_user(student)}:{parts.password}@{parts.netloc.rpartition('@')[2]}"
     if parts.scheme in ("ws", "wss"):
-        return Seat(student, None, urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")))
+        return Seat(student, None, urlunsplit((parts.scheme, login, parts.path, "", "")))
     if parts.scheme not in ("nats", "tls"):
         raise BadArgument(f"join line scheme {parts.scheme!r}: expected nats:// (or ws:// over WebSocket)")
     client = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
     leaf = (parse_qs(parts.query).get("leaf") or [""])[0]
     if leaf.isdigit():
-        leaf_url = f"nats-leaf://{parts.username}:{parts.password}@{parts.hostname}:{leaf}"
+        leaf_url = f"nats-leaf://{leaf_user(student)}:{parts.password}@{parts.hostname}:{leaf}"
     elif "://" in leaf:
         leaf_url = leaf
     else:

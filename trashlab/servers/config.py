@@ -65,7 +65,8 @@ class ServerConfig:
     store_dir: Optional[str] = None  # JetStream is on when set
     accounts: Accounts = ()
     ports_file_dir: Optional[str] = None
-    #: a joined class: the hub's leaf URL this broker connects to (it sends its traffic, takes none back)
+    #: a joined class: the hub's leaf URL this broker connects to (it sends its traffic; the hub's permissions
+    #: for the leaf login send nothing back, see ``classroom.hub_blocks``)
     leaf_remote: Optional[str] = None
     #: further blocks rendered as they are (a class hub's leaf listener, WebSocket and accounts)
     blocks: Tuple[str, ...] = ()
@@ -112,8 +113,12 @@ class ServerConfig:
             body = ", ".join(f"{q(subject)}: [{', '.join(f'{{destination: {q(d)}, weight: {w:g}%}}' for d, w in dests)}]"
                              for subject, dests in self.mappings)
             lines.append(f"mappings {{ {body} }}")
-        if self.leaf_remote:  # two notebooks' brokers of one student stay apart: deny_imports ">"
-            lines.append(f'leafnodes {{ remotes: [ {{ url: {q(self.leaf_remote)}, deny_imports: [">"] }} ] }}')
+        if self.leaf_remote:
+            # No deny_imports here: nats-server 2.15 applies a leaf remote's subscribe-deny to what this broker
+            # *sends* as soon as the hub forwards a wildcard or queue subscription overlapping it (a student's
+            # own `>` on the hub), and keeps it until a restart: the class feed stopped for good. The hub
+            # keeps two notebooks' brokers apart instead (classroom.hub_blocks).
+            lines.append(f"leafnodes {{ remotes: [ {{ url: {q(self.leaf_remote)} }} ] }}")
         lines += self.blocks
         return "\n".join(lines) + "\n"
 

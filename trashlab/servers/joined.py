@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
+from urllib.parse import urlsplit, urlunsplit
 
 from .._secrets import redact
 
@@ -49,7 +50,21 @@ def joined() -> Optional[Seat]:
         return None
 
 
+#: a student's brokers log in to the hub as ``<student>.leaf`` (:mod:`trashlab.servers.classroom` explains why)
+LEAF_SUFFIX = ".leaf"
+
+
+def leaf_user(student: str) -> str:
+    """The user name a student's brokers log in with as leaf nodes: ``s01.leaf``."""
+    return student + LEAF_SUFFIX
+
+
 def leaf_remote() -> Optional[str]:
     """The leaf URL a broker started now should connect to (None when no class is joined)."""
     seat = joined()
-    return seat.leaf_url if seat is not None else None
+    if seat is None:
+        return None
+    parts = urlsplit(seat.leaf_url)  # joined with an earlier trashlab: log in as the leaf user all the same
+    if parts.username == seat.student:
+        return urlunsplit(parts._replace(netloc=f"{leaf_user(seat.student)}{parts.netloc[len(seat.student):]}"))
+    return seat.leaf_url
