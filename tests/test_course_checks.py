@@ -183,6 +183,49 @@ async def test_publish_readings(capsys):
     assert "percentage" in await fails(checks.check_publish_readings(too_high))
 
 
+#: sim.py as a student writes it (03): argv, NATS_URL, sim.js's bytes, drain; BODY is replaced by the variants
+SIM_PY = """import asyncio, os, random, sys
+import nats
+
+async def main():
+    interval, count = float(sys.argv[1]), int(sys.argv[2])
+    nc = await nats.connect(servers=os.environ["NATS_URL"].split(","))
+    for i in range(count):
+        payload = '{"can_id":"%d", "level":"%r"}' % (random.randint(0, 1000), random.random() * 100)
+        print("publishing: " + payload)
+        await nc.publish("trash-level", payload.encode())
+        if i < count - 1:
+            await asyncio.sleep(interval)
+    await nc.drain()
+
+asyncio.run(main())
+"""
+
+
+async def test_sim_program(tmp_path, monkeypatch, capsys):
+    """The check runs the student's file as its own process and judges what its private broker received."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sim.py").write_text(SIM_PY)
+    await checks.check_sim_program("sim.py", interval=0.05, count=6)
+    assert "python sim.py 0.05 6: 6 readings in sim.js's format" in capsys.readouterr().out
+
+    def variant(old: str, new: str) -> str:
+        assert old in SIM_PY
+        (tmp_path / "sim.py").write_text(SIM_PY.replace(old, new))
+        return "sim.py"
+
+    crash = variant("print(\"publishing: \" + payload)", "print({'can_id': 1}['can'])")
+    assert "crashed (exit code 1)" in (why := await fails(checks.check_sim_program(crash, 0.05, 3))), why
+    assert why.endswith("KeyError: 'can'"), why
+    todo = variant("asyncio.run(main())", "raise NotImplementedError()")
+    assert "sim.py is not written yet" in await fails(checks.check_sim_program(todo, 0.05, 3))
+    forever = variant("for i in range(count):", "while True:\n        i = 0")
+    assert "it should stop after COUNT readings" in await fails(checks.check_sim_program(forever, 0.05, 3))
+    spaced = variant("\'{\"can_id\":\"%d\", \"level\":\"%r\"}\'", "\'{\"can_id\": \"%d\", \"level\": \"%r\"}\'")
+    assert "not byte for byte" in await fails(checks.check_sim_program(spaced, 0.05, 3))
+    assert "there is no missing.py" in await fails(checks.check_sim_program("missing.py", 0.05, 3))
+
+
 async def test_wildcard(capsys):
     async def right(nc, seen):
         async def cb(msg):

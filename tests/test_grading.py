@@ -33,6 +33,34 @@ pytestmark = [pytest.mark.filterwarnings("ignore:Object of type <Submitted"),
 REPO = Path(__file__).resolve().parent.parent
 SOURCE = REPO / "course" / "source"
 
+#: How a right sim.py (03) builds a reading's text.
+PAYLOAD = """'{"can_id":"%d", "level":"%r"}' % (random.randint(0, 1000), random.random() * 100)"""
+#: A right sim.py, the base of its wrong variants.
+SIM_PY = """%%writefile sim.py
+import asyncio
+import json
+import os
+import random
+import sys
+import time
+
+import nats
+
+
+async def main():
+    interval, count = float(sys.argv[1]), int(sys.argv[2])
+    nc = await nats.connect(servers=os.environ["NATS_URL"].split(","))
+    for i in range(count):
+        payload = """ + PAYLOAD + """
+        print("publishing: " + payload)
+        await nc.publish("trash-level", payload.encode())
+        await asyncio.sleep(interval)
+    await nc.drain()
+
+
+asyncio.run(main())
+"""
+
 #: Realistic mistakes per exercise: grade_id of the answer cell -> wrong answers (each a whole cell).
 #: Submission ``wrong-k`` answers every exercise with its k-th mistake (the reference where it has none).
 WRONG = {
@@ -66,29 +94,18 @@ WRONG = {
         "answer_helpers.graded = noop_graded  # patching a helper the checks are built from earns nothing\n\n"
         "def client_names(broker):\n    return ['watcher']\n",
     ],
-    # 03: the simulator and a wildcard
-    "publish-readings": [
-        "async def publish_readings(nc, count, interval):\n    for i in range(count + 1):  # one too many\n"
-        "        await nc.publish('trash-level', ('{\"can_id\":\"%d\", \"level\":\"%r\"}' % "
-        "(random.randint(0, 1000), random.random() * 100)).encode())\n        await asyncio.sleep(interval)\n",
-        "async def publish_readings(nc, count, interval):\n    for i in range(count):  # numbers, not strings\n"
-        "        await nc.publish('trash-level', json.dumps({'can_id': random.randint(0, 1000), "
-        "'level': random.random() * 100}).encode())\n        await asyncio.sleep(interval)\n",
-        "async def publish_readings(nc, count, interval):\n    for i in range(count):\n"
-        "        await nc.publish('trash-level', ('{\"can_id\":\"%d\", \"level\":\"%r\"}' % "
-        "(random.randint(0, 1000), random.random() * 100)).encode())\n"
-        "        asyncio.sleep(interval)  # missing await\n",
-        "async def publish_readings(nc, count, interval):\n    for i in range(count):\n"
-        "        await nc.publish('trash.level', ('{\"can_id\":\"%d\", \"level\":\"%r\"}' % "
-        "(random.randint(0, 1000), random.random() * 100)).encode())  # wrong subject\n"
-        "        await asyncio.sleep(interval)\n",
-        "async def publish_readings(nc, count, interval):\n    for i in range(count):\n"
-        "        await nc.publish('trash-level', b'{\"can_id\":\"135\", \"level\":\"42.5\"}')  # constant\n"
-        "        await asyncio.sleep(interval)\n",
-        "import time\n\nasync def publish_readings(nc, count, interval):\n    for i in range(count):\n"
-        "        await nc.publish('trash-level', ('{\"can_id\":\"%d\", \"level\":\"%r\"}' % "
-        "(random.randint(0, 1000), random.random() * 100)).encode())\n"
-        "        time.sleep(interval)  # blocks the event loop\n",
+    # 03: the simulator program and a wildcard
+    "sim-py": [
+        SIM_PY.replace(PAYLOAD, "json.dumps({'can_id': random.randint(0, 1000), 'level': random.random() * 100})"
+                       "  # numbers, not strings"),
+        SIM_PY.replace(PAYLOAD, "json.dumps({'can_id': str(random.randint(0, 1000)), "
+                       "'level': str(random.random() * 100)})  # json.dumps spacing"),
+        SIM_PY.replace("await asyncio.sleep(interval)", "time.sleep(interval)  # blocks the event loop"),
+        SIM_PY.replace('nats.connect(servers=os.environ["NATS_URL"].split(","))',
+                       'nats.connect("nats://iot-msg:4222")  # the lab\'s address, not NATS_URL'),
+        SIM_PY.replace("for i in range(count):", "while True:  # like sim.js: never ends"),
+        SIM_PY.replace("interval, count = float(sys.argv[1]), int(sys.argv[2])",
+                       "count, interval = int(sys.argv[1]), float(sys.argv[2])  # arguments swapped"),
     ],
     "watch-levels": [
         "async def watch_levels(nc, seen):\n    async def cb(msg):\n        seen.append(msg.subject)\n"
@@ -406,6 +423,37 @@ def test_student_version_has_no_solutions_or_hidden_tests():
         text = nb_path.read_text()
         for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS"):
             assert marker not in text, f"{nb_path.name} contains {marker!r}"
+
+
+#: Notebooks whose exercises keep their answers off the student's page (issue 21; the others follow).
+ANSWER_OFF_THE_PAGE = ("03-simulator",)
+#: Shorter solution lines (``await nc.drain()``) are common idioms, not the answer.
+LONGEST_IDIOM = 24
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("name", ANSWER_OFF_THE_PAGE)
+def test_no_answer_stands_on_the_student_page(name):
+    """No solution line of 25 characters or more appears verbatim on the student page, and each exercise
+    has a collapsed hint (``<details>``) and an example of the expected output in the markdown above it."""
+    source = nbformat.read(SOURCE / name / f"{name}.ipynb", as_version=4)
+    page = (REPO / "notebooks" / f"{name}.ipynb").read_text()
+    student = nbformat.reads(page, as_version=4)
+    shown = "\n".join(c.source for c in student.cells)
+    markdown = ""
+    for cell in source.cells:
+        meta = nbgrader_meta(cell)
+        if cell.cell_type == "markdown" and not meta:
+            markdown += cell.source
+        if not (meta.get("solution") and cell.cell_type == "code"):
+            continue
+        inside = cell.source.split("### BEGIN SOLUTION", 1)[1].split("### END SOLUTION", 1)[0]
+        on_page = [line.strip() for line in inside.splitlines()
+                   if len(line.strip()) > LONGEST_IDIOM and line.strip() in shown]
+        assert not on_page, f"{name} {meta['grade_id']}: the student page shows the answer's lines {on_page}"
+        assert "<details>" in markdown, f"{name} {meta['grade_id']}: no collapsed hint (<details>) above the exercise"
+        assert "Expected output" in markdown, f"{name} {meta['grade_id']}: no example of the expected output above it"
+        markdown = ""
 
 
 # ----- autograding -----------------------------------------------------------------------------

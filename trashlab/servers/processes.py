@@ -196,6 +196,7 @@ class ManagedProcess:
                 self.on_line(line)
             if self.echo:
                 print(line, flush=True)
+        stream.close()
         self.popen.wait()
         self._forget()
 

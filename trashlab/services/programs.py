@@ -100,7 +100,7 @@ class Program:
 
     def failure(self, n: int = 3) -> str:
         """Its last ``n`` non-blank stderr lines joined with `` | `` (why it crashed), or its exit code."""
-        lines = [line.strip() for line in self.stderr(50) if line.strip()][-n:]
+        lines = [line.strip() for line in self.stderr(50) if line.strip(" ^~\t")][-n:]  # no ^^^^ markers
         return " | ".join(lines) if lines else f"no output on stderr (exit code {self.returncode})"
 
     async def wait(self, timeout: Optional[float] = None) -> Optional[int]:
