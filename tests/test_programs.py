@@ -157,6 +157,15 @@ async def test_a_crash_leaves_its_last_stderr_lines_for_a_check(tmp_path):
     assert prog.logs()[0] == "starting" and prog.logs()[-1] == STDERR_MARK + "KeyError: 'can'"
 
 
+async def test_servers_and_env_reach_the_program(tmp_path):
+    """A list of servers arrives comma-separated in NATS_URL (as the nats CLI reads it); env adds variables."""
+    show = program(tmp_path, "import os\nprint(os.environ['NATS_URL'])\nprint(os.environ['CANS'])\n")
+    prog = trashlab.run_program(show, name=unique("env"), servers=["nats://127.0.0.1:4222", "127.0.0.1:4333"],
+                                env={"CANS": 3})
+    assert await prog.wait(30) == 0, prog.logs()
+    assert prog.stdout() == ["nats://127.0.0.1:4222,nats://127.0.0.1:4333", "3"]
+
+
 @pytest.mark.parametrize("path, fix", [
     ("missing.py", "no such file"), ("notes.txt", "give a .py file"), (".", "that is a folder"), ("", "file name"),
 ])

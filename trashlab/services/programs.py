@@ -139,6 +139,8 @@ def run_program(path: "str | os.PathLike[str]", *args: Any, name: Optional[str] 
     if servers is not None or "NATS_URL" not in (env or {}):
         child_env["NATS_URL"] = _nats_url(servers)
     child_env["PYTHONUNBUFFERED"] = "1"  # its prints reach the logs as they happen, like a terminal's
+    for ended in [key for key, p in _programs.items() if not p.alive and key != name]:
+        del _programs[ended]  # like `docker container run --rm`: an ended program's name is free again
     old = _programs.get(name)
     if old is not None:
         old.stop()  # one process per name, like one container per name
