@@ -7,19 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import time
-from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Sequence
 
-from ...errors import BrokerError, CheckFailed
-from ...servers.monitor import fetch
 from ...message import SUBJECT
-from ...services.programs import Program, run_program
 from . import _short, failed, passed
 from ._answer import answer, graded, require_function
-from ._live import SETTLE, client, delivered, poll, private_broker, publish_to, student_subscribes, unique
+from ._live import (CONNECT_WITHIN, SETTLE, USE_NATS_URL, client, clients_seen, crashed, delivered, poll,
+                    private_broker, program_file, publish_to, student_program, student_subscribes)
 
 #: sim.js's bytes: ``{"can_id":"135", "level":"42.930236081376314"}`` (no space after ``:``, one after ``,``).
 WIRE = re.compile(rb'^\{"can_id":"(\d{1,4})", "level":"(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"\}$')
@@ -115,57 +111,21 @@ async def check_publish_readings(publish_readings: Callable, count: int = 5, int
     return passed(f"{what}: {count} readings in sim.js's format, {span:.2f} s from first to last")
 
 
-#: Seconds a program may take to start and connect before the check says it never reached its broker.
-CONNECT_WITHIN = 10.0
-_USE_NATS_URL = ("connect to the servers in os.environ[\"NATS_URL\"] (comma-separated), never to a fixed "
-                 "address or name")
-
-
-def _program_file(path: Any, default: str) -> Path:
-    """The student's program file, or the ✘ line saying which cell writes it."""
-    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
-        raise failed(f"give the program's file name, e.g. {default!r}, not {_short(path)}")
-    file = Path(path)
-    if not file.is_file():
-        raise failed(f"there is no {file} in {os.getcwd()} yet: run the exercise's %%writefile {file.name} cell, "
-                     "then this one")
-    return file
-
-
-def _clients(monitor_url: str, own: str) -> int:
-    """How many NATS clients other than the check's own (named ``own``) connected since the server started,
-    closed ones included (``/connz?state=all``; a bare TCP probe sends no CONNECT, so it has no ``lang``)."""
-    try:
-        conns = fetch(monitor_url, "connz?state=all&limit=1000").get("connections") or []
-    except (BrokerError, ValueError):
-        return 0
-    return sum(1 for c in conns if c.get("lang") and c.get("name") != own)
-
-
-def _crash(program: Program, what: str) -> CheckFailed:
-    """The ✘ line of a program that ended with an error: its last stderr lines."""
-    if any("NotImplementedError" in line for line in program.stderr(3)):
-        return failed(f"{program.path.name} is not written yet: replace `raise NotImplementedError()` with your "
-                      "code, run that cell, then this one")
-    return failed(f"{what} crashed (exit code {program.returncode}): {program.failure()}")
-
-
 @graded
 async def check_sim_program(path: Any = "sim.py", interval: float = 0.2, count: int = 5) -> None:
     """``python sim.py INTERVAL COUNT`` with the broker in ``$NATS_URL``: ``count`` readings, sim.js's format, then it ends."""
-    file = _program_file(path, "sim.py")
+    file = program_file(path, "sim.py")
     what = f"python {file.name} {interval:g} {count}"
     limit = count * interval * 2 + 10  # a busy machine starts a Python process in a few seconds
     async with _watched() as (broker, watch, subs, arrived, elsewhere):
-        program = run_program(file, f"{interval:g}", count, name=unique("check-sim-"), servers=broker.url)
-        try:
+        async with student_program(file, f"{interval:g}", count, broker=broker) as program:
             started = time.monotonic()
             await poll(lambda: not program.alive or arrived, min(limit, CONNECT_WITHIN))
-            if program.alive and not arrived and not _clients(broker.monitor_url, WATCHER):
+            if program.alive and not arrived and not clients_seen(broker.monitor_url, WATCHER):
                 raise failed(f"{what}: still running after {time.monotonic() - started:.0f} s, and it never "
-                             "connected to the broker it was given: " + _USE_NATS_URL)
+                             "connected to the broker it was given: " + USE_NATS_URL)
             await poll(lambda: not program.alive or len(arrived) > count, limit - (time.monotonic() - started))
-            connected = _clients(broker.monitor_url, WATCHER) > 0
+            connected = clients_seen(broker.monitor_url, WATCHER) > 0
             if program.alive:
                 raise failed(f"{what}: {len(arrived)} readings arrived and it was still running after "
                              f"{time.monotonic() - started:.0f} s"
@@ -174,12 +134,10 @@ async def check_sim_program(path: Any = "sim.py", interval: float = 0.2, count: 
                                 ": after COUNT readings it should drain the connection and end"))
             await program.wait(2)
             await delivered(None, watch, subs)  # what the server took from the program before it ended is here
-        finally:
-            program.kill()
     if program.returncode != 0:
-        raise _crash(program, what)
+        raise crashed(program, what)
     if not arrived and not elsewhere and not connected:
-        raise failed(f"{what}: it never connected to the broker it was given: " + _USE_NATS_URL)
+        raise failed(f"{what}: it never connected to the broker it was given: " + USE_NATS_URL)
     span = _judge(arrived, elsewhere, count, interval, what,
                   fewer=": the last ones were still in nats-py's buffer when the program ended; drain the "
                         "connection (await nc.drain()) before it ends")
