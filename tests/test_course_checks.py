@@ -226,6 +226,31 @@ async def test_sim_program(tmp_path, monkeypatch, capsys):
     assert "there is no missing.py" in await fails(checks.check_sim_program("missing.py", 0.05, 3))
 
 
+async def test_rep_program(tmp_path, monkeypatch, capsys):
+    """rep.py's three checks, each judging one behaviour: a mistake in one fails only that one."""
+    from test_grading import REP_PY
+
+    monkeypatch.chdir(tmp_path)
+    right = REP_PY.split("\n", 1)[1]
+    (tmp_path / "rep.py").write_text(right)
+    await checks.check_rep_reports("rep.py", seed=3)
+    await checks.check_rep_levels("rep.py", seed=3)
+    await checks.check_rep_unknown("rep.py", seed=3)
+    out = capsys.readouterr().out
+    assert out.count("✔ python rep.py") == 3, out
+    keyerror = right.replace('        if can_id in levels:\n            answer = {"can_id": can_id, "level": levels[can_id]}\n'
+                             '        else:\n            answer = {"error": f"unknown can {can_id}"}\n',
+                             '        answer = {"can_id": can_id, "level": levels[can_id]}\n')
+    (tmp_path / "rep.py").write_text(keyerror)
+    why = await fails(checks.check_rep_unknown("rep.py", seed=3))
+    assert "no reply within" in why and "KeyError" in why, why  # the cause, from the program's stderr
+    await checks.check_rep_levels("rep.py", seed=3)  # the other behaviours still earn their points
+    (tmp_path / "rep.py").write_text(right.replace('float(reading["level"])', 'reading["level"]'))
+    assert "is a string" in await fails(checks.check_rep_levels("rep.py", seed=3))
+    (tmp_path / "rep.py").write_text(right.replace("    await asyncio.Event().wait()\n", ""))
+    assert "a service keeps running" in await fails(checks.check_rep_unknown("rep.py", seed=3))
+
+
 async def test_wildcard(capsys):
     async def right(nc, seen):
         async def cb(msg):

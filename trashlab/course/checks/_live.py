@@ -135,6 +135,8 @@ async def publish_to(broker: Broker, messages: "list[tuple[str, bytes]]", nc: Cl
 # ----- the student's programs ------------------------------------------------------------------------
 #: Seconds a program may take to start and connect before the check says it never reached its broker.
 CONNECT_WITHIN = 10.0
+#: Seconds between a program's first subscription and its last one, at most (they come together at its start).
+REST_WITHIN = 2.0
 USE_NATS_URL = ("connect to the servers in os.environ[\"NATS_URL\"] (comma-separated), never to a fixed "
                 "address or name")
 
@@ -193,23 +195,32 @@ async def subscribed(program: Program, broker: Broker, subjects: "tuple[str, ...
     (named ``own``): the program is ready. ✘ when it ended first (a crash shows its stderr) or never got there."""
     started = time.monotonic()
     seen: "set[str]" = set()
+    first: "list[float]" = []  # when its first subscription showed: a program subscribes to all within moments
 
     def ready() -> bool:
         nonlocal seen
         seen = _their_subjects(broker.monitor_url, own)
-        return not program.alive or set(subjects) <= seen
+        if seen and not first:
+            first.append(time.monotonic())
+        return (not program.alive or set(subjects) <= seen
+                or bool(first) and time.monotonic() - first[0] > REST_WITHIN)
 
     await poll(ready, CONNECT_WITHIN, every=0.1)
     if not program.alive:
-        await program.wait(2)
-        if program.returncode:
-            raise crashed(program, what)
-        raise failed(f"{what} ended (exit code {program.returncode}) before it subscribed to "
-                     f"{', '.join(subjects)}: a service keeps running until it is stopped")
+        raise await ended(program, what, f" before it subscribed to {', '.join(subjects)}")
     missing = sorted(set(subjects) - seen)
     if missing:
         if not clients_seen(broker.monitor_url, own):
             raise failed(f"{what}: in {time.monotonic() - started:.0f} s it never connected to the broker it was "
                          f"given: {USE_NATS_URL}")
-        raise failed(f"{what}: after {time.monotonic() - started:.0f} s the server shows no subscription on "
+        raise failed(f"{what}: after {time.monotonic() - started:.1f} s the server shows no subscription on "
                      f"{', '.join(missing)} (it subscribes to {sorted(seen) or 'nothing'})")
+
+
+async def ended(program: Program, what: str, when: str = "") -> CheckFailed:
+    """The ✘ line of a service program that is gone (or going): its crash, or that it ended on its own."""
+    await program.wait(2)
+    if program.returncode:
+        return crashed(program, what)
+    return failed(f"{what} ended (exit code {program.returncode}){when}: a service keeps running until it is "
+                  "stopped")
