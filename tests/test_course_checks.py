@@ -251,6 +251,33 @@ async def test_rep_program(tmp_path, monkeypatch, capsys):
     assert "a service keeps running" in await fails(checks.check_rep_unknown("rep.py", seed=3))
 
 
+async def test_requester(capsys):
+    """ask_level tells no service from no answer in time, within the timeout it was given."""
+    async def right(nc, can_id, timeout):
+        try:
+            msg = await nc.request("trash-report.level", can_id.encode(), timeout=timeout)
+        except nats.errors.NoRespondersError:
+            return {"error": "no report service"}
+        except nats.errors.TimeoutError:
+            return {"error": "no answer in time"}
+        return json.loads(msg.data)
+
+    async def one_for_both(nc, can_id, timeout):
+        try:
+            msg = await nc.request("trash-report.level", can_id.encode(), timeout=timeout)
+        except Exception:
+            return {"error": "no answer in time"}
+        return json.loads(msg.data)
+
+    async def own_timeout(nc, can_id, timeout):
+        return await right(nc, can_id, 3.0)
+
+    await checks.check_requester(right)
+    assert "with no service" in capsys.readouterr().out
+    assert "no responders" in await fails(checks.check_requester(one_for_both))
+    assert "took 3.0 s with timeout=0.4" in await fails(checks.check_requester(own_timeout, timeout=0.4))
+
+
 async def test_wildcard(capsys):
     async def right(nc, seen):
         async def cb(msg):

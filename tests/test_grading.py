@@ -174,6 +174,28 @@ WRONG = {
         (REP_PY.replace('"level": levels[can_id]}', '"level": 50.0}  # constant'), ("rep-py-levels",)),
         REP_PY.replace("    await asyncio.Event().wait()", "    pass  # ends at once"),
     ],
+    "ask-level": [
+        "async def ask_level(nc, can_id, timeout):\n    try:\n"
+        "        msg = await nc.request('trash-report.level', can_id.encode(), timeout=timeout)\n"
+        "    except Exception:  # one answer for both cases\n        return {'error': 'no answer in time'}\n"
+        "    return json.loads(msg.data)\n",
+        "async def ask_level(nc, can_id, timeout):\n    try:\n"
+        "        msg = await nc.request('trash-report.level', can_id.encode(), timeout=5)  # not the timeout given\n"
+        "    except nats.errors.NoRespondersError:\n        return {'error': 'no report service'}\n"
+        "    except nats.errors.TimeoutError:\n        return {'error': 'no answer in time'}\n"
+        "    return json.loads(msg.data)\n",
+        "async def ask_level(nc, can_id, timeout):\n"
+        "    msg = await nc.request('trash-report.level', can_id.encode(), timeout=timeout)  # no except\n"
+        "    return json.loads(msg.data)\n",
+        "async def ask_level(nc, can_id, timeout):\n    try:\n"
+        "        return await nc.request('trash-report.level', can_id.encode(), timeout=timeout)  # the Msg\n"
+        "    except nats.errors.NoRespondersError:\n        return {'error': 'no report service'}\n"
+        "    except nats.errors.TimeoutError:\n        return {'error': 'no answer in time'}\n",
+        "async def ask_level(nc, can_id, timeout):\n    inbox = nc.new_inbox()\n    sub = await nc.subscribe(inbox)\n"
+        "    await nc.publish('trash-report.level', can_id.encode(), reply=inbox)\n"
+        "    msg = await sub.next_msg(timeout=None)  # hangs forever when nobody answers\n"
+        "    return json.loads(msg.data)\n",
+    ],
     # 05: a client that records its outage (checked by killing the node it is on)
     "connect-recording": [
         "import time\nimport nats\n\nasync def connect_recording(servers, events):\n"

@@ -18,7 +18,7 @@ import nats.errors
 from ...message import SUBJECT, encode
 from ...services.programs import Program
 from . import _short, failed, passed
-from ._answer import graded, require_function
+from ._answer import answer, graded, require_function
 from ._live import (SETTLE, client, ended, poll, private_broker, program_file, publish_to, student_program,
                     student_subscribes, subscribed)
 
@@ -257,3 +257,56 @@ async def check_rep_unknown(path: Any = "rep.py", seed: Optional[int] = None) ->
         raise failed(f"{what}: request {unknown!r} (a can nobody reported): the reply {_short(reply)} should be "
                      "{\"error\": \"...\"}")
     return passed(f"{what}: an error reply for can {unknown}, which nobody reported: {_short(reply)}")
+
+
+# ----- the asking side ---------------------------------------------------------------------------------------
+#: What ``ask_level`` returns when nobody answers on the subject at all, and when the answer does not come in time.
+NO_SERVICE = {"error": "no report service"}
+TOO_LATE = {"error": "no answer in time"}
+
+
+@graded
+async def check_requester(ask_level: Callable, timeout: Optional[float] = None) -> None:
+    """``await ask_level(nc, can_id, timeout)``: the reply as a dict, or NO_SERVICE / TOO_LATE, never later than ``timeout``."""
+    name = require_function(ask_level, "ask_level")
+    rng = random.Random()
+    timeout = timeout if timeout is not None else round(rng.uniform(0.3, 0.6), 2)
+    can, level = str(rng.randint(1, 999)), round(rng.uniform(1, 99), 2)
+    async with private_broker() as broker:
+        async def timed(step: str) -> "tuple[Any, float]":
+            what = f"await {name}(nc, {can!r}, {timeout:g}) {step}"
+            # a connection of its own for each question, made after the service subscribed (see _live.client)
+            async with client(broker.url, "your-requester") as nc:
+                started = asyncio.get_running_loop().time()
+                got = await answer(ask_level, nc, can, timeout, what=what, timeout=timeout + 5)
+                return got, asyncio.get_running_loop().time() - started
+
+        got, took = await timed("with nobody subscribed to 'trash-report.level'")
+        if got != NO_SERVICE:
+            raise failed(f"{name} with nobody subscribed returned {_short(got)}, expected {NO_SERVICE}: the server "
+                         "answers at once that there are no responders (nats.errors.NoRespondersError)")
+        async with client(broker.url, CHECKER) as service:
+            async def silent(msg) -> None:
+                pass  # takes the request, never answers
+            sub = await service.subscribe(REQUEST_SUBJECT, cb=silent)
+            await service.flush()
+            got, took = await timed("to a service that never answers")
+            if got != TOO_LATE:
+                raise failed(f"{name} to a service that never answers returned {_short(got)}, expected {TOO_LATE}: "
+                             "the request gives up after `timeout` (nats.errors.TimeoutError)")
+            if took > timeout + 1.0:
+                raise failed(f"{name} to a service that never answers took {took:.1f} s with timeout={timeout:g}: "
+                             "give the request the timeout you were given")
+            await sub.unsubscribe()
+
+            async def respond(msg) -> None:
+                await msg.respond(json.dumps({"can_id": msg.data.decode(), "level": level}).encode())
+            await service.subscribe(REQUEST_SUBJECT, cb=respond)
+            await service.flush()
+            got, took = await timed("to a service that answers")
+        want = {"can_id": can, "level": level}
+        if got != want:
+            raise failed(f"{name} to a service that answers returned {_short(got)}, expected the reply as a dict, {want}"
+                         " (json.loads of the reply's data)")
+    return passed(f"{name}: {NO_SERVICE} with no service, {TOO_LATE} after {timeout:g} s of silence, "
+                  "the reply otherwise")
