@@ -165,3 +165,26 @@ async def test_drill_can_kill_the_simulators_node_instead(pair):
     assert result.moved_to == pair.name
     assert result.published == result.received + result.lost
     assert all(b.running for b in pair.nodes.values())
+
+
+async def test_astart_leaves_the_event_loop_free_while_the_nodes_start():
+    """``await Cluster.astart()`` starts node after node without blocking the loop: a task running beside it
+    sees the first node up while the cluster is still starting (a blocking start() never lets it run then)."""
+    c = trashlab.Cluster(2, name=unique("astart"))
+    seen = []
+
+    async def look() -> None:
+        while True:
+            up = [b.name for b in trashlab.running_brokers() if b.name in (c.name, c.name + "2")]
+            seen.append((up, list(c.nodes)))
+            await asyncio.sleep(0.001)
+
+    looking = asyncio.ensure_future(look())
+    try:
+        assert await c.astart() is c
+        assert c.formed() and all(b.running for b in c.nodes.values())
+    finally:
+        looking.cancel()
+        c.stop()
+    midway = [s for s in seen if s[0] == [c.name] and not s[1]]
+    assert midway, f"never saw the first node up with the cluster still starting; saw {seen[:3]} ... {seen[-3:]}"

@@ -200,3 +200,15 @@ def test_cpython_still_runs_imports_from_frozen_importlib(tmp_path, monkeypatch)
 
     assert trashlab_canary_module.INSIDE, "CPython no longer runs module bodies from <frozen importlib._bootstrap>"
     assert not _compat.importing(sys._getframe())
+
+
+def test_ipykernel_still_sets_default_int_handler_around_each_message_and_restores_a_saved_one():
+    """trashlab.notebook.kernel replaces Kernel.pre_handler_hook per kernel (_compat.guard_message_handlers):
+    it relies on the hook choosing the handler and post_handler_hook restoring ``saved_sigint_handler``."""
+    import inspect
+
+    from ipykernel.kernelbase import Kernel
+
+    assert "default_int_handler" in inspect.getsource(Kernel.pre_handler_hook)
+    assert "saved_sigint_handler" in inspect.getsource(Kernel.post_handler_hook)
+    assert "self.pre_handler_hook()" in inspect.getsource(Kernel.dispatch_shell)

@@ -204,3 +204,36 @@ def test_an_interrupt_after_the_cells_code_ended_is_dropped(lab):
     reply = lab.run(handler + "h(signal.SIGINT, None)\nprint('replied')", timeout=30)
     assert reply.status == "ok" and "replied" in reply.text, reply
     assert "next cell: True True" in lab.ok(NEXT_CELL_WORKS).text
+
+
+def _handler_after_the_cell(k: Kernel, code: str) -> str:
+    """The SIGINT handler in force after the cell's code ended, while ipykernel builds the reply (user
+    expressions are evaluated exactly there)."""
+    msg_id = k.client.execute(code, allow_stdin=False,
+                              user_expressions={"h": "getattr(__import__('signal').getsignal(2), '__name__', '?')"})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        reply = k.client.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
+        if reply["parent_header"].get("msg_id") == msg_id:
+            expr = reply["content"]["user_expressions"]["h"]
+            assert expr["status"] == "ok", expr
+            return expr["data"]["text/plain"].strip("'")
+    raise AssertionError(f"no reply to {code!r} within 60 s")
+
+
+@pytest.mark.parametrize("cell", ["x = 1", "import asyncio\nawait asyncio.sleep(0)"], ids=["plain", "awaiting"])
+def test_an_interrupt_after_the_cells_code_never_lands_in_ipykernel(cell):
+    """ipykernel puts ``signal.default_int_handler`` back as soon as an awaiting cell's code ends, until its
+    reply is sent: ■ in that moment raised in ipykernel, which logs "KeyboardInterrupt caught in kernel"
+    and never sends the reply (CI: a 04 cell "did not finish within 60 s" after ■). With trashlab imported,
+    SIGINT there is trashlab's guard, which drops it."""
+    k = Kernel.start()
+    try:
+        k.ok("import trashlab")
+        handler = _handler_after_the_cell(k, cell)
+        assert handler in ("_outside_cells", "hold_during_imports"), (
+            f"after a {cell!r} cell ended, SIGINT goes to {handler!r}: an Interrupt there raises in ipykernel's "
+            "own code and the cell's reply is lost")
+        assert k.ok("print('still answering')").text.strip() == "still answering"
+    finally:
+        k.shutdown()

@@ -134,3 +134,68 @@ def test_at_exit_servers_stop_before_their_temp_folders_are_removed():
     folder, verdict = out.stdout.splitlines()[:2]
     assert verdict == "server alive while its folder is removed: False"
     assert not os.path.exists(folder)
+
+
+SLOW_TO_STOP = textwrap.dedent("""
+    import signal, sys, time
+    from pathlib import Path
+    marker = Path(sys.argv[1])
+
+    def asked(*_):
+        marker.write_text("SIGTERM received")  # and keep running: a graceful stop that takes long
+
+    signal.signal(signal.SIGTERM, asked)
+    print("ready", flush=True)
+    while True:
+        time.sleep(1)
+""")
+
+EXIT_WITH_A_SLOW_CHILD = textwrap.dedent("""
+    import sys
+    import trashlab
+    from trashlab.servers.processes import ManagedProcess
+    b = trashlab.Broker(sys.argv[1], jetstream=True).start()
+    slow = ManagedProcess([sys.executable, "-c", sys.argv[2], sys.argv[3]], kind="test", name="slow")
+    while not any(line == "ready" for line in slow.tail()):
+        slow.wait(0.05)
+    print(b._tmp, flush=True)
+""")
+
+
+def test_a_shutdown_killed_during_a_slow_graceful_stop_leaves_no_jetstream_folder(tmp_path):
+    """Jupyter SIGKILLs a shutting-down kernel after a few seconds. Brokers whose store is a temporary
+    folder are killed and their folders removed before anything else is asked to stop gracefully, so
+    a kill during that graceful stop leaves no folder behind (CI once saw one left, under load)."""
+    marker = tmp_path / "asked-to-stop"
+    proc = subprocess.Popen([sys.executable, "-c", EXIT_WITH_A_SLOW_CHILD, unique("slowexit"), SLOW_TO_STOP,
+                             str(marker)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        folder = proc.stdout.readline().strip()
+        assert folder and os.path.isdir(folder), f"no temp folder printed: {folder!r}, stderr: {proc.stderr.read()}"
+        # it is exiting now: once the slow child was asked to stop, kill the exiting process as Jupyter would
+        deadline = 60.0
+        waited = 0.0
+        while not marker.exists():
+            assert proc.poll() is None, f"the script ended before asking the slow child to stop: {proc.stderr.read()}"
+            assert waited < deadline, "the exiting script never asked the slow child to stop"
+            waited += 0.02
+            try:
+                proc.wait(0.02)
+            except subprocess.TimeoutExpired:
+                pass
+        proc.kill()
+        proc.wait(10)
+        assert not os.path.exists(folder), (
+            f"{folder} still exists when the exiting process was killed during the graceful stop of another child: "
+            "the temporary JetStream store must be removed before slow graceful stops")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        for p in psutil.process_iter(["cmdline"]):  # the slow child dies with its parent (PDEATHSIG); be sure
+            try:
+                if str(marker) in (p.info["cmdline"] or []):
+                    p.kill()
+            except psutil.Error:
+                pass

@@ -67,3 +67,54 @@ def test_protocol_shows_one_clients_lines_in_order():
 def test_protocol_without_trace_names_the_fix(broker):
     with pytest.raises(BrokerError, match="trace=True"):
         broker.protocol("student")
+
+
+def test_the_raw_client_logs_in_subscribes_and_reports_a_refusal_or_a_closed_socket():
+    """servers/rawclient.py, the one hand-written NATS client (the join check, the server-side slow consumer):
+    PONG when let in (and subscribed), the server's -ERR when refused, b"" when the other end closes, no
+    INFO when it is not a NATS server; it never waits for an answer that cannot come."""
+    import socket
+    import threading
+
+    from trashlab.servers.rawclient import login
+
+    broker = trashlab.Broker(unique("raw"), trace=True).start()
+    try:
+        ok = login(broker.client_host, broker.port, name="raw-ok", subscribe="raw.x")
+        ok.sock.close()
+        assert ok.accepted and ok.info and ok.info.get("server_id"), ok
+        assert any("SUB raw.x 1" in ln for ln in _wait_for_lines(broker, "raw-ok", "SUB raw.x")), \
+            f"the server never saw the subscription: {broker.protocol('raw-ok')}"
+    finally:
+        broker.stop()
+    broker = trashlab.Broker(unique("rawauth"), user="u", password="right").start()
+    try:
+        let_in = login(broker.client_host, broker.port, name="raw-ok", user="u", password="right")
+        refused = login(broker.client_host, broker.port, name="raw-bad", user="u", password="wrong")
+        let_in.sock.close()
+        refused.sock.close()
+        assert let_in.accepted and let_in.info and let_in.info.get("auth_required"), let_in
+        assert not refused.accepted and refused.answer.startswith(b"-ERR") and b"Authorization" in refused.answer, \
+            refused.answer
+    finally:
+        broker.stop()
+
+    for greeting in (b"INFO {}\r\n", b"HTTP/1.1 400 Bad Request\r\n"):  # a NATS-like end that hangs up; not NATS
+        with socket.socket() as server:
+            server.bind(("127.0.0.1", 0))
+            server.listen(1)
+
+            def answer_once(greeting: bytes = greeting) -> None:
+                conn, _ = server.accept()
+                with conn:
+                    conn.sendall(greeting)
+
+            t = threading.Thread(target=answer_once)
+            t.start()
+            got = login("127.0.0.1", server.getsockname()[1], name="raw-closed", timeout=5.0)
+            got.sock.close()
+            t.join()
+        if greeting.startswith(b"INFO"):
+            assert got.info == {} and got.answer == b"" and not got.accepted, got
+        else:
+            assert got.info is None and got.answer.startswith(b"HTTP/1.1"), got

@@ -24,7 +24,8 @@ from .message import SUBJECT, TrashLevel, decode_fields, encode
 _LAZY = {
     "servers.accounts": ("AccountsBroker",),
     "servers.broker": ("Broker", "find_nats_server", "running_brokers"),
-    "servers.chaos": ("SlowConsumer", "chaos_drill", "slow_consumer"),
+    "servers.chaos": ("SlowConsumer", "slow_consumer"),
+    "course.chaos": ("chaos_drill",),
     "servers.classroom": ("ClassHub", "join", "leave", "joined"),
     "servers.cleanup": ("process_table", "stop_everything"),
     "servers.cluster": ("Cluster",),

@@ -207,6 +207,28 @@ def write_under(stream: Any, header: Optional[dict], text: str) -> None:
 
 
 # ----- CPython ---------------------------------------------------------------------------------
+def guard_message_handlers(kernel: Any, handler: Any) -> bool:
+    """Make ``handler`` the SIGINT handler while ipykernel handles a shell message, instead of
+    ``signal.default_int_handler``.
+
+    ipykernel's ``Kernel.pre_handler_hook`` sets ``default_int_handler`` for the whole handling of an
+    ``execute_request`` (and ``post_handler_hook`` puts the previous one back). A cell that awaits runs
+    under ipykernel's own cancelling handler, which is replaced by ``default_int_handler`` again the moment
+    the cell's code ends: an Interrupt landing then, while ipykernel builds the reply, raises in ipykernel's
+    code, which logs "KeyboardInterrupt caught in kernel" and never sends the reply (the cell runs forever
+    in JupyterLab). Returns False when this ipykernel has no such hook.
+    """
+    if not callable(getattr(type(kernel), "pre_handler_hook", None)) or not hasattr(kernel, "post_handler_hook"):
+        return False
+    import signal
+
+    def pre_handler_hook() -> None:
+        kernel.saved_sigint_handler = signal.signal(signal.SIGINT, handler)
+
+    kernel.pre_handler_hook = pre_handler_hook  # an instance attribute: ipykernel calls self.pre_handler_hook()
+    return True
+
+
 def importing(frame: Any) -> bool:
     """True if ``frame`` (or a caller of it) is inside an ``import`` being executed.
 

@@ -1,4 +1,7 @@
-"""A live status line for waits longer than a moment (processes starting, messages arriving).
+"""A live status line for waits longer than a moment (processes starting, messages arriving), and the two waits.
+
+Every "wait until something is true" goes through :func:`wait_until` (async code) or :func:`poll_until`
+(the blocking API).
 
 In Jupyter it is one output line updated in place (a display handle); in a terminal or script it
 prints only the final line, so logs stay short. Every wait marks itself with :func:`waiting`, so a
@@ -141,4 +144,16 @@ async def wait_until(check: "Callable[[], bool | Awaitable[bool]]", *, timeout: 
             raise
     if status is None and line is not None:  # our own line: say how it ended
         line.done(f"{what}: done after {elapsed():.1f} s")
+    return True
+
+
+def poll_until(check: Callable[[], bool], *, timeout: float, every: float = 0.05) -> bool:
+    """The synchronous sibling of :func:`wait_until`, for the blocking API (``Broker.start()``, ``reload()``,
+    ``Cluster.partition()``): call ``check()`` every ``every`` s until it is true (True) or ``timeout`` s
+    passed (False). No status line: these waits are short, or their caller reports them."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(every)
     return True

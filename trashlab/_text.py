@@ -1,6 +1,7 @@
-"""Text that a notebook shows like a terminal: :class:`Lines`."""
+"""Text that a notebook shows like a terminal (:class:`Lines`), and URLs with their credentials hidden (:func:`mask`)."""
 
 from __future__ import annotations
+
 
 
 class Lines(list):

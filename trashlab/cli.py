@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
-import time
 from typing import Callable, Optional, Sequence
 
-from .errors import BadArgument, TrashlabError
+from ._progress import poll_until
+from ._secrets import redact
+from .errors import BadArgument, BrokerError, TrashlabError
 
 
 def _positive_float(text: str) -> float:
@@ -47,7 +49,8 @@ def _port(text: str) -> int:
 
 def _servers_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--servers", "-s", default=None,
-                   help="NATS URL(s), comma-separated (default: $NATS_URL), e.g. nats://127.0.0.1:4222")
+                   help="NATS URL(s), comma-separated (default: $NATS_URL, the place for a URL with a password: "
+                        "`ps` shows a command line to every user), e.g. nats://127.0.0.1:4222")
     # how a parent process resolved them (trashlab.spawn_simulator): the child keeps the same fallback policy
     p.add_argument("--origin", default=None, help=argparse.SUPPRESS)
     p.add_argument("--fallback", default=None, help=argparse.SUPPRESS)
@@ -81,9 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store-dir", default=None, help="JetStream store folder (implies --jetstream)")
     p.add_argument("--listen", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; anything else needs --user/--password or --token)")
-    p.add_argument("--user", default=None)
-    p.add_argument("--password", default=None)
-    p.add_argument("--token", default=None)
+    p.add_argument("--user", default=None, help="user clients log in as (with the password)")
+    p.add_argument("--password", default=None,
+                   help="default $TRASHLAB_PASSWORD; prefer the variable: a command line shows in `ps` to every user")
+    p.add_argument("--token", default=None, help="default $TRASHLAB_TOKEN (same reason)")
 
     p = sub.add_parser("sim", help="publish random trash levels like the lab's sim.js")
     _servers_arg(p)
@@ -112,8 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jetstream", action="store_true", help="enable JetStream on every node")
 
     sub.add_parser("demo", help="the whole lab headless in under a minute")
-    from .servers.classroom import add_cli
-    add_cli(sub)
+    _add_classroom(sub)
     return parser
 
 
@@ -131,17 +134,17 @@ def _stop_event() -> asyncio.Event:
 def _broker(args) -> int:
     from .servers.broker import Broker
 
+    password = args.password or (os.environ.get("TRASHLAB_PASSWORD") if args.user else None)
     broker = Broker(args.name, port=args.port, jetstream=args.jetstream or bool(args.store_dir),
-                    host=args.listen, store_dir=args.store_dir,
-                    user=args.user, password=args.password, token=args.token)
+                    host=args.listen, store_dir=args.store_dir, user=args.user, password=password,
+                    token=args.token or os.environ.get("TRASHLAB_TOKEN") or None)
 
     def announce() -> None:
-        print(broker.url, flush=True)
+        print(redact(broker.url), flush=True)  # you know the password; a terminal's scrollback need not
         print(f"monitoring: {broker.monitor_url}  (name {broker.name}, pid {broker.pid}; Ctrl-C stops it)", flush=True)
         leaf = broker.config.leaf_remote
         if leaf:
-            from .servers.connection import mask
-            print(f"in the class: a leaf node of the hub {mask(leaf)} (`trashlab classroom leave` to stop joining)",
+            print(f"in the class: a leaf node of the hub {redact(leaf)} (`trashlab classroom leave` to stop joining)",
                   flush=True)
 
     return foreground(broker, announce, f"nats-server {broker.name}", f"broker {broker.name}")
@@ -158,8 +161,7 @@ def foreground(broker, announce: Callable[[], None], process: str, label: str) -
     signal.signal(signal.SIGINT, on_signal)
     broker.start()
     announce()
-    while broker.running and not stopping["flag"]:
-        time.sleep(0.2)
+    poll_until(lambda: not broker.running or stopping["flag"], timeout=float("inf"), every=0.2)
     if not broker.running and not stopping["flag"]:
         print(f"trashlab: error: {process} exited unexpectedly", file=sys.stderr)
         return 1
@@ -176,8 +178,8 @@ async def _cluster(args) -> int:
     try:
         await cluster.astart()
         for name, node in cluster.nodes.items():
-            print(f"{name}: {node.url}  routes {node.route_url}  monitoring {node.monitor_url}", flush=True)
-        print(f"servers: {','.join(cluster.urls)}", flush=True)
+            print(redact(f"{name}: {node.url}  routes {node.route_url}  monitoring {node.monitor_url}"), flush=True)
+        print(redact(f"servers: {','.join(cluster.urls)}"), flush=True)
         print(f"cluster {cluster.cluster_name} formed with {args.size} nodes; Ctrl-C stops it", file=sys.stderr, flush=True)
         while not stop.is_set() and all(b.running for b in cluster.nodes.values()):
             try:
@@ -246,6 +248,108 @@ async def _levels(args) -> int:
     return 0
 
 
+# ----- `trashlab classroom ...` ----------------------------------------------------------------
+def _add_classroom(sub) -> None:
+    """Add ``trashlab classroom serve|view|join|leave`` to the ``trashlab`` command's subparsers."""
+    p = sub.add_parser("classroom", help="a class hub: one account per student, the instructor sees all")
+    cmds = p.add_subparsers(dest="classroom_command", metavar="ACTION")
+    cmds.required = True
+    s = cmds.add_parser("serve", help="run the class hub in the foreground and write the roster (Ctrl-C stops it)")
+    s.add_argument("--students", type=int, default=30, help="number of students, s01, s02, ... (default 30)")
+    s.add_argument("--dir", default="class", help="folder for roster.txt and instructor.json (default ./class); "
+                                                   "an existing one keeps its passwords")
+    s.add_argument("--name", default="class-hub", help="server name (default class-hub)")
+    s.add_argument("--listen", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for a room)")
+    s.add_argument("--port", type=int, default=None, help="client port (default: a free one; 4222 for a room)")
+    s.add_argument("--leaf-port", type=int, default=None, help="leaf-node port (default: a free one; 7422 for a room)")
+    s.add_argument("--websocket-port", type=int, default=None,
+                   help="also accept leaf nodes over WebSocket on this port (0: a free one)")
+    s.add_argument("--advertise", default=None, help="host name students use (default: this machine's name)")
+    v = cmds.add_parser("view", help="serve the live class page with Voila on 127.0.0.1")
+    v.add_argument("--dir", default="class", help="the folder `classroom serve` wrote (default ./class)")
+    v.add_argument("--port", type=int, default=8866, help="web port of the page (default 8866)")
+    j = cmds.add_parser("join", help="join a class with your roster line (your brokers become leaf nodes of the hub)")
+    j.add_argument("line", help="the file holding your roster line (students/s01.txt), or - to paste the line on "
+                               "stdin; a line given here is seen by every user of this machine in `ps`")
+    cmds.add_parser("leave", help="leave the class: brokers started from now on stay private")
+
+
+def _classroom(args) -> int:
+    """Run ``trashlab classroom <action>``; returns the exit code."""
+    from .servers.classroom import join, leave
+
+    if args.classroom_command == "join":
+        if args.line == "-":
+            if sys.stdin.isatty():
+                print("paste your roster line, then press Enter:", file=sys.stderr, flush=True)
+            args.line = sys.stdin.readline()
+        seat = join(args.line)
+        print(f"joined the class as {seat.student}: brokers you start from now on are leaf nodes of "
+              f"{redact(seat.leaf_url)}", flush=True)
+        return 0
+    if args.classroom_command == "leave":
+        print("left the class" if leave() else "no class was joined", flush=True)
+        return 0
+    if args.classroom_command == "view":
+        return _class_view(args)
+    return _class_serve(args)
+
+
+def _class_serve(args) -> int:
+    from pathlib import Path
+
+    from .servers.classroom import INSTRUCTOR_FILE, ClassHub, read_class
+
+    folder = Path(args.dir)
+    passwords, students = None, args.students
+    ports: tuple = (args.port, args.leaf_port, args.websocket_port)
+    if (folder / INSTRUCTOR_FILE).exists():  # a restarted hub: the lines handed out stay valid
+        info = read_class(folder)
+        passwords, students = info["passwords"], info["students"]
+        ports = tuple(given if given is not None else info.get(key) for given, key in
+                      zip(ports, ("port", "leaf_port", "websocket_port"), strict=True))
+        print(f"reusing the roster in {folder} ({len(students)} students, same passwords and ports)", flush=True)
+    hub = ClassHub(students, name=args.name, host=args.listen, port=ports[0], leaf_port=ports[1],
+                   websocket_port=ports[2], advertise=args.advertise, passwords=passwords)
+
+    def announce() -> None:
+        roster = hub.write_roster(folder)
+        print(f"class hub {hub.name}: {len(hub.students)} students, clients {hub.public_host}:{hub.port}, "
+              f"leaf nodes :{hub.leaf_port}" + (f", WebSocket :{hub.websocket_port}" if hub.websocket_port else ""),
+              flush=True)
+        print(f"roster: {roster.resolve()} (one join line per student; it holds their passwords: hand out each "
+              f"line to its student only)", flush=True)
+        print(f"class page: trashlab classroom view --dir {folder}   monitoring: {hub.monitor_url}", flush=True)
+        print(f"pid {hub.pid}; Ctrl-C stops the hub", flush=True)
+
+    return foreground(hub, announce, f"the class hub {hub.name}", f"class hub {hub.name}")
+
+
+def _class_view(args) -> int:
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from .servers.classroom import read_class
+
+    read_class(args.dir)  # a missing class is one line, before Voila starts
+    from .notebook.classview import VIEW_NOTEBOOK
+
+    voila = shutil.which("voila") or os.path.join(os.path.dirname(sys.executable), "voila")
+    if not os.path.exists(voila):
+        raise BrokerError("Voila is not installed: `pip install voila==0.5.13` (instructor machines only), "
+                          "or open trashlab/notebook/class-view.ipynb in JupyterLab")
+    env = {**os.environ, "TRASHLAB_CLASS_DIR": str(Path(args.dir).resolve())}
+    print(f"class page: http://127.0.0.1:{args.port}/ (Ctrl-C stops it)", flush=True)
+    cmd = [voila, str(VIEW_NOTEBOOK), "--no-browser", f"--port={args.port}", "--Voila.ip=127.0.0.1",
+           "--ServerApp.ip=127.0.0.1"]
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``trashlab`` command; returns the exit code."""
     parser = build_parser()
@@ -254,8 +358,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "broker":
             return _broker(args)
         if args.command == "classroom":
-            from .servers.classroom import cli
-            return cli(args)
+            return _classroom(args)
         if args.command == "demo":
             from .course.demo import demo
             return asyncio.run(demo())

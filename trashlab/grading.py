@@ -1,7 +1,14 @@
-"""``python -m trashlab.grading``: the documented instructor command, kept working; the code lives in
-``trashlab_instructor`` (instructor tooling, not part of the student runtime)."""
+"""``python -m trashlab.grading``: deprecated, use ``python -m trashlab_instructor`` (same commands).
+
+The instructor tooling sits outside the student package: trashlab never imports it, so this old
+command runs the new one as a program of its own.
+"""
 
 if __name__ == "__main__":
-    from trashlab_instructor.grading import main
+    import subprocess
+    import sys
+    import warnings
 
-    raise SystemExit(main())
+    warnings.warn("`python -m trashlab.grading` is deprecated: run `python -m trashlab_instructor` (same commands)",
+                  FutureWarning, stacklevel=1)
+    raise SystemExit(subprocess.call([sys.executable, "-m", "trashlab_instructor", *sys.argv[1:]]))

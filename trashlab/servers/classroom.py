@@ -7,7 +7,8 @@ private to an account, so a student subscribed to ``>`` sees only their own traf
 publish into anyone else's; the instructor subscribed to ``class.>`` sees the whole class.
 
 A student joins with one line, the one the roster gives them: ``trashlab.join("nats://s01:…@hub:4222?leaf=7422")``
-in a notebook (or ``trashlab classroom join "…"`` in a terminal). From then on the student's own
+in a notebook (or ``trashlab classroom join students/s01.txt`` in a terminal: a line typed on a
+command line is shown to every user of the machine by ``ps``). From then on the student's own
 brokers (the course's ``iot-msg``) connect to the hub as *leaf nodes* bound to the student's
 account, so the course notebooks run unchanged and the class sees their traffic; clients without a
 URL (``NATS_URL``) reach the hub directly. A ``ws://`` line makes the leaf connection over WebSocket,
@@ -22,16 +23,17 @@ import os
 import re
 import secrets
 import socket
-import stat
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
+from .._secrets import private_dir, redact, write_private
 from ..errors import BadArgument, BrokerError, ConnectionFailed
 from .broker import Broker, is_loopback
 from .config import Ports, ServerConfig
-from .connection import mask
+from .joined import Seat, join_file, joined, leaf_remote  # noqa: F401  (trashlab.servers.classroom.joined, ...)
+from .rawclient import login
 
 log = logging.getLogger("trashlab")
 
@@ -199,13 +201,12 @@ class ClassHub(Broker):
     def write_roster(self, folder: Union[str, Path] = "class") -> Path:
         """Write ``roster.txt`` (one join line per student), ``students/<student>.txt`` (each line as a file
         of its own) and ``instructor.json`` (the class view's connection) into ``folder``, readable by you
-        only; returns the roster's path."""
+        only (files 0600, folders 0700); returns the roster's path."""
         self._require_started()
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = private_dir(folder, tighten=False)  # made 0700; a folder you named keeps its mode
         lines = ["# trashlab class roster: hand each student their own line (it holds their password).",
                  "# A student runs it once, in a notebook:  trashlab.join(\"<line>\")",
-                 "#                     or in a terminal:   trashlab classroom join \"<line>\"",
+                 "#   or in a terminal: trashlab classroom join students/<student>.txt  (or `join -`, then paste it)",
                  "# student  join-line" + ("  websocket-line" if self.websocket_port is not None else "")]
         for s in self.students:
             row = f"{s}  {self.join_line(s)}"
@@ -213,29 +214,21 @@ class ClassHub(Broker):
                 row += f"  {self.websocket_line(s)}"
             lines.append(row)
         roster = folder / ROSTER
-        _write_private(roster, "\n".join(lines) + "\n")
-        seats = folder / "students"  # the same lines as one file per student, to hand out as files
-        seats.mkdir(exist_ok=True)
+        write_private(roster, "\n".join(lines) + "\n")
+        seats = private_dir(folder / "students")  # the same lines as one file per student, to hand out as files
         for row in lines[4:]:
-            _write_private(seats / f"{row.split()[0]}.txt", row + "\n")
+            write_private(seats / f"{row.split()[0]}.txt", row + "\n")
         info = {"hub": self.name, "instructor_url": self.instructor_url, "monitor_url": self.monitor_url,
                 "students": self.students, "passwords": {**self.seats, INSTRUCTOR: self.instructor_password},
                 "port": self.port, "leaf_port": self.leaf_port, "websocket_port": self.websocket_port}
-        _write_private(folder / INSTRUCTOR_FILE, json.dumps(info, indent=1) + "\n")
+        write_private(folder / INSTRUCTOR_FILE, json.dumps(info, indent=1) + "\n")
         return roster
 
     def __repr__(self) -> str:
         if self.running:
-            return (f"<ClassHub {self.name} {self.url} ({len(self.seats)} students, leaf port {self.leaf_port}) "
+            return (f"<ClassHub {self.name} {redact(self.url)} ({len(self.seats)} students, leaf port {self.leaf_port}) "
                     f"pid={self.pid}>")
         return f"<ClassHub {self.name} {len(self.seats)} students, {'stopped' if self._run else 'not started'}>"
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    path.chmod(stat.S_IRUSR | stat.S_IWUSR)
 
 
 def read_class(folder: Union[str, Path] = "class") -> dict:
@@ -249,22 +242,6 @@ def read_class(folder: Union[str, Path] = "class") -> dict:
 
 
 # ----- the student's side: joining ------------------------------------------------------------
-@dataclass(frozen=True)
-class Seat:
-    """What a join line says: the student, the client URL (None over WebSocket) and the leaf URL."""
-
-    student: str
-    client_url: Optional[str]
-    leaf_url: str
-
-    def __repr__(self) -> str:  # never show the password
-        return f"Seat(student={self.student!r}, client_url={_masked(self.client_url)}, leaf_url={_masked(self.leaf_url)})"
-
-
-def _masked(url: Optional[str]) -> str:
-    return repr(mask(url)) if url else "None"
-
-
 def parse_join_line(line: str) -> Seat:
     """Read a roster line (``s01  nats://s01:PW@host:4222?leaf=7422``), a bare URL, a ``ws://`` URL,
     or the path of a file holding one."""
@@ -280,9 +257,9 @@ def parse_join_line(line: str) -> Seat:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise BadArgument(f"join line {mask(url)} has a bad port: paste the roster line as it is") from None
+        raise BadArgument(f"join line {redact(url)} has a bad port: paste the roster line as it is") from None
     if not parts.username or not parts.password or not parts.hostname or port is None:
-        raise BadArgument(f"join line {mask(url)} lacks the student name, password, host or port: "
+        raise BadArgument(f"join line {redact(url)} lacks the student name, password, host or port: "
                           "paste the roster line as it is")
     student = parts.username
     if parts.scheme in ("ws", "wss"):
@@ -296,40 +273,28 @@ def parse_join_line(line: str) -> Seat:
     elif "://" in leaf:
         leaf_url = leaf
     else:
-        raise BadArgument(f"join line {mask(url)} has no ?leaf=PORT: paste the whole roster line")
+        raise BadArgument(f"join line {redact(url)} has no ?leaf=PORT: paste the whole roster line")
     return Seat(student, client, leaf_url)
-
-
-def join_file() -> Path:
-    """Where a joined class is remembered for every kernel and terminal (``TRASHLAB_CLASS_FILE`` overrides)."""
-    override = os.environ.get("TRASHLAB_CLASS_FILE")
-    if override:
-        return Path(override)
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(Path.home(), ".config")
-    return Path(base) / "trashlab" / "class.json"
 
 
 def _check_login(url: str, timeout: float = 3.0) -> None:
     """Log in once with the NATS protocol (CONNECT + PING) and raise a one-line error if refused."""
     parts = urlsplit(url)
     try:
-        with socket.create_connection((parts.hostname, parts.port or 4222), timeout=timeout) as sock:
-            f = sock.makefile("rwb")
-            if not f.readline().startswith(b"INFO"):
-                raise ConnectionFailed(f"{mask(url)} is not a NATS server: check the host and port of your join line")
-            creds = {"user": parts.username, "pass": parts.password, "verbose": False, "pedantic": False,
-                     "name": "trashlab-join", "lang": "python", "version": "trashlab", "protocol": 1}
-            f.write(b"CONNECT " + json.dumps(creds).encode() + b"\r\nPING\r\n")
-            f.flush()
-            answer = f.readline()
+        done = login(parts.hostname or "", parts.port or 4222, name="trashlab-join", user=parts.username,
+                     password=parts.password, timeout=timeout)
+        done.sock.close()
     except OSError as e:
-        raise ConnectionFailed(f"cannot reach the class hub {mask(url)} ({e.strerror or e}): is the hub running, "
+        raise ConnectionFailed(f"cannot reach the class hub {redact(url)} ({e.strerror or e}): is the hub running, "
                                "and is this the host your instructor gave?") from None
+    answer = done.answer
+    if done.info is None:
+        raise ConnectionFailed(f"{redact(url)} is not a NATS server: check the host and port of your join line")
     if answer.startswith(b"-ERR") and b"Authorization" in answer:
-        raise ConnectionFailed(f"the class hub {mask(url)} refused the login (authorization violation): "
+        raise ConnectionFailed(f"the class hub {redact(url)} refused the login (authorization violation): "
                                "the password in your join line is wrong; copy your own roster line again")
     if not answer.startswith(b"PONG"):
-        raise ConnectionFailed(f"the class hub {mask(url)} answered {answer[:60]!r} to the login")
+        raise ConnectionFailed(f"the class hub {redact(url)} answered {answer[:60]!r} to the login")
 
 
 def join(line: str, *, check: bool = True, remember: bool = True) -> Seat:
@@ -341,23 +306,14 @@ def join(line: str, *, check: bool = True, remember: bool = True) -> Seat:
         _check_login(seat.client_url)
     if remember:
         path = join_file()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_private(path, json.dumps({"student": seat.student, "client_url": seat.client_url,
+        private_dir(path.parent, tighten=False)
+        write_private(path, json.dumps({"student": seat.student, "client_url": seat.client_url,
                                          "leaf_url": seat.leaf_url}) + "\n")
     if seat.client_url:
         os.environ["NATS_URL"] = seat.client_url
     log.warning("trashlab: joined the class as %s: brokers you start from now on connect to the hub %s",
-                seat.student, mask(seat.leaf_url))
+                seat.student, redact(seat.leaf_url))
     return seat
-
-
-def joined() -> Optional[Seat]:
-    """The class this machine joined (see :func:`join`), or None."""
-    try:
-        data = json.loads(join_file().read_text())
-        return Seat(data["student"], data.get("client_url"), data["leaf_url"])
-    except (OSError, ValueError, KeyError):
-        return None
 
 
 def leave() -> bool:
@@ -370,99 +326,3 @@ def leave() -> bool:
     if seat is not None and seat.client_url and os.environ.get("NATS_URL") == seat.client_url:
         del os.environ["NATS_URL"]
     return seat is not None
-
-
-def leaf_remote() -> Optional[str]:
-    """The leaf URL a broker started now should connect to (None when no class is joined)."""
-    seat = joined()
-    return seat.leaf_url if seat is not None else None
-
-
-# ----- `trashlab classroom ...` ----------------------------------------------------------------
-def add_cli(sub) -> None:
-    """Add ``trashlab classroom serve|view|join|leave`` to the ``trashlab`` command's subparsers."""
-    p = sub.add_parser("classroom", help="a class hub: one account per student, the instructor sees all")
-    cmds = p.add_subparsers(dest="classroom_command", metavar="ACTION")
-    cmds.required = True
-    s = cmds.add_parser("serve", help="run the class hub in the foreground and write the roster (Ctrl-C stops it)")
-    s.add_argument("--students", type=int, default=30, help="number of students, s01, s02, ... (default 30)")
-    s.add_argument("--dir", default="class", help="folder for roster.txt and instructor.json (default ./class); "
-                                                   "an existing one keeps its passwords")
-    s.add_argument("--name", default="class-hub", help="server name (default class-hub)")
-    s.add_argument("--listen", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for a room)")
-    s.add_argument("--port", type=int, default=None, help="client port (default: a free one; 4222 for a room)")
-    s.add_argument("--leaf-port", type=int, default=None, help="leaf-node port (default: a free one; 7422 for a room)")
-    s.add_argument("--websocket-port", type=int, default=None,
-                   help="also accept leaf nodes over WebSocket on this port (0: a free one)")
-    s.add_argument("--advertise", default=None, help="host name students use (default: this machine's name)")
-    v = cmds.add_parser("view", help="serve the live class page with Voila on 127.0.0.1")
-    v.add_argument("--dir", default="class", help="the folder `classroom serve` wrote (default ./class)")
-    v.add_argument("--port", type=int, default=8866, help="web port of the page (default 8866)")
-    j = cmds.add_parser("join", help="join a class with your roster line (your brokers become leaf nodes of the hub)")
-    j.add_argument("line", help="your line from the roster, e.g. nats://s01:PASSWORD@HOST:4222?leaf=7422")
-    cmds.add_parser("leave", help="leave the class: brokers started from now on stay private")
-
-
-def cli(args) -> int:
-    """Run ``trashlab classroom <action>``; returns the exit code."""
-    if args.classroom_command == "join":
-        seat = join(args.line)
-        print(f"joined the class as {seat.student}: brokers you start from now on are leaf nodes of "
-              f"{mask(seat.leaf_url)}", flush=True)
-        return 0
-    if args.classroom_command == "leave":
-        print("left the class" if leave() else "no class was joined", flush=True)
-        return 0
-    if args.classroom_command == "view":
-        return _view(args)
-    return _serve(args)
-
-
-def _serve(args) -> int:
-    from ..cli import foreground
-
-    folder = Path(args.dir)
-    passwords, students = None, args.students
-    ports: tuple = (args.port, args.leaf_port, args.websocket_port)
-    if (folder / INSTRUCTOR_FILE).exists():  # a restarted hub: the lines handed out stay valid
-        info = read_class(folder)
-        passwords, students = info["passwords"], info["students"]
-        ports = tuple(given if given is not None else info.get(key) for given, key in
-                      zip(ports, ("port", "leaf_port", "websocket_port"), strict=True))
-        print(f"reusing the roster in {folder} ({len(students)} students, same passwords and ports)", flush=True)
-    hub = ClassHub(students, name=args.name, host=args.listen, port=ports[0], leaf_port=ports[1],
-                   websocket_port=ports[2], advertise=args.advertise, passwords=passwords)
-
-    def announce() -> None:
-        roster = hub.write_roster(folder)
-        print(f"class hub {hub.name}: {len(hub.students)} students, clients {hub.public_host}:{hub.port}, "
-              f"leaf nodes :{hub.leaf_port}" + (f", WebSocket :{hub.websocket_port}" if hub.websocket_port else ""),
-              flush=True)
-        print(f"roster: {roster.resolve()} (one join line per student; it holds their passwords: hand out each "
-              f"line to its student only)", flush=True)
-        print(f"class page: trashlab classroom view --dir {folder}   monitoring: {hub.monitor_url}", flush=True)
-        print(f"pid {hub.pid}; Ctrl-C stops the hub", flush=True)
-
-    return foreground(hub, announce, f"the class hub {hub.name}", f"class hub {hub.name}")
-
-
-def _view(args) -> int:
-    import shutil
-    import subprocess
-    import sys
-
-    read_class(args.dir)  # a missing class is one line, before Voila starts
-    from ..notebook.classview import VIEW_NOTEBOOK
-
-    voila = shutil.which("voila") or os.path.join(os.path.dirname(sys.executable), "voila")
-    if not os.path.exists(voila):
-        raise BrokerError("Voila is not installed: `pip install voila==0.5.13` (instructor machines only), "
-                          "or open trashlab/notebook/class-view.ipynb in JupyterLab")
-    env = {**os.environ, "TRASHLAB_CLASS_DIR": str(Path(args.dir).resolve())}
-    print(f"class page: http://127.0.0.1:{args.port}/ (Ctrl-C stops it)", flush=True)
-    cmd = [voila, str(VIEW_NOTEBOOK), "--no-browser", f"--port={args.port}", "--Voila.ip=127.0.0.1",
-           "--ServerApp.ip=127.0.0.1"]
-    try:
-        return subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:
-        return 0

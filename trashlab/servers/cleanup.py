@@ -11,11 +11,11 @@ Jupyter server, terminal or user is.
 from __future__ import annotations
 
 import os
-import sys
 import time
 import pandas as pd
 import psutil
 
+from .. import _hooks
 from .broker import running_brokers
 from .processes import Recorded, _alive_as_recorded, reap_orphans, records, stop_all, stop_processes
 
@@ -57,13 +57,9 @@ def stop_everything(everywhere: bool = True, timeout: float = 5.0) -> pd.DataFra
     """Stop what this notebook started (brokers, clusters, simulator and report processes) and, with
     ``everywhere``, what the course's other notebooks started; return a table of what was stopped."""
     reap_orphans()
-    named = sys.modules.get("trashlab.services._named")
-    if named is not None:  # collectors, simulators, report services, dashboards of this notebook
-        named.stop_clients()
-    flowmap = sys.modules.get("trashlab.notebook.flowmap")
-    if flowmap is not None:  # flow maps poll the servers about to go: stop them (a still picture stays)
-        for fm in list(flowmap.FlowMap._running):
-            fm.stop()
+    # dashboards and flow maps (they poll the servers about to go: a still picture stays), then collectors,
+    # simulators and report services of this notebook: whatever of them was imported registered here
+    _hooks.cleanup()
     before = process_table()
     for broker in running_brokers():
         broker.stop(timeout)

@@ -15,11 +15,12 @@ through the cluster's gossip.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import urllib.error
 import urllib.request
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 import pandas as pd
 
@@ -121,37 +122,58 @@ class Cluster(ServerLifecycle):
             for b in self.nodes.values():
                 b.restart()  # same ports, same JetStream store
         else:
-            self._start_fresh()
+            for attempt, nodes in self._fresh():
+                with self._trying(nodes, attempt):
+                    for b in nodes.values():
+                        b.start()
+                if self.nodes is nodes:
+                    break
         _clusters[self.name] = self
         return self
 
-    def _start_fresh(self, attempts: int = 3) -> None:
-        for attempt in range(attempts):
-            ports = [_free_port() for _ in range(self.size)]
-            routes = [self._route_url(p) for p in ports]
-            nodes = {node_name(self.name, i + 1): self._broker(node_name(self.name, i + 1), p, routes)
-                     for i, p in enumerate(ports)}
-            try:
-                for b in nodes.values():
-                    b.start()
-            except PortInUse:  # a free port was taken in between: pick others
-                for b in nodes.values():
-                    b.stop()
-                if attempt == attempts - 1:
-                    raise
-                continue
-            except BaseException:  # no half-started cluster left behind
-                for b in nodes.values():
-                    b.stop()
-                raise
-            self.nodes = nodes
-            return
-
     async def astart(self) -> "Cluster":
-        """Like :meth:`start` followed by :meth:`await wait_formed() <wait_formed>`, for notebooks."""
-        self.start()  # a few hundred ms; from the loop's thread, so nodes die with a crashed kernel
+        """Like :meth:`start` followed by :meth:`await wait_formed() <wait_formed>`, without blocking the loop.
+
+        Each node starts with :meth:`Broker.astart`, from the loop's thread (a node's parent-death signal
+        belongs to the thread that started it, so no worker thread may start one).
+        """
+        if self.nodes:
+            for b in self.nodes.values():
+                if not b.running:
+                    await b.astart()  # same ports, same JetStream store
+        else:
+            for attempt, nodes in self._fresh():
+                with self._trying(nodes, attempt):
+                    for b in nodes.values():
+                        await b.astart()
+                if self.nodes is nodes:
+                    break
+        _clusters[self.name] = self
         await self.wait_formed()
         return self
+
+    def _fresh(self, attempts: int = 3) -> "Iterator[tuple[int, Dict[str, Broker]]]":
+        """New nodes on free ports, one set per attempt (numbered from the last one down to 0)."""
+        for attempt in reversed(range(attempts)):
+            ports = [_free_port() for _ in range(self.size)]
+            routes = [self._route_url(p) for p in ports]
+            yield attempt, {node_name(self.name, i + 1): self._broker(node_name(self.name, i + 1), p, routes)
+                            for i, p in enumerate(ports)}
+
+    @contextlib.contextmanager
+    def _trying(self, nodes: Dict[str, Broker], attempts_left: int) -> Iterator[None]:
+        """Around starting a set of new nodes: they become the cluster's nodes when all started; else all
+        stop (no half-started cluster), and the error goes on unless it was a free port taken in between
+        and another attempt is left."""
+        try:
+            yield
+        except BaseException as e:
+            for b in nodes.values():
+                b.stop()
+            if not isinstance(e, PortInUse) or not attempts_left:
+                raise
+        else:
+            self.nodes = nodes
 
     def add_node(self, name: Optional[str] = None) -> Broker:
         """Join one more node the lab's way: ``--routes=nats-route://ruser:T0pS3cr3t@<first>:<port>``.

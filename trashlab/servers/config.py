@@ -7,10 +7,12 @@ cluster block, route credentials); a :class:`~trashlab.Broker` does the same, so
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Mapping, Optional, Tuple
+from typing import Any, Mapping, Optional, Tuple
 
+from .._secrets import HIDDEN, redact
 from ..errors import BadArgument
 
 #: Route credentials and cluster name of the official ``nats`` image's nats-server.conf.
@@ -45,6 +47,9 @@ class ClusterBlock:
     password: str = ROUTE_PASSWORD
     routes: Tuple[str, ...] = ()
 
+    def __repr__(self) -> str:
+        return _redacted_repr(self)
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -69,6 +74,10 @@ class ServerConfig:
     write_deadline: Optional[str] = None
     #: every protocol line of every client in the log (Broker.protocol(name) reads it)
     trace: bool = False
+
+    def __repr__(self) -> str:  # every password hidden: routes, leaf URL, accounts, a hub's blocks
+        return _redacted_repr(self, accounts=tuple((a, tuple((u, HIDDEN) for u, _ in users))
+                                                   for a, users in self.accounts))
 
     def render(self) -> str:
         """The nats-server configuration file text."""
@@ -107,6 +116,12 @@ class ServerConfig:
             lines.append(f'leafnodes {{ remotes: [ {{ url: {q(self.leaf_remote)}, deny_imports: [">"] }} ] }}')
         lines += self.blocks
         return "\n".join(lines) + "\n"
+
+
+def _redacted_repr(value: Any, **shown: object) -> str:
+    """A dataclass's usual repr (``shown`` replacing some fields), with every password hidden."""
+    fields = ", ".join(f"{f.name}={shown.get(f.name, getattr(value, f.name))!r}" for f in dataclasses.fields(value))
+    return redact(f"{type(value).__name__}({fields})")
 
 
 def _port(port: Optional[int]) -> int:

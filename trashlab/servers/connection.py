@@ -21,7 +21,9 @@ from urllib.parse import urlsplit
 from nats.aio.client import Client
 from nats.errors import NoServersError
 
+from .. import _hooks
 from .._aio import quietly
+from .._secrets import redact
 from .._compat import server_info
 from ..errors import BadArgument, ConnectionFailed, NoServerKnown
 from . import names
@@ -35,6 +37,9 @@ _SUBJECT_TOKEN = re.compile(r"^[^\s.*>]+$")
 #: Where a resolved ``servers`` value came from.
 ARGUMENT, NATS_URL, LOCAL_BROKER = "argument", "NATS_URL", "local broker"
 _ORIGINS = (ARGUMENT, NATS_URL, LOCAL_BROKER)
+#: The environment variable a spawned ``trashlab sim`` / ``report`` reads its fallback broker's URL from
+#: (its servers come in ``NATS_URL``): URLs may hold passwords, and a command line is shown to every user by ``ps``.
+FALLBACK_ENV = "TRASHLAB_NATS_FALLBACK"
 
 
 @dataclass(frozen=True)
@@ -49,14 +54,23 @@ class Resolved:
     fallback_name: Optional[str] = None
 
     def __str__(self) -> str:
-        return ", ".join(mask(u) for u in self.urls)
+        return ", ".join(redact(u) for u in self.urls)
+
+    def __repr__(self) -> str:
+        return redact(f"Resolved(urls={self.urls!r}, origin={self.origin!r}, fallback={self.fallback!r}, "
+                      f"fallback_name={self.fallback_name!r})")
 
     def args(self) -> "list[str]":
-        """The same value as ``trashlab sim`` / ``report`` arguments, so a spawned process keeps the policy."""
-        argv = ["--servers", ",".join(self.urls), "--origin", self.origin]
+        """The policy as ``trashlab sim`` / ``report`` arguments, without a URL (those go in :meth:`env`)."""
+        argv = ["--origin", self.origin]
         if self.fallback:
-            argv += ["--fallback", self.fallback, "--fallback-name", self.fallback_name or "local"]
+            argv += ["--fallback-name", self.fallback_name or "local"]
         return argv
+
+    def env(self) -> "dict[str, str]":
+        """The URLs as a spawned process's environment (``NATS_URL``, ``TRASHLAB_NATS_FALLBACK``): with
+        :meth:`args` the child rebuilds the same value, and no password shows in ``ps``."""
+        return {"NATS_URL": ",".join(self.urls), FALLBACK_ENV: self.fallback or ""}
 
 
 #: every client connect() made, so one that knew a broker's old port learns its new one
@@ -91,7 +105,10 @@ def broker_moved(old_hostport: str, new_url: str) -> None:
             try:
                 nc.set_server_pool([u.geturl() for u in pool] + [new_url])
             except Exception as e:  # closed in between
-                log.info("trashlab: could not tell a client about %s: %s", mask(new_url), e)
+                log.info("trashlab: could not tell a client about %s: %s", redact(new_url), redact(e))
+
+
+_hooks.on_port("clients", knows, lambda old_hostport, broker: broker_moved(old_hostport, broker.url))
 
 
 def resolve(name: str) -> str:
@@ -116,16 +133,16 @@ def _one(entry: str) -> str:
         parts = urlsplit(text)
         port = parts.port
     except ValueError:
-        raise BadArgument(f"server URL {entry!r} has a bad port: expected nats://host:port, "
+        raise BadArgument(f"server URL {redact(entry)!r} has a bad port: expected nats://host:port, "
                           "e.g. nats://127.0.0.1:4222") from None
     if parts.scheme not in ("nats", "tls", "ws", "wss"):
-        raise BadArgument(f"server URL {entry!r} has scheme {parts.scheme!r}: use nats://host:port")
+        raise BadArgument(f"server URL {redact(entry)!r} has scheme {parts.scheme!r}: use nats://host:port")
     if not parts.hostname:
-        raise BadArgument(f"server URL {entry!r} has no host: expected nats://host:port, e.g. nats://127.0.0.1:4222")
+        raise BadArgument(f"server URL {redact(entry)!r} has no host: expected nats://host:port, e.g. nats://127.0.0.1:4222")
     try:
         named = names.map_url(text)  # a broker name: resolved like Docker's DNS on iot-net
     except names.UnknownPort as e:
-        raise BadArgument(str(e)) from None
+        raise BadArgument(redact(e)) from None
     if named is not None:
         return named
     _check_not_a_mistyped_name(parts.hostname)
@@ -149,7 +166,8 @@ def resolve_servers(servers: "Servers | Resolved" = None, *, origin: Optional[st
                     fallback: Optional[str] = None, fallback_name: Optional[str] = None) -> Resolved:
     """Resolve ``servers`` once: the given value, else ``$NATS_URL``, else the newest broker started here.
 
-    ``origin``/``fallback`` rebuild a value resolved by another process (a spawned ``trashlab sim``).
+    ``origin``/``fallback`` rebuild a value resolved by another process (a spawned ``trashlab sim``): its
+    URLs come in ``$NATS_URL`` and its fallback in ``$TRASHLAB_NATS_FALLBACK`` (:meth:`Resolved.env`).
     """
     if isinstance(servers, Resolved):
         return servers
@@ -158,7 +176,7 @@ def resolve_servers(servers: "Servers | Resolved" = None, *, origin: Optional[st
     if servers is None or (isinstance(servers, str) and not servers.strip()):
         env = os.environ.get("NATS_URL", "").strip()
         if env:
-            servers, origin = env, NATS_URL
+            servers, origin = env, origin or NATS_URL
         else:
             brokers = names.running()
             if not brokers:
@@ -174,8 +192,9 @@ def resolve_servers(servers: "Servers | Resolved" = None, *, origin: Optional[st
         raise BadArgument("no server URL given: expected nats://host:port, e.g. nats://127.0.0.1:4222")
     origin = origin or ARGUMENT
     if origin == NATS_URL and fallback is None:
+        fallback = os.environ.get(FALLBACK_ENV) or None  # a spawned child: its parent's fallback
         local = names.running()
-        if local and local[-1].url not in urls:
+        if fallback is None and local and local[-1].url not in urls:
             fallback, fallback_name = local[-1].url, local[-1].name
     return Resolved(urls, origin, fallback if origin == NATS_URL else None,
                     fallback_name if origin == NATS_URL else None)
@@ -207,14 +226,9 @@ def check_subject(subject: str, *, wildcards: bool = False) -> str:
     return subject
 
 
-def mask(url: str) -> str:
-    """A URL with any credentials hidden, for logs."""
-    return re.sub(r"//[^@/]*@", "//***@", url)
-
-
 def describe(err: BaseException) -> str:
     """A one-line description of a connection-level error."""
-    text = str(err) or type(err).__name__
+    text = redact(str(err) or type(err).__name__)
     text = text.removeprefix("nats: ")
     if isinstance(err, ConnectionRefusedError) or "Connect call failed" in text:
         return "connection refused"
@@ -237,7 +251,7 @@ async def connect(servers: "Servers | Resolved" = None, *, name: str = "trashlab
         if where.fallback is None:
             raise
         log.warning("trashlab [%s]: NATS_URL %s is unreachable; using broker %s started here (%s)",
-                    name, where, where.fallback_name, mask(where.fallback))
+                    name, where, where.fallback_name, redact(where.fallback))
         return await _connect([where.fallback], name, on_error, options)
 
 
@@ -296,15 +310,15 @@ async def _connect(urls: list, name: str, on_error: Optional[Callable[[Exception
             why = ("the credentials in the URL are wrong" if any("@" in u for u in urls)
                    else "it requires credentials")
             raise ConnectionFailed(
-                f"{', '.join(mask(u) for u in urls)} refused the login (authorization violation: {why}): give the "
+                f"{', '.join(redact(u) for u in urls)} refused the login (authorization violation: {why}): give the "
                 "broker's user and password or token in the URL, nats://USER:PASSWORD@host:port or "
                 "nats://TOKEN@host:port (AccountsBroker.url_for(user))") from None
         raise ConnectionFailed(
-            f"cannot reach {', '.join(mask(u) for u in urls)} ({describe(e)}): is a broker running? "
+            f"cannot reach {', '.join(redact(u) for u in urls)} ({describe(e)}): is a broker running? "
             "Start one with trashlab.Broker().start() or `trashlab broker`, or check the URL / NATS_URL") from None
     except Exception as e:  # auth errors and the like
         await quietly(nc.close())
-        raise ConnectionFailed(f"cannot connect to {', '.join(mask(u) for u in urls)}: {describe(e)}") from None
+        raise ConnectionFailed(f"cannot connect to {', '.join(redact(u) for u in urls)}: {describe(e)}") from None
     nc.options["max_reconnect_attempts"] = opts["max_reconnect_attempts"]
     state["connecting"] = False
     _clients.add(nc)

@@ -43,6 +43,8 @@ from typing import Callable, Deque, Optional, Protocol, Sequence, TypeVar
 
 import psutil
 
+from .._secrets import private_dir, redact_all, write_private
+
 log = logging.getLogger("trashlab")
 
 _children: "list[ManagedProcess]" = []
@@ -52,20 +54,17 @@ _OWNER_FILE = ".trashlab-owner.json"
 
 
 def state_dir() -> Path:
-    """Folder holding one small JSON record per running child (``TRASHLAB_STATE_DIR`` overrides)."""
+    """Folder holding one small JSON record per running child (``TRASHLAB_STATE_DIR`` overrides); only its
+    owner may enter it (0700)."""
     base = os.environ.get("TRASHLAB_STATE_DIR") or os.path.join(
         os.environ.get("XDG_RUNTIME_DIR") or os.path.join(Path.home(), ".cache"), "trashlab", "run"
     )
-    path = Path(base)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return private_dir(base)
 
 
 def _write_json(path: Path, data: dict) -> None:
-    """Write a record whole or not at all (temp file + rename): a reader never sees half of one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    """Write a record whole or not at all (temp file + rename), readable by its owner only (0600)."""
+    write_private(path, json.dumps(data))
 
 
 def _owner() -> dict:
@@ -150,13 +149,20 @@ def _create_time(pid: int) -> Optional[float]:
 
 
 class ManagedProcess:
-    """A child process started by trashlab: output kept in a ring buffer, stopped at exit."""
+    """A child process started by trashlab: output kept in a ring buffer, stopped at exit.
+
+    ``argv`` is shown by ``ps`` to every user of the machine and holds no password; ``env`` (added to this
+    process's environment, which only its owner may read) is where a child's URLs with passwords go.
+    """
 
     def __init__(self, argv: Sequence[str], *, kind: str, name: str, env: Optional[dict] = None,
                  keep_lines: int = 2000, echo: bool = False,
-                 on_line: Optional[Callable[[str], None]] = None, split_stderr: bool = False,
-                 cwd: Optional[str] = None) -> None:
-        self.argv = [str(a) for a in argv]
+                 on_line: Optional[Callable[[str], None]] = None, disposable: bool = False,
+                 split_stderr: bool = False, cwd: Optional[str] = None) -> None:
+        self.argv = [str(a) for a in argv]  # never a password: that goes in ``env`` or a 0600 file
+        #: its state lives only in trashlab's temporary folders: at interpreter exit it is SIGKILLed, not
+        #: asked to stop, so those folders are gone before a kernel's shutdown grace period ends
+        self.disposable = disposable
         self.on_line = on_line
         self.kind = kind
         self.name = name
@@ -167,14 +173,15 @@ class ManagedProcess:
         reap_orphans()
         self.popen = _spawn(dict(
             args=self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE if split_stderr else subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, env=env, cwd=cwd, bufsize=1, text=True, errors="replace",
+            stdin=subprocess.DEVNULL, env=None if env is None else {**os.environ, **env}, cwd=cwd, bufsize=1,
+            text=True, errors="replace",
         ))
         self.pid = self.popen.pid
         self.started_at = time.time()
         self._record = state_dir() / f"{self.pid}.json"
         _write_json(self._record, {
             "pid": self.pid, "create_time": _create_time(self.pid), "exe": os.path.basename(self.argv[0]),
-            **_owner(), "kind": kind, "name": name, "argv": self.argv,
+            **_owner(), "kind": kind, "name": name, "argv": redact_all(self.argv),
         })
         self._readers = [threading.Thread(target=self._read, args=(stream, "stdout"), daemon=True,
                                           name=f"trashlab-{kind}-{name}")
@@ -342,7 +349,7 @@ class Recorded:
         self._proc: Optional[psutil.Process] = None
         try:
             proc = psutil.Process(rec["pid"])
-            if _alive_as_recorded(rec.get("pid"), rec.get("create_time")) and proc.cmdline() == rec.get("argv"):
+            if _alive_as_recorded(rec.get("pid"), rec.get("create_time")) and redact_all(proc.cmdline()) == rec.get("argv"):
                 self._proc = proc  # pid, start time and command line match: it is the one recorded
         except (psutil.Error, KeyError, OSError):
             pass
@@ -406,12 +413,21 @@ def temp_dir(label: str) -> str:
 
 
 def _at_exit() -> None:
-    """Children first (a nats-server still writes to its JetStream store), then the temporary folders."""
-    stop_all()
+    """Children first (a nats-server still writes to its JetStream store), then the temporary folders.
+
+    Disposable children (a broker whose store is a temporary folder) are SIGKILLed and their folders
+    removed before the others are asked to stop: Jupyter kills a shutting-down kernel after a few seconds,
+    and a graceful stop of a loaded JetStream server can take longer than that, which left the folders
+    behind until the next trashlab start reaped them.
+    """
+    for child in children():
+        if child.disposable:
+            child.kill()  # waits for it to end
     with _lock:
         dirs, _temp_dirs[:] = list(_temp_dirs), []
     for path in dirs:
         shutil.rmtree(path, ignore_errors=True)
+    stop_all()
 
 
 def _alive_as_recorded(pid: Optional[int], create_time: Optional[float]) -> bool:

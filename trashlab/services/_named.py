@@ -11,6 +11,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from .. import _hooks
+from .._aio import run
+from ..servers.connection import hush_all
+
 log = logging.getLogger("trashlab")
 
 #: (kind, name) -> the running client of that kind and name
@@ -40,33 +44,21 @@ def forget(kind: str, name: str, obj: Any) -> None:
         del _live[(kind, name)]
 
 
-def running(kind: str) -> "list[Any]":
-    """The running clients of one kind."""
-    return [c for (k, _), c in _live.items() if k == kind and getattr(c, "running", False)]
-
-
-def describe_running() -> "list[str]":
-    """``collector 'col'`` for each running client, for the one-line summary after an Interrupt."""
-    return [f"{kind} {name!r}" for (kind, name), c in list(_live.items()) if getattr(c, "running", False)]
+def running() -> "list[_hooks.Running]":
+    """The running clients, for :func:`trashlab._hooks.running` (an interrupted cell's summary, ...)."""
+    return [_hooks.Running(kind, name, f"{kind} {name!r}") for (kind, name), c in list(_live.items())
+            if getattr(c, "running", False)]
 
 
 def stop_clients() -> int:
-    """Stop every running client and dashboard of this process (a clean-up); return how many.
+    """Stop every running client of this process (a clean-up); return how many.
 
-    Dashboards stop at once; clients are stopped by tasks on the running event loop (a clean-up cell
-    is synchronous), after their connection news was silenced: their servers are about to go.
+    The clients are stopped by tasks on the running event loop (a clean-up cell is synchronous), after
+    their connection news was silenced: their servers are about to go. (The live views reading from
+    them were stopped before: :func:`trashlab._hooks.cleanup` runs the views' stage first.)
     """
     import asyncio
-    import sys
 
-    from ..servers.connection import hush_all
-
-    stopped = 0
-    dashboard = sys.modules.get("trashlab.notebook.dashboard")
-    if dashboard is not None:
-        for dash in list(dashboard.LiveDashboard._running):
-            dash.stop()
-            stopped += 1
     hush_all()
     clients = [c for c in list(_live.values()) if getattr(c, "running", False)]
     try:
@@ -79,14 +71,12 @@ def stop_clients() -> int:
             _stopping.add(task)  # asyncio keeps only a weak reference to a task
             task.add_done_callback(_stopping.discard)
     elif clients:  # a script driving its clients with trashlab.run(): stop them on that loop now
-        from .._aio import run
-
         async def stop_all() -> None:
             for client in clients:
                 await _stop_quietly(client)
 
         run(stop_all())
-    return stopped + len(clients)
+    return len(clients)
 
 
 async def _stop_quietly(client: Any) -> None:
@@ -94,3 +84,7 @@ async def _stop_quietly(client: Any) -> None:
         await client.stop()
     except Exception as e:
         log.info("trashlab: stopping %r: %s", client, e)
+
+
+_hooks.on_running("clients", running)
+_hooks.on_cleanup("clients", "named clients", stop_clients)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from nats.aio.subscription import Subscription
 
+from .. import _hooks
 from ..servers.connection import Servers, check_subject
 from .._compat import deliver_directly, pending_queue, release_pending, take_all
 from ..errors import BadArgument, BadMessage
@@ -66,12 +67,7 @@ _INT64 = (-(2 ** 63), 2 ** 63 - 1)
 
 def _publishers_here() -> int:
     """Simulators running in this process or spawned from it (as far as this notebook can tell)."""
-    import sys
-
-    from ._named import running
-
-    spawn = sys.modules.get("trashlab.services.spawn")
-    return len(running("simulator")) + (len(spawn.spawned("simulator")) if spawn is not None else 0)
+    return len(_hooks.running("simulator"))
 
 
 def can_order(ids) -> list:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .._compat import server_info
-from ..servers.connection import Resolved, Servers, connect, mask, resolve_servers
+from .._secrets import redact
+from ..servers.connection import Resolved, Servers, connect, resolve_servers
 
 
 async def ping(servers: Servers = "iot-msg", count: int = 3) -> dict:
@@ -16,6 +17,6 @@ async def ping(servers: Servers = "iot-msg", count: int = 3) -> dict:
         info = server_info(nc)
     finally:
         await nc.close()
-    return {"name": servers if isinstance(servers, str) else url, "resolves_to": mask(url),
+    return {"name": redact(servers if isinstance(servers, str) else url), "resolves_to": redact(url),
             "server_name": info.get("server_name") or info.get("server_id"), "version": info.get("version"),
             "round_trips": len(rtts), "best_ms": round(min(rtts), 3)}

@@ -62,6 +62,7 @@ class Program:
     """A Python file running as its own process (a container): ``.logs()``, ``.stop()``, ``.kill()``, ``.alive``."""
 
     def __init__(self, path: Path, args: "list[str]", name: str, env: "dict[str, str]") -> None:
+        """Start ``python -u path args`` (``env`` added to this process's environment)."""
         self.path, self.args, self.name = path, list(args), name
         self.proc = ManagedProcess([sys.executable, "-u", str(path), *self.args], kind="program", name=name,
                                    env=env, split_stderr=True, cwd=str(path.parent))
@@ -134,10 +135,9 @@ def run_program(path: "str | os.PathLike[str]", *args: Any, name: Optional[str] 
     name = name or file.stem
     if not isinstance(name, str) or not name.strip():
         raise BadArgument(f"name={name!r}: give the process a name, e.g. name='sim'")
-    child_env = dict(os.environ)
-    child_env.update({str(k): str(v) for k, v in (env or {}).items()})
-    if servers is not None or "NATS_URL" not in (env or {}):
-        child_env["NATS_URL"] = _nats_url(servers)
+    child_env = {str(k): str(v) for k, v in (env or {}).items()}  # added to this process's environment
+    if servers is not None or "NATS_URL" not in child_env:
+        child_env["NATS_URL"] = _nats_url(servers)  # with its password: the environment only its owner reads
     child_env["PYTHONUNBUFFERED"] = "1"  # its prints reach the logs as they happen, like a terminal's
     for ended in [key for key, p in _programs.items() if not p.alive and key != name]:
         del _programs[ended]  # like `docker container run --rm`: an ended program's name is free again

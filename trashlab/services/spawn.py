@@ -4,6 +4,10 @@
 process, its own connection, its own output (``.tail()``), which you can ``.stop()`` (Ctrl-C) or
 ``.kill()`` (a crash) without touching the notebook. Spawning again under the same name reuses the
 running process when nothing changed, so re-running a cell never starts a second one.
+
+The URLs (they may hold passwords) reach the child in its environment (``NATS_URL``, see
+:meth:`~trashlab.servers.connection.Resolved.env`), never on its command line, which ``ps`` shows to
+every user of the machine.
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import Iterable, Optional
+from typing import Iterable, Mapping, Optional
 
+from .. import _hooks
 from ..servers.connection import Servers, resolve_servers
 from ..errors import BadArgument, ServiceFailed
 from ..message import SUBJECT
@@ -28,19 +33,24 @@ _running: "dict[str, ServiceProcess]" = {}
 class ServiceProcess:
     """A trashlab command running as its own process: ``.tail()``, ``.alive``, ``.stop()``, ``.kill()``."""
 
-    def __init__(self, role: str, name: str, args: list, ready_marker: str, count_prefix: str) -> None:
-        self.role, self.name, self.args = role, name, list(args)
+    def __init__(self, role: str, name: str, args: list, ready_marker: str, count_prefix: str,
+                 env: Optional[Mapping[str, str]] = None) -> None:
+        self.role, self.name, self.args, self.env = role, name, list(args), dict(env or {})
         self.ready_marker, self.count_prefix = ready_marker, count_prefix
         self.messages = 0
         self.first_at: Optional[float] = None
         self.last_at: Optional[float] = None
-        self.proc = ManagedProcess(python_command(*self.args), kind=role, name=name, on_line=self._on_line)
+        self.proc = self._start()
 
-    def _respawn(self, args: list) -> None:
-        """Run again with ``args`` (same name, same object, counters go on), e.g. to follow a moved broker."""
+    def _start(self) -> ManagedProcess:
+        return ManagedProcess(python_command(*self.args), kind=self.role, name=self.name, env=self.env,
+                              on_line=self._on_line)
+
+    def _respawn(self, args: list, env: Mapping[str, str]) -> None:
+        """Run again with ``args`` and ``env`` (same name, same object, counters go on), e.g. to follow a moved broker."""
         self.proc.stop()
-        self.args = list(args)
-        self.proc = ManagedProcess(python_command(*self.args), kind=self.role, name=self.name, on_line=self._on_line)
+        self.args, self.env = list(args), dict(env)
+        self.proc = self._start()
 
     def _on_line(self, line: str) -> None:
         if line.startswith(self.count_prefix):
@@ -108,18 +118,21 @@ class ServiceProcess:
         return f"<{self.role} process {self.name!r} pid={self.pid} {state}, {self.messages} messages>"
 
 
-def _servers_args(servers: Servers) -> "list[str]":
-    # names resolve here, in the process that knows them; the child gets the same fallback policy
-    return resolve_servers(servers).args()
+def _servers(servers: Servers) -> "tuple[list[str], dict[str, str]]":
+    """Names resolve here, in the process that knows them; the child gets the same fallback policy: the
+    policy as arguments, the URLs (and their passwords) in its environment."""
+    resolved = resolve_servers(servers)
+    return resolved.args(), resolved.env()
 
 
-def _launch(role: str, name: str, args: list, marker: str, prefix: str) -> "tuple[ServiceProcess, bool]":
+def _launch(role: str, name: str, args: list, env: dict, marker: str,
+            prefix: str) -> "tuple[ServiceProcess, bool]":
     old = _running.get(name)
     if old is not None and old.alive:
-        if old.args == args:
+        if old.args == args and old.env == env:
             return old, False
         old.stop()
-    svc = ServiceProcess(role, name, args, marker, prefix)
+    svc = ServiceProcess(role, name, args, marker, prefix, env)
     _running[name] = svc
     return svc, True
 
@@ -144,18 +157,18 @@ async def _ready(procs: "list[ServiceProcess]", what: str, timeout: float) -> No
 
 
 def _sim_args(servers: Servers, subject: str, interval: float, count: Optional[int], cans: int,
-              seed: Optional[int], sequence: bool) -> list:
+              seed: Optional[int], sequence: bool) -> "tuple[list, dict[str, str]]":
     if not isinstance(interval, (int, float)) or interval < 0:
         raise BadArgument(f"interval={interval!r} must be 0 (full speed) or a positive number of seconds")
-    args = ["sim", *_servers_args(servers), "--subject", subject, "--interval", f"{interval:g}",
-            "--cans", str(cans)]
+    policy, env = _servers(servers)
+    args = ["sim", *policy, "--subject", subject, "--interval", f"{interval:g}", "--cans", str(cans)]
     if count is not None:
         args += ["--count", str(count)]
     if seed is not None:
         args += ["--seed", str(seed)]
     if sequence:
         args.append("--sequence")
-    return args
+    return args, env
 
 
 async def spawn_simulator(servers: Servers = None, *, name: str = "sim", interval: float = 0.5,
@@ -163,8 +176,8 @@ async def spawn_simulator(servers: Servers = None, *, name: str = "sim", interva
                           seed: Optional[int] = None, sequence: bool = False,
                           timeout: float = 20.0) -> ServiceProcess:
     """Run ``trashlab sim`` as its own process (the lab's ``sim`` container); return once it publishes."""
-    args = _sim_args(servers, subject, interval, count, cans, seed, sequence)
-    svc, new = _launch("simulator", name, args, "publishing:", "publishing:")
+    args, env = _sim_args(servers, subject, interval, count, cans, seed, sequence)
+    svc, new = _launch("simulator", name, args, env, "publishing:", "publishing:")
     if new or not svc.ready:
         await _ready([svc], f"simulator {name}", timeout)
     return svc
@@ -177,9 +190,9 @@ async def spawn_simulators(n: int, servers: Servers = None, *, prefix: str = "si
         raise BadArgument(f"n={n!r}: give how many simulators to run, e.g. 3")
     procs = []
     for i in range(1, n + 1):
-        args = _sim_args(servers, subject, interval, options.get("count"), options.get("cans", 1000),
-                         options.get("seed"), options.get("sequence", False))
-        procs.append(_launch("simulator", f"{prefix}-{i}", args, "publishing:", "publishing:")[0])
+        args, env = _sim_args(servers, subject, interval, options.get("count"), options.get("cans", 1000),
+                              options.get("seed"), options.get("sequence", False))
+        procs.append(_launch("simulator", f"{prefix}-{i}", args, env, "publishing:", "publishing:")[0])
     if not all(p.ready for p in procs):
         await _ready(procs, f"{n} simulators", timeout)
     return procs
@@ -188,8 +201,9 @@ async def spawn_simulators(n: int, servers: Servers = None, *, prefix: str = "si
 async def spawn_report(servers: Servers = None, *, name: str = "rep", subject: str = SUBJECT,
                        timeout: float = 20.0) -> ServiceProcess:
     """Run ``trashlab report`` as its own process (the lab's ``rep`` container); return once it listens."""
-    args = ["report", *_servers_args(servers), "--subject", subject]
-    svc, new = _launch("report", name, args, "report service ", "Received report:")
+    policy, env = _servers(servers)
+    svc, new = _launch("report", name, ["report", *policy, "--subject", subject], env, "report service ",
+                       "Received report:")
     if new or not svc.ready:
         await _ready([svc], f"report service {name}", timeout)
     return svc
@@ -200,16 +214,16 @@ def broker_moved(old_hostport: str, new_hostport: str) -> None:
     with the new one (a container would find its broker by name; these were given an address)."""
     old = re.compile(re.escape(old_hostport) + r"(?!\d)")  # :4222 is not :42221
     for svc in list(_running.values()):
-        if svc.alive and any(old.search(a) for a in svc.args):
+        if svc.alive and any(old.search(v) for v in svc.env.values()):
             log.warning("trashlab: %s %r restarts to follow its broker from %s to %s", svc.role, svc.name,
                         old_hostport, new_hostport)
-            svc._respawn([old.sub(new_hostport, a) for a in svc.args])
+            svc._respawn(svc.args, {k: old.sub(new_hostport, v) for k, v in svc.env.items()})
 
 
 def uses(hostport: str) -> bool:
     """True if a running process spawned from here was given ``host:port``."""
     pattern = re.compile(re.escape(hostport) + r"(?!\d)")
-    return any(svc.alive and any(pattern.search(a) for a in svc.args) for svc in _running.values())
+    return any(svc.alive and any(pattern.search(v) for v in svc.env.values()) for svc in _running.values())
 
 
 def summary(procs: Iterable[ServiceProcess]):
@@ -249,3 +263,9 @@ def stop_spawned(procs: Optional[Iterable[ServiceProcess]] = None) -> int:
     """Stop the given processes (default: every one spawned from here); return how many were running."""
     targets = procs if procs is not None else list(_running.values())
     return stop_processes([p.proc for p in targets])  # all at once, like Ctrl-C in every terminal
+
+
+_hooks.on_port("processes", uses, lambda old_hostport, broker: broker_moved(old_hostport,
+                                                                          f"{broker.client_host}:{broker.port}"))
+_hooks.on_running("processes", lambda: [_hooks.Running(p.role, p.name, f"{p.role} process {p.name}")
+                                        for p in spawned()])
