@@ -116,8 +116,9 @@ class Kernel:
             pass
 
     @classmethod
-    def start(cls, state: Optional[str] = None) -> "Kernel":
-        """Start a fresh kernel through jupyter_client, as JupyterLab's kernel manager does."""
+    def start(cls, state: Optional[str] = None, cwd: Optional[str] = None) -> "Kernel":
+        """Start a fresh kernel through jupyter_client, as JupyterLab's kernel manager does (in ``cwd``, by
+        default the repository root: give a scratch folder to a notebook that writes files, e.g. ``sim.py``)."""
         own_state = state is None
         state = state or tempfile.mkdtemp(prefix="trashlab-test-state-")
         specs = kernelspec_dir()
@@ -128,7 +129,7 @@ class Kernel:
         km = KernelManager(kernel_name=KERNEL, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(specs / "kernels")]),
                            transport="ipc", ip=os.path.join(state, "kernel-ipc"))
         try:
-            km.start_kernel(env=kernel_env(state), cwd=str(ROOT))
+            km.start_kernel(env=kernel_env(state), cwd=cwd or str(ROOT))
             return cls(state, km=km, folders=(specs,))
         except BaseException:  # nothing of a kernel that did not start is left behind
             if km.has_kernel:

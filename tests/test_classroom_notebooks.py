@@ -66,7 +66,9 @@ def test_course_notebook_runs_unchanged_in_a_joined_class(path: Path, kernel_dir
         nb = nbformat.read(path, as_version=4)
         state = tmp_path / "state"
         state.mkdir()
-        client = _client(nb, kernel_dir, path.parent)
+        work = tmp_path / "work"  # the notebook's %%writefile sim.py lands here, not in the checkout
+        work.mkdir()
+        client = _client(nb, kernel_dir, work)
         with client.setup_kernel(env=_kernel_env(str(state))):
             _, problems = _run_cells(client, f"{path.name} (joined class)")
         problems += [f"cell {i}: exercise failed: {out.get('evalue')}" for i, c in enumerate(client.nb.cells)

@@ -183,6 +183,101 @@ async def test_publish_readings(capsys):
     assert "percentage" in await fails(checks.check_publish_readings(too_high))
 
 
+#: sim.py as a student writes it (03): argv, NATS_URL, sim.js's bytes, drain; BODY is replaced by the variants
+SIM_PY = """import asyncio, os, random, sys
+import nats
+
+async def main():
+    interval, count = float(sys.argv[1]), int(sys.argv[2])
+    nc = await nats.connect(servers=os.environ["NATS_URL"].split(","))
+    for i in range(count):
+        payload = '{"can_id":"%d", "level":"%r"}' % (random.randint(0, 1000), random.random() * 100)
+        print("publishing: " + payload)
+        await nc.publish("trash-level", payload.encode())
+        if i < count - 1:
+            await asyncio.sleep(interval)
+    await nc.drain()
+
+asyncio.run(main())
+"""
+
+
+async def test_sim_program(tmp_path, monkeypatch, capsys):
+    """The check runs the student's file as its own process and judges what its private broker received."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sim.py").write_text(SIM_PY)
+    await checks.check_sim_program("sim.py", interval=0.05, count=6)
+    assert "python sim.py 0.05 6: 6 readings in sim.js's format" in capsys.readouterr().out
+
+    def variant(old: str, new: str) -> str:
+        assert old in SIM_PY
+        (tmp_path / "sim.py").write_text(SIM_PY.replace(old, new))
+        return "sim.py"
+
+    crash = variant("print(\"publishing: \" + payload)", "print({'can_id': 1}['can'])")
+    assert "crashed (exit code 1)" in (why := await fails(checks.check_sim_program(crash, 0.05, 3))), why
+    assert why.endswith("KeyError: 'can'"), why
+    todo = variant("asyncio.run(main())", "raise NotImplementedError()")
+    assert "sim.py is not written yet" in await fails(checks.check_sim_program(todo, 0.05, 3))
+    forever = variant("for i in range(count):", "while True:\n        i = 0")
+    assert "it should stop after COUNT readings" in await fails(checks.check_sim_program(forever, 0.05, 3))
+    spaced = variant("\'{\"can_id\":\"%d\", \"level\":\"%r\"}\'", "\'{\"can_id\": \"%d\", \"level\": \"%r\"}\'")
+    assert "not byte for byte" in await fails(checks.check_sim_program(spaced, 0.05, 3))
+    assert "there is no missing.py" in await fails(checks.check_sim_program("missing.py", 0.05, 3))
+
+
+async def test_rep_program(tmp_path, monkeypatch, capsys):
+    """rep.py's three checks, each judging one behaviour: a mistake in one fails only that one."""
+    from test_grading import REP_PY
+
+    monkeypatch.chdir(tmp_path)
+    right = REP_PY.split("\n", 1)[1]
+    (tmp_path / "rep.py").write_text(right)
+    await checks.check_rep_reports("rep.py", seed=3)
+    await checks.check_rep_levels("rep.py", seed=3)
+    await checks.check_rep_unknown("rep.py", seed=3)
+    out = capsys.readouterr().out
+    assert out.count("✔ python rep.py") == 3, out
+    keyerror = right.replace('        if can_id in levels:\n            answer = {"can_id": can_id, "level": levels[can_id]}\n'
+                             '        else:\n            answer = {"error": f"unknown can {can_id}"}\n',
+                             '        answer = {"can_id": can_id, "level": levels[can_id]}\n')
+    (tmp_path / "rep.py").write_text(keyerror)
+    why = await fails(checks.check_rep_unknown("rep.py", seed=3))
+    assert "no reply within" in why and "KeyError" in why, why  # the cause, from the program's stderr
+    await checks.check_rep_levels("rep.py", seed=3)  # the other behaviours still earn their points
+    (tmp_path / "rep.py").write_text(right.replace('float(reading["level"])', 'reading["level"]'))
+    assert "is a string" in await fails(checks.check_rep_levels("rep.py", seed=3))
+    (tmp_path / "rep.py").write_text(right.replace("    await asyncio.Event().wait()\n", ""))
+    assert "a service keeps running" in await fails(checks.check_rep_unknown("rep.py", seed=3))
+
+
+async def test_requester(capsys):
+    """ask_level tells no service from no answer in time, within the timeout it was given."""
+    async def right(nc, can_id, timeout):
+        try:
+            msg = await nc.request("trash-report.level", can_id.encode(), timeout=timeout)
+        except nats.errors.NoRespondersError:
+            return {"error": "no report service"}
+        except nats.errors.TimeoutError:
+            return {"error": "no answer in time"}
+        return json.loads(msg.data)
+
+    async def one_for_both(nc, can_id, timeout):
+        try:
+            msg = await nc.request("trash-report.level", can_id.encode(), timeout=timeout)
+        except Exception:
+            return {"error": "no answer in time"}
+        return json.loads(msg.data)
+
+    async def own_timeout(nc, can_id, timeout):
+        return await right(nc, can_id, 3.0)
+
+    await checks.check_requester(right)
+    assert "with no service" in capsys.readouterr().out
+    assert "no responders" in await fails(checks.check_requester(one_for_both))
+    assert "took 3.0 s with timeout=0.4" in await fails(checks.check_requester(own_timeout, timeout=0.4))
+
+
 async def test_wildcard(capsys):
     async def right(nc, seen):
         async def cb(msg):

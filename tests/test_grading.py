@@ -41,7 +41,70 @@ pytestmark = [pytest.mark.filterwarnings("ignore:Object of type <Submitted"),
 REPO = Path(__file__).resolve().parent.parent
 SOURCE = REPO / "course" / "source"
 
-#: Realistic mistakes per exercise: grade_id of the answer cell -> wrong answers (each a whole cell).
+#: How a right sim.py (03) builds a reading's text.
+PAYLOAD = """'{"can_id":"%d", "level":"%r"}' % (random.randint(0, 1000), random.random() * 100)"""
+#: A right sim.py, the base of its wrong variants.
+SIM_PY = """%%writefile sim.py
+import asyncio
+import json
+import os
+import random
+import sys
+import time
+
+import nats
+
+
+async def main():
+    interval, count = float(sys.argv[1]), int(sys.argv[2])
+    nc = await nats.connect(servers=os.environ["NATS_URL"].split(","))
+    for i in range(count):
+        payload = """ + PAYLOAD + """
+        print("publishing: " + payload)
+        await nc.publish("trash-level", payload.encode())
+        await asyncio.sleep(interval)
+    await nc.drain()
+
+
+asyncio.run(main())
+"""
+
+#: A right rep.py (04), the base of its wrong variants.
+REP_PY = """%%writefile rep.py
+import asyncio
+import json
+import os
+
+import nats
+
+
+async def main():
+    levels = {}
+    nc = await nats.connect(servers=os.environ["NATS_URL"].split(","))
+
+    async def on_reading(msg):
+        print("Received report: " + msg.data.decode())
+        reading = json.loads(msg.data)
+        levels[reading["can_id"]] = float(reading["level"])
+
+    async def on_request(msg):
+        can_id = msg.data.decode()
+        if can_id in levels:
+            answer = {"can_id": can_id, "level": levels[can_id]}
+        else:
+            answer = {"error": f"unknown can {can_id}"}
+        await msg.respond(json.dumps(answer).encode())
+
+    await nc.subscribe("trash-level", cb=on_reading)
+    await nc.subscribe("trash-report.level", cb=on_request)
+    await asyncio.Event().wait()
+
+
+asyncio.run(main())
+"""
+
+#: Realistic mistakes per exercise: grade_id of the answer cell -> wrong answers (each a whole cell, or
+#: ``(cell, test grade_ids)`` when it loses only those test cells of the exercise; otherwise it loses them all).
 #: Submission ``wrong-k`` answers every exercise with its k-th mistake (the reference where it has none).
 WRONG = {
     # 02: a first client (checked against the broker's trace) and /connz
@@ -74,29 +137,18 @@ WRONG = {
         "answer_helpers.graded = noop_graded  # patching a helper the checks are built from earns nothing\n\n"
         "def client_names(broker):\n    return ['watcher']\n",
     ],
-    # 03: the simulator and a wildcard
-    "publish-readings": [
-        "async def publish_readings(nc, count, interval):\n    for i in range(count + 1):  # one too many\n"
-        "        await nc.publish('trash-level', ('{\"can_id\":\"%d\", \"level\":\"%r\"}' % "
-        "(random.randint(0, 1000), random.random() * 100)).encode())\n        await asyncio.sleep(interval)\n",
-        "async def publish_readings(nc, count, interval):\n    for i in range(count):  # numbers, not strings\n"
-        "        await nc.publish('trash-level', json.dumps({'can_id': random.randint(0, 1000), "
-        "'level': random.random() * 100}).encode())\n        await asyncio.sleep(interval)\n",
-        "async def publish_readings(nc, count, interval):\n    for i in range(count):\n"
-        "        await nc.publish('trash-level', ('{\"can_id\":\"%d\", \"level\":\"%r\"}' % "
-        "(random.randint(0, 1000), random.random() * 100)).encode())\n"
-        "        asyncio.sleep(interval)  # missing await\n",
-        "async def publish_readings(nc, count, interval):\n    for i in range(count):\n"
-        "        await nc.publish('trash.level', ('{\"can_id\":\"%d\", \"level\":\"%r\"}' % "
-        "(random.randint(0, 1000), random.random() * 100)).encode())  # wrong subject\n"
-        "        await asyncio.sleep(interval)\n",
-        "async def publish_readings(nc, count, interval):\n    for i in range(count):\n"
-        "        await nc.publish('trash-level', b'{\"can_id\":\"135\", \"level\":\"42.5\"}')  # constant\n"
-        "        await asyncio.sleep(interval)\n",
-        "import time\n\nasync def publish_readings(nc, count, interval):\n    for i in range(count):\n"
-        "        await nc.publish('trash-level', ('{\"can_id\":\"%d\", \"level\":\"%r\"}' % "
-        "(random.randint(0, 1000), random.random() * 100)).encode())\n"
-        "        time.sleep(interval)  # blocks the event loop\n",
+    # 03: the simulator program and a wildcard
+    "sim-py": [
+        SIM_PY.replace(PAYLOAD, "json.dumps({'can_id': random.randint(0, 1000), 'level': random.random() * 100})"
+                       "  # numbers, not strings"),
+        SIM_PY.replace(PAYLOAD, "json.dumps({'can_id': str(random.randint(0, 1000)), "
+                       "'level': str(random.random() * 100)})  # json.dumps spacing"),
+        SIM_PY.replace("await asyncio.sleep(interval)", "time.sleep(interval)  # blocks the event loop"),
+        SIM_PY.replace('nats.connect(servers=os.environ["NATS_URL"].split(","))',
+                       'nats.connect("nats://iot-msg:4222")  # the lab\'s address, not NATS_URL'),
+        SIM_PY.replace("for i in range(count):", "while True:  # like sim.js: never ends"),
+        SIM_PY.replace("interval, count = float(sys.argv[1]), int(sys.argv[2])",
+                       "count, interval = int(sys.argv[1]), float(sys.argv[2])  # arguments swapped"),
     ],
     "watch-levels": [
         "async def watch_levels(nc, seen):\n    async def cb(msg):\n        seen.append(msg.subject)\n"
@@ -111,46 +163,46 @@ WRONG = {
         "async def watch_levels(nc, seen):\n    async def cb(msg):\n        seen.append(msg.subject)\n"
         "    return nc.subscribe('trash.*.level', cb=cb)  # missing await\n",
     ],
-    # 04: the report service's subscriber and responder
-    "keep-latest": [
-        "async def keep_latest(nc, levels):\n    async def cb(msg):\n        r = json.loads(msg.data)\n"
-        "        levels.setdefault(r['can_id'], float(r['level']))  # keeps the first, goes stale\n"
-        "    return await nc.subscribe('trash-level', cb=cb)\n",
-        "async def keep_latest(nc, levels):\n    async def cb(msg):\n        r = json.loads(msg.data)\n"
-        "        levels[r['can_id']] = r['level']  # a str, not a float\n"
-        "    return await nc.subscribe('trash-level', cb=cb)\n",
-        "async def keep_latest(nc, levels):\n    async def cb(msg):\n        r = json.loads(msg.data)\n"
-        "        levels[r['can_id']] = float(r['level'])\n"
-        "    return await nc.subscribe('trash.level', cb=cb)  # wrong subject\n",
-        "async def keep_latest(nc, levels):\n    async def cb(msg):\n        r = json.loads(msg.data)\n"
-        "        levels[r['can_id']] = 50.0  # constant\n"
-        "    return await nc.subscribe('trash-level', cb=cb)\n",
-        "async def keep_latest(nc, levels):\n    async def cb(msg):\n        r = json.loads(msg.data)\n"
-        "        levels[int(r['can_id'])] = float(r['level'])  # int keys\n"
-        "    return await nc.subscribe('trash-level', cb=cb)\n",
+    # 04: rep.py, one test cell per behaviour: a mistake loses only the cells listed with it
+    "rep-py": [
+        (REP_PY.replace('float(reading["level"])', 'reading["level"]  # a str, not a float'), ("rep-py-levels",)),
+        (REP_PY.replace("print(\"Received report: \" + msg.data.decode())", "print(msg.data)  # b'...', not rep.js's line"),
+         ("rep-py-reports",)),
+        (REP_PY.replace('            answer = {"error": f"unknown can {can_id}"}', "            return  # silence"),
+         ("rep-py-unknown",)),
+        (REP_PY.replace('levels[reading["can_id"]] = float(reading["level"])',
+                        'levels.setdefault(reading["can_id"], float(reading["level"]))  # keeps the first, goes stale'),
+         ("rep-py-levels",)),
+        (REP_PY.replace('nc.subscribe("trash-report.level"', 'nc.subscribe("trash-report.levels"'),
+         ("rep-py-levels", "rep-py-unknown")),
+        (REP_PY.replace('        if can_id in levels:\n            answer = {"can_id": can_id, "level": levels[can_id]}\n'
+                        '        else:\n            answer = {"error": f"unknown can {can_id}"}\n',
+                        '        answer = {"can_id": can_id, "level": levels[can_id]}  # KeyError for an unknown can\n'),
+         ("rep-py-unknown",)),
+        (REP_PY.replace('"level": levels[can_id]}', '"level": 50.0}  # constant'), ("rep-py-levels",)),
+        REP_PY.replace("    await asyncio.Event().wait()", "    pass  # ends at once"),
     ],
-    "serve-levels": [
-        "async def serve_levels(nc, levels):\n    async def cb(msg):\n"
-        "        await msg.respond(json.dumps({'can_id': msg.data.decode(), 'level': 50}).encode())  # constant\n"
-        "    return await nc.subscribe('trash-report.level', cb=cb)\n",
-        "async def serve_levels(nc, levels):\n    async def cb(msg):\n        print(msg.data)  # never answers\n"
-        "    return await nc.subscribe('trash-report.level', cb=cb)\n",
-        "async def serve_levels(nc, levels):\n    async def cb(msg):\n        c = msg.data.decode()\n"
-        "        if c in levels:  # silence for an unknown can\n"
-        "            await msg.respond(json.dumps({'can_id': c, 'level': levels[c]}).encode())\n"
-        "    return await nc.subscribe('trash-report.level', cb=cb)\n",
-        "async def serve_levels(nc, levels):\n    async def cb(msg):\n        c = msg.data.decode()\n"
-        "        await msg.respond(json.dumps({'can_id': c, 'level': levels.get(c)}).encode())\n"
-        "    return await nc.subscribe('trash-report.levels', cb=cb)  # wrong subject\n",
-        "async def serve_levels(nc, levels):\n    frozen = dict(levels)  # a snapshot: stale after a change\n"
-        "    async def cb(msg):\n        c = msg.data.decode()\n"
-        "        answer = {'can_id': c, 'level': frozen[c]} if c in frozen else {'error': 'unknown'}\n"
-        "        await msg.respond(json.dumps(answer).encode())\n"
-        "    return await nc.subscribe('trash-report.level', cb=cb)\n",
-        "async def serve_levels(nc, levels):\n    async def cb(msg):\n        c = msg.data.decode()\n"
-        "        answer = {'can_id': c, 'level': str(levels[c])} if c in levels else {'error': 'unknown'}\n"
-        "        await msg.respond(json.dumps(answer).encode())  # level as a string\n"
-        "    return await nc.subscribe('trash-report.level', cb=cb)\n",
+    "ask-level": [
+        "async def ask_level(nc, can_id, timeout):\n    try:\n"
+        "        msg = await nc.request('trash-report.level', can_id.encode(), timeout=timeout)\n"
+        "    except Exception:  # one answer for both cases\n        return {'error': 'no answer in time'}\n"
+        "    return json.loads(msg.data)\n",
+        "async def ask_level(nc, can_id, timeout):\n    try:\n"
+        "        msg = await nc.request('trash-report.level', can_id.encode(), timeout=5)  # not the timeout given\n"
+        "    except nats.errors.NoRespondersError:\n        return {'error': 'no report service'}\n"
+        "    except nats.errors.TimeoutError:\n        return {'error': 'no answer in time'}\n"
+        "    return json.loads(msg.data)\n",
+        "async def ask_level(nc, can_id, timeout):\n"
+        "    msg = await nc.request('trash-report.level', can_id.encode(), timeout=timeout)  # no except\n"
+        "    return json.loads(msg.data)\n",
+        "async def ask_level(nc, can_id, timeout):\n    try:\n"
+        "        return await nc.request('trash-report.level', can_id.encode(), timeout=timeout)  # the Msg\n"
+        "    except nats.errors.NoRespondersError:\n        return {'error': 'no report service'}\n"
+        "    except nats.errors.TimeoutError:\n        return {'error': 'no answer in time'}\n",
+        "async def ask_level(nc, can_id, timeout):\n    inbox = nc.new_inbox()\n    sub = await nc.subscribe(inbox)\n"
+        "    await nc.publish('trash-report.level', can_id.encode(), reply=inbox)\n"
+        "    msg = await sub.next_msg(timeout=None)  # hangs forever when nobody answers\n"
+        "    return json.loads(msg.data)\n",
     ],
     # 05: a client that records its outage (checked by killing the node it is on)
     "connect-recording": [
@@ -270,6 +322,16 @@ def wrong_answers(grade_id: str) -> list:
     return [found] if isinstance(found, str) else list(found)
 
 
+def mistake_source(entry) -> str:
+    """The cell of a WRONG entry."""
+    return entry[0] if isinstance(entry, tuple) else entry
+
+
+def mistake_loses(entry, tests: "list[tuple[str, float]]") -> "list[tuple[str, float]]":
+    """The test cells ``(grade_id, points)`` a WRONG entry must fail: those it names, else every one."""
+    return [t for t in tests if t[0] in entry[1]] if isinstance(entry, tuple) else list(tests)
+
+
 def nbgrader_meta(cell) -> dict:
     """A cell's nbgrader metadata ({} for plain cells)."""
     return cell.metadata.get("nbgrader", {})
@@ -323,7 +385,7 @@ def build_submission(release_nb, source_nb, kind: str, wrong: "dict | None" = No
         meta = nbgrader_meta(cell)
         if not meta.get("solution") or kind == "untouched" or (cell.cell_type != "code" and kind != "reference"):
             continue
-        cell.source = (wrong or {}).get(meta["grade_id"], answers[meta["grade_id"]])
+        cell.source = mistake_source((wrong or {}).get(meta["grade_id"], answers[meta["grade_id"]]))
     return nb
 
 
@@ -438,6 +500,48 @@ def test_student_version_has_no_solutions_or_hidden_tests():
             assert marker not in text, f"{nb_path.name} contains {marker!r}"
 
 
+@pytest.mark.quick
+@pytest.mark.parametrize("grade_id, right", [("sim-py", SIM_PY), ("rep-py", REP_PY)])
+def test_each_wrong_program_is_a_program_and_differs_from_the_right_one(grade_id, right):
+    """A variant whose replacement matched nothing would be the right program: a test that cannot fail."""
+    for entry in wrong_answers(grade_id):
+        cell = mistake_source(entry)
+        assert cell != right, f"{grade_id}: a wrong variant is the right program (its replace() matched nothing)"
+        assert cell.startswith("%%writefile "), cell[:40]
+        compile(cell.split("\n", 1)[1], f"{grade_id} variant", "exec")
+
+
+#: Notebooks whose exercises keep their answers off the student's page (issue 21; the others follow).
+ANSWER_OFF_THE_PAGE = ("03-simulator", "04-report-service")
+#: Shorter solution lines (``await nc.drain()``) are common idioms, not the answer.
+LONGEST_IDIOM = 24
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("name", ANSWER_OFF_THE_PAGE)
+def test_no_answer_stands_on_the_student_page(name):
+    """No solution line of 25 characters or more appears verbatim on the student page, and each exercise
+    has a collapsed hint (``<details>``) and an example of the expected output in the markdown above it."""
+    source = nbformat.read(SOURCE / name / f"{name}.ipynb", as_version=4)
+    page = (REPO / "notebooks" / f"{name}.ipynb").read_text()
+    student = nbformat.reads(page, as_version=4)
+    shown = "\n".join(c.source for c in student.cells)
+    markdown = ""
+    for cell in source.cells:
+        meta = nbgrader_meta(cell)
+        if cell.cell_type == "markdown" and not meta:
+            markdown += cell.source
+        if not (meta.get("solution") and cell.cell_type == "code"):
+            continue
+        inside = cell.source.split("### BEGIN SOLUTION", 1)[1].split("### END SOLUTION", 1)[0]
+        on_page = [line.strip() for line in inside.splitlines()
+                   if len(line.strip()) > LONGEST_IDIOM and line.strip() in shown]
+        assert not on_page, f"{name} {meta['grade_id']}: the student page shows the answer's lines {on_page}"
+        assert "<details>" in markdown, f"{name} {meta['grade_id']}: no collapsed hint (<details>) above the exercise"
+        assert "Expected output" in markdown, f"{name} {meta['grade_id']}: no example of the expected output above it"
+        markdown = ""
+
+
 # ----- autograding -----------------------------------------------------------------------------
 def test_reference_solutions_get_full_marks(graded):
     """The reference submission is the instructor version (solutions, hidden tests restored by nbgrader):
@@ -474,8 +578,8 @@ def test_each_wrong_answer_loses_exactly_that_exercise(graded):
     assert broken, "no exercise was answered wrongly on purpose (WRONG is empty?)"
     for (name, kind), wrong in broken.items():
         tests = dict(exercises(sources[name]))
-        lost_ids = {tid for gid in wrong for tid, _ in tests[gid]}
-        lost = sum(points for gid in wrong for _, points in tests[gid])
+        lost_ids = {tid for gid, entry in wrong.items() for tid, _ in mistake_loses(entry, tests[gid])}
+        lost = sum(points for gid, entry in wrong.items() for _, points in mistake_loses(entry, tests[gid]))
         ref, got = graded["scores"][f"reference/{name}"], graded["scores"][f"{kind}/{name}"]
         assert got["score"] == ref["score"] - lost, \
             f"{name} {kind}: wrong {sorted(wrong)} scored {got}, expected to lose {lost} of {ref}"

@@ -138,7 +138,9 @@ def test_notebook_runs_then_reruns_in_one_kernel(path: Path, kernel_dir: Path, t
     nb = nbformat.read(path, as_version=4)
     state = tmp_path / "state"
     state.mkdir()
-    client = _client(nb, kernel_dir, path.parent)
+    work = tmp_path / "work"  # the kernel's folder, as notebooks/ is a student's: %%writefile sim.py lands here
+    work.mkdir()
+    client = _client(nb, kernel_dir, work)
     started = time.monotonic()
     again = 2 if RERUN_EACH_CELL else 1
     with client.setup_kernel(env=_kernel_env(str(state))):

@@ -39,6 +39,7 @@ _LAZY = {
     "services.kvlevels": ("KVLevels",),
     "servers.monitor": ("monitor",),
     "services.ping": ("ping",),
+    "services.programs": ("Program", "run_program"),
     "servers.processes": ("ManagedProcess", "children", "reap_orphans", "stop_all"),
     "services.report": ("MemoryLevels", "ReportService", "discover", "query_level", "query_levels", "query_stats"),
     "services.simulator": ("Simulator",),
@@ -64,7 +65,7 @@ __all__ = [
     # the chaos menu (the rest are methods of Broker and Cluster)
     "chaos_drill", "slow_consumer", "SlowConsumer",
     # processes like containers, subscribers, clean-up
-    "spawn_simulator", "spawn_simulators", "spawn_report", "spawned", "stop_spawned", "ServiceProcess", "summary",
+    "run_program", "spawn_simulator", "spawn_simulators", "spawn_report", "spawned", "stop_spawned", "ServiceProcess", "summary",
     "watch", "start_subscribers", "stop_subscribers", "wait_total", "delivery_table", "process_table",
     "stop_everything", "ManagedProcess", "children", "reap_orphans", "stop_all", "sequence_loss",
     # classroom mode

@@ -157,7 +157,8 @@ class ManagedProcess:
 
     def __init__(self, argv: Sequence[str], *, kind: str, name: str, env: Optional[dict] = None,
                  keep_lines: int = 2000, echo: bool = False,
-                 on_line: Optional[Callable[[str], None]] = None, disposable: bool = False) -> None:
+                 on_line: Optional[Callable[[str], None]] = None, disposable: bool = False,
+                 split_stderr: bool = False, cwd: Optional[str] = None) -> None:
         self.argv = [str(a) for a in argv]  # never a password: that goes in ``env`` or a 0600 file
         #: its state lives only in trashlab's temporary folders: at interpreter exit it is SIGKILLed, not
         #: asked to stop, so those folders are gone before a kernel's shutdown grace period ends
@@ -166,12 +167,14 @@ class ManagedProcess:
         self.kind = kind
         self.name = name
         self.echo = echo
-        self._lines: Deque[str] = collections.deque(maxlen=keep_lines)
+        # (stream, line) in arrival order; stream is "stderr" only for a child started with split_stderr
+        self._lines: Deque[tuple[str, str]] = collections.deque(maxlen=keep_lines)
         self.line_count = 0
         reap_orphans()
         self.popen = _spawn(dict(
-            args=self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=None if env is None else {**os.environ, **env}, bufsize=1, text=True, errors="replace",
+            args=self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE if split_stderr else subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, env=None if env is None else {**os.environ, **env}, cwd=cwd, bufsize=1,
+            text=True, errors="replace",
         ))
         self.pid = self.popen.pid
         self.started_at = time.time()
@@ -180,32 +183,43 @@ class ManagedProcess:
             "pid": self.pid, "create_time": _create_time(self.pid), "exe": os.path.basename(self.argv[0]),
             **_owner(), "kind": kind, "name": name, "argv": redact_all(self.argv),
         })
-        self._reader = threading.Thread(target=self._read, name=f"trashlab-{kind}-{name}", daemon=True)
-        self._reader.start()
+        self._readers = [threading.Thread(target=self._read, args=(stream, "stdout"), daemon=True,
+                                          name=f"trashlab-{kind}-{name}")
+                         for stream in [self.popen.stdout] if stream is not None]
+        if self.popen.stderr is not None:
+            self._readers.append(threading.Thread(target=self._read, args=(self.popen.stderr, "stderr"),
+                                                  name=f"trashlab-{kind}-{name}-stderr", daemon=True))
+        for reader in self._readers:
+            reader.start()
         with _lock:
             _children.append(self)
 
-    def _read(self) -> None:
-        assert self.popen.stdout is not None
-        for line in self.popen.stdout:
+    def _read(self, stream, label: str) -> None:
+        for line in stream:
             line = line.rstrip("\n")
-            self._lines.append(line)
+            self._lines.append((label, line))
             self.line_count += 1
             if self.on_line is not None:
                 self.on_line(line)
             if self.echo:
                 print(line, flush=True)
+        stream.close()
         self.popen.wait()
         self._forget()
 
     def tail(self, n: int = 10) -> list[str]:
         """The last ``n`` lines the process printed."""
-        return list(self._lines)[-n:]
+        return [line for _, line in list(self._lines)[-n:]] if n > 0 else []
+
+    def lines(self, n: Optional[int] = None) -> "list[tuple[str, str]]":
+        """The last ``n`` lines (all kept ones by default) as ``(stream, line)``: stream is ``stdout`` or ``stderr``."""
+        kept = list(self._lines)
+        return kept if n is None else kept[-n:] if n > 0 else []
 
     @property
     def output(self) -> str:
         """Everything kept from its output (the newest lines), as one string."""
-        return "\n".join(self._lines)
+        return "\n".join(line for _, line in self._lines)
 
     @property
     def alive(self) -> bool:
@@ -227,8 +241,9 @@ class ManagedProcess:
             code = self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
-        if self._reader is not threading.current_thread():
-            self._reader.join(1.0)
+        for reader in self._readers:
+            if reader is not threading.current_thread():
+                reader.join(1.0)
         return code
 
     def terminate(self) -> None:

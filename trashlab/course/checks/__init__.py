@@ -112,8 +112,11 @@ from ._answer import call as call
 
 # the checks of each notebook (imported last: they use the helpers above)
 from .broker import check_client_names as check_client_names, check_hello as check_hello
-from .simulator import check_publish_readings as check_publish_readings, check_wildcard as check_wildcard
-from .report import check_latest_levels as check_latest_levels, check_responder as check_responder
+from .simulator import (check_publish_readings as check_publish_readings, check_sim_program as check_sim_program,
+                        check_wildcard as check_wildcard)
+from .report import (check_latest_levels as check_latest_levels, check_rep_levels as check_rep_levels,
+                     check_rep_reports as check_rep_reports, check_rep_unknown as check_rep_unknown,
+                     check_requester as check_requester, check_responder as check_responder)
 from .cluster import check_outage as check_outage
 from .jetstream import check_publish_acked as check_publish_acked
 from .cleanup import check_shut_down as check_shut_down

@@ -6,6 +6,10 @@ so a simulator running in the notebook cannot blur the result, and killing a nod
 hands the student's function a connection to it, and watches from a connection of its own.
 Everything it starts is stopped, and its folder removed, before it returns.
 
+A student's program (``sim.py``, ``rep.py``) runs the same way: as its own process
+(:func:`~trashlab.services.programs.run_program`) with the private broker in its ``$NATS_URL``, killed when
+the check ends; a crash becomes the ✘ line with its last stderr lines.
+
 (Calling the student's function and keeping stderr clean: ``_answer``; the server's own view of a
 connection, from its monitoring port: ``_truth``.)
 """
@@ -14,16 +18,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import time
 import uuid
+from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
 from nats.aio.client import Client
 
+from ...errors import BrokerError, CheckFailed
 from ...servers.broker import Broker
 from ...servers.connection import connect
-from . import failed
+from ...servers.monitor import fetch
+from ...services.programs import Program, run_program
+from . import _short, failed
 from ._answer import answer
 
 #: The longest a check waits for messages still on their way once the student's code has returned.
@@ -121,3 +130,97 @@ async def publish_to(broker: Broker, messages: "list[tuple[str, bytes]]", nc: Cl
         for subject, data in messages:
             await pub.publish(subject, data)
         await delivered(pub, nc, [sub])
+
+
+# ----- the student's programs ------------------------------------------------------------------------
+#: Seconds a program may take to start and connect before the check says it never reached its broker.
+CONNECT_WITHIN = 10.0
+#: Seconds between a program's first subscription and its last one, at most (they come together at its start).
+REST_WITHIN = 2.0
+USE_NATS_URL = ("connect to the servers in os.environ[\"NATS_URL\"] (comma-separated), never to a fixed "
+                "address or name")
+
+
+def program_file(path: Any, default: str) -> Path:
+    """The student's program file, or the ✘ line saying which cell writes it."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        raise failed(f"give the program's file name, e.g. {default!r}, not {_short(path)}")
+    file = Path(path)
+    if not file.is_file():
+        raise failed(f"there is no {file} in {os.getcwd()} yet: run the exercise's %%writefile {file.name} cell, "
+                     "then this one")
+    return file
+
+
+def clients_seen(monitor_url: str, own: str) -> int:
+    """How many NATS clients other than the check's own (named ``own``) connected since the server started,
+    closed ones included (``/connz?state=all``; a bare TCP probe sends no CONNECT, so it has no ``lang``)."""
+    try:
+        conns = fetch(monitor_url, "connz?state=all&limit=1000").get("connections") or []
+    except (BrokerError, ValueError):
+        return 0
+    return sum(1 for c in conns if c.get("lang") and c.get("name") != own)
+
+
+def crashed(program: Program, what: str) -> CheckFailed:
+    """The ✘ line of a program that ended with an error: its last stderr lines."""
+    if any("NotImplementedError" in line for line in program.stderr(3)):
+        return failed(f"{program.path.name} is not written yet: replace `raise NotImplementedError()` with your "
+                      "code, run that cell, then this one")
+    return failed(f"{what} crashed (exit code {program.returncode}): {program.failure()}")
+
+
+@contextlib.asynccontextmanager
+async def student_program(file: Path, *args: Any, broker: Broker) -> AsyncIterator[Program]:
+    """The student's file running as its own process against ``broker`` (in its ``$NATS_URL``), killed at the end."""
+    program = run_program(file, *args, name=unique(f"check-{file.stem}-"), servers=broker.url)
+    try:
+        yield program
+    finally:
+        program.kill()
+
+
+def _their_subjects(monitor_url: str, own: str) -> "set[str]":
+    """The subjects the open connections other than the check's own (named ``own``) subscribe to."""
+    try:
+        conns = fetch(monitor_url, "connz?subs=detail&limit=1000").get("connections") or []
+    except (BrokerError, ValueError):
+        return set()
+    return {sub.get("subject") for c in conns if c.get("name") != own
+            for sub in c.get("subscriptions_list_detail") or []}
+
+
+async def subscribed(program: Program, broker: Broker, subjects: "tuple[str, ...]", what: str, own: str) -> None:
+    """Wait until the server shows a subscription on each of ``subjects`` by a connection not the check's own
+    (named ``own``): the program is ready. ✘ when it ended first (a crash shows its stderr) or never got there."""
+    started = time.monotonic()
+    seen: "set[str]" = set()
+    first: "list[float]" = []  # when its first subscription showed: a program subscribes to all within moments
+
+    def ready() -> bool:
+        nonlocal seen
+        seen = _their_subjects(broker.monitor_url, own)
+        if seen and not first:
+            first.append(time.monotonic())
+        return (not program.alive or set(subjects) <= seen
+                or bool(first) and time.monotonic() - first[0] > REST_WITHIN)
+
+    await poll(ready, CONNECT_WITHIN, every=0.1)
+    if not program.alive:
+        raise await ended(program, what, f" before it subscribed to {', '.join(subjects)}")
+    missing = sorted(set(subjects) - seen)
+    if missing:
+        if not clients_seen(broker.monitor_url, own):
+            raise failed(f"{what}: in {time.monotonic() - started:.0f} s it never connected to the broker it was "
+                         f"given: {USE_NATS_URL}")
+        raise failed(f"{what}: after {time.monotonic() - started:.1f} s the server shows no subscription on "
+                     f"{', '.join(missing)} (it subscribes to {sorted(seen) or 'nothing'})")
+
+
+async def ended(program: Program, what: str, when: str = "") -> CheckFailed:
+    """The ✘ line of a service program that is gone (or going): its crash, or that it ended on its own."""
+    await program.wait(2)
+    if program.returncode:
+        return crashed(program, what)
+    return failed(f"{what} ended (exit code {program.returncode}){when}: a service keeps running until it is "
+                  "stopped")

@@ -1,19 +1,21 @@
-"""Checks of notebook 03 (the simulator): the student's publisher, and a wildcard subscription.
+"""Checks of notebook 03 (the simulator): the student's ``sim.py`` program, and a wildcard subscription.
 
 Each runs on a private broker of the check's own and judges only what that broker carried.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
-from typing import Callable, Sequence
+from typing import Any, AsyncIterator, Callable, Sequence
 
 from ...message import SUBJECT
 from . import _short, failed, passed
 from ._answer import answer, graded, require_function
-from ._live import SETTLE, client, delivered, poll, private_broker, publish_to, student_subscribes
+from ._live import (CONNECT_WITHIN, SETTLE, USE_NATS_URL, client, clients_seen, crashed, delivered, poll,
+                    private_broker, program_file, publish_to, student_program, student_subscribes)
 
 #: sim.js's bytes: ``{"can_id":"135", "level":"42.930236081376314"}`` (no space after ``:``, one after ``,``).
 WIRE = re.compile(rb'^\{"can_id":"(\d{1,4})", "level":"(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"\}$')
@@ -35,32 +37,17 @@ def _format_problem(data: bytes) -> str:
     return f"{data!r} is not byte for byte sim.js's format: '{{\"can_id\":\"135\", \"level\":\"42.93\"}}'"
 
 
-@graded
-async def check_publish_readings(publish_readings: Callable, count: int = 5, interval: float = 0.1) -> None:
-    """``await publish_readings(nc, count, interval)``: ``count`` readings on trash-level, sim.js's format, ``interval`` apart."""
-    name = require_function(publish_readings, "publish_readings")
-    arrived: list = []
-    elsewhere: list = []
-    what = f"await {name}(nc, {count}, {interval:g})"
-    async with private_broker() as broker, client(broker.url, "trashlab-check") as watch:
-        async def on_reading(msg) -> None:
-            arrived.append((time.monotonic(), msg.data))
-
-        async def on_any(msg) -> None:
-            if msg.subject != SUBJECT:
-                elsewhere.append(msg.subject)
-        subs = [await watch.subscribe(SUBJECT, cb=on_reading), await watch.subscribe(">", cb=on_any)]
-        await watch.flush()
-        async with client(broker.url, "your-publisher") as nc:  # connected after the SUBs: see _live.client
-            await answer(publish_readings, nc, count, interval, what=what, timeout=count * interval * 3 + 5)
-            await delivered(nc, watch, subs)
-        await poll(lambda: len(arrived) >= count, SETTLE)  # in case the student closed nc
+def _judge(arrived: "list[tuple[float, bytes]]", elsewhere: "list[str]", count: int, interval: float,
+           what: str, fewer: str = "") -> float:
+    """✘ unless ``arrived`` (arrival time, bytes) is ``count`` readings in sim.js's format, ``interval`` s apart;
+    the seconds from first to last. ``fewer`` is the hint when fewer than ``count`` arrived."""
     if not arrived:
         where = f" (it carried {len(elsewhere)} on {sorted(set(elsewhere))[:3]})" if elsewhere else ""
         raise failed(f"{what}: nothing arrived on {SUBJECT!r}{where}: publish on the lab's subject "
                      "with await nc.publish(\"trash-level\", payload)")
     if len(arrived) != count:
-        raise failed(f"{what}: {len(arrived)} readings arrived, expected exactly {count}")
+        raise failed(f"{what}: {len(arrived)} readings arrived, expected exactly {count}"
+                     + (fewer if len(arrived) < count else ""))
     ids, levels = [], []
     for _, data in arrived:
         m = WIRE.match(data)
@@ -84,7 +71,77 @@ async def check_publish_readings(publish_readings: Callable, count: int = 5, int
     if span > 3 * want + 1.0:
         raise failed(f"{what}: the readings took {span:.2f} s, expected about {want:.2f} s "
                      f"(one every {interval:g} s)")
+    return span
+
+
+#: The connection name of the check's own subscriber.
+WATCHER = "trashlab-check"
+
+
+@contextlib.asynccontextmanager
+async def _watched() -> AsyncIterator[tuple]:
+    """A private broker and the check's own subscriber to it: ``(broker, watch, subs, arrived, elsewhere)``,
+    ``arrived`` filling with ``(arrival time, bytes)`` of each reading on trash-level, ``elsewhere`` with the
+    subjects of anything else."""
+    arrived: "list[tuple[float, bytes]]" = []
+    elsewhere: "list[str]" = []
+    async with private_broker() as broker, client(broker.url, WATCHER) as watch:
+        async def on_reading(msg) -> None:
+            arrived.append((time.monotonic(), msg.data))
+
+        async def on_any(msg) -> None:
+            if msg.subject != SUBJECT:
+                elsewhere.append(msg.subject)
+        subs = [await watch.subscribe(SUBJECT, cb=on_reading), await watch.subscribe(">", cb=on_any)]
+        await watch.flush()
+        yield broker, watch, subs, arrived, elsewhere
+
+
+@graded
+async def check_publish_readings(publish_readings: Callable, count: int = 5, interval: float = 0.1) -> None:
+    """``await publish_readings(nc, count, interval)``: ``count`` readings on trash-level, sim.js's format, ``interval`` apart."""
+    name = require_function(publish_readings, "publish_readings")
+    what = f"await {name}(nc, {count}, {interval:g})"
+    async with _watched() as (broker, watch, subs, arrived, elsewhere):
+        async with client(broker.url, "your-publisher") as nc:  # connected after the SUBs: see _live.client
+            await answer(publish_readings, nc, count, interval, what=what, timeout=count * interval * 3 + 5)
+            await delivered(nc, watch, subs)
+        await poll(lambda: len(arrived) >= count, SETTLE)  # in case the student closed nc
+    span = _judge(arrived, elsewhere, count, interval, what)
     return passed(f"{what}: {count} readings in sim.js's format, {span:.2f} s from first to last")
+
+
+@graded
+async def check_sim_program(path: Any = "sim.py", interval: float = 0.2, count: int = 5) -> None:
+    """``python sim.py INTERVAL COUNT`` with the broker in ``$NATS_URL``: ``count`` readings, sim.js's format, then it ends."""
+    file = program_file(path, "sim.py")
+    what = f"python {file.name} {interval:g} {count}"
+    limit = count * interval * 2 + 10  # a busy machine starts a Python process in a few seconds
+    async with _watched() as (broker, watch, subs, arrived, elsewhere):
+        async with student_program(file, f"{interval:g}", count, broker=broker) as program:
+            started = time.monotonic()
+            await poll(lambda: not program.alive or arrived, min(limit, CONNECT_WITHIN))
+            if program.alive and not arrived and not clients_seen(broker.monitor_url, WATCHER):
+                raise failed(f"{what}: still running after {time.monotonic() - started:.0f} s, and it never "
+                             "connected to the broker it was given: " + USE_NATS_URL)
+            await poll(lambda: not program.alive or len(arrived) > count, limit - (time.monotonic() - started))
+            connected = clients_seen(broker.monitor_url, WATCHER) > 0
+            if program.alive:
+                raise failed(f"{what}: {len(arrived)} readings arrived and it was still running after "
+                             f"{time.monotonic() - started:.0f} s"
+                             + (": it should stop after COUNT readings (the second argument)"
+                                if len(arrived) > count else
+                                ": after COUNT readings it should drain the connection and end"))
+            await program.wait(2)
+            await delivered(None, watch, subs)  # what the server took from the program before it ended is here
+    if program.returncode != 0:
+        raise crashed(program, what)
+    if not arrived and not elsewhere and not connected:
+        raise failed(f"{what}: it never connected to the broker it was given: " + USE_NATS_URL)
+    span = _judge(arrived, elsewhere, count, interval, what,
+                  fewer=": the last ones were still in nats-py's buffer when the program ended; drain the "
+                        "connection (await nc.drain()) before it ends")
+    return passed(f"{what}: {count} readings in sim.js's format, {span:.2f} s from first to last, then it ended")
 
 
 #: Subjects of the wildcard exercise: those to catch, those to leave alone.
