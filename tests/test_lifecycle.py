@@ -34,7 +34,7 @@ async def test_every_component_starts_once_reports_where_it_is_and_stops(shared_
 async def test_rejected_is_a_table_and_rejected_count_a_number_on_every_reader(shared_broker):
     col = await trashlab.Collector(shared_broker.url, subject="life.b").start()
     rep = await trashlab.ReportService(shared_broker.url, subject="life.b", name="life-b").start()
-    nc = await trashlab.connect(shared_broker.url)
+    nc = await trashlab.servers.connection.connect(shared_broker.url)
     for payload in (b'{"can_id":"1", "level":"5"}', b"not json"):
         await nc.publish("life.b", payload)
     await nc.flush()

@@ -369,7 +369,7 @@ async def chaos_drill(cluster: Any, fault: str = "lame_duck", *, rate: float = 2
     """Cause ``fault`` while sequence-numbered readings flow from one node to a collector on another; undo it.
 
     ``fault``: ``"kill"``, ``"lame_duck"``, ``"drop"`` (``percent`` % lost), ``"partition"``, ``"step_down"``
-    (JetStream: needs ``Cluster(3, jetstream=True)``). Returns a :class:`~trashlab.FailoverResult`:
+    (JetStream: needs ``Cluster(3, jetstream=True)``). Returns a :class:`~trashlab.course.failover.FailoverResult`:
     published, received, lost, largest gap between arrivals, reconnect time of the collector.
     """
     from .._progress import wait_until
