@@ -165,7 +165,8 @@ async def test_broker_killed_and_restarted_clients_resume_and_loss_is_reported(c
         assert await col.wait_for(before + 500, timeout=20) >= before + 500, "collector stopped again"
         assert sim.running and sim.published > at_kill + 500, "simulator did not resume"
     finally:
-        published = await sim.stop()
+        await sim.stop()
+        published = sim.published
         await col.wait_for(published, timeout=3)
         await col.stop()
         broker.stop()

@@ -3,6 +3,7 @@ that warn, and an import with no side effects (docs/architecture.md "The public 
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 import subprocess
@@ -109,3 +110,87 @@ def test_import_trashlab_loads_nothing_heavy_and_starts_nothing():
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["[]", "1", "0"], \
         f"import trashlab should load no pandas/matplotlib/IPython/nats, run 1 thread, start 0 processes; saw {out.stdout}"
+
+
+@pytest.mark.nats  # a real kernel
+def test_a_kernel_is_set_up_at_first_use_not_at_import():
+    """``import trashlab`` changes nothing in a kernel; the first public name a cell uses sets it up, once."""
+    import shutil
+
+    from kernels import Kernel
+
+    k = Kernel.start()
+    try:
+        handlers = "sum(type(h).__name__ == '_CellStderr' for h in logging.getLogger('trashlab').handlers)"
+        first = k.ok(f"import logging, trashlab\nprint('after import:', {handlers})").text
+        assert "after import: 0" in first, f"import trashlab set the kernel up (a side effect): {first!r}"
+        used = k.ok(f"trashlab.Broker; trashlab.checks; trashlab.notebook.kernel.setup_kernel()\n"
+                    f"print('after use:', {handlers})").text
+        assert "after use: 1" in used, f"the first use should set the kernel up exactly once: {used!r}"
+        reply = k.run("raise trashlab.errors.BadArgument('one line please')")
+        assert reply.status == "error" and len(reply.errors) == 1, reply
+        lines = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in reply.errors[0][2]]
+        assert lines == ["BadArgument: one line please"], f"a trashlab error shows as one line: {reply.errors[0]}"
+    finally:
+        k.shutdown()
+        shutil.rmtree(k.state, ignore_errors=True)
+
+
+#: docs/architecture.md "One start/stop convention": a process or a view has plain verbs, a NATS client awaited ones
+PLAIN = ["trashlab.servers.broker.Broker", "trashlab.servers.cluster.Cluster", "trashlab.servers.accounts.AccountsBroker",
+         "trashlab.servers.classroom.ClassHub", "trashlab.notebook.dashboard.LiveDashboard",
+         "trashlab.notebook.flowmap.FlowMap"]
+AWAITED = ["trashlab.services.simulator.Simulator", "trashlab.services.collector.Collector",
+           "trashlab.services.report.ReportService", "trashlab.servers.chaos.SlowConsumer",
+           "trashlab.notebook.classview.ClassWatch", "trashlab.notebook.classview.ClassView"]
+SERVERS = PLAIN[:4]
+
+
+def _component(path: str) -> type:
+    import importlib
+
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+@pytest.mark.parametrize("path", PLAIN + AWAITED)
+def test_every_component_follows_one_start_stop_convention(path):
+    cls = _component(path)
+    awaited = path in AWAITED
+    for verb in ("start", "stop"):
+        method = getattr(cls, verb)
+        assert inspect.iscoroutinefunction(method) == awaited, \
+            f"{path}.{verb}() should be {'awaited' if awaited else 'a plain call'} (docs/architecture.md)"
+    stop_returns = inspect.signature(cls.stop).return_annotation
+    assert stop_returns in (None, "None"), f"{path}.stop() should return None, it says {stop_returns!r}"
+    start_returns = str(inspect.signature(cls.start).return_annotation).strip("'\"")
+    assert start_returns in {c.__name__ for c in cls.__mro__} | {"C", "V", "S"}, f"{path}.start() should return the component: {start_returns!r}"
+    if path in SERVERS:
+        assert inspect.iscoroutinefunction(cls.astart) and inspect.iscoroutinefunction(cls.astop), \
+            f"{path} needs await astart()/astop() that do not block the event loop"
+    from trashlab.services.spawn import ServiceProcess
+
+    assert inspect.signature(ServiceProcess.stop).return_annotation in (None, "None"), "ServiceProcess.stop() returns None"
+
+
+@pytest.mark.nats
+async def test_a_server_stops_without_blocking_the_loop():
+    broker = await trashlab.Broker().astart()
+    assert broker.running
+    ticks = []
+
+    async def tick():
+        while True:
+            ticks.append(1)
+            await asyncio.sleep(0.01)
+
+    ticker = asyncio.get_running_loop().create_task(tick())
+    try:
+        assert await broker.astop() is None
+    finally:
+        ticker.cancel()
+    assert not broker.running, "astop() returned while the server still ran"
+    assert ticks, "the event loop did not run while the server stopped"
+    async with trashlab.Broker() as again:
+        assert again.running
+    assert not again.running

@@ -460,13 +460,12 @@ class Collector(RejectsReadings, NatsComponent):
         return (f"{self.count} of {count if count is not None else '?'} readings arrived ({self.rate:.1f} per s): "
                 "wait longer or ask for fewer")
 
-    async def stop(self) -> int:
-        """Deliver what is already buffered, unsubscribe and close; return ``count``. Never raises
-        because the server is gone."""
+    async def stop(self) -> None:
+        """Deliver what is already buffered, unsubscribe and close (``received`` says how many arrived).
+        Never raises because the server is gone."""
         await super().stop()
         self._sub = None
         self._queue = None
-        return self.count
 
     def count_since(self, start: float) -> int:
         """Valid readings received at or after ``start`` (unix time), among the rows kept."""
