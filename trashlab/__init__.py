@@ -10,10 +10,9 @@ service you can ask for levels at any time. Start with::
 
 ``__all__`` is what a student or a notebook uses (at most 35 names). The plumbing lives in submodules:
 ``trashlab.processes`` (child processes, reaping), ``trashlab.classroom`` (a class hub, join/leave),
-``trashlab.servers`` (brokers, names, connecting,
-monitoring, the classroom hub, the chaos menu), ``trashlab.services`` (the microservices, spawned
-processes), ``trashlab.notebook`` (dashboard, flow map, plots, kernel set-up), ``trashlab.course``
-(checks, drills), ``trashlab.errors`` and ``trashlab.message``. A name that left ``__all__`` still
+``trashlab.servers`` (brokers, names, connecting, monitoring, the chaos menu), ``trashlab.services``
+(the microservices, spawned processes), ``trashlab.notebook`` (dashboard, flow map, plots, kernel
+set-up), ``trashlab.course`` (checks, drills), ``trashlab.errors`` and ``trashlab.message``. A name that left ``__all__`` still
 works as ``trashlab.<name>`` with a ``FutureWarning`` (shown everywhere) naming its new spelling.
 
 Importing trashlab has no side effects. In a Jupyter kernel, the first public name a cell uses sets
@@ -28,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ._aio import run
 from .errors import TrashlabError
 
-if sys.version_info < (3, 11):  # refused in one line: the pinned wheels (pandas 3.1) need 3.11 (README "Supported")
+if sys.version_info < (3, 11):  # refused in one line: the pinned wheels (pandas 3.1) need 3.11 (README "Supported systems")
     raise ImportError(f"trashlab needs Python 3.11 or newer (this is {sys.version.split()[0]}): "
                       "create the venv with a newer Python, e.g. `python3.11 -m venv .venv`")
 
