@@ -194,3 +194,13 @@ async def test_a_server_stops_without_blocking_the_loop():
     async with trashlab.Broker() as again:
         assert again.running
     assert not again.running
+
+
+@pytest.mark.nats  # a Python process of its own: nothing imported yet but trashlab
+def test_every_new_spelling_works_right_after_import_trashlab():
+    """``trashlab.services.report.discover`` needs no ``import trashlab.services.report`` first."""
+    spellings = sorted(trashlab._new_spelling(n) for n in trashlab._WHERE if n not in trashlab.__all__)
+    script = "import trashlab\n" + "".join(f"{s}\n" for s in spellings) + "print('all', len(%r))" % spellings
+    out = subprocess.run([sys.executable, "-W", "error::FutureWarning", "-c", script],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0 and "all" in out.stdout, f"a new spelling fails after a bare import trashlab:\n{out.stderr}"

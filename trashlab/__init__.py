@@ -25,6 +25,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from ._aio import run
+from ._lazy import submodules
 from .errors import TrashlabError
 
 if sys.version_info < (3, 11):  # refused in one line: the pinned wheels (pandas 3.1) need 3.11 (README "Supported systems")
@@ -144,12 +145,12 @@ def _kernel_first_use() -> None:
 
 
 _kernel_ready = False
+_submodule = submodules(__name__)
 
 
 def __getattr__(name: str) -> Any:
     """Load a public name, or a submodule such as ``trashlab.plots``, on first use."""
     import importlib
-    import importlib.util
 
     if name in _WHERE:
         value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
@@ -162,10 +163,8 @@ def __getattr__(name: str) -> Any:
             return value  # not cached: every use of the old spelling warns
     elif name in _MODULES:
         value = importlib.import_module(f".{_MODULES[name]}", __name__)  # trashlab.plots, trashlab.docker, ...
-    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
-        value = importlib.import_module(f".{name}", __name__)  # a subpackage: trashlab.servers, ...
     else:
-        raise AttributeError(f"module 'trashlab' has no attribute {name!r}")
+        value = _submodule(name)  # a subpackage: trashlab.servers, ...; else AttributeError
     _kernel_first_use()
     globals()[name] = value
     return value
