@@ -152,6 +152,8 @@ def __getattr__(name: str) -> Any:
     """Load a public name, or a submodule such as ``trashlab.plots``, on first use."""
     import importlib
 
+    if not name.startswith("_"):
+        _kernel_first_use()  # before the import below: ■ during a first import of pandas then shows one line
     if name in _WHERE:
         value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
         if name not in __all__:
@@ -159,13 +161,11 @@ def __getattr__(name: str) -> Any:
 
             warnings.warn(f"trashlab.{name} moved to {_new_spelling(name)}: use that spelling "
                           f"(trashlab.{name} will be removed)", FutureWarning, stacklevel=2)
-            _kernel_first_use()
             return value  # not cached: every use of the old spelling warns
     elif name in _MODULES:
         value = importlib.import_module(f".{_MODULES[name]}", __name__)  # trashlab.plots, trashlab.docker, ...
     else:
         value = _submodule(name)  # a subpackage: trashlab.servers, ...; else AttributeError
-    _kernel_first_use()
     globals()[name] = value
     return value
 
