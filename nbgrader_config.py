@@ -1,6 +1,6 @@
 # nbgrader configuration for the trashlab course (nbgrader 0.9.x). Run nbgrader from the repository root.
 #
-#   course/source/lab/*.ipynb   the instructor version with solutions: the ONE source of truth (committed)
+#   course/source/<notebook>/<notebook>.ipynb   the instructor version with solutions: the ONE source of truth (committed)
 #   notebooks/*.ipynb           the student version, generated from it: python -m trashlab_instructor generate
 #   course/release, submitted, autograded, feedback, gradebook.db, exchange: working state, never committed
 #

@@ -266,7 +266,7 @@ async def feed(col: "trashlab.Collector", rows: int) -> None:
     """Hand ``rows`` more readings to the collector's subscription callback, as if they arrived."""
     start = col._count + len(col._raw)
     for i in range(start, start + rows):
-        await col._on_msg(types.SimpleNamespace(data=_FEED[i % len(_FEED)], subject=trashlab.SUBJECT))
+        await col._on_msg(types.SimpleNamespace(data=_FEED[i % len(_FEED)], subject=trashlab.message.SUBJECT))
 
 
 def jupyterlab_dashboard(col: "trashlab.Collector", renderer: str) -> "trashlab.LiveDashboard":

@@ -28,7 +28,7 @@ import pytest
 # touches what a developer runs by hand beside them.
 os.environ["TRASHLAB_STATE_DIR"] = tempfile.mkdtemp(prefix="trashlab-test-state-")
 os.environ.pop("NATS_URL", None)
-# A class the developer joined (trashlab.join) must not turn the tests' brokers into leaf nodes.
+# A class the developer joined (trashlab.classroom.join) must not turn the tests' brokers into leaf nodes.
 os.environ["TRASHLAB_CLASS_FILE"] = os.path.join(os.environ["TRASHLAB_STATE_DIR"], "no-class.json")
 
 import trashlab
@@ -41,7 +41,7 @@ COURSE_MODULES = {"test_notebooks", "test_grading", "test_binder", "test_browser
 SLOW_MODULES = {"test_benchmark"}
 #: modules whose tests are ``quick`` unless they ask for a process fixture or are named in NOT_QUICK
 QUICK_MODULES = {"test_message", "test_checks", "test_collector_aggregates", "test_dashboard", "test_docker",
-                 "test_static"}
+                 "test_static", "test_surface", "test_docs"}
 PROCESS_FIXTURES = {"broker", "shared_broker", "pair", "js_cluster", "report", "kernel_dir", "jupyter_lab"}
 NOT_QUICK = {"test_renders_images_in_a_headless_notebook_run", "test_lab_gnatsd_flag_fails_with_a_current_nats_server",
              "test_cluster_arguments_join_with_the_image_config", "test_live_docker_network_and_broker",
@@ -234,7 +234,7 @@ def recorded_alive() -> list:
 def no_orphans():
     """Fail the session if a process started by the tests (or by kernels and CLIs they ran) outlives them."""
     yield
-    trashlab.stop_all()
+    trashlab.processes.stop_all()
     deadline = time.monotonic() + 10
     while recorded_alive() and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -12,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+"$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else f"tests/run.sh: trashlab needs Python 3.11 or newer, {sys.executable} is {sys.version.split()[0]}: run PYTHON=python3.11 bash tests/run.sh")'
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 export PATH="$PWD/.venv/bin:$PATH"
 

@@ -109,12 +109,12 @@ async def test_dead_nats_url_without_a_broker_here_is_one_clear_error(monkeypatc
     dead = _dead_url()
     monkeypatch.setenv("NATS_URL", dead)
     monkeypatch.setattr("trashlab.servers.names.running", list)
-    with pytest.raises(trashlab.ConnectionFailed, match="is a broker running"):
+    with pytest.raises(trashlab.errors.ConnectionFailed, match="is a broker running"):
         await trashlab.Collector().start()
 
 
 async def test_an_explicit_dead_url_is_still_an_error(shared_broker):
-    with pytest.raises(trashlab.ConnectionFailed, match="cannot reach"):
+    with pytest.raises(trashlab.errors.ConnectionFailed, match="cannot reach"):
         await trashlab.Collector(_dead_url()).start()
 
 

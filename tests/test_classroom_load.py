@@ -41,7 +41,7 @@ async def test_a_class_of_students_publishing_through_the_hub_loses_nothing(figu
     samples = []
     teacher = watch = None
     try:
-        teacher = await trashlab.connect(hub.instructor_url, name="teacher")
+        teacher = await trashlab.servers.connection.connect(hub.instructor_url, name="teacher")
 
         async def on_msg(msg):
             seqs[msg.subject.split(".")[1]].append(json.loads(msg.data)["seq"])

@@ -86,7 +86,7 @@ import trashlab
 async def main():
     url = sys.stdin.readline().strip()
     seen = {}
-    nc = await trashlab.connect(url, name="teacher")
+    nc = await trashlab.servers.connection.connect(url, name="teacher")
     async def cb(msg):
         seen[msg.subject] = seen.get(msg.subject, 0) + 1
     await nc.subscribe("class.>", cb=cb)

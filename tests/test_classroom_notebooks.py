@@ -1,6 +1,6 @@
 """The course notebooks run unchanged in a joined class, and the instructor sees what they publish.
 
-The student joins once (``trashlab.join(line)``, remembered in the class file the kernel inherits);
+The student joins once (``trashlab.classroom.join(line)``, remembered in the class file the kernel inherits);
 then the instructor version of a course notebook runs top to bottom in a fresh kernel exactly as in
 tests/test_notebooks.py (every exercise passing, no traceback), while the instructor, subscribed to
 ``class.>`` on the hub, counts the readings that arrive from that student's account.
@@ -37,7 +37,7 @@ class _Teacher(threading.Thread):
     async def _main(self) -> None:
         self._done = asyncio.Event()
         self.loop = asyncio.get_running_loop()
-        nc = await trashlab.connect(self.url, name="teacher")
+        nc = await trashlab.servers.connection.connect(self.url, name="teacher")
 
         async def cb(msg):
             self.subjects[msg.subject] = self.subjects.get(msg.subject, 0) + 1

@@ -41,7 +41,7 @@ async def test_route_url_is_the_labs_form(pair):
 
 
 async def test_client_given_one_url_discovers_the_other(pair):
-    nc = await trashlab.connect(pair.first.url)
+    nc = await trashlab.servers.connection.connect(pair.first.url)
     try:
         discovered = {u.port for u in nc.discovered_servers}
     finally:
@@ -110,7 +110,7 @@ async def test_wait_formed_is_bounded_and_says_why():
     stray = trashlab.Broker(unique("stray")).start()  # not routed to anything
     c.nodes[stray.name] = stray
     try:
-        with pytest.raises(trashlab.ClusterNotFormed, match=f"has no route to {stray.name}"):
+        with pytest.raises(trashlab.errors.ClusterNotFormed, match=f"has no route to {stray.name}"):
             await c.wait_formed(timeout=0.5, progress=False)
     finally:
         c.stop()
@@ -132,7 +132,7 @@ async def test_three_nodes_and_one_more_at_runtime():
 
 
 def test_bad_size_is_one_clear_line():
-    with pytest.raises(trashlab.BadArgument, match="size=0"):
+    with pytest.raises(trashlab.errors.BadArgument, match="size=0"):
         trashlab.Cluster(0)
 
 

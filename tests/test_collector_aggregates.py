@@ -27,8 +27,8 @@ TRICKY = [
 def test_fast_path_accepts_and_rejects_exactly_like_the_validator(payload):
     col = trashlab.Collector("nats://127.0.0.1:1")
     try:
-        expected = trashlab.decode_fields(payload)
-    except trashlab.BadMessage as e:
+        expected = trashlab.message.decode_fields(payload)
+    except trashlab.errors.BadMessage as e:
         assert col.add(payload) is False
         assert col.reasons == {e.kind: 1} and col.rejected["reason"].iloc[0] == e.reason
     else:
@@ -42,7 +42,7 @@ def test_fast_path_accepts_and_rejects_exactly_like_the_validator(payload):
 def test_histograms_of_all_readings_and_of_the_latest_per_can():
     col = trashlab.Collector("nats://127.0.0.1:1")
     for can, level in [("1", 2.0), ("1", 97.0), ("2", 100.0), ("3", 50.0), ("x", 250.0)]:
-        col.add(trashlab.encode(can, level) if level <= 100 else b'{"can_id":"x", "level":"250"}')
+        col.add(trashlab.message.encode(can, level) if level <= 100 else b'{"can_id":"x", "level":"250"}')
     edges, every = col.histogram()
     assert edges[0] == 0 and edges[-1] == 100 and len(edges) == BINS + 1
     assert sum(every) == 4 and every[0] == 1 and every[10] == 1 and every[-1] == 2  # 97 and 100
@@ -58,7 +58,7 @@ def test_rate_history_counts_readings_per_second():
     now = int(time.time())
     for t, n in [(now - 3, 5), (now - 1, 2), (now, 4)]:
         for _ in range(n):
-            col.add(trashlab.encode("1", 5.0), received_at=t + 0.5)
+            col.add(trashlab.message.encode("1", 5.0), received_at=t + 0.5)
     history = col.rate_history(10)
     assert len(history) == 10 and [s for s, _ in history] == sorted(s for s, _ in history)
     counts = dict(history)
@@ -71,9 +71,9 @@ async def test_a_burst_is_handled_in_batches_without_losing_or_misvalidating_any
     subject = unique("burst")
     col = await trashlab.Collector(shared_broker.url, subject).start()
     assert col._queue is not None  # this nats-py exposes its buffer: the batch path is in use
-    nc = await trashlab.connect(shared_broker.url)
+    nc = await trashlab.servers.connection.connect(shared_broker.url)
     for i in range(20000):
-        await nc.publish(subject, trashlab.encode(str(i % 700), (i % 1000) / 10, i + 1))
+        await nc.publish(subject, trashlab.message.encode(str(i % 700), (i % 1000) / 10, i + 1))
     await nc.publish(subject, b"oops")
     await nc.flush()
     await nc.close()
@@ -94,7 +94,7 @@ async def test_a_mixed_burst_parsed_in_bulk_agrees_with_the_full_validator_row_b
     subject = unique("mixed")
     payloads = []
     for i in range(3000):
-        payloads.append(trashlab.encode(str(i % 50), (i * 7.31) % 100, i if i % 3 else None))
+        payloads.append(trashlab.message.encode(str(i % 50), (i * 7.31) % 100, i if i % 3 else None))
         if i % 7 == 0:
             payloads.append(TRICKY[i % len(TRICKY)])
         if i % 11 == 0:
@@ -102,11 +102,11 @@ async def test_a_mixed_burst_parsed_in_bulk_agrees_with_the_full_validator_row_b
     expected, kinds = [], {}
     for p in payloads:
         try:
-            expected.append(trashlab.decode_fields(p))
-        except trashlab.BadMessage as e:
+            expected.append(trashlab.message.decode_fields(p))
+        except trashlab.errors.BadMessage as e:
             kinds[e.kind] = kinds.get(e.kind, 0) + 1
     col = await trashlab.Collector(shared_broker.url, subject).start()
-    nc = await trashlab.connect(shared_broker.url)
+    nc = await trashlab.servers.connection.connect(shared_broker.url)
     for p in payloads:
         await nc.publish(subject, p)
     await nc.flush()
@@ -129,7 +129,7 @@ def test_sequence_loss_skips_a_missing_seq_in_an_int64_column():
         col.add(payload)
     frame = col.frame()
     assert str(frame["seq"].dtype) == "Int64" and frame["seq"].isna().sum() == 1
-    report = trashlab.sequence_loss(frame["seq"], 4)
+    report = trashlab.services.collector.sequence_loss(frame["seq"], 4)
     assert report["received"] == 2 and report["lost"] == 2 and report["gaps"] == [(2, 2), (4, 4)]
 
 
@@ -137,7 +137,7 @@ def test_frames_share_nothing_a_student_can_break():
     """frame() hands out the collector's arrays without copying: writing to a frame must not reach them."""
     col = trashlab.Collector("nats://127.0.0.1:1", max_rows=3000)
     for i in range(2000):
-        col.add(trashlab.encode(str(i % 7), i % 100, i + 1))
+        col.add(trashlab.message.encode(str(i % 7), i % 100, i + 1))
     first = col.frame()
     first.loc[0, "level"] = -1.0
     first["can_id"] = "x"
@@ -145,7 +145,7 @@ def test_frames_share_nothing_a_student_can_break():
     level_view.iloc[1] = 555.0
     del first
     for i in range(2000, 5000):  # grows the arrays, then keeps only the newest 3000
-        col.add(trashlab.encode(str(i % 7), i % 100, i + 1))
+        col.add(trashlab.message.encode(str(i % 7), i % 100, i + 1))
     level_view.iloc[2] = 777.0
     again = col.frame()
     assert len(again) == 3000 and list(again["seq"]) == list(range(2001, 5001))

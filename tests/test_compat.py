@@ -15,7 +15,7 @@ from trashlab import _compat
 
 
 async def test_nats_py_subscription_buffer_is_still_where_the_collector_drains_it(shared_broker):
-    nc = await trashlab.connect(shared_broker.url)
+    nc = await trashlab.servers.connection.connect(shared_broker.url)
     try:
         async def ignore(msg) -> None:
             pass
@@ -33,7 +33,7 @@ async def test_nats_py_subscription_buffer_is_still_where_the_collector_drains_i
 
 async def test_nats_py_parser_still_hands_each_message_to_process_msg(shared_broker):
     """The collector's direct delivery replaces Client._process_msg on its own connection."""
-    nc = await trashlab.connect(shared_broker.url)
+    nc = await trashlab.servers.connection.connect(shared_broker.url)
     try:
         queued, direct = [], []
 
@@ -56,7 +56,7 @@ async def test_nats_py_parser_still_hands_each_message_to_process_msg(shared_bro
 
 
 async def test_nats_py_still_keeps_the_server_info(shared_broker):
-    nc = await trashlab.connect(shared_broker.url)
+    nc = await trashlab.servers.connection.connect(shared_broker.url)
     try:
         info = _compat.server_info(nc)
         assert info.get("server_name") == shared_broker.name, "nats-py moved Client._server_info"
@@ -115,9 +115,9 @@ def test_ipython_still_shows_a_custom_traceback_through_showtraceback():
     assert callable(getattr(InteractiveShell, "_showtraceback", None)), "IPython removed _showtraceback"
     shell = InteractiveShell.instance()
     try:
-        assert trashlab.setup_kernel(shell) is True
-        result = shell.run_cell("import trashlab; raise trashlab.BadArgument('one line please')")
-        assert isinstance(result.error_in_exec, trashlab.BadArgument)
+        assert trashlab.notebook.kernel.setup_kernel(shell) is True
+        result = shell.run_cell("import trashlab; raise trashlab.errors.BadArgument('one line please')")
+        assert isinstance(result.error_in_exec, trashlab.errors.BadArgument)
     finally:
         shell.set_custom_exc((), None)
         InteractiveShell.clear_instance()
@@ -131,7 +131,7 @@ def test_import_trashlab_has_no_side_effects_in_a_plain_script():
         log = logging.getLogger("trashlab")
         assert "IPython" not in sys.modules, "import trashlab imported IPython"
         assert log.handlers == [] and log.propagate, (log.handlers, log.propagate)
-        trashlab.Simulator, trashlab.Collector, trashlab.connect   # the lazy names a child uses
+        trashlab.Simulator, trashlab.Collector, trashlab.servers.connection.connect   # the lazy names a child uses
         assert "IPython" not in sys.modules, "loading the services imported IPython"
         log.warning("a warning line")
     """)

@@ -25,7 +25,7 @@ async def test_accounts_isolate_trash_level():
         assert await iot.wait_for(200, timeout=15) == 200
         await asyncio.sleep(0.3)
         assert office.count == 0
-        with pytest.raises(trashlab.ConnectionFailed, match="refused the login"):
+        with pytest.raises(trashlab.errors.ConnectionFailed, match="refused the login"):
             await trashlab.Collector(broker.url, name="anonymous").start()
         await iot.stop(), await office.stop(), await sim.stop()
     finally:
@@ -33,9 +33,9 @@ async def test_accounts_isolate_trash_level():
 
 
 def test_accounts_broker_rejects_unknown_users_and_empty_accounts():
-    with pytest.raises(trashlab.BadArgument):
+    with pytest.raises(trashlab.errors.BadArgument):
         trashlab.AccountsBroker(unique("acct"), accounts={"IOT": {}})
-    with pytest.raises(trashlab.BadArgument, match="gateway"):
+    with pytest.raises(trashlab.errors.BadArgument, match="gateway"):
         trashlab.AccountsBroker(unique("acct")).account_of("nobody")
 
 
@@ -81,7 +81,7 @@ async def test_spawned_processes_behave_like_containers(broker):
 async def test_spawn_fails_in_one_line_when_the_server_is_gone(broker):
     url = broker.url
     broker.stop()
-    with pytest.raises(trashlab.ServiceFailed, match="exited at start"):
+    with pytest.raises(trashlab.errors.ServiceFailed, match="exited at start"):
         await trashlab.spawn_simulator(url, name=unique("sim"), timeout=20)
 
 
@@ -167,7 +167,7 @@ def test_status_line_prints_only_the_result_outside_jupyter(capsys):
 def test_stop_everything_stops_a_cluster():
     """06-cleanup's promise: clusters (notebook 05) are stopped too."""
     cluster = trashlab.Cluster(2, name=unique("clu")).start()
-    pids = {b.pid for b in trashlab.running_brokers()}
+    pids = {b.pid for b in trashlab.servers.broker.running_brokers()}
     assert len(pids) >= 2
     stopped = trashlab.stop_everything()
     assert pids <= set(stopped["pid"])

@@ -87,7 +87,7 @@ def test_one_figure_reused_and_closed_on_stop(renderer):
     dash = trashlab.LiveDashboard(col, renderer=renderer)
     assert figures() == before_fig + 1
     for i in range(15):
-        col.add(trashlab.encode(str(i), 99.0))
+        col.add(trashlab.message.encode(str(i), 99.0))
         dash.refresh()
         dash._png()
     assert figures() == before_fig + 1 and plt.get_fignums() == before_plt
@@ -101,7 +101,7 @@ def test_fullest_cans_and_threshold_follow_the_collector():
     col = trashlab.Collector("nats://127.0.0.1:1")
     long_ago = time.time() - 30  # readings from a quiet past: the last whole second's rate is 0 at any speed
     for can, level in [("1", 10.0), ("2", 85.0), ("3", 99.5), ("2", 50.0)]:
-        col.add(trashlab.encode(can, level), received_at=long_ago)
+        col.add(trashlab.message.encode(can, level), received_at=long_ago)
     dash = trashlab.LiveDashboard(col, top=3, threshold=80, renderer="image")
     dash.refresh()
     assert [t.get_text() for t in dash._top_labels] == ["can 3: 99.5 %", "can 2: 50.0 %", "can 1: 10.0 %"]
@@ -156,12 +156,12 @@ def test_buttons_pause_and_stop():
     (dict(window=5), "window"), (dict(renderer="svg"), "renderer"),
 ])
 def test_bad_arguments_name_the_fix(kwargs, words):
-    with pytest.raises(trashlab.BadArgument, match=words):
+    with pytest.raises(trashlab.errors.BadArgument, match=words):
         trashlab.LiveDashboard(filled(10), **kwargs)
 
 
 def test_needs_a_collector_and_a_running_loop():
-    with pytest.raises(trashlab.BadArgument, match="Collector"):
+    with pytest.raises(trashlab.errors.BadArgument, match="Collector"):
         trashlab.LiveDashboard("nats://127.0.0.1:4222")
     dash = trashlab.LiveDashboard(filled(10), renderer="image")
     with pytest.raises(trashlab.TrashlabError, match="notebook cell"):

@@ -77,7 +77,7 @@ def test_shell_form_round_trips():
 
 def test_lab_gnatsd_flag_fails_with_a_current_nats_server(tmp_path):
     """What the lab's `-c gnatsd.conf` does today: nats-server refuses to start."""
-    out = subprocess.run([trashlab.find_nats_server(), "-c", "gnatsd.conf"], cwd=tmp_path,
+    out = subprocess.run([trashlab.servers.broker.find_nats_server(), "-c", "gnatsd.conf"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=20)
     assert out.returncode != 0
     assert "gnatsd.conf" in out.stdout + out.stderr
@@ -90,7 +90,7 @@ def test_cluster_arguments_join_with_the_image_config(tmp_path):
     conf = docker.IMAGE_CONFIG.replace("4222", "-1").replace("8222", "-1").replace("port: 6222", "port: -1")
     (tmp_path / "nats-server.conf").write_text(conf)
     argv = docker.run_nats_node(join="127.0.0.1", route_port=first.cluster_port)
-    node = subprocess.Popen([trashlab.find_nats_server()] + argv[argv.index("nats") + 1:] + ["-a", "127.0.0.1"],
+    node = subprocess.Popen([trashlab.servers.broker.find_nats_server()] + argv[argv.index("nats") + 1:] + ["-a", "127.0.0.1"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 15
@@ -110,7 +110,7 @@ def test_without_an_engine_the_reason_is_given_and_nothing_runs():
     table = docker.lab_step(docker.network_create())
     assert table["command"].tolist() == [LAB["network"]]
     assert table["result"].str.startswith("not run").all()
-    with pytest.raises(trashlab.DockerUnavailable, match="local path"):
+    with pytest.raises(trashlab.errors.DockerUnavailable, match="local path"):
         docker.run(docker.network_create())
     assert docker.network_table()["source"].iloc[0].startswith("example")
 

@@ -64,17 +64,17 @@ def gone(pid: int, timeout: float = 5.0) -> bool:
     (lambda: trashlab.Collector("nats://127.0.0.1:4222", max_rows=-5), "positive whole number"),
 ])
 async def test_bad_api_arguments_are_one_line_naming_the_fix(make, match):
-    with pytest.raises(trashlab.BadArgument, match=match) as err:
+    with pytest.raises(trashlab.errors.BadArgument, match=match) as err:
         await make().start()
     assert "\n" not in str(err.value)
 
 
 async def test_unreachable_server_and_unknown_can(broker):
-    with pytest.raises(trashlab.ConnectionFailed, match="is a broker running"):
+    with pytest.raises(trashlab.errors.ConnectionFailed, match="is a broker running"):
         await trashlab.Collector(f"nats://127.0.0.1:{free_port()}").start()
     svc = await trashlab.ReportService(broker.url, name=unique("rep")).start()
     try:
-        with pytest.raises(trashlab.CanNotFound, match="query_levels") as err:
+        with pytest.raises(trashlab.errors.CanNotFound, match="query_levels") as err:
             await trashlab.query_level("99999", broker.url, service=svc.name)
         assert "99999" in str(err.value)
     finally:
@@ -105,7 +105,7 @@ def test_cli_unreachable_is_one_line_naming_the_fix():
 # ----- broker start failures, via the CLI -------------------------------------------------
 def test_cli_port_taken_by_another_nats_server():
     port = free_port()
-    stranger = subprocess.Popen([trashlab.find_nats_server(), "-a", "127.0.0.1", "-p", str(port), "-m", "-1"],
+    stranger = subprocess.Popen([trashlab.servers.broker.find_nats_server(), "-a", "127.0.0.1", "-p", str(port), "-m", "-1"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
@@ -165,7 +165,8 @@ async def test_broker_killed_and_restarted_clients_resume_and_loss_is_reported(c
         assert await col.wait_for(before + 500, timeout=20) >= before + 500, "collector stopped again"
         assert sim.running and sim.published > at_kill + 500, "simulator did not resume"
     finally:
-        published = await sim.stop()
+        await sim.stop()
+        published = sim.published
         await col.wait_for(published, timeout=3)
         await col.stop()
         broker.stop()
@@ -185,7 +186,7 @@ async def test_broker_killed_and_restarted_clients_resume_and_loss_is_reported(c
 
 
 def test_sequence_loss_report():
-    loss = trashlab.sequence_loss([1, 2, 3, 3, 6, 7, 9], published=10)
+    loss = trashlab.services.collector.sequence_loss([1, 2, 3, 3, 6, 7, 9], published=10)
     assert loss == {"expected": 10, "received": 6, "lost": 4, "duplicates": 1, "gaps": [(4, 5), (8, 8), (10, 10)]}
 
 
@@ -209,10 +210,10 @@ class SlowReport(trashlab.ReportService):
 @pytest.mark.parametrize("slow", [SlowCollector, SlowReport])
 async def test_slow_consumer_is_a_warning_with_counts_not_a_silent_drop(broker, capsys, caplog, slow):
     svc = await slow(broker.url, name=unique("slowpoke"), pending_msgs_limit=100).start()
-    nc = await trashlab.connect(broker.url, name="burst")
+    nc = await trashlab.servers.connection.connect(broker.url, name="burst")
     n = 5000
     for i in range(1, n + 1):
-        await nc.publish("trash-level", trashlab.encode("1", 50.0, seq=i))
+        await nc.publish("trash-level", trashlab.message.encode("1", 50.0, seq=i))
     await nc.flush()
     await nc.close()
 
@@ -311,14 +312,14 @@ async def test_exposed_cli_broker_requires_its_credentials(auth, creds, shown):
         listening = {c.laddr.port: c.laddr.ip for c in server.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
         assert listening[port] in ("0.0.0.0", "::")  # every interface
         assert all(ip == "127.0.0.1" for p, ip in listening.items() if p != port), "monitoring left loopback"
-        with pytest.raises(trashlab.ConnectionFailed, match="requires credentials.*nats://USER:PASSWORD@"):
-            await trashlab.connect(f"nats://127.0.0.1:{port}", name="intruder")
+        with pytest.raises(trashlab.errors.ConnectionFailed, match="requires credentials.*nats://USER:PASSWORD@"):
+            await trashlab.servers.connection.connect(f"nats://127.0.0.1:{port}", name="intruder")
         wrong = url.replace(creds, "U:nope@" if ":" in creds else "nope@")
-        with pytest.raises(trashlab.ConnectionFailed, match="credentials in the URL are wrong") as err:
-            await trashlab.connect(wrong, name="guesser")
+        with pytest.raises(trashlab.errors.ConnectionFailed, match="credentials in the URL are wrong") as err:
+            await trashlab.servers.connection.connect(wrong, name="guesser")
         assert "nope" not in str(err.value)  # credentials are never printed
-        nc = await trashlab.connect(url, name="student")
-        await nc.publish("trash-level", trashlab.encode("1", 5.0))
+        nc = await trashlab.servers.connection.connect(url, name="student")
+        await nc.publish("trash-level", trashlab.message.encode("1", 5.0))
         await nc.flush()
         await nc.close()
     finally:

@@ -131,9 +131,9 @@ async def test_stream_and_replicas_and_one_map_per_target():
 
 
 def test_wrong_target_is_one_line():
-    with pytest.raises(trashlab.BadArgument, match="FlowMap needs a trashlab.Broker or trashlab.Cluster"):
+    with pytest.raises(trashlab.errors.BadArgument, match="FlowMap needs a trashlab.Broker or trashlab.Cluster"):
         trashlab.FlowMap(4222)
-    with pytest.raises(trashlab.BadArgument, match="no broker or cluster named 'nats://127.0.0.1:4222'"):
+    with pytest.raises(trashlab.errors.BadArgument, match="no broker or cluster named 'nats://127.0.0.1:4222'"):
         trashlab.FlowMap("nats://127.0.0.1:4222")
 
 
@@ -209,7 +209,7 @@ def test_an_executed_notebook_keeps_a_still_picture(tmp_path):
 
 async def test_a_slow_consumer_cut_off_shows_on_the_server(broker):
     fm = trashlab.FlowMap(broker, wiretap=False)
-    sc = await trashlab.slow_consumer(broker, "slow.map", kind="server")
+    sc = await trashlab.servers.chaos.slow_consumer(broker, "slow.map", kind="server")
     try:
         assert await sc.wait_cut_off(15)
         pic = fm.layout(fm.snapshot())

@@ -36,20 +36,20 @@ async def test_jetstream_drill_loses_nothing_and_delivers_each_seq_once(js_clust
 
 async def test_jetstream_drill_needs_three_nodes():
     with trashlab.Cluster(2, name=unique("js2")) as c:
-        with pytest.raises(trashlab.BadArgument, match="jetstream=True"):
+        with pytest.raises(trashlab.errors.BadArgument, match="jetstream=True"):
             await trashlab.failover_drill(c, jetstream=True, progress=False)
 
 
 async def _publish(url, readings):
-    nc = await trashlab.connect(url)
+    nc = await trashlab.servers.connection.connect(url)
     for can, level in readings:
-        await nc.publish("trash-level", trashlab.encode(can, level))
+        await nc.publish("trash-level", trashlab.message.encode(can, level))
     await nc.flush()
     await nc.close()
 
 
 async def _bucket_levels(url):
-    nc = await trashlab.connect(url)
+    nc = await trashlab.servers.connection.connect(url)
     try:
         kv = await nc.jetstream().key_value("trash-levels")
         status = await kv.status()
@@ -72,7 +72,7 @@ async def _ask_until_answered(url, timeout=15.0):
     while True:
         try:
             return await trashlab.query_levels(url, timeout=0.5)
-        except trashlab.ServiceUnavailable:
+        except trashlab.errors.ServiceUnavailable:
             if loop.time() > deadline:
                 raise
             await asyncio.sleep(0.1)

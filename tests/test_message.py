@@ -6,7 +6,8 @@ import math
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from trashlab import BadMessage, TrashLevel, decode_fields, encode
+from trashlab.errors import BadMessage
+from trashlab.message import TrashLevel, decode_fields, encode
 
 
 def test_encodes_exactly_like_sim_js():

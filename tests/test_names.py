@@ -29,35 +29,35 @@ def locked():
 async def test_a_name_keeps_the_credentials_of_the_url(locked):
     wrong = resolve_servers(f"nats://intern:nope@{locked.name}:4222")
     assert wrong.urls == (f"nats://intern:nope@127.0.0.1:{locked.port}",)
-    with pytest.raises(trashlab.ConnectionFailed, match="credentials in the URL are wrong"):
-        await trashlab.connect(f"nats://intern:nope@{locked.name}:4222")
-    nc = await trashlab.connect(f"nats://intern:pw@{locked.name}:4222")  # the right ones connect
+    with pytest.raises(trashlab.errors.ConnectionFailed, match="credentials in the URL are wrong"):
+        await trashlab.servers.connection.connect(f"nats://intern:nope@{locked.name}:4222")
+    nc = await trashlab.servers.connection.connect(f"nats://intern:pw@{locked.name}:4222")  # the right ones connect
     await nc.close()
-    nc = await trashlab.connect(locked.name)  # a bare name answers with the broker's own URL
+    nc = await trashlab.servers.connection.connect(locked.name)  # a bare name answers with the broker's own URL
     await nc.close()
 
 
 def test_lab_ports_map_to_the_real_ports_and_others_are_refused():
     b = trashlab.Broker(unique("ports"), cluster=True).start()
     try:
-        assert trashlab.server_list(f"nats://{b.name}:4222") == [b.url]
-        assert trashlab.server_list(f"nats://{b.name}:6222") == [f"nats://127.0.0.1:{b.cluster_port}"]
-        assert trashlab.server_list(f"nats://{b.name}:8222") == [f"nats://127.0.0.1:{b.http_port}"]
-        with pytest.raises(trashlab.BadArgument, match="4222.*6222.*8222.*port 9999"):
-            trashlab.server_list(f"nats://{b.name}:9999")
+        assert trashlab.servers.connection.server_list(f"nats://{b.name}:4222") == [b.url]
+        assert trashlab.servers.connection.server_list(f"nats://{b.name}:6222") == [f"nats://127.0.0.1:{b.cluster_port}"]
+        assert trashlab.servers.connection.server_list(f"nats://{b.name}:8222") == [f"nats://127.0.0.1:{b.http_port}"]
+        with pytest.raises(trashlab.errors.BadArgument, match="4222.*6222.*8222.*port 9999"):
+            trashlab.servers.connection.server_list(f"nats://{b.name}:9999")
     finally:
         b.stop()
 
 
 def test_websocket_urls_get_no_nats_port_appended():
-    assert trashlab.server_list("ws://127.0.0.1") == ["ws://127.0.0.1"]
-    assert trashlab.server_list("nats://127.0.0.1") == ["nats://127.0.0.1:4222"]
+    assert trashlab.servers.connection.server_list("ws://127.0.0.1") == ["ws://127.0.0.1"]
+    assert trashlab.servers.connection.server_list("nats://127.0.0.1") == ["nats://127.0.0.1:4222"]
 
 
 def test_a_mistyped_broker_name_says_which_brokers_run(broker):
     typo = broker.name[:-1] + "x"  # never the name itself (swapping two equal last letters was, 1 run in 16)
-    with pytest.raises(trashlab.BadArgument) as err:
-        trashlab.server_list(f"nats://{typo}:4222")
+    with pytest.raises(trashlab.errors.BadArgument) as err:
+        trashlab.servers.connection.server_list(f"nats://{typo}:4222")
     assert str(err.value).startswith(f"no broker called {typo!r} is running here (running: ")
     assert broker.name in str(err.value)
 
@@ -65,11 +65,11 @@ def test_a_mistyped_broker_name_says_which_brokers_run(broker):
 def test_the_resolved_value_says_where_the_urls_came_from(broker, monkeypatch):
     assert resolve_servers(broker.url).origin == ARGUMENT
     local = resolve_servers()
-    assert local.origin == LOCAL_BROKER and local.urls == (trashlab.running_brokers()[-1].url,)
+    assert local.origin == LOCAL_BROKER and local.urls == (trashlab.servers.broker.running_brokers()[-1].url,)
     dead = _dead_url()
     monkeypatch.setenv("NATS_URL", dead)
     env = resolve_servers()
-    assert env == Resolved((dead,), NATS_URL, trashlab.running_brokers()[-1].url, trashlab.running_brokers()[-1].name)
+    assert env == Resolved((dead,), NATS_URL, trashlab.servers.broker.running_brokers()[-1].url, trashlab.servers.broker.running_brokers()[-1].name)
     assert resolve_servers(env) is env  # resolving a resolved value changes nothing
 
 
@@ -77,7 +77,7 @@ async def test_connect_uses_a_resolved_value_as_it_is(broker, monkeypatch):
     where = resolve_servers(broker.name)
     broker_url_at_resolution = where.urls
     monkeypatch.setenv("NATS_URL", _dead_url())  # irrelevant to an already resolved value
-    nc = await trashlab.connect(where, name="resolved-once")
+    nc = await trashlab.servers.connection.connect(where, name="resolved-once")
     try:
         assert f"nats://{trashlab.servers.connection.url_of(nc)}" == broker_url_at_resolution[0]
     finally:

@@ -28,7 +28,7 @@ async def test_lab_sim_js_feeds_trashlab_collector_and_report(shared_broker):
     lines = [ln for ln in out.decode().splitlines() if ln.startswith("publishing: ")]
     assert len(lines) == 25
     assert col.count == 25 and col.rejected_count == 0
-    sent = [trashlab.TrashLevel.decode(ln[len("publishing: "):]) for ln in lines]
+    sent = [trashlab.message.TrashLevel.decode(ln[len("publishing: "):]) for ln in lines]
     assert [(r.can_id, r.level) for r in sent] == list(zip(col.frame()["can_id"], col.frame()["level"]))
     assert report.received == 25
 

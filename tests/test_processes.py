@@ -89,7 +89,7 @@ def test_temp_folders_of_a_sigkilled_owner_are_reaped_and_no_others():
         owner.wait()
     try:
         mine = processes.temp_dir(unique("alive"))  # its owner (this process) runs: kept
-        trashlab.reap_orphans()
+        trashlab.processes.reap_orphans()
         assert not psutil.pid_exists(int(pid)) or psutil.Process(int(pid)).status() == psutil.STATUS_ZOMBIE
         assert not os.path.exists(folder), "the dead owner's temp folder (JetStream store) is still there"
         assert os.path.isdir(stranger) and os.path.isdir(mine)

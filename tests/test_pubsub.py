@@ -55,14 +55,14 @@ BAD = [b"not json", b"[1]", b'{"can_id":"1"}', b'{"can_id":"1", "level":"x"}', b
 async def test_bad_messages_are_counted_and_kept_aside_never_fatal(shared_broker):
     subject = unique("mixed")
     col = await trashlab.Collector(shared_broker.url, subject).start()
-    nc = await trashlab.connect(shared_broker.url)
+    nc = await trashlab.servers.connection.connect(shared_broker.url)
     good = 0
     for i in range(300):
         if i % 10 == 3:
             await nc.publish(subject, BAD[(i // 10) % len(BAD)])
         else:
             good += 1
-            await nc.publish(subject, trashlab.encode(str(i), i / 3))
+            await nc.publish(subject, trashlab.message.encode(str(i), i / 3))
     await nc.flush()
     await nc.close()
     await col.wait_for(good, timeout=10)
@@ -94,9 +94,9 @@ async def test_max_rows_keeps_the_newest(shared_broker):
 async def test_latest_level_per_can(shared_broker):
     subject = unique("latest")
     col = await trashlab.Collector(shared_broker.url, subject).start()
-    nc = await trashlab.connect(shared_broker.url)
+    nc = await trashlab.servers.connection.connect(shared_broker.url)
     for can, level in [("10", 5), ("2", 7), ("10", 50.5), ("2", 8)]:
-        await nc.publish(subject, trashlab.encode(can, level))
+        await nc.publish(subject, trashlab.message.encode(can, level))
     await nc.flush()
     await nc.close()
     await col.wait_for(4, 5)
@@ -114,11 +114,11 @@ async def test_empty_frame_has_the_columns_and_types():
 
 async def test_servers_default_to_nats_url_then_our_broker(shared_broker, monkeypatch):
     monkeypatch.setenv("NATS_URL", shared_broker.url)
-    assert trashlab.server_list() == [shared_broker.url]
+    assert trashlab.servers.connection.server_list() == [shared_broker.url]
     monkeypatch.delenv("NATS_URL")
-    assert trashlab.server_list() == [trashlab.running_brokers()[-1].url]
-    assert trashlab.server_list(f"nats:{shared_broker.name}:4222") == [shared_broker.url]  # the lab's form
-    assert trashlab.server_list(shared_broker.name) == [shared_broker.url]  # a name, like Docker DNS
+    assert trashlab.servers.connection.server_list() == [trashlab.servers.broker.running_brokers()[-1].url]
+    assert trashlab.servers.connection.server_list(f"nats:{shared_broker.name}:4222") == [shared_broker.url]  # the lab's form
+    assert trashlab.servers.connection.server_list(shared_broker.name) == [shared_broker.url]  # a name, like Docker DNS
 
 
 @pytest.mark.parametrize("kwargs, words", [
@@ -131,13 +131,13 @@ async def test_servers_default_to_nats_url_then_our_broker(shared_broker, monkey
     (dict(count=-3), "count"),
 ])
 async def test_bad_arguments_name_the_fix(kwargs, words):
-    with pytest.raises(trashlab.BadArgument, match=words):
+    with pytest.raises(trashlab.errors.BadArgument, match=words):
         sim = trashlab.Simulator(**{"servers": "nats://127.0.0.1:4222", **kwargs})
         await sim.start()
 
 
 async def test_unreachable_server_is_one_line():
-    with pytest.raises(trashlab.ConnectionFailed) as err:
+    with pytest.raises(trashlab.errors.ConnectionFailed) as err:
         await trashlab.Collector("nats://127.0.0.1:1").start()
     assert "connection refused" in str(err.value) and "\n" not in str(err.value)
 

@@ -16,9 +16,9 @@ async def report(shared_broker):
 
 
 async def _publish(url, readings, subject="trash-level"):
-    nc = await trashlab.connect(url)
+    nc = await trashlab.servers.connection.connect(url)
     for can, level in readings:
-        await nc.publish(subject, trashlab.encode(can, level))
+        await nc.publish(subject, trashlab.message.encode(can, level))
     await nc.publish(subject, b"garbage")
     await nc.flush()
     await nc.close()
@@ -41,24 +41,24 @@ async def test_levels_one_can_and_stats(shared_broker, report):
 
 
 async def test_unknown_can_is_a_clear_not_found(shared_broker, report):
-    with pytest.raises(trashlab.CanNotFound, match="no reading for can '99999'"):
+    with pytest.raises(trashlab.errors.CanNotFound, match="no reading for can '99999'"):
         await trashlab.query_level("99999", shared_broker.url)
 
 
 async def test_no_service_running_is_service_unavailable(broker):
-    with pytest.raises(trashlab.ServiceUnavailable, match="trashlab report"):
+    with pytest.raises(trashlab.errors.ServiceUnavailable, match="trashlab report"):
         await trashlab.query_levels(broker.url, timeout=0.5)
 
 
 async def test_any_nats_client_can_ask(shared_broker, report):
     await _publish(shared_broker.url, [("12", 33.0)])
     await asyncio.sleep(0.2)
-    nc = await trashlab.connect(shared_broker.url)
+    nc = await trashlab.servers.connection.connect(shared_broker.url)
     reply = await nc.request("trash-report.level", b"12", timeout=2)
     await nc.close()
     assert json.loads(reply.data)["level"] == 33.0
 
 
 async def test_discoverable_through_the_services_api(shared_broker, report):
-    found = await trashlab.discover(shared_broker.url)
+    found = await trashlab.services.report.discover(shared_broker.url)
     assert "trash-report" in list(found["name"])

@@ -165,7 +165,7 @@ def test_checks_never_show_a_library_traceback_for_missing_data(data):
             result = fn(*args)  # passing is fine (check_equal(5, 5, 5)); any error but a ✘ line is not
             if inspect.iscoroutine(result):  # the live checks of 05-08: the same, awaited
                 asyncio.run(result)
-        except trashlab.CheckFailed as e:
+        except trashlab.errors.CheckFailed as e:
             assert "\n" not in str(e).strip(), f"{name}: more than one line: {e}"
 
 
@@ -192,7 +192,7 @@ def test_connection_news_lands_in_the_running_cell(kernel):
 
 @pytest.mark.quick
 async def test_query_with_no_time_to_answer_is_a_clear_error():
-    with pytest.raises(trashlab.BadArgument, match="timeout=0"):
+    with pytest.raises(trashlab.errors.BadArgument, match="timeout=0"):
         await trashlab.query_levels("nats://127.0.0.1:4222", timeout=0)
 
 

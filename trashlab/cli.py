@@ -208,8 +208,8 @@ async def _sim(args) -> int:
     stopper = asyncio.ensure_future(stop.wait())
     await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
     stopper.cancel()
-    published = await sim.stop()
-    print(f"published {published} messages to {args.subject}", file=sys.stderr, flush=True)
+    await sim.stop()
+    print(f"published {sim.published} messages to {args.subject}", file=sys.stderr, flush=True)
     return 1 if sim.error else 0
 
 

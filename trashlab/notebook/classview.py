@@ -222,13 +222,18 @@ class ClassView:
 
     @classmethod
     async def open(cls, folder=None, **options) -> "ClassView":
-        """Start watching the class in ``folder`` (default ``$TRASHLAB_CLASS_DIR`` or ``class``) and draw it."""
+        """Watch the class in ``folder`` (default ``$TRASHLAB_CLASS_DIR`` or ``class``): a started view."""
         folder = folder or os.environ.get("TRASHLAB_CLASS_DIR") or "class"
-        watch = await ClassWatch.from_folder(folder).start()
-        view = cls(watch, **options)
-        view.draw()
-        view._task = asyncio.get_running_loop().create_task(view._loop(), name="trashlab-class-view")
-        return view
+        return await cls(ClassWatch.from_folder(folder), **options).start()
+
+    async def start(self) -> "ClassView":
+        """Start the watch (connect, subscribe) and redraw every ``refresh`` s; again: nothing happens."""
+        if self._task is None:
+            if self.watch._nc is None or self.watch._nc.is_closed:
+                await self.watch.start()
+            self.draw()
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="trashlab-class-view")
+        return self
 
     async def _loop(self) -> None:
         while True:
@@ -278,10 +283,15 @@ class ClassView:
         except Exception as e:
             self.answer.value = f"<span class='report-answer'>{html.escape(str(e))}</span>"
 
-    async def close(self) -> None:
+    async def stop(self) -> None:
         """Stop updating and disconnect."""
         await cancel(self._task)
+        self._task = None
         await self.watch.stop()
+
+    async def close(self) -> None:
+        """The old spelling of :meth:`stop`."""
+        await self.stop()
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

@@ -7,9 +7,10 @@ trashlab errors shown as one red line instead of a traceback, and an interrupted
 - Connection news (lost, reconnected) comes from background tasks, which ipykernel would show under
   the cell that created the client, long ago; it is written under the cell run last instead.
 
-``import trashlab`` calls :func:`setup_kernel` only when IPython is already loaded (a kernel, an IPython
-shell); a plain script or a spawned ``trashlab sim`` never imports IPython and gets the standard
-library's logging (warnings on stderr, nothing configured).
+``import trashlab`` does nothing here. The first public name a cell uses (``trashlab.Broker``,
+``trashlab.checks`` ...) calls :func:`setup_kernel` once, and only when IPython is already loaded (a
+kernel, an IPython shell); calling it again changes nothing. A plain script or a spawned ``trashlab sim``
+never imports IPython and gets the standard library's logging (warnings on stderr, nothing configured).
 """
 
 from __future__ import annotations
@@ -138,8 +139,8 @@ def _remember_cell(*_args: Any) -> None:
 def setup_kernel(shell: Any = None) -> bool:
     """In IPython/Jupyter: trashlab's log lines go to the cell run last, its errors and interrupts show as one line.
 
-    Called by ``import trashlab`` when IPython is already running; call it yourself otherwise.
-    Returns False (and changes nothing) outside IPython.
+    Called for you the first time a cell uses a public ``trashlab.<name>`` while IPython is running; call
+    it yourself to set up earlier (idempotent). Returns False (and changes nothing) outside IPython.
     """
     if shell is None:
         ipython = sys.modules.get("IPython")

@@ -225,7 +225,7 @@ class Broker(ServerLifecycle):
         return self._run
 
     # ----- lifecycle ----------------------------------------------------------------------
-    #: Whether this kind of broker becomes a leaf node of a class hub after ``trashlab.join(...)``.
+    #: Whether this kind of broker becomes a leaf node of a class hub after ``trashlab.classroom.join(...)``.
     _joins_class = True
 
     def _class_leaf(self) -> Optional[str]:

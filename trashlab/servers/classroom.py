@@ -6,7 +6,7 @@ account of their own (generated password) that *exports* its ``trash-level`` str
 private to an account, so a student subscribed to ``>`` sees only their own traffic and cannot
 publish into anyone else's; the instructor subscribed to ``class.>`` sees the whole class.
 
-A student joins with one line, the one the roster gives them: ``trashlab.join("nats://s01:…@hub:4222?leaf=7422")``
+A student joins with one line, the one the roster gives them: ``trashlab.classroom.join("nats://s01:…@hub:4222?leaf=7422")``
 in a notebook (or ``trashlab classroom join students/s01.txt`` in a terminal: a line typed on a
 command line is shown to every user of the machine by ``ps``). From then on the student's own
 brokers (the course's ``iot-msg``) connect to the hub as *leaf nodes* bound to the student's
@@ -195,7 +195,7 @@ class ClassHub(Broker):
         return f"nats://{student}:{self._seat(student)}@{host or self.public_host}:{self.port}"
 
     def join_line(self, student: str, *, host: Optional[str] = None) -> str:
-        """What the student passes to ``trashlab.join``: the client URL plus ``?leaf=PORT``."""
+        """What the student passes to ``trashlab.classroom.join``: the client URL plus ``?leaf=PORT``."""
         return f"{self.student_url(student, host=host)}?leaf={self.leaf_port}"
 
     def websocket_line(self, student: str, *, host: Optional[str] = None) -> str:
@@ -219,7 +219,7 @@ class ClassHub(Broker):
         self._require_started()
         folder = private_dir(folder, tighten=False)  # made 0700; a folder you named keeps its mode
         lines = ["# trashlab class roster: hand each student their own line (it holds their password).",
-                 "# A student runs it once, in a notebook:  trashlab.join(\"<line>\")",
+                 "# A student runs it once, in a notebook:  trashlab.classroom.join(\"<line>\")",
                  "#   or in a terminal: trashlab classroom join students/<student>.txt  (or `join -`, then paste it)",
                  "# student  join-line" + ("  websocket-line" if self.websocket_port is not None else "")]
         for s in self.students:

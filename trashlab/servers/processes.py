@@ -285,8 +285,8 @@ def children() -> "list[ManagedProcess]":
 
 class ServerLifecycle:
     """The verbs of what runs as server processes (Broker, Cluster): ``start()`` and ``stop()`` are plain
-    calls that return when it is done; ``await astart()`` waits without blocking the event loop; both
-    work as ``with`` / ``async with``."""
+    calls that return when it is done; ``await astart()`` / ``await astop()`` wait without blocking the
+    event loop; both work as ``with`` / ``async with`` (docs/architecture.md "One start/stop convention")."""
 
     def start(self: "S") -> "S":
         raise NotImplementedError
@@ -296,6 +296,12 @@ class ServerLifecycle:
 
     def stop(self) -> None:
         raise NotImplementedError
+
+    async def astop(self) -> None:
+        """Like :meth:`stop`, waiting in a worker thread, so the event loop keeps running meanwhile."""
+        import asyncio
+
+        await asyncio.to_thread(self.stop)
 
     def __enter__(self: "S") -> "S":
         return self.start()
@@ -307,7 +313,7 @@ class ServerLifecycle:
         return await self.astart()
 
     async def __aexit__(self, *exc: object) -> None:
-        self.stop()
+        await self.astop()
 
 
 S = TypeVar("S", bound=ServerLifecycle)

@@ -8,7 +8,7 @@ no ``Msg`` object, queue or awaited callback in between (:func:`trashlab._compat
 a subclass that overrides ``_on_msg`` keeps the callback, fed in batches from nats-py's buffer).
 They are parsed in bulk every :data:`PARSE_EVERY` payloads and whenever anything asks (``frame()``,
 ``count``, a dashboard refresh, ``wait_for``): one regular-expression pass over the joined batch
-for the lab's exact format, the full validator (:func:`trashlab.decode_fields`) for every other
+for the lab's exact format, the full validator (:func:`trashlab.message.decode_fields`) for every other
 payload. Valid readings go into growable numpy columns that are only ever appended to, and
 :meth:`Collector.frame` wraps them in a DataFrame without copying (pandas' copy-on-write keeps a
 frame a student writes to apart from them). The running aggregates a dashboard reads are updated
@@ -456,13 +456,12 @@ class Collector(RejectsReadings, NatsComponent):
         return (f"{self.count} of {count if count is not None else '?'} readings arrived ({self.rate:.1f} per s): "
                 "wait longer or ask for fewer")
 
-    async def stop(self) -> int:
-        """Deliver what is already buffered, unsubscribe and close; return ``count``. Never raises
-        because the server is gone."""
+    async def stop(self) -> None:
+        """Deliver what is already buffered, unsubscribe and close (``received`` says how many arrived).
+        Never raises because the server is gone."""
         await super().stop()
         self._sub = None
         self._queue = None
-        return self.count
 
     def count_since(self, start: float) -> int:
         """Valid readings received at or after ``start`` (unix time), among the rows kept."""

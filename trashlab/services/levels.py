@@ -1,7 +1,7 @@
 """The latest level per can: one value type and one store protocol, in memory or in JetStream KV.
 
 The collector keeps the latest level per can for its dashboard, the report service for its answers;
-both use :class:`MemoryLevels`. :class:`~trashlab.KVLevels` is the same store with the levels also
+both use :class:`MemoryLevels`. :class:`~trashlab.services.kvlevels.KVLevels` is the same store with the levels also
 written to a JetStream key-value bucket, so they survive a restart.
 """
 

@@ -116,10 +116,6 @@ class NatsComponent:
     async def _teardown(self) -> None:
         """Stop what _setup started, before the connection closes."""
 
-    def _result(self) -> Any:
-        """What ``stop()`` returns."""
-        return None
-
     # ----- the lifecycle ----------------------------------------------------------------------
     async def start(self: C) -> C:
         """Connect and start working in the background; returns at once (again: nothing happens)."""
@@ -145,10 +141,11 @@ class NatsComponent:
         self._tasks.append(task)
         return task
 
-    async def stop(self) -> Any:
+    async def stop(self) -> None:
         """Stop the background work, deliver what is buffered, close the connection.
 
-        Never raises because the server is gone: stopped is stopped.
+        Never raises because the server is gone: stopped is stopped. Returns None, like every
+        component's ``stop()``: what happened is an attribute (``published``, ``received``).
         """
         self.stopping = True  # loops that nats-py might keep from seeing a cancellation check this
         for task in self._tasks:
@@ -159,7 +156,6 @@ class NatsComponent:
         await self._close()
         if self.kind is not None:
             forget(self.kind, self.name, self)
-        return self._result()
 
     async def _close(self) -> None:
         # a round trip first: everything the server routed to us before stop() is then in our buffer,

@@ -65,9 +65,6 @@ class Simulator(NatsComponent):
         """Start publishing in the background."""
         self._task = self._background(self._run(), "publish")
 
-    def _result(self) -> int:
-        return self.published
-
     @property
     def running(self) -> bool:
         """True while the publishing task runs."""
@@ -126,9 +123,9 @@ class Simulator(NatsComponent):
                 print(f"{what}: gave up after {timeout:g} s with {self.published} published: {why}", flush=True)
         return self.published
 
-    async def stop(self) -> int:
-        """Stop publishing, flush what is buffered, close the connection; return ``published``."""
-        return await super().stop()
+    async def stop(self) -> None:
+        """Stop publishing, flush what is buffered, close the connection (``published`` says how many went out)."""
+        await super().stop()
 
     @property
     def rate(self) -> float:

@@ -105,13 +105,13 @@ class ServiceProcess:
         """The last ``n`` lines it printed (like ``docker container logs --tail``), shown as terminal lines."""
         return Lines(self.proc.tail(n))
 
-    def stop(self) -> Optional[int]:
-        """Stop it like Ctrl-C in its terminal; returns the exit code."""
-        return self.proc.stop()
+    def stop(self) -> None:
+        """Stop it like Ctrl-C in its terminal (``returncode`` is then its exit code)."""
+        self.proc.stop()
 
-    def kill(self) -> Optional[int]:
-        """SIGKILL it, like ``docker container kill``; returns the exit code."""
-        return self.proc.kill()
+    def kill(self) -> None:
+        """SIGKILL it, like ``docker container kill`` (``returncode`` is then its exit code)."""
+        self.proc.kill()
 
     def __repr__(self) -> str:
         state = "running" if self.alive else f"exited {self.returncode}"

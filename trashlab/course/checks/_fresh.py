@@ -23,6 +23,9 @@ HELPERS = ("_answer", "_live", "_truth")
 
 def reloaded(check: str) -> ModuleType:
     """The check module ``trashlab.course.checks.<check>`` re-executed from its file, after its helpers."""
+    from ...notebook.kernel import setup_kernel
+
+    setup_kernel()  # a check cell that is a kernel's first use of trashlab still shows CheckFailed as one line
     package = __name__.rpartition(".")[0]
     for name in (*HELPERS, check):
         module = sys.modules.get(f"{package}.{name}") or importlib.import_module(f"{package}.{name}")
