@@ -18,6 +18,7 @@ arrived.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -69,6 +70,10 @@ class FailoverResult:
     leaders: dict = field(default_factory=dict)
     client: str = "collector"  # whose connection died with the node: "collector" or "simulator"
     action: str = "killed"  # what was done to the node (the chaos drills do other things than kill)
+    #: the seq of each reading the simulator published (JetStream: the stream acknowledged), in order
+    published_seqs: List[int] = field(default_factory=list, repr=False)
+    #: the seq of each reading the collector received, in arrival order, a redelivery as often as it came
+    received_seqs: List[int] = field(default_factory=list, repr=False)
 
     @property
     def lost(self) -> int:
@@ -381,6 +386,12 @@ async def failover_drill(cluster: Optional[Cluster] = None, *, jetstream: bool =
 async def _drill(cluster: Cluster, first, other, victim, *, jetstream: bool, rate: float, kill_after: float,
                  run_after: float, subject: str, progress: bool, restore: bool) -> FailoverResult:
     published_at: List[float] = []
+    published_seqs: List[int] = []
+
+    def on_publish(payload: bytes) -> None:
+        published_at.append(time.time())
+        published_seqs.append(int(json.loads(payload)["seq"]))
+
     sim_cls = _AckedSimulator if jetstream else Simulator
     col = Collector(first.url, subject=subject, name="drill-collector")
     reader = None
@@ -394,7 +405,7 @@ async def _drill(cluster: Cluster, first, other, victim, *, jetstream: bool, rat
         await _interest_reached(other, subject)
         watched = col
     sim = sim_cls(other.url, subject=subject, interval=1.0 / rate, sequence=True, seed=7, name="drill-simulator",
-                  on_publish=lambda payload: published_at.append(time.time()))
+                  on_publish=on_publish)
     # the collector's connection, sampled every millisecond: when it left the victim and where it went
     path: List[tuple] = []
     target = sim if victim is not first else watched
@@ -423,7 +434,7 @@ async def _drill(cluster: Cluster, first, other, victim, *, jetstream: bool, rat
             await cluster.wait_formed(progress=progress)
     return _result("jetstream" if jetstream else "core", victim, cluster, col, published, published_at,
                    reader.duplicates if reader else 0, path, t0, kill_at, rate, leaders,
-                   "simulator" if target is sim else "collector")
+                   "simulator" if target is sim else "collector", published_seqs=published_seqs)
 
 
 async def _recovered(check, victim: str, progress: bool, timeout: float = 20.0) -> None:
@@ -434,10 +445,13 @@ async def _recovered(check, victim: str, progress: bool, timeout: float = 20.0) 
 
 
 async def _settle(col: Collector, published: int, jetstream: bool, progress: bool) -> None:
-    """Give the last readings time to arrive (JetStream: until all did, at most 15 s)."""
+    """Wait for the last readings to arrive: core NATS until the last one published did (they travel in
+    order, so the ones before it are in too), at most 5 s; JetStream until all did, at most 15 s."""
     if not jetstream:
-        await asyncio.sleep(0.3)
+        await wait_until(lambda: published in set(col.frame()["seq"].dropna().astype(int)), timeout=5, every=0.02,
+                         show=progress, show_after=2.0, what=f"waiting for reading {published} to arrive")
         return
+
     def delivered() -> bool:
         return len(set(col.frame()["seq"].dropna().astype(int)) & set(range(1, published + 1))) >= published
 
@@ -446,9 +460,10 @@ async def _settle(col: Collector, published: int, jetstream: bool, progress: boo
 
 
 def _result(mode, victim, cluster, col, published, published_at, duplicates, path, t0, kill_at, rate, leaders,
-            client):
+            client, published_seqs: Optional[List[int]] = None):
     frame = col.frame()
     frame = frame[frame["seq"].notna()]
+    received_seqs = [int(s) for s in frame["seq"]]
     epoch = (frame["received_at"] - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
     arrivals = epoch.groupby(frame["seq"].astype("int64")).min()
     seqs = pd.Series(range(1, published + 1), name="seq")
@@ -467,4 +482,6 @@ def _result(mode, victim, cluster, col, published, published_at, duplicates, pat
         lost_seqs=lost, duplicates=duplicates, reconnect_s=reconnect, largest_gap_s=gap if gap == gap else 0.0,
         moved_from=cluster.node_of(before), moved_to=cluster.node_of(after[1]) if after else None,
         kill_at=kill_at - t0, reconnected_at=None if after is None else after[0] - t0, rate=rate, frame=table,
-        leaders=leaders, client=client)
+        leaders=leaders, client=client,
+        published_seqs=list(range(1, published + 1)) if published_seqs is None else list(published_seqs),
+        received_seqs=received_seqs)
