@@ -190,6 +190,91 @@ def unique(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
+# ----- waiting for a condition (no test sleeps to synchronise) ---------------------------------------
+async def eventually(check, what: str, timeout: float = 15.0, seen=None) -> None:
+    """Wait until ``check()`` (a function or coroutine function) is true, at most ``timeout`` s, else fail
+    the test with ``what`` was awaited and ``seen()`` (what there was instead). The timeout is a ceiling
+    for a stuck test, never a measurement: the condition ends the wait as soon as it holds."""
+    from trashlab._progress import wait_until
+
+    if not await wait_until(check, timeout=timeout, what=what, show=False, every=0.02):
+        pytest.fail(f"waited {timeout:g} s for {what}" + (f"; seen: {seen()}" if seen is not None else ""))
+
+
+def eventually_sync(check, what: str, timeout: float = 15.0, seen=None) -> None:
+    """:func:`eventually` for a test without an event loop (``check`` is a plain function)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {timeout:g} s for {what}" + (f"; seen: {seen()}" if seen is not None else ""))
+        time.sleep(0.02)  # the polling loop of this wait helper
+
+
+def _matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: ``*`` one token, ``>`` the rest."""
+    want, have = pattern.split("."), subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(have) > i
+        if i >= len(have) or token not in ("*", have[i]):
+            return False
+    return len(want) == len(have)
+
+
+def interest(server, subject: str) -> int:
+    """How many subscriptions ``server`` (a Broker or a monitoring URL) delivers ``subject`` to: its own
+    clients' (/subsz?test=) plus one per route and leaf connection that carries interest in it (/routez,
+    /leafz: /subsz lists only local clients)."""
+    from trashlab.servers.monitor import fetch
+
+    url = getattr(server, "monitor_url", server)
+    local = int(fetch(url, f"subsz?subs=1&test={subject}").get("total") or 0)
+    links = (fetch(url, "routez?subs=1").get("routes") or []) + (fetch(url, "leafz?subs=1").get("leafs") or [])
+    return local + sum(any(_matches(p.split(" ")[0], subject) for p in (link.get("subscriptions_list") or []))
+                       for link in links)
+
+
+async def has_interest(server, subject: str, count: int = 1, timeout: float = 15.0) -> None:
+    """Wait until ``server`` sees at least ``count`` subscriptions to ``subject`` (a subscriber on
+    another node counts once it reached this one through the route), else fail saying how many it saw."""
+    await eventually(lambda: interest(server, subject) >= count, f"{count} subscription(s) to {subject!r} "
+                     f"visible on {getattr(server, 'name', server)}", timeout,
+                     seen=lambda: f"{interest(server, subject)} subscription(s)")
+
+
+async def record_seqs(url: str, subject: str):
+    """The test's own witness: a plain nats-py subscriber on ``url`` appending each reading's ``seq`` to a
+    list, subscribed on the server when this returns. Returns ``(nc, seqs)``; close ``nc`` at the end."""
+    import json
+
+    import nats
+
+    seqs: "list[int]" = []
+
+    async def keep(msg) -> None:
+        seqs.append(int(json.loads(msg.data)["seq"]))
+
+    async def quiet(e: Exception) -> None:  # the node may be the one a drill kills
+        pass
+
+    nc = await nats.connect(url, name="test-witness", error_cb=quiet)
+    await nc.subscribe(subject, cb=keep)
+    await nc.flush()
+    return nc, seqs
+
+
+def missing(expected, got, first: int = 10) -> str:
+    """``expected`` vs ``got`` (sequences of seqs or payloads) in one line: counts, the first few missing,
+    the first few extra and repeated ones."""
+    from collections import Counter
+
+    want, have = Counter(expected), Counter(got)
+    lost = sorted((want - have).elements())
+    extra = sorted((have - want).elements())
+    return (f"expected {sum(want.values())}, got {sum(have.values())}; missing {len(lost)} {lost[:first]}"
+            + (f"; unexpected or repeated {len(extra)} {extra[:first]}" if extra else ""))
+
+
 @pytest.fixture
 def broker():
     """A fresh broker for one test."""

@@ -78,7 +78,7 @@ async def flood(url: str, rate: int, seconds: float, bad: bool, subject: str) ->
         while i < due:
             i += 1
             await nc.publish(subject, payload(i, bad)[1])
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.005)  # the pace of this publisher (a program under test, not synchronisation)
     await nc.flush(timeout=30)
     took = loop.time() - start
     await nc.close()

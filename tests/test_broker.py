@@ -170,7 +170,7 @@ CHILD = textwrap.dedent("""
     else:
         start()
     print(holder["b"].pid, flush=True)
-    time.sleep(60)
+    time.sleep(60)  # the owner stays alive until the test kills it (a program, not synchronisation)
 """)
 
 
@@ -198,6 +198,8 @@ def test_broker_dies_with_its_sigkilled_owner():
 
 def test_broker_started_from_a_thread_dies_with_its_sigkilled_owner():
     owner, server = _start_owner("thread")
+    # Not synchronisation: the thread has ended already (the owner prints the pid after join); a broker
+    # wrongly tied to it would be dying now. The pause only gives that wrong death time to show.
     time.sleep(0.3)
     assert psutil.pid_exists(server), "the broker died with the thread that started it"
     owner.send_signal(signal.SIGKILL)
@@ -209,8 +211,9 @@ def test_orphan_of_a_crashed_owner_is_cleaned_at_next_start():
     owner, server = _start_owner("nosignal")
     owner.send_signal(signal.SIGKILL)
     owner.wait()
-    time.sleep(0.2)
-    assert psutil.pid_exists(server) and psutil.Process(server).status() != psutil.STATUS_ZOMBIE
+    time.sleep(0.2)  # not synchronisation: time for a wrong death to show (without the signal it must survive)
+    assert psutil.pid_exists(server) and psutil.Process(server).status() != psutil.STATUS_ZOMBIE, \
+        "nats-server died with its owner although the parent-death signal was off"
     # an unrelated nats-server, not started by trashlab, must survive the cleanup
     stranger = subprocess.Popen([trashlab.servers.broker.find_nats_server(), "-a", "127.0.0.1", "-p", "-1", "-m", "-1"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -9,7 +9,7 @@ import pytest
 
 import trashlab
 import trashlab.servers.chaos
-from conftest import unique
+from conftest import eventually, has_interest, missing, unique
 
 
 @pytest.fixture(scope="module")
@@ -20,55 +20,85 @@ def pair():
     c.stop()
 
 
-async def count_on(url: str, subject: str) -> tuple:
-    nc = await nats.connect(url, name="chaos-test")
-    got = []
+class Inbox:
+    """A plain subscriber on one node: the payloads that arrived on ``subject``, in order, and the end
+    markers that arrived on ``subject.end``. Messages from one publisher reach one subscriber in order,
+    so once a batch's end marker is in, every message of the batch that will ever arrive did."""
 
-    async def keep(msg) -> None:
-        got.append(msg)
+    def __init__(self, subject: str) -> None:
+        self.subject, self.got, self.ends = subject, [], []
+        self.nc = None
 
-    await nc.subscribe(subject, cb=keep)
-    await nc.flush()
-    return nc, got
+    async def start(self, url: str) -> "Inbox":
+        self.nc = await nats.connect(url, name="chaos-test")
+
+        async def keep(msg) -> None:
+            (self.ends if msg.subject.endswith(".end") else self.got).append(msg.data.decode())
+
+        await self.nc.subscribe(self.subject, cb=keep)
+        await self.nc.subscribe(self.subject + ".end", cb=keep)
+        await self.nc.flush()
+        return self
+
+    async def settled(self, batch: str) -> list:
+        """Wait for the end marker of ``batch``; return the payloads of that batch that arrived."""
+        await eventually(lambda: batch in self.ends, f"the end marker of batch {batch!r} on {self.subject}",
+                         seen=lambda: f"markers {self.ends}, {len(self.got)} messages")
+        return [p for p in self.got if p.startswith(batch + "-")]
 
 
-async def publish(url: str, subject: str, n: int) -> None:
+async def publish(url: str, subject: str, n: int, batch: str) -> None:
+    """``n`` messages ``batch-0`` ... on ``subject``, then the batch's end marker on ``subject.end``."""
     nc = await nats.connect(url)
     for i in range(n):
-        await nc.publish(subject, str(i).encode())
+        await nc.publish(subject, f"{batch}-{i}".encode())
+    await nc.publish(subject + ".end", batch.encode())
     await nc.flush()
     await nc.close()
 
 
+def check_drill(r) -> None:
+    """What any drill measured holds together: each reading arrived at most once and only readings that
+    were published; what it calls lost is what was published and never arrived."""
+    published, received = r.published_seqs, r.received_seqs
+    assert len(received) == len(set(received)), f"{r.mode}: readings arrived twice: {missing(set(received), received)}"
+    assert set(received) <= set(published), \
+        f"{r.mode}: readings arrived that were never published: {sorted(set(received) - set(published))[:10]}"
+    assert r.lost_seqs == sorted(set(published) - set(received)), \
+        f"{r.mode}: the drill says lost {r.lost_seqs[:10]}, the seqs say {sorted(set(published) - set(received))[:10]}"
+
+
 async def test_drop_messages_loses_about_the_share_then_stops(broker):
-    nc, got = await count_on(broker.url, "loss.test")
+    inbox = await Inbox("loss.test").start(broker.url)
     try:
         broker.drop_messages("loss.test", 40)
         assert '"loss.test": [{destination: "loss.test", weight: 60%}]' in broker.config_text
         assert trashlab.servers.chaos.dropping(broker) == {"loss.test": 40.0}
-        await publish(broker.url, "loss.test", 2000)
-        await asyncio.sleep(0.3)
-        lost = 2000 - len(got)
+        await publish(broker.url, "loss.test", 2000, "dropping")
+        lost = 2000 - len(await inbox.settled("dropping"))
+        # 40 % of 2000 at random: 800 on average, standard deviation 22; 500 and 1100 are 13 deviations away
         assert 500 < lost < 1100, f"about 40 % of 2000 should be lost, lost {lost}"
         broker.stop_dropping()
         assert '"loss.test": [{destination: "loss.test", weight: 100%}]' in broker.config_text
         assert trashlab.servers.chaos.dropping(broker) == {}
-        got.clear()
-        await publish(broker.url, "loss.test", 500)
-        await asyncio.sleep(0.3)
-        assert len(got) == 500
+        await publish(broker.url, "loss.test", 500, "after")
+        after = await inbox.settled("after")
+        assert after == [f"after-{i}" for i in range(500)], \
+            f"after stop_dropping every message arrives, in order: {missing([f'after-{i}' for i in range(500)], after)}"
         print(f"drop 40 %: {lost} of 2000 lost; after stop_dropping 500 of 500 arrived")
     finally:
-        await nc.close()
+        await inbox.nc.close()
 
 
 async def test_reload_keeps_clients_connected(broker):
-    nc, got = await count_on(broker.url, "reload.test")
+    inbox = await Inbox("reload.test").start(broker.url)
+    nc = inbox.nc
     try:
         broker.drop_messages("other", 10)
-        await publish(broker.url, "reload.test", 10)
-        await asyncio.sleep(0.2)
-        assert len(got) == 10 and nc.is_connected and nc.stats["reconnects"] == 0
+        await publish(broker.url, "reload.test", 10, "reload")
+        got = await inbox.settled("reload")
+        assert got == [f"reload-{i}" for i in range(10)], f"a reload loses nothing: {got}"
+        assert nc.is_connected and nc.stats["reconnects"] == 0, f"the client reconnected: {nc.stats}"
     finally:
         await nc.close()
         broker.stop_dropping()
@@ -77,26 +107,29 @@ async def test_reload_keeps_clients_connected(broker):
 async def test_partition_cuts_the_routes_and_heal_joins_them(pair):
     first, second = pair.nodes.values()
     await pair.wait_formed()
-    nc, got = await count_on(second.url, "part.test")
+    inbox = await Inbox("part.test").start(second.url)
+    nc = inbox.nc
     try:
-        await asyncio.sleep(0.3)  # the subscription reaches the first node through the route
-        await publish(first.url, "part.test", 50)
-        await asyncio.sleep(0.3)
-        assert len(got) == 50
+        await has_interest(first, "part.test")  # the subscription reached the first node through the route
+        await has_interest(first, "part.test.end")
+        await publish(first.url, "part.test", 50, "before")
+        before = await inbox.settled("before")
+        assert len(before) == 50, f"before the partition: {missing([f'before-{i}' for i in range(50)], before)}"
         pair.partition(first.name)
         assert pair.routes().empty, "no route may be left between the two sides"
         assert not pair.formed()
-        got.clear()
-        await publish(first.url, "part.test", 50)
-        await asyncio.sleep(0.3)
-        assert got == [], "across a partition nothing arrives"
+        await publish(first.url, "part.test", 50, "across")  # no interest on the first node: dropped there
         assert nc.is_connected  # clients stay on their node: they only stop hearing the other side
         pair.heal()
         await pair.wait_formed()
-        await asyncio.sleep(0.3)
-        await publish(first.url, "part.test", 50)
-        await asyncio.sleep(0.3)
-        assert len(got) == 50
+        await has_interest(first, "part.test")
+        await has_interest(first, "part.test.end")
+        await publish(first.url, "part.test", 50, "healed")
+        healed = await inbox.settled("healed")
+        assert len(healed) == 50, f"after healing: {missing([f'healed-{i}' for i in range(50)], healed)}"
+        across = [p for p in inbox.got if p.startswith("across-")]
+        assert across == [] and "across" not in inbox.ends, \
+            f"across a partition nothing arrives, not even later: {len(across)} did, e.g. {across[:5]}"
     finally:
         await nc.close()
         pair.heal()
@@ -105,10 +138,11 @@ async def test_partition_cuts_the_routes_and_heal_joins_them(pair):
 async def test_slow_consumer_client_side_drops(broker):
     sc = await trashlab.servers.chaos.slow_consumer(broker, "slow.client", kind="client", delay=0.05, pending=10)
     try:
-        await publish(broker.url, "slow.client", 500)
-        await asyncio.sleep(0.5)
-        assert sc.dropped > 0, "nats-py must report the messages it dropped"
-        assert sc.received < 500
+        await has_interest(broker, "slow.client")
+        await publish(broker.url, "slow.client", 500, "slow")
+        await eventually(lambda: sc.received + sc.dropped == 500, "each of the 500 messages handled or dropped",
+                         seen=lambda: f"{sc.received} handled, {sc.dropped} dropped")
+        assert sc.dropped > 0 and sc.received < 500, f"nats-py must report the messages it dropped: {sc}"
         print(f"client view: {sc}")
     finally:
         await sc.stop()
@@ -136,7 +170,9 @@ async def test_lame_duck_compared_with_a_kill(pair):
     for r in (kill, duck):
         assert r.reconnect_s is not None, f"{r.mode}: the collector must move to the other node"
         assert r.moved_to != r.killed
-        assert r.published > 100
+        check_drill(r)
+        resumed = r.frame[(r.frame["published_t"] > r.reconnected_at) & r.frame["received_at"].notna()]
+        assert len(resumed), f"{r.mode}: no reading published after the collector moved arrived: {r.summary()}"
     assert all(b.running for b in pair.nodes.values())  # undone: the node is back
     await pair.wait_formed()
 
@@ -156,16 +192,11 @@ async def test_lame_duck_tells_clients_first(pair):
     try:
         pair.lame_duck()
         await asyncio.wait_for(told.wait(), 5)
-        for _ in range(100):  # after the 1 s grace period the server closes it; it moves to the other node
-            if nc.is_connected and nc.connected_url.port != pair.first.port:
-                break
-            await asyncio.sleep(0.1)
-        assert nc.connected_url.port != pair.first.port
-        for _ in range(350):  # its clients gone, the lame duck leaves (at the latest when the 30 s end)
-            if not pair.first.running:
-                break
-            await asyncio.sleep(0.1)
-        assert not pair.first.running, "a lame duck exits by itself"
+        # after the 1 s grace period the server closes it; it moves to the other node
+        await eventually(lambda: nc.is_connected and nc.connected_url.port != pair.first.port,
+                         "the client moving off the lame duck", seen=lambda: f"connected to {nc.connected_url}")
+        # its clients gone, the lame duck leaves (at the latest when its 30 s end)
+        await eventually(lambda: not pair.first.running, "the lame duck exiting by itself", timeout=40)
     finally:
         await nc.close()
         pair.first.kill()
@@ -176,7 +207,8 @@ async def test_lame_duck_tells_clients_first(pair):
 async def test_drop_drill_measures_the_loss(pair):
     r = await trashlab.chaos_drill(pair, "drop", percent=50, run_after=1.0, progress=False)
     print(r.summary())
-    assert r.lost > 0
+    check_drill(r)
+    assert r.lost > 0, f"half of the readings should be dropped: {r.summary()}"
     assert trashlab.servers.chaos.dropping(pair) == {}
 
 
@@ -186,8 +218,9 @@ async def test_step_down_keeps_the_stream_accepting():
         r = await trashlab.chaos_drill(c, "step_down", progress=False)
         print(r.summary(), r.extra)
         assert r.extra["new_leader"] != r.extra["old_leader"]
-        assert r.lost == 0, "acknowledged publishing loses nothing across an election"
-        assert r.published > 100
+        check_drill(r)
+        assert sorted(r.received_seqs) == r.published_seqs, \
+            f"acknowledged publishing loses nothing across an election: {missing(r.published_seqs, r.received_seqs)}"
     finally:
         c.stop()
 
@@ -195,19 +228,23 @@ async def test_step_down_keeps_the_stream_accepting():
 async def test_partition_drill_loses_what_was_published_across_it(pair):
     r = await trashlab.chaos_drill(pair, "partition", run_after=1.0, progress=False)
     print(r.summary())
-    assert r.lost > 50, "a second across a partition loses its messages (core NATS)"
-    assert r.largest_gap_s > 0.5
+    check_drill(r)
+    assert r.lost > 0, f"a second across a partition loses its messages (core NATS): {r.summary()}"
+    sent_at = dict(zip(r.frame["seq"], r.frame["published_t"]))
+    early = [s for s in r.lost_seqs if sent_at[s] < r.kill_at - 1.0]
+    assert not early, f"readings published more than 1 s before the cut were lost: {early[:10]} ({r.summary()})"
+    assert max(r.received_seqs) > max(r.lost_seqs), f"nothing arrived after the heal: {r.summary()}"
+    # nothing arrives while the partition lasts (run_after=1.0 s at least): the gap spans it
+    assert r.largest_gap_s > 0.5, f"largest gap between arrivals {r.largest_gap_s:.3f} s: {r.summary()}"
     assert pair.formed()  # healed
 
 
 async def test_an_interrupted_drill_leaves_no_fault_behind(pair):
     """A student presses Interrupt during the drill: the partition is healed all the same."""
     drill = asyncio.ensure_future(trashlab.chaos_drill(pair, "partition", run_after=5.0, progress=False))
-    for _ in range(100):
-        await asyncio.sleep(0.1)
-        if any(b._routes_now is not None for b in pair.nodes.values()) and not pair.formed():
-            break  # cut: the drill reloaded the configs and the routes are gone (under load that takes a moment)
-    assert not pair.formed()
+    # cut: the drill reloaded the configs and the routes are gone (under load that takes a moment)
+    await eventually(lambda: any(b._routes_now is not None for b in pair.nodes.values()) and not pair.formed(),
+                     "the drill cutting the routes", seen=lambda: f"routes:\n{pair.routes()}")
     drill.cancel()
     with pytest.raises(asyncio.CancelledError):
         await drill

@@ -117,6 +117,8 @@ async def test_shut_down_with_drain_passes_and_close_loses_readings(capsys):
 
 
 # ----- 07: the rate arriving on a subject --------------------------------------------------------------
+# The answers below sleep as a student's answer does (counting for ``seconds``): the behaviour under test,
+# not synchronisation.
 async def measure(nc, subject, seconds):
     count = 0
 

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import urllib.request
+import uuid
 
 import pytest
 
@@ -19,7 +20,7 @@ from trashlab.servers.classroom import (ClassHub, _check_login, class_subject, j
                                         leaf_user, parse_join_line, read_class)
 from trashlab.servers.monitor import fetch
 from trashlab.notebook.classview import ClassWatch
-from conftest import unique
+from conftest import eventually, unique
 
 
 @pytest.fixture
@@ -52,6 +53,18 @@ async def _listen(url: str, subject: str, name: str):
     return nc, got
 
 
+async def _caught_up(nc, got: list, subject: str) -> None:
+    """Wait until this listener has everything published to it before now: it publishes a marker to
+    itself and waits for it (a server delivers to one connection in order, and a publish that was
+    flushed was routed before its PONG), then drops the marker from ``got``."""
+    marker = f"marker-{uuid.uuid4().hex}".encode()
+    await nc.publish(subject, marker)
+    await nc.flush()
+    await eventually(lambda: any(data == marker for _, data in got), f"the listener's own marker on {subject}",
+                     seen=lambda: f"{len(got)} messages: {got[-3:]}")
+    got[:] = [m for m in got if m[1] != marker]
+
+
 async def test_students_are_isolated_and_the_instructor_sees_all(hub):
     s1, seen_by_s1 = await _listen(hub.student_url("s01", host="127.0.0.1"), ">", "s01-spy")
     teacher, seen_by_teacher = await _listen(hub.instructor_url, ">", "teacher")
@@ -61,15 +74,16 @@ async def test_students_are_isolated_and_the_instructor_sees_all(hub):
     await s2.publish(class_subject("s01"), b'{"can_id":"666", "level":"1.0"}')
     await s2.publish("class.s01.trash-level", b"spoof")
     await s2.flush()
-    await asyncio.sleep(0.5)
+    await _caught_up(s1, seen_by_s1, "marker.s01")
     assert seen_by_s1 == [], f"s01 saw another student's traffic: {seen_by_s1}"
-    assert seen_by_teacher == [("class.s02.trash-level", b'{"can_id":"7", "level":"50.0"}')]
+    await _caught_up(teacher, seen_by_teacher, "class.teacher.marker")
+    assert seen_by_teacher == [("class.s02.trash-level", b'{"can_id":"7", "level":"50.0"}')], seen_by_teacher
     # the instructor cannot write into a student's account either: imports are one-way
     await teacher.publish("trash-level", b'{"can_id":"1", "level":"1.0"}')
     await teacher.publish(class_subject("s01"), b'{"can_id":"1", "level":"1.0"}')
     await teacher.flush()
-    await asyncio.sleep(0.3)
-    assert seen_by_s1 == []
+    await _caught_up(s1, seen_by_s1, "marker.s01")
+    assert seen_by_s1 == [], f"the instructor wrote into s01's account: {seen_by_s1}"
     for nc in (s1, s2, teacher):
         await nc.close()
 
@@ -150,14 +164,14 @@ async def test_a_joined_student_s_course_broker_reaches_the_class(hub, class_fil
     other, seen_by_s01 = await _listen(hub.student_url("s01", host="127.0.0.1"), ">", "s01")
     local = trashlab.Broker(unique("iot-msg")).start()
     try:
-        for _ in range(100):  # the leaf connection is made in the background
-            leafz = await asyncio.to_thread(lambda: json.load(
-                urllib.request.urlopen(hub.monitor_url + "/leafz", timeout=2))["leafs"] or [])
-            if any(lf.get("account") == "S03" for lf in leafz):
-                break
-            await asyncio.sleep(0.1)
-        else:
-            pytest.fail(f"the joined broker did not become a leaf of the hub: {local.output[-500:]}")
+        def leafz() -> list:
+            return json.load(urllib.request.urlopen(hub.monitor_url + "/leafz", timeout=2))["leafs"] or []
+
+        # the leaf connection is made in the background
+        await eventually(lambda: any(lf.get("account") == "S03" for lf in leafz()),
+                         "the joined broker becoming a leaf of the hub in account S03",
+                         seen=lambda: f"leafs {[lf.get('account') for lf in leafz()]}; the broker's log: "
+                                      f"{local.output[-500:]}")
         col = await trashlab.Collector(local.url, name="local-col").start()
         # another notebook's broker of the same student: joined too, but private from this one
         other_notebook = trashlab.Broker(unique("iot-msg")).start()
@@ -170,12 +184,14 @@ async def test_a_joined_student_s_course_broker_reaches_the_class(hub, class_fil
             await direct.publish("trash-level", b'{"can_id":"1", "level":"1.0"}')
             await direct.flush()
             await direct.close()
-        for _ in range(50):
-            if len(seen) >= 50 + bool(seat.client_url):
-                break
-            await asyncio.sleep(0.1)
-        assert len(seen) == 50 + bool(seat.client_url) and {s for s, _ in seen} == {"class.s03.trash-level"}
-        assert seen_by_s01 == []
+        expected = 50 + bool(seat.client_url)
+        await eventually(lambda: len(seen) >= expected, f"the instructor receiving the {expected} readings",
+                         seen=lambda: f"{len(seen)}")
+        await _caught_up(teacher, seen, "class.teacher.marker")
+        assert len(seen) == expected and {s for s, _ in seen} == {"class.s03.trash-level"}, \
+            f"expected {expected} readings on class.s03.trash-level, got {len(seen)} on {sorted({s for s, _ in seen})}"
+        await _caught_up(other, seen_by_s01, "marker.s01")
+        assert seen_by_s01 == [], f"s01 saw s03's readings: {seen_by_s01[:3]}"
         assert col.count == 50 and neighbour.count == 0
         await neighbour.stop()
         other_notebook.stop()
@@ -216,12 +232,11 @@ async def test_class_watch_counts_students_and_answers_for_their_cans(hub):
         for sim in sims:
             await sim.wait(timeout=10)
         await watch._poll_once()
-        for _ in range(50):
-            if watch.received >= 40:
-                break
-            await asyncio.sleep(0.1)
+        await eventually(lambda: watch.received >= 40, "the class watch receiving the 40 readings",
+                         seen=lambda: f"{watch.received}")
         rows = {r["student"]: r for r in watch.rows()}
-        assert rows["s01"]["received"] == 30 and rows["s02"]["received"] == 10 and rows["s03"]["received"] == 0
+        assert rows["s01"]["received"] == 30 and rows["s02"]["received"] == 10 and rows["s03"]["received"] == 0, \
+            {s: r["received"] for s, r in rows.items()}
         assert set(watch.online()) == {"s01", "s02"}
         assert sum(watch.distribution()) == rows["s01"]["cans"] + rows["s02"]["cans"]
         can, level = rows["s02"]["last"][0]
@@ -279,10 +294,8 @@ async def test_env_nats_url_set_to_the_join_line_puts_clients_without_a_url_in_t
     sim = await trashlab.Simulator(interval=0.01, count=5, name="env-sim").start()
     await sim.wait(timeout=10)
     await sim.stop()
-    for _ in range(30):
-        if len(seen) >= 5:
-            break
-        await asyncio.sleep(0.1)
+    await eventually(lambda: len(seen) >= 5, "the instructor receiving the 5 readings", seen=lambda: f"{seen}")
+    await _caught_up(teacher, seen, "class.teacher.marker")
     await teacher.close()
     assert [s for s, _ in seen] == ["class.s02.trash-level"] * 5
 
@@ -330,7 +343,7 @@ async def test_a_student_s_own_wildcard_never_cuts_their_class_feed(hub, class_f
     join(hub.join_line(student, host="127.0.0.1"))
     teacher, seen = await _listen(hub.instructor_url, class_subject(student), "teacher")
     spy, seen_by_s01 = await _listen(hub.student_url("s01", host="127.0.0.1"), ">", "s01-spy")
-    me = await trashlab.connect(hub.student_url(student, host="127.0.0.1"), name="own-wildcard")
+    me = await trashlab.servers.connection.connect(hub.student_url(student, host="127.0.0.1"), name="own-wildcard")
     mine: list = []
 
     async def on_mine(msg):

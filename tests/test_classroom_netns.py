@@ -92,7 +92,11 @@ async def main():
     await nc.subscribe("class.>", cb=cb)
     await nc.flush()
     print("ready", flush=True)
-    sys.stdin.readline()  # until the test says stop
+    want = int(sys.stdin.readline())  # the test says how many readings were published
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while sum(seen.values()) < want and loop.time() < deadline:
+        await asyncio.sleep(0.05)  # the polling loop of a wait (at most 30 s) for them
     await nc.flush()
     await nc.close()
     print(json.dumps(seen), flush=True)
@@ -165,16 +169,15 @@ def test_a_student_on_another_host_joins_the_class(two_hosts, tmp_path):
                                    env=_env(), capture_output=True, text=True, timeout=30).stdout
             if '"account": "S01"' in leafz:
                 break
-            time.sleep(0.2)
+            time.sleep(0.2)  # the polling loop of this wait
         assert '"account": "S01"' in leafz, leafz
         sim = subprocess.run(_in(student_ns, "-m", "trashlab", "sim", "--servers", local, "--count", "50",
                                  "--interval", "0.01", "-q"), env=_env(), capture_output=True, text=True, timeout=60)
         assert sim.returncode == 0, sim.stderr
-        time.sleep(0.5)
-        teacher.stdin.write("stop\n")
+        teacher.stdin.write("50\n")  # the teacher waits for the 50 (at most 30 s), then says what it saw
         teacher.stdin.flush()
         seen = json.loads(teacher.stdout.readline())
-        assert seen == {"class.s01.trash-level": 50}
+        assert seen == {"class.s01.trash-level": 50}, f"the instructor saw {seen}, expected the 50 readings of s01"
     finally:
         for proc in reversed(procs):
             if proc.poll() is None:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import unique
+from conftest import eventually_sync, interest, unique
 
 TL = [sys.executable, "-m", "trashlab"]
 
@@ -21,23 +21,34 @@ def run(*args, timeout=60, env=None):
 
 def test_sim_into_report_answered_by_levels(shared_broker):
     url = shared_broker.url
+    before = interest(shared_broker, "trash-level")
     report = subprocess.Popen([*TL, "report", "--servers", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
     try:
-        time.sleep(1.5)  # the report service subscribes before the simulator starts
+        # the report service subscribes before the simulator starts
+        eventually_sync(lambda: interest(shared_broker, "trash-level") > before or report.poll() is not None,
+                        "the report service subscribing to trash-level", timeout=60)
+        assert report.poll() is None, f"the report service ended: {report.communicate()[1][-2000:]}"
         sim = run("sim", "--servers", url, "--count", "200", "--interval", "0.005", "--seed", "7")
         assert sim.returncode == 0, sim.stderr
         published = [json.loads(ln[len("publishing: "):]) for ln in sim.stdout.splitlines()]
         assert len(published) == 200
         assert all(set(m) == {"can_id", "level"} and isinstance(m["level"], str) for m in published)
-        time.sleep(0.5)
-        levels = run("levels", "--servers", url, "--json")
-        assert levels.returncode == 0, levels.stderr
-        rows = json.loads(levels.stdout)
         latest = {}
         for m in published:
             latest[m["can_id"]] = float(m["level"])
-        assert {r["can_id"]: r["level"] for r in rows} == latest
+        answers = []
+
+        def levels_now() -> dict:
+            levels = run("levels", "--servers", url, "--json")
+            assert levels.returncode == 0, levels.stderr
+            answers.append({r["can_id"]: r["level"] for r in json.loads(levels.stdout)})
+            return answers[-1]
+
+        # the report service has the 200 readings once it answers with the latest level of every can
+        eventually_sync(lambda: levels_now() == latest, f"trashlab levels answering the {len(latest)} cans' latest levels",
+                        timeout=60, seen=lambda: f"{len(answers[-1])} cans, of which "
+                        f"{sum(answers[-1].get(k) == v for k, v in latest.items())} right")
         table = run("levels", "--servers", url)
         assert f"{len(latest)} cans" in table.stdout
         one = run("levels", "--servers", url, "--can", published[0]["can_id"])
@@ -47,9 +58,10 @@ def test_sim_into_report_answered_by_levels(shared_broker):
     finally:
         report.send_signal(signal.SIGINT)
         out, err = report.communicate(timeout=15)
-    assert report.returncode == 0
+    assert report.returncode == 0, f"trashlab report exited {report.returncode}: {err[-2000:]}"
     received = [ln for ln in out.splitlines() if ln.startswith("Received report: ")]
-    assert len(received) == 200
+    assert len(received) == 200, f"the report service printed {len(received)} of 200 readings; its last lines: " \
+        f"{out.splitlines()[-5:]}, stderr {err[-1000:]!r}"
     assert received[0] == "Received report: " + sim.stdout.splitlines()[0][len("publishing: "):]
     assert "Traceback" not in err
 

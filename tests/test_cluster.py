@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 import trashlab
-from conftest import unique
+from conftest import eventually, missing, record_seqs, unique
 
 
 @pytest.fixture(scope="module")
@@ -74,15 +74,53 @@ async def test_subscriber_continues_on_another_node_when_its_node_is_killed(pair
     assert pair.first.running and pair.formed()
 
 
-async def test_core_drill_numbers_are_consistent(pair):
-    result = await trashlab.failover_drill(pair, rate=200, kill_after=1.0, run_after=1.0, progress=False)
-    assert result.mode == "core" and result.killed == pair.name
-    assert result.published > 300
-    assert result.published == result.received + result.lost
-    assert set(result.lost_seqs) <= set(range(1, result.published + 1))
-    assert result.reconnect_s is not None and result.reconnect_s < 2
-    assert result.moved_to == pair.name + "2"
-    assert result.largest_gap_s >= 0
+def check_core_drill(result, witness: list, witness_node: str) -> None:
+    """A core drill against its witness (every reading that reached ``witness_node``, which survived):
+    the drill counted what was published, the collector got each reading at most once and nothing the
+    witness did not see, and what it lost was in flight around the kill, nothing after the reconnect."""
+    published = result.published_seqs
+    received = result.received_seqs
+    summary = result.summary()
+    assert published == list(range(1, result.published + 1)), \
+        f"the simulator numbers its readings 1..{result.published}: {missing(range(1, result.published + 1), published)}"
+    assert len(received) == len(set(received)), \
+        f"core NATS delivers at most once, but the collector got {missing(set(received), received)} ({summary})"
+    assert set(received) <= set(witness), \
+        f"the collector got readings that never reached {witness_node}: {sorted(set(received) - set(witness))[:10]}"
+    lost = sorted(set(published) - set(received))
+    assert result.lost_seqs == lost and result.received == len(received), \
+        f"the drill reports {result.lost} lost {result.lost_seqs[:10]}, the seqs say {len(lost)} lost {lost[:10]}"
+    assert result.reconnect_s is not None and result.reconnect_s < 2, f"no failover within 2 s: {summary}"
+    assert published[-1] in received, \
+        f"the last reading ({published[-1]}) never reached the collector: it did not subscribe again ({summary})"
+    sent_at = dict(zip(result.frame["seq"], result.frame["published_t"]))
+    outside = [s for s in lost if not result.kill_at - 1.0 <= sent_at[s] <= result.reconnected_at + 1.0]
+    assert not outside, (f"lost readings published more than 1 s away from the failover (kill at "
+                         f"{result.kill_at:.3f} s, reconnected at {result.reconnected_at:.3f} s): "
+                         f"{[(s, round(sent_at[s], 3)) for s in outside[:10]]}")
+    arrivals = sorted(result.frame["received_at"].dropna())
+    gap = max(b - a for a, b in zip(arrivals, arrivals[1:]))
+    assert abs(gap - result.largest_gap_s) < 1e-6 and result.largest_gap_s < 2.0, \
+        (f"largest gap between arrivals: {result.largest_gap_s:.3f} s reported, {gap:.3f} s on the timeline "
+         f"(a failover that works stays well under 2 s: {summary})")
+
+
+async def test_core_drill_loses_only_what_was_in_flight_and_each_reading_arrives_once(pair):
+    subject = unique("drill")
+    second = pair.nodes[pair.name + "2"]
+    nc, witness = await record_seqs(second.url, subject)  # on the simulator's node, which stays up
+    try:
+        result = await trashlab.failover_drill(pair, rate=200, kill_after=1.0, run_after=1.0, subject=subject,
+                                               progress=False)
+        await eventually(lambda: len(witness) >= result.published,
+                         f"the witness on {second.name} receiving the {result.published} readings published",
+                         seen=lambda: missing(result.published_seqs, witness))
+    finally:
+        await nc.close()
+    assert result.mode == "core" and result.killed == pair.name and result.moved_to == second.name, result.summary()
+    assert witness == result.published_seqs, \
+        f"what reached {second.name} vs what the drill says it published: {missing(result.published_seqs, witness)}"
+    check_core_drill(result, witness, second.name)
     fig = result.plot()
     assert len(fig.axes) == 2
     assert any(line.get_label() == f"kill {pair.name}" for line in fig.axes[0].get_lines())
@@ -96,11 +134,8 @@ async def test_a_node_added_with_the_labs_literal_routes_url_joins(pair):
     name = unique("hand")
     node = trashlab.Broker(name, routes=[f"nats-route://ruser:T0pS3cr3t@127.0.0.1:{port}"]).start()
     try:
-        for _ in range(100):
-            if name in set(pair.routes()["remote"]):
-                break
-            await asyncio.sleep(0.05)
-        assert name in set(pair.routes()["remote"])
+        await eventually(lambda: name in set(pair.routes()["remote"]), f"a route from the cluster to {name}",
+                         seen=lambda: sorted(set(pair.routes()["remote"])))
     finally:
         node.stop()
 
@@ -160,10 +195,21 @@ def test_cli_cluster_prints_urls_and_stops_on_ctrl_c(tmp_path):
 
 
 async def test_drill_can_kill_the_simulators_node_instead(pair):
-    result = await trashlab.failover_drill(pair, kill="simulator", kill_after=0.5, run_after=0.5, progress=False)
+    subject = unique("drill")
+    nc, witness = await record_seqs(pair.first.url, subject)  # beside the collector, on the node that stays up
+    try:
+        result = await trashlab.failover_drill(pair, kill="simulator", kill_after=0.5, run_after=0.5, subject=subject,
+                                               progress=False)
+        last = result.published_seqs[-1] if result.published_seqs else None
+        await eventually(lambda: last in witness, f"the witness on {pair.first.name} receiving the last reading "
+                         f"({last})", seen=lambda: missing(result.published_seqs, witness))
+    finally:
+        await nc.close()
     assert result.killed == pair.name + "2" and result.client == "simulator"
     assert result.moved_to == pair.name
-    assert result.published == result.received + result.lost
+    assert sorted(result.received_seqs) == sorted(witness), \
+        f"the collector vs a witness on the same node: {missing(witness, result.received_seqs)}"
+    check_core_drill(result, witness, pair.first.name)
     assert all(b.running for b in pair.nodes.values())
 
 
@@ -175,7 +221,7 @@ async def test_astart_leaves_the_event_loop_free_while_the_nodes_start():
 
     async def look() -> None:
         while True:
-            up = [b.name for b in trashlab.running_brokers() if b.name in (c.name, c.name + "2")]
+            up = [b.name for b in trashlab.servers.broker.running_brokers() if b.name in (c.name, c.name + "2")]
             seen.append((up, list(c.nodes)))
             await asyncio.sleep(0.001)
 

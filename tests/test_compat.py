@@ -11,6 +11,7 @@ import sys
 import textwrap
 
 import trashlab
+from conftest import eventually
 from trashlab import _compat
 
 
@@ -47,7 +48,8 @@ async def test_nats_py_parser_still_hands_each_message_to_process_msg(shared_bro
         await nc.publish("compat.other", b"two")
         await nc.publish("compat.direct", b"three", headers={"X": "1"})  # with headers: nats-py's way
         await nc.flush()
-        await asyncio.sleep(0.1)
+        await eventually(lambda: len(direct) + len(queued) >= 3, "the 3 messages delivered, directly or queued",
+                         seen=lambda: f"direct {direct}, queued {queued}")
         assert direct == [(b"one", b"compat.direct")], "nats-py no longer calls Client._process_msg per MSG"
         assert sorted(queued) == [b"three", b"two"] and sub._received == 2 and other is not None
         assert nc.stats["in_msgs"] == 3

@@ -127,6 +127,8 @@ def payload(can_id, level) -> bytes:
     return ('{"can_id":"%s", "level":"%r"}' % (can_id, level)).encode()
 
 
+# The answers below sleep as a student's publisher does (``interval`` between readings): the behaviour
+# under test, not synchronisation.
 async def publish_right(nc, count, interval):
     for i in range(count):
         await nc.publish("trash-level", payload(random.randint(0, 1000), random.random() * 100))
@@ -435,7 +437,7 @@ async def test_trashlab_log_lines_during_a_check_go_to_stdout(capsys):
 
 async def test_a_hanging_answer_fails_within_the_timeout():
     async def hangs(nc, levels):
-        await asyncio.sleep(3600)
+        await asyncio.sleep(3600)  # the hanging answer under test
 
     started = time.monotonic()
     text = await fails(checks.check_latest_levels(hangs))

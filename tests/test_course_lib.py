@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 
 import matplotlib
 import pytest
@@ -10,7 +9,7 @@ import pytest
 import trashlab
 from trashlab import plots
 
-from conftest import unique
+from conftest import eventually, unique
 
 matplotlib.use("Agg")
 
@@ -23,8 +22,13 @@ async def test_accounts_isolate_trash_level():
         sim = await trashlab.Simulator(broker.url_for("gateway"), interval=0, count=200).start()
         await sim.wait(10)
         assert await iot.wait_for(200, timeout=15) == 200
-        await asyncio.sleep(0.3)
-        assert office.count == 0
+        # a reading of the office's own account, published after the 200 were: once it is in, any of
+        # the 200 that could reach the office would have (one server delivers to a connection in order)
+        own = await trashlab.Simulator(broker.url_for("intern"), interval=0, count=1, name="office-own").start()
+        await own.wait(10)
+        await own.stop()
+        assert await office.wait_for(1, timeout=15) == 1
+        assert office.count == 1, f"the office account received {office.count - 1} of the gateway's readings"
         with pytest.raises(trashlab.errors.ConnectionFailed, match="refused the login"):
             await trashlab.Collector(broker.url, name="anonymous").start()
         await iot.stop(), await office.stop(), await sim.stop()
@@ -61,16 +65,21 @@ async def test_spawned_processes_behave_like_containers(broker):
         assert sim.tail(1)[0].startswith("publishing: {\"can_id\":")
         again = await trashlab.spawn_simulator(broker.name, name=sim.name, interval=0.02)
         assert again is sim  # re-running a cell does not start a second process
-        await asyncio.sleep(0.5)
         rep.kill()
         before = sim.count
         watched = await trashlab.watch([sim, rep], seconds=0.5, every=0.1)
-        assert watched["running"].tolist() == [True, False] and rep.returncode == -9
-        assert watched["messages"].iloc[0] > before  # the simulator does not care
+        assert watched["running"].tolist() == [True, False] and rep.returncode == -9, watched
+        # the simulator does not care: it goes on publishing
+        await eventually(lambda: sim.count > before, f"the simulator publishing past {before} after the kill",
+                         seen=lambda: f"{sim.count}; its last lines {sim.tail(3)}")
         rep = await trashlab.spawn_report(broker.name, name=rep.name)
-        await asyncio.sleep(0.5)
-        stats = await trashlab.query_stats(broker.url)
-        assert stats["received"] > 0
+        stats: dict = {}
+
+        async def counted() -> bool:
+            stats.update(await trashlab.query_stats(broker.url))
+            return stats["received"] > 0
+
+        await eventually(counted, "the new report service receiving readings", seen=lambda: f"{stats}")
         table = trashlab.summary([sim, rep])
         assert table["running"].all() and (table["messages"] > 0).all()
     finally:
@@ -88,9 +97,11 @@ async def test_spawn_fails_in_one_line_when_the_server_is_gone(broker):
 async def test_several_simulators_each_publish(broker):
     sims = await trashlab.spawn_simulators(2, broker.url, prefix=unique("many"), interval=0.02)
     try:
-        await asyncio.sleep(0.5)
         assert [s.name.rsplit("-", 1)[1] for s in sims] == ["1", "2"]
-        assert all(s.count > 0 and s.rate > 0 for s in sims)
+        # a rate needs two messages (from the first to the last)
+        await eventually(lambda: all(s.count > 1 for s in sims), "each simulator publishing twice",
+                         seen=lambda: f"counts {[s.count for s in sims]}")
+        assert all(s.rate > 0 for s in sims), [s.rate for s in sims]
     finally:
         trashlab.stop_spawned(sims)
 
@@ -149,11 +160,12 @@ async def test_live_histogram_counts_what_arrived(broker, monkeypatch):
     drawn_on = []
     real_figure = plots._figure
     monkeypatch.setattr(plots, "_figure", lambda *a: drawn_on.append(real_figure(*a)) or drawn_on[-1])
+    await eventually(lambda: col.count > 0, "a first reading to draw", seen=lambda: col.stall_cause(1))
     assert await plots.live_histogram(col, seconds=0.5, every=0.1) is None
     await sim.stop()
     fig = drawn_on[0][0]
     drawn = sum(p.get_height() for p in fig.axes[0].patches)
-    assert 0 < drawn <= col.count
+    assert 0 < drawn <= col.count, f"drew {drawn} readings of {col.count} received"
     await col.stop()
 
 

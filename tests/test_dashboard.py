@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from nbformat.v4 import new_code_cell, new_notebook
 
 import trashlab
-from conftest import unique
+from conftest import eventually, unique
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,9 +40,13 @@ def test_renders_images_in_a_headless_notebook_run(renderer):
         new_code_cell(f"import asyncio, trashlab\nbroker = trashlab.Broker({name!r}).start()\n"
                       "col = await trashlab.Collector(broker.url).start()\n"
                       "sim = await trashlab.Simulator(broker.url, interval=0.002, seed=1).start()\n"
-                      "await asyncio.sleep(0.3)"),
+                      "await col.wait_for(1, timeout=30)"),
         new_code_cell(f"dash = trashlab.LiveDashboard(col, refresh=0.2, renderer={renderer!r})\ndash"),
-        new_code_cell("first = dash.counters()\nawait asyncio.sleep(1.5)\n"
+        new_code_cell("first = dash.counters()\n"
+                      "for _ in range(600):  # wait (at most 30 s) until it counted more and refreshed twice\n"
+                      "    if dash.counters()['received'] > first['received'] and dash.refreshes >= 2:\n"
+                      "        break\n"
+                      "    await asyncio.sleep(0.05)\n"
                       "import json; print(json.dumps([first, dash.counters(), dash.refreshes]))"),
         new_code_cell("dash.stop(); await sim.stop(); await col.stop(); broker.stop()\ndash.snapshot()"),
     ])
@@ -65,12 +69,13 @@ async def test_counters_rise_while_a_simulator_runs(shared_broker):
     sim = await trashlab.Simulator(shared_broker.url, subject, interval=0.005, seed=2).start()
     dash = trashlab.LiveDashboard(col, refresh=0.1, renderer="image").start()
     try:
-        seen = []
-        for _ in range(4):
-            await asyncio.sleep(0.4)
+        seen = [(dash.counters()["received"], dash.counters()["cans"], dash.refreshes)]
+        for _ in range(3):  # the counters and the picture keep moving
+            await eventually(lambda: dash.counters()["received"] > seen[-1][0] and dash.refreshes > seen[-1][2],
+                             "the dashboard counting more readings and refreshing again", seen=lambda: f"{seen}")
             seen.append((dash.counters()["received"], dash.counters()["cans"], dash.refreshes))
-        assert all(a[0] < b[0] and a[2] < b[2] for a, b in zip(seen, seen[1:])), seen
-        assert seen[-1][1] > 1
+        await eventually(lambda: dash.counters()["cans"] > 1, "readings of a second can",
+                         seen=lambda: f"{dash.counters()}")
         col.add(b"not json", subject)
         assert dash.counters()["rejected"] == 1
     finally:
@@ -114,15 +119,14 @@ def test_fullest_cans_and_threshold_follow_the_collector():
 async def test_pause_resume_and_stop():
     col = filled()
     dash = trashlab.LiveDashboard(col, refresh=0.05, renderer="image").start()
-    await asyncio.sleep(0.3)
+    await eventually(lambda: dash.refreshes > 0, "a first refresh")
     dash.pause()
     assert dash.paused and "(paused)" in dash._title.get_text()
     n = dash.refreshes
-    await asyncio.sleep(0.3)
-    assert dash.refreshes == n and dash.running
+    await asyncio.sleep(0.3)  # not synchronisation: six refresh periods in which a paused dashboard must not draw
+    assert dash.refreshes == n and dash.running, f"{dash.refreshes - n} refreshes while paused"
     dash.resume()
-    await asyncio.sleep(0.3)
-    assert dash.refreshes > n
+    await eventually(lambda: dash.refreshes > n, "a refresh after resume()")
     dash.stop()
     await asyncio.sleep(0)
     assert not dash.running and dash.closed
@@ -134,8 +138,8 @@ async def test_a_new_dashboard_on_the_same_collector_replaces_the_old_one():
     col = filled()
     old = trashlab.LiveDashboard(col, refresh=0.05, renderer="image").start()
     new = trashlab.LiveDashboard(col, refresh=0.05, renderer="image").start()
-    await asyncio.sleep(0.1)
-    assert old.closed and not old.running and new.running
+    await eventually(lambda: old.closed and not old.running, "the old dashboard closing")
+    assert new.running
     new.stop()
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
-import time
 
 import pytest
 
 import trashlab
 from trashlab import docker
 
-from conftest import unique
+from conftest import eventually_sync, unique
 
 ENGINE = docker.docker_available()
 
@@ -93,9 +92,8 @@ def test_cluster_arguments_join_with_the_image_config(tmp_path):
     node = subprocess.Popen([trashlab.servers.broker.find_nats_server()] + argv[argv.index("nats") + 1:] + ["-a", "127.0.0.1"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and node.poll() is None and first.routez().empty:
-            time.sleep(0.1)
+        eventually_sync(lambda: node.poll() is not None or not first.routez().empty,
+                        "the Docker-style node routing to the first one (or exiting)")
         assert node.poll() is None, node.stdout.read()
         assert not first.routez().empty, first.output
     finally:

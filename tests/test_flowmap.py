@@ -4,14 +4,13 @@ a client leaving and a JetStream stream; the still SVG; one map per target; the 
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import nats
 import pytest
 
 import trashlab
-from conftest import unique
+from conftest import eventually, unique
 
 
 def clients(fm) -> dict:
@@ -23,10 +22,8 @@ def texts(fm) -> list:
 
 
 async def wait_for(check, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "the map did not show it in time"
-        await asyncio.sleep(0.1)
+    """Wait for what the map should show (the condition's source line is in the traceback)."""
+    await eventually(check, "the map showing it", timeout)
 
 
 @pytest.fixture
@@ -52,7 +49,7 @@ async def test_fan_out_queue_group_kill_and_leave(pair):
         assert seen["sim"]["lang"] == "python3"
         # fan-out: each plain subscriber gets every message; the queue group splits them
         rate = fm.data["snapshot"]["subjects"]["trash-level"]
-        assert rate > 50
+        assert rate > 0, fm.data["snapshot"]["subjects"]  # rates compared with each other below, never with a clock
         fan_rates = [seen[n]["subs"][0]["rate"] for n in ("fan-a", "fan-b")]
         worker_rates = [seen[n]["subs"][0]["rate"] for n in ("worker-1", "worker-2")]
         assert all(r > 0.6 * rate for r in fan_rates), (fan_rates, rate)
@@ -112,8 +109,8 @@ async def test_stream_and_replicas_and_one_map_per_target():
         assert any(f"★{moved['new_leader']}" in t for t in texts(fm))
         fm.pause()
         n = fm.refreshes
-        await asyncio.sleep(1.0)
-        assert fm.refreshes == n and fm.paused
+        await asyncio.sleep(1.0)  # not synchronisation: three refresh periods in which a paused map must not draw
+        assert fm.refreshes == n and fm.paused, f"{fm.refreshes - n} refreshes while paused"
         fm.resume()
         await wait_for(lambda: fm.refreshes > n)
 

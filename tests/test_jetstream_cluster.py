@@ -10,7 +10,7 @@ from nats.js.errors import NoKeysError
 
 import trashlab
 from trashlab.servers.processes import ManagedProcess, python_command
-from conftest import unique
+from conftest import eventually, missing, record_seqs, unique
 
 
 @pytest.fixture(scope="module")
@@ -22,14 +22,32 @@ def js_cluster():
 
 
 async def test_jetstream_drill_loses_nothing_and_delivers_each_seq_once(js_cluster):
-    result = await trashlab.failover_drill(js_cluster, jetstream=True, rate=200, kill_after=1.0, run_after=1.0,
-                                           progress=False)
-    assert result.mode == "jetstream"
-    assert result.published > 300
-    assert result.lost == 0 and result.received == result.published
-    seqs = result.frame["seq"]
-    assert seqs.is_unique and list(seqs) == list(range(1, result.published + 1))
+    subject = unique("drill")
+    publishers_node = list(js_cluster.nodes.values())[-1]  # the drill's simulator publishes here; it stays up
+    nc, witness = await record_seqs(publishers_node.url, subject)  # every publish attempt, retries included
+    try:
+        result = await trashlab.failover_drill(js_cluster, jetstream=True, rate=200, kill_after=1.0, run_after=1.0,
+                                               subject=subject, progress=False)
+        await eventually(lambda: set(result.published_seqs) <= set(witness),
+                         f"the witness on {publishers_node.name} seeing the {result.published} readings published",
+                         seen=lambda: missing(result.published_seqs, set(witness)))
+    finally:
+        await nc.close()
+    summary = result.summary()
+    assert result.mode == "jetstream" and result.killed == js_cluster.first.name, summary
+    published = result.published_seqs
+    assert published == list(range(1, result.published + 1)), \
+        f"each reading acknowledged once, in order: {missing(range(1, result.published + 1), published)}"
+    assert set(witness) == set(published), \
+        f"readings sent but never acknowledged (the publisher gave up): {sorted(set(witness) - set(published))[:10]}"
+    assert sorted(result.received_seqs) == published, \
+        f"every acknowledged reading delivered exactly once: {missing(published, result.received_seqs)} ({summary})"
+    assert result.lost == 0 and result.received == result.published, summary
     assert result.frame["received_at"].notna().all()
+    # the kill happened while readings flowed: some were published after the collector was back
+    assert result.reconnected_at is not None, f"the collector never moved to another node: {summary}"
+    after = int((result.frame["published_t"] > result.reconnected_at).sum())
+    assert after > 0, f"nothing was published after the collector reconnected: the drill did not cross the kill ({summary})"
     assert js_cluster.first.running  # restored
     assert set(result.leaders) == {"stream", "consumer"}
 

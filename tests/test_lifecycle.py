@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 import trashlab
+from conftest import eventually
 from trashlab.services.lifecycle import NatsComponent
 
 
@@ -39,8 +40,10 @@ async def test_rejected_is_a_table_and_rejected_count_a_number_on_every_reader(s
         await nc.publish("life.b", payload)
     await nc.flush()
     await nc.close()
-    await col.wait_for(1, 5)
-    await asyncio.sleep(0.2)
+    await eventually(lambda: all(r.received + r.rejected_count >= 2 for r in (col, rep)),
+                     "the collector and the report service each taking both messages",
+                     seen=lambda: f"received/rejected: collector {col.received}/{col.rejected_count}, "
+                                  f"report {rep.received}/{rep.rejected_count}")
     await rep.stop()
     assert await col.stop() is None  # what happened is an attribute (docs/architecture.md)
     for reader in (col, rep):
@@ -54,12 +57,12 @@ async def test_stop_ends_a_publish_loop_even_if_a_cancellation_is_swallowed(shar
     class Stubborn(trashlab.Simulator):
         async def _publish(self, payload: bytes) -> None:
             try:
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # a slow publish, where the cancellation lands (under test)
             except asyncio.CancelledError:
                 pass  # what nats-py sometimes does: the cancellation turns into something else
             await super()._publish(payload)
 
     sim = await Stubborn(shared_broker.url, subject="life.c", interval=0).start()
-    await asyncio.sleep(0.1)
+    await eventually(lambda: sim.published > 0, "the stubborn simulator publishing")
     assert await asyncio.wait_for(sim.stop(), 10) is None
     assert not sim.running and sim.published > 0

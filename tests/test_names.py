@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import socket
-import time
 
 import pytest
 
 import trashlab
 from trashlab.servers.connection import ARGUMENT, LOCAL_BROKER, NATS_URL, Resolved, resolve_servers
 
-from conftest import unique
+from conftest import eventually_sync, unique
 
 
 def _dead_url() -> str:
@@ -89,10 +88,8 @@ def test_a_route_given_by_name_joins_the_lab_way():
     second = trashlab.Broker(unique("join"), routes=[f"nats-route://ruser:T0pS3cr3t@{first.name}:6222"]).start()
     try:
         assert f"ruser:T0pS3cr3t@127.0.0.1:{first.cluster_port}" in second.config_text
-        deadline = time.monotonic() + 10
-        while first.name not in set(second.routez()["remote_name"]) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert first.name in set(second.routez()["remote_name"])
+        eventually_sync(lambda: first.name in set(second.routez()["remote_name"]), f"a route to {first.name}",
+                        seen=lambda: f"routes to {sorted(set(second.routez()['remote_name']))}; {second.output[-500:]}")
     finally:
         second.stop()
         first.stop()

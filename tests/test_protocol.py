@@ -31,7 +31,7 @@ def _wait_for_lines(broker, name: str, needed: str, seconds: float = 5.0):
     lines = broker.protocol(name)
     deadline = time.monotonic() + seconds
     while not any(needed in ln for ln in lines) and time.monotonic() < deadline:
-        time.sleep(0.05)
+        time.sleep(0.05)  # the polling loop of this wait helper
         lines = broker.protocol(name)
     return lines
 

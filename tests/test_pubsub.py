@@ -1,11 +1,11 @@
 """Simulator → broker → Collector: every valid reading kept, every bad one set aside with its reason."""
 
-import asyncio
+import time
 
 import pytest
 
 import trashlab
-from conftest import unique
+from conftest import eventually, unique
 
 
 async def test_collector_receives_every_simulated_reading(shared_broker):
@@ -39,12 +39,20 @@ async def test_default_interval_is_the_labs_four_seconds(shared_broker):
 async def test_interval_paces_publishing(shared_broker):
     subject = unique("paced")
     col = await trashlab.Collector(shared_broker.url, subject).start()
-    sim = await trashlab.Simulator(shared_broker.url, subject, interval=0.2).start()
-    await asyncio.sleep(1.05)
+    sent = []
+    sim = await trashlab.Simulator(shared_broker.url, subject, interval=0.2, count=5, sequence=True,
+                                   on_publish=lambda payload: sent.append(time.monotonic())).start()
+    assert await sim.wait(timeout=30) == 5
+    await eventually(lambda: col.count >= 5, "the 5 readings arriving", seen=lambda: f"{col.count} arrived")
     await sim.stop()
-    await asyncio.sleep(0.1)
     await col.stop()
-    assert 5 <= col.count <= 7  # one at once, then every 0.2 s
+    assert sorted(col.frame()["seq"]) == [1, 2, 3, 4, 5], f"each reading once: {list(col.frame()['seq'])}"
+    # the k-th reading is due 0.2 s * k after the first (a sleep never ends early; a late one only makes
+    # the next due sooner, never earlier than its turn). 0.1 s of slack for the moment between reading the
+    # clock and the first publish. Publishing without pacing would take milliseconds.
+    since_first = [round(t - sent[0], 3) for t in sent]
+    assert all(s >= 0.2 * k - 0.1 for k, s in enumerate(since_first)), \
+        f"readings published faster than every 0.2 s: seconds since the first {since_first}"
 
 
 BAD = [b"not json", b"[1]", b'{"can_id":"1"}', b'{"can_id":"1", "level":"x"}', b'{"can_id":"1", "level":"250"}',
@@ -65,8 +73,8 @@ async def test_bad_messages_are_counted_and_kept_aside_never_fatal(shared_broker
             await nc.publish(subject, trashlab.message.encode(str(i), i / 3))
     await nc.flush()
     await nc.close()
-    await col.wait_for(good, timeout=10)
-    await asyncio.sleep(0.2)
+    await eventually(lambda: col.count + col.rejected_count >= 300, "the 300 messages counted or set aside",
+                     seen=lambda: f"{col.count} kept, {col.rejected_count} rejected")
     assert col.running
     await col.stop()
     assert col.count == good == 270
@@ -147,17 +155,18 @@ async def test_disconnect_is_one_concise_log_line_not_a_traceback(capsys, caplog
     b = trashlab.Broker(unique("flaky")).start()
     col = await trashlab.Collector(b.url, name="watcher").start()
     b.kill()
-    await asyncio.sleep(0.5)
+    await eventually(lambda: col.connected_url is None, "the collector noticing its broker is gone")
     b.restart()
-    for _ in range(60):
-        if col.connected_url:
-            break
-        await asyncio.sleep(0.1)
+    def said() -> list:
+        return [r.getMessage() for r in caplog.records if "watcher" in r.getMessage()]
+
+    await eventually(lambda: col.connected_url is not None and any("reconnected" in ln for ln in said()),
+                     "the collector reconnecting to the restarted broker, and saying so", seen=said)
     await col.stop()
     b.stop()
     err = capsys.readouterr().err
     assert "Traceback" not in err  # nats-py prints nothing of its own
-    lines = [r.getMessage() for r in caplog.records if "watcher" in r.getMessage()]
+    lines = said()
     assert any("lost the connection" in ln for ln in lines), err
     assert any("reconnected" in ln for ln in lines), err
     assert len(lines) <= 3, err

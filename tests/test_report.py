@@ -1,11 +1,11 @@
 """The report service: latest level per can, answered over request/reply at any time."""
 
-import asyncio
 import json
 
 import pytest
 
 import trashlab
+from conftest import eventually
 
 
 @pytest.fixture
@@ -26,10 +26,8 @@ async def _publish(url, readings, subject="trash-level"):
 
 async def test_levels_one_can_and_stats(shared_broker, report):
     await _publish(shared_broker.url, [("135", 42.9), ("7", 10.0), ("135", 80.5)])
-    for _ in range(50):
-        if report.received == 3:
-            break
-        await asyncio.sleep(0.05)
+    await eventually(lambda: report.received >= 3, "the report service receiving the 3 readings",
+                     seen=lambda: f"{report.received}")
     levels = await trashlab.query_levels(shared_broker.url)
     assert list(levels.columns) == ["can_id", "level", "updated_at", "readings"]
     assert dict(zip(levels["can_id"], levels["level"])) == {"7": 10.0, "135": 80.5}
@@ -51,8 +49,10 @@ async def test_no_service_running_is_service_unavailable(broker):
 
 
 async def test_any_nats_client_can_ask(shared_broker, report):
+    before = report.received
     await _publish(shared_broker.url, [("12", 33.0)])
-    await asyncio.sleep(0.2)
+    await eventually(lambda: report.received > before, "the report service receiving the reading",
+                     seen=lambda: f"{report.received - before} new")
     nc = await trashlab.servers.connection.connect(shared_broker.url)
     reply = await nc.request("trash-report.level", b"12", timeout=2)
     await nc.close()

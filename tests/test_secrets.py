@@ -181,9 +181,9 @@ def test_error_messages_name_the_user_not_the_password():
     pw = _pw()
     b = trashlab.Broker(unique("secerr"), cluster=True).start()
     try:
-        with pytest.raises(trashlab.BadArgument) as bad_route:
+        with pytest.raises(trashlab.errors.BadArgument) as bad_route:
             trashlab.Broker(unique("secerr2"), routes=[f"nats-route://ruser:{pw}@{b.name}:1234"]).start()
-        with pytest.raises(trashlab.BadArgument) as bad_url:
+        with pytest.raises(trashlab.errors.BadArgument) as bad_url:
             resolve_servers(f"nats://user:{pw}@127.0.0.1:99999")
     finally:
         b.stop()

@@ -102,7 +102,7 @@ async def test_sixty_seconds_at_10k_with_max_rows_stays_bounded(broker, figure):
     async def sample():
         while True:
             samples.append((time.monotonic(), me.memory_info().rss, col.count))
-            await asyncio.sleep(1)
+            await asyncio.sleep(1)  # sampling memory once a second (a measurement, not synchronisation)
 
     sampler = asyncio.ensure_future(sample())
     summary = await _run_flood(broker.url, rate, seconds, bad=False)

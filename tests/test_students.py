@@ -42,7 +42,7 @@ def test_twenty_students_on_one_host(figure):
     try:
         while any(p.poll() is None for p in procs) and time.monotonic() - start < 240:
             peak = max(peak, _tree_rss(procs))
-            time.sleep(0.2)
+            time.sleep(0.2)  # sampling memory while the students run (a measurement, not synchronisation)
         results = []
         for name, p in zip(names, procs):
             out, err = p.communicate(timeout=10)

@@ -2,7 +2,7 @@
 
 Sequence-numbered readings flow from a simulator on one node to a collector on another, the fault
 happens in the middle and is undone (also when the drill is interrupted); the result is a
-:class:`~trashlab.FailoverResult`: the loss, the largest gap between arrivals and how long the
+:class:`~trashlab.course.failover.FailoverResult`: the loss, the largest gap between arrivals and how long the
 collector took to reconnect. The drill is the failover drill's own harness with another fault.
 """
 
@@ -55,7 +55,7 @@ async def chaos_drill(cluster: Any, fault: str = "lame_duck", *, rate: float = 2
     """Cause ``fault`` while sequence-numbered readings flow from one node to a collector on another; undo it.
 
     ``fault``: ``"kill"``, ``"lame_duck"``, ``"drop"`` (``percent`` % lost), ``"partition"``, ``"step_down"``
-    (JetStream: needs ``Cluster(3, jetstream=True)``). Returns a :class:`~trashlab.FailoverResult`:
+    (JetStream: needs ``Cluster(3, jetstream=True)``). Returns a :class:`~trashlab.course.failover.FailoverResult`:
     published, received, lost, largest gap between arrivals, reconnect time of the collector.
     """
     if fault not in FAULTS:

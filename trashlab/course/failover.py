@@ -18,6 +18,7 @@ arrived.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -68,6 +69,10 @@ class FailoverResult:
     client: str = "collector"  # whose connection died with the node: "collector" or "simulator"
     action: str = "killed"  # what was done to the node (the chaos drills do other things than kill)
     extra: dict = field(default_factory=dict)  # what a fault measured besides (a step-down: old and new leader)
+    #: the seq of each reading the simulator published (JetStream: the stream acknowledged), in order
+    published_seqs: List[int] = field(default_factory=list, repr=False)
+    #: the seq of each reading the collector received, in arrival order, a redelivery as often as it came
+    received_seqs: List[int] = field(default_factory=list, repr=False)
 
     @property
     def lost(self) -> int:
@@ -407,6 +412,12 @@ async def _drill(cluster: Cluster, first, other, victim, fault: _Fault, *, jetst
     """Readings from a simulator on ``other`` to a collector on ``first``; ``fault`` after ``fault_after`` s;
     ``run_after`` s more; the fault undone, the victim restarted (``restore``), the readings counted."""
     published_at: List[float] = []
+    published_seqs: List[int] = []
+
+    def on_publish(payload: bytes) -> None:
+        published_at.append(time.time())
+        published_seqs.append(int(json.loads(payload)["seq"]))
+
     sim_cls = _AckedSimulator if jetstream else Simulator
     col = Collector(first.url, subject=subject, name=f"{label}-collector")
     reader = None
@@ -420,7 +431,7 @@ async def _drill(cluster: Cluster, first, other, victim, fault: _Fault, *, jetst
         await _interest_reached(other, subject)
         watched = col
     sim = sim_cls(other.url, subject=subject, interval=1.0 / rate, sequence=True, seed=7, name=f"{label}-simulator",
-                  on_publish=lambda payload: published_at.append(time.time()))
+                  on_publish=on_publish)
     # the connection of the client on the victim, sampled every millisecond: when it left and where it went
     path: List[tuple] = []
     target = sim if victim is not first else watched
@@ -459,7 +470,8 @@ async def _drill(cluster: Cluster, first, other, victim, fault: _Fault, *, jetst
                 victim.restart()
                 await cluster.wait_formed(progress=progress)
     result = _result(fault.mode, victim, cluster, col, published, published_at, reader.duplicates if reader else 0,
-                     path, t0, fault_at, rate, leaders, "simulator" if target is sim else "collector")
+                     path, t0, fault_at, rate, leaders, "simulator" if target is sim else "collector",
+                     published_seqs=published_seqs)
     result.action, result.extra = fault.action, extra or {}
     return result
 
@@ -472,10 +484,13 @@ async def _recovered(check, victim: str, progress: bool, timeout: float) -> None
 
 
 async def _settle(col: Collector, published: int, jetstream: bool, progress: bool) -> None:
-    """Give the last readings time to arrive (JetStream: until all did, at most 15 s)."""
+    """Wait for the last readings to arrive: core NATS until the last one published did (they travel in
+    order, so the ones before it are in too), at most 5 s; JetStream until all did, at most 15 s."""
     if not jetstream:
-        await asyncio.sleep(0.3)
+        await wait_until(lambda: published in set(col.frame()["seq"].dropna().astype(int)), timeout=5, every=0.02,
+                         show=progress, show_after=2.0, what=f"waiting for reading {published} to arrive")
         return
+
     def delivered() -> bool:
         return len(set(col.frame()["seq"].dropna().astype(int)) & set(range(1, published + 1))) >= published
 
@@ -484,9 +499,10 @@ async def _settle(col: Collector, published: int, jetstream: bool, progress: boo
 
 
 def _result(mode, victim, cluster, col, published, published_at, duplicates, path, t0, kill_at, rate, leaders,
-            client):
+            client, published_seqs: Optional[List[int]] = None):
     frame = col.frame()
     frame = frame[frame["seq"].notna()]
+    received_seqs = [int(s) for s in frame["seq"]]
     epoch = (frame["received_at"] - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
     arrivals = epoch.groupby(frame["seq"].astype("int64")).min()
     seqs = pd.Series(range(1, published + 1), name="seq")
@@ -505,4 +521,6 @@ def _result(mode, victim, cluster, col, published, published_at, duplicates, pat
         lost_seqs=lost, duplicates=duplicates, reconnect_s=reconnect, largest_gap_s=gap if gap == gap else 0.0,
         moved_from=cluster.node_of(before), moved_to=cluster.node_of(after[1]) if after else None,
         kill_at=kill_at - t0, reconnected_at=None if after is None else after[0] - t0, rate=rate, frame=table,
-        leaders=leaders, client=client)
+        leaders=leaders, client=client,
+        published_seqs=list(range(1, published + 1)) if published_seqs is None else list(published_seqs),
+        received_seqs=received_seqs)

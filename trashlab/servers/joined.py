@@ -1,4 +1,4 @@
-"""Which class this machine joined: the file ``trashlab.join(...)`` writes and every broker reads at start.
+"""Which class this machine joined: the file ``trashlab.classroom.join(...)`` writes and every broker reads at start.
 
 A broker started after a join becomes a leaf node of the class hub (:mod:`.classroom`), also in a
 notebook that never imported the classroom module; so the file is read here, below the broker.
@@ -42,7 +42,7 @@ def join_file() -> Path:
 
 
 def joined() -> Optional[Seat]:
-    """The class this machine joined (see :func:`trashlab.join`), or None."""
+    """The class this machine joined (see :func:`trashlab.classroom.join`), or None."""
     try:
         data = json.loads(join_file().read_text())
         return Seat(data["student"], data.get("client_url"), data["leaf_url"])

@@ -1,7 +1,7 @@
 """The one hand-written NATS client: a few lines of the text protocol over a bare socket.
 
 For what nats-py cannot show: checking a join line's login (``CONNECT`` + ``PING``, read the answer)
-without loading nats-py, and the server-side slow consumer (:class:`trashlab.SlowConsumer`), which
+without loading nats-py, and the server-side slow consumer (:class:`trashlab.servers.chaos.SlowConsumer`), which
 subscribes and then never reads again, so the server's buffer for it fills. nats-py always reads.
 Blocking calls: from async code run :func:`login` in a thread (``asyncio.to_thread``).
 """
