@@ -199,3 +199,44 @@ def test_a_shutdown_killed_during_a_slow_graceful_stop_leaves_no_jetstream_folde
                     p.kill()
             except psutil.Error:
                 pass
+
+
+def test_native_windows_gets_one_line_naming_the_fix_and_starts_nothing(monkeypatch):
+    """Native Windows Python has no os.setsid, preexec_fn or SIGKILL: the first server or program says
+    in one line to use WSL2, Binder or a course hub, instead of a traceback from subprocess."""
+    monkeypatch.setattr(sys, "platform", "win32")
+    before = {p.pid for p in psutil.Process().children()}
+    with pytest.raises(trashlab.TrashlabError) as err:
+        processes.ManagedProcess([sys.executable, "-c", "pass"], kind="test", name=unique("win"))
+    assert "WSL2" in str(err.value) and "\n" not in str(err.value)
+    assert {p.pid for p in psutil.Process().children()} == before
+
+
+MACOS_OWNER = textwrap.dedent("""
+    import os, sys
+    from trashlab.servers import processes
+    sys.platform = "darwin"  # macOS: no prctl, so no parent-death signal; the records are the fallback
+    assert processes._pdeathsig_hook() is None
+    child = processes.ManagedProcess([sys.executable, "-c", "import time; time.sleep(120)"], kind="test",
+                                     name=sys.argv[1])
+    print(child.pid, flush=True)
+    os.kill(os.getpid(), 9)  # the owner crashes: atexit never runs
+""")
+
+
+def test_without_prctl_a_crashed_owners_child_is_reaped_by_the_next_start():
+    """The macOS path, forced on Linux: a child outlives its SIGKILLed owner (nothing kills it with its
+    parent), and the next trashlab start finds it through its record and stops it."""
+    out = subprocess.run([sys.executable, "-c", MACOS_OWNER, unique("mac")], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == -9, f"the owner did not die as planned: {out.returncode} {out.stderr[-600:]}"
+    pid = int(out.stdout.split()[0])
+    child = psutil.Process(pid)
+    try:
+        assert child.is_running() and child.status() != psutil.STATUS_ZOMBIE, \
+            "the child died with its owner: the fallback path (no prctl) was not the one taken"
+        assert pid in processes.reap_orphans(), "the next start did not reap the crashed owner's child"
+        assert not psutil.pid_exists(pid) or child.status() == psutil.STATUS_ZOMBIE
+    finally:
+        if psutil.pid_exists(pid):
+            child.kill()

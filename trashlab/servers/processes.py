@@ -43,6 +43,7 @@ from typing import Callable, Deque, Optional, Protocol, Sequence, TypeVar
 
 import psutil
 
+from ..errors import TrashlabError
 from .._secrets import private_dir, redact_all, write_private
 
 log = logging.getLogger("trashlab")
@@ -133,9 +134,16 @@ def _pdeathsig_hook():
     return functools.partial(_pdeathsig, prctl, os.getpid()) if prctl is not None else None
 
 
+#: what native Windows gets instead of a traceback at the first server or program (README "Supported systems")
+NATIVE_WINDOWS = ("trashlab runs its servers and programs as POSIX processes, which native Windows Python does "
+                  "not have: use WSL2 (Ubuntu), the course's Binder link, or your course's JupyterHub")
+
+
 def _spawn(kwargs: dict) -> subprocess.Popen:
     """Popen in its own session (an Interrupt of the kernel does not reach it), with the parent-death
     signal, forked by a thread that lives as long as the process."""
+    if sys.platform == "win32":  # no os.setsid, no preexec_fn, no SIGKILL: say so in one line, start nothing
+        raise TrashlabError(NATIVE_WINDOWS)
     if _pdeathsig_hook() is None or threading.current_thread() is threading.main_thread():
         return subprocess.Popen(preexec_fn=_pdeathsig_hook(), start_new_session=True, **kwargs)
     return _spawner.popen(kwargs)
