@@ -54,12 +54,39 @@ def kernelspec_dir() -> Path:
     return base
 
 
-class Reply:
-    """What one executed cell showed: its outputs as text, and how it ended."""
+#: how much of a cell's code and output a failure message shows (CI's log must explain the failure alone)
+EXPLAIN_LINES = 12
+EXPLAIN_CHARS = 4000
 
-    def __init__(self, status: str, outputs: list) -> None:
+
+def _head(code: str, lines: int = EXPLAIN_LINES) -> str:
+    """The first ``lines`` lines of a cell, indented, with how many more there are."""
+    rows = code.strip("\n").splitlines() or ["(empty)"]
+    more = f"\n    ... ({len(rows) - lines} more lines)" if len(rows) > lines else ""
+    return "\n".join("    " + r for r in rows[:lines]) + more
+
+
+def _tail(text: str, chars: int = EXPLAIN_CHARS) -> str:
+    """The end of a cell's output, indented, with how much was left out before it."""
+    if not text.strip():
+        return "    (nothing)"
+    cut = f"    ... ({len(text) - chars} characters before this)\n" if len(text) > chars else ""
+    return cut + "\n".join("    " + r for r in text[-chars:].splitlines())
+
+
+class Reply:
+    """What one executed cell showed: its outputs as text, and how it ended (and its code, for failure messages)."""
+
+    def __init__(self, status: str, outputs: list, code: str = "") -> None:
         self.status = status
         self.outputs = outputs
+        self.code = code
+
+    def explain(self, problem: str, expected: str) -> str:
+        """A failure message that stands alone in CI's log: the problem, the cell's code, what it showed, what
+        was expected. A string, so pytest prints all of it (an object as message is cut to one short repr)."""
+        return (f"{problem}\n--- the cell:\n{_head(self.code)}\n--- it ended with status {self.status!r} and "
+                f"showed:\n{_tail(self.text)}\n--- expected: {expected}")
 
     @property
     def text(self) -> str:
@@ -106,6 +133,7 @@ class Kernel:
         self.client.start_channels()
         self.client.wait_for_ready(timeout=60)
         self._outputs: "dict[str, list]" = {}
+        self._code: "dict[str, str]" = {}  # each submitted cell's code, for failure messages
         self._early: "dict[str, dict]" = {}  # replies read before result() asked for them
         # a cell that never finishes is explained by the kernel's stacks (SIGUSR1: faulthandler, all threads)
         self._stacks = os.path.join(state, f"kernel-stacks-{id(self)}.txt")
@@ -149,7 +177,12 @@ class Kernel:
         """Send a cell for execution; return its message id at once."""
         msg_id = self.client.execute(code, allow_stdin=False)
         self._outputs[msg_id] = []
+        self._code[msg_id] = code
         return msg_id
+
+    def _reply(self, msg_id: str, status: str) -> Reply:
+        """What the cell ``msg_id`` showed so far, with its code."""
+        return Reply(status, self._outputs.get(msg_id, []), self._code.get(msg_id, ""))
 
     def _pump(self, timeout: float) -> None:
         try:
@@ -164,10 +197,11 @@ class Kernel:
         """Wait until the running cell showed ``text`` (e.g. a line printed just before a long wait)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if text in Reply("", self._outputs.get(msg_id, [])).text:
+            if text in self._reply(msg_id, "").text:
                 return
             self._pump(0.1)
-        raise AssertionError(f"cell never showed {text!r}: {Reply('', self._outputs.get(msg_id, [])).text[-800:]!r}")
+        shown = self._reply(msg_id, "still running")
+        raise AssertionError(shown.explain(f"the cell never showed {text!r} within {timeout} s", f"{text!r} in its output"))
 
     def result(self, msg_id: str, timeout: float = 60) -> Reply:
         """Wait for the cell's reply; return everything it showed."""
@@ -179,9 +213,9 @@ class Kernel:
             try:
                 reply = self.client.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
             except queue.Empty:
-                raise AssertionError(f"cell did not finish within {timeout} s: "
-                                     f"{Reply('', self._outputs.get(msg_id, [])).text[-800:]!r}\n"
-                                     f"{self.stacks()}") from None
+                running = self._reply(msg_id, "still running")
+                raise AssertionError(running.explain(f"the cell did not finish within {timeout} s",
+                                                     f"its reply within {timeout} s") + "\n" + self.stacks()) from None
             if reply["parent_header"].get("msg_id") == msg_id:
                 break
         # the kernel goes idle after all of the cell's output was published
@@ -195,7 +229,7 @@ class Kernel:
                 self._outputs.setdefault(parent, []).append(msg)
             if msg["msg_type"] == "status" and parent == msg_id and msg["content"]["execution_state"] == "idle":
                 break
-        return Reply(reply["content"]["status"], self._outputs.get(msg_id, []))
+        return self._reply(msg_id, reply["content"]["status"])
 
     def stacks(self) -> str:
         """What every thread of the kernel is doing now (Python stacks), for a cell that hangs."""
@@ -225,7 +259,7 @@ class Kernel:
         deadline = time.monotonic() + settle
         while time.monotonic() < deadline:
             self._pump(0.05)
-        return Reply("", self._outputs.get(msg_id, []))
+        return self._reply(msg_id, "")
 
     def run(self, code: str, timeout: float = 60) -> Reply:
         """Run one cell to the end."""
@@ -234,8 +268,8 @@ class Kernel:
     def ok(self, code: str, timeout: float = 60) -> Reply:
         """Run one cell that must succeed without showing a traceback."""
         reply = self.run(code, timeout)
-        assert reply.status == "ok", reply
-        assert "Traceback" not in reply.text, reply
+        assert reply.status == "ok" and "Traceback" not in reply.text, \
+            reply.explain("a cell that must succeed failed", "status 'ok' and no traceback")
         return reply
 
     def interrupt(self) -> None:
