@@ -131,7 +131,10 @@ class Kernel:
             client = km.client()
         self.client = client
         self.client.start_channels()
-        self.client.wait_for_ready(timeout=60)
+        if km is not None:
+            self.client.wait_for_ready(timeout=60)
+        else:
+            self._wait_ready(timeout=60)
         self._outputs: "dict[str, list]" = {}
         self._code: "dict[str, str]" = {}  # each submitted cell's code, for failure messages
         self._early: "dict[str, dict]" = {}  # replies read before result() asked for them
@@ -142,6 +145,30 @@ class Kernel:
                                     silent=True, store_history=False)
         while self.client.get_shell_msg(timeout=30)["parent_header"].get("msg_id") != setup:
             pass
+
+    def _wait_ready(self, timeout: float) -> None:
+        """Wait until the kernel answers ``kernel_info`` and its IOPub messages reach this client.
+
+        jupyter_client's ``wait_for_ready`` does the same, but a client made without its KernelManager (a kernel
+        of a jupyter_server) also counts one heartbeat unanswered for 1 s as a dead kernel, and a kernel still
+        importing ipykernel on a loaded machine misses one: "Kernel died before replying to kernel_info" (seen
+        here under load; a client whose kernel starts 2.5 s late gets it every time).
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.client.kernel_info()
+            try:
+                msg = self.client.get_shell_msg(timeout=1)
+            except queue.Empty:
+                continue
+            if msg["msg_type"] != "kernel_info_reply":
+                continue
+            try:
+                self.client.get_iopub_msg(timeout=0.2)  # IOPub connected: the cell's outputs will reach us
+                return
+            except queue.Empty:
+                pass
+        raise AssertionError(f"the kernel did not answer kernel_info within {timeout} s (its IOPub included)")
 
     @classmethod
     def start(cls, state: Optional[str] = None) -> "Kernel":
