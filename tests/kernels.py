@@ -9,6 +9,7 @@ jupyter_server whose ``POST /api/kernels/<id>/interrupt`` endpoint is the button
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import queue
@@ -21,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Optional
 
@@ -346,29 +346,40 @@ def wait_gone(pids, timeout: float = 10) -> list:
     return left
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a Unix socket (where the test's jupyter_server listens)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self._path)
 
 
 class JupyterServer:
-    """A real jupyter_server on loopback, driven by its REST API (what JupyterLab's front end calls)."""
+    """A real jupyter_server driven by its REST API (what JupyterLab's front end calls).
+
+    It listens on a Unix socket in its own folder and its kernels talk over IPC sockets: a TCP port picked
+    free, closed, then bound by the server can be taken in between by another test's process (seen here: the
+    status request was answered by someone's nats-server).
+    """
 
     def __init__(self, state: str) -> None:
         self.state = state
         self.token = secrets.token_hex(16)
-        self.port = _free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
         self._specs = kernelspec_dir()
+        self.sock = str(self._specs / "jupyter.sock")
         self.runtime = str(self._specs / "runtime")
         env = kernel_env(state)
         env.update(JUPYTER_PATH=str(self._specs), JUPYTER_RUNTIME_DIR=self.runtime,
                    JUPYTER_CONFIG_DIR=str(self._specs / "config"), JUPYTER_DATA_DIR=str(self._specs / "data"))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={self.port}", "--ip=127.0.0.1",
+            [sys.executable, "-m", "jupyter_server", "--no-browser", f"--sock={self.sock}",
              f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={ROOT}", "--allow-root",
-             f"--KernelSpecManager.allowed_kernelspecs={KERNEL}"],
+             f"--KernelSpecManager.allowed_kernelspecs={KERNEL}", "--KernelManager.transport=ipc"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
         while True:
@@ -377,17 +388,30 @@ class JupyterServer:
                 break
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"jupyter_server did not start: {self.proc.stderr.read()[-2000:]}") from None
+                    self._kill()  # a server that did not start leaves neither its process nor its folders
+                    raise AssertionError(f"jupyter_server did not start within 60 s: "
+                                         f"{self.proc.stderr.read()[-2000:] if self.proc.stderr else ''}") from None
                 time.sleep(0.2)
+
+    def _kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        shutil.rmtree(self._specs, ignore_errors=True)
 
     def request(self, method: str, path: str, body: Optional[dict] = None) -> dict:
         """One REST call with the server's token; the JSON answer ({} when empty)."""
         data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
-        req = urllib.request.Request(self.base + path, data=data, method=method,
-                                     headers={"Authorization": f"token {self.token}",
-                                              "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as resp:
+        conn = _UnixHTTPConnection(self.sock, timeout=30)
+        try:
+            conn.request(method, path, body=data, headers={"Authorization": f"token {self.token}",
+                                                           "Content-Type": "application/json"})
+            resp = conn.getresponse()
             raw = resp.read()
+        finally:
+            conn.close()
+        if resp.status >= 400:
+            raise OSError(f"jupyter_server answered {method} {path} with HTTP {resp.status}: {raw[-1000:]!r}")
         return json.loads(raw) if raw else {}
 
     def start_kernel(self) -> "tuple[str, Kernel]":
@@ -412,5 +436,8 @@ class JupyterServer:
             self.proc.wait(30)
         except (OSError, subprocess.TimeoutExpired):
             self.proc.terminate()
-            self.proc.wait(10)
-        shutil.rmtree(self._specs, ignore_errors=True)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        self._kill()
