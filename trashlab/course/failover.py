@@ -260,8 +260,9 @@ class _DurableReader(NatsComponent):
 
 
 #: JetStream's "no suitable peers for placement" (err_code 10005). A node restarted a moment ago (the drill before
-#: restores its victim) has its routes and answers /healthz, yet the meta leader places nothing on it until the node
-#: has sent its first statistics over the new routes (nats-server sends them 0.25, 0.5, 1, 2 ... s after its start).
+#: restores its victim) has its routes and answers /healthz, yet the meta leader places nothing on it for a while:
+#: it forgets a node's statistics when the node's route comes back and waits for new ones (nats-server sends them
+#: 0.25, 0.5, 1, 2, 4 ... s after its start).
 NO_PEERS_FOR_PLACEMENT = 10005
 #: how long the drill waits for JetStream to be able to place its stream on every node
 PLACEMENT_TIMEOUT = 15.0
