@@ -9,6 +9,7 @@ jupyter_server whose ``POST /api/kernels/<id>/interrupt`` endpoint is the button
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import queue
@@ -21,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Optional
 
@@ -54,12 +54,39 @@ def kernelspec_dir() -> Path:
     return base
 
 
-class Reply:
-    """What one executed cell showed: its outputs as text, and how it ended."""
+#: how much of a cell's code and output a failure message shows (CI's log must explain the failure alone)
+EXPLAIN_LINES = 12
+EXPLAIN_CHARS = 4000
 
-    def __init__(self, status: str, outputs: list) -> None:
+
+def _head(code: str, lines: int = EXPLAIN_LINES) -> str:
+    """The first ``lines`` lines of a cell, indented, with how many more there are."""
+    rows = code.strip("\n").splitlines() or ["(empty)"]
+    more = f"\n    ... ({len(rows) - lines} more lines)" if len(rows) > lines else ""
+    return "\n".join("    " + r for r in rows[:lines]) + more
+
+
+def _tail(text: str, chars: int = EXPLAIN_CHARS) -> str:
+    """The end of a cell's output, indented, with how much was left out before it."""
+    if not text.strip():
+        return "    (nothing)"
+    cut = f"    ... ({len(text) - chars} characters before this)\n" if len(text) > chars else ""
+    return cut + "\n".join("    " + r for r in text[-chars:].splitlines())
+
+
+class Reply:
+    """What one executed cell showed: its outputs as text, and how it ended (and its code, for failure messages)."""
+
+    def __init__(self, status: str, outputs: list, code: str = "") -> None:
         self.status = status
         self.outputs = outputs
+        self.code = code
+
+    def explain(self, problem: str, expected: str) -> str:
+        """A failure message that stands alone in CI's log: the problem, the cell's code, what it showed, what
+        was expected. A string, so pytest prints all of it (an object as message is cut to one short repr)."""
+        return (f"{problem}\n--- the cell:\n{_head(self.code)}\n--- it ended with status {self.status!r} and "
+                f"showed:\n{_tail(self.text)}\n--- expected: {expected}")
 
     @property
     def text(self) -> str:
@@ -104,8 +131,12 @@ class Kernel:
             client = km.client()
         self.client = client
         self.client.start_channels()
-        self.client.wait_for_ready(timeout=60)
+        if km is not None:
+            self.client.wait_for_ready(timeout=60)
+        else:
+            self._wait_ready(timeout=60)
         self._outputs: "dict[str, list]" = {}
+        self._code: "dict[str, str]" = {}  # each submitted cell's code, for failure messages
         self._early: "dict[str, dict]" = {}  # replies read before result() asked for them
         # a cell that never finishes is explained by the kernel's stacks (SIGUSR1: faulthandler, all threads)
         self._stacks = os.path.join(state, f"kernel-stacks-{id(self)}.txt")
@@ -114,6 +145,30 @@ class Kernel:
                                     silent=True, store_history=False)
         while self.client.get_shell_msg(timeout=30)["parent_header"].get("msg_id") != setup:
             pass
+
+    def _wait_ready(self, timeout: float) -> None:
+        """Wait until the kernel answers ``kernel_info`` and its IOPub messages reach this client.
+
+        jupyter_client's ``wait_for_ready`` does the same, but a client made without its KernelManager (a kernel
+        of a jupyter_server) also counts one heartbeat unanswered for 1 s as a dead kernel, and a kernel still
+        importing ipykernel on a loaded machine misses one: "Kernel died before replying to kernel_info" (seen
+        here under load; a client whose kernel starts 2.5 s late gets it every time).
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.client.kernel_info()
+            try:
+                msg = self.client.get_shell_msg(timeout=1)
+            except queue.Empty:
+                continue
+            if msg["msg_type"] != "kernel_info_reply":
+                continue
+            try:
+                self.client.get_iopub_msg(timeout=0.2)  # IOPub connected: the cell's outputs will reach us
+                return
+            except queue.Empty:
+                pass
+        raise AssertionError(f"the kernel did not answer kernel_info within {timeout} s (its IOPub included)")
 
     @classmethod
     def start(cls, state: Optional[str] = None, cwd: Optional[str] = None) -> "Kernel":
@@ -150,7 +205,12 @@ class Kernel:
         """Send a cell for execution; return its message id at once."""
         msg_id = self.client.execute(code, allow_stdin=False)
         self._outputs[msg_id] = []
+        self._code[msg_id] = code
         return msg_id
+
+    def _reply(self, msg_id: str, status: str) -> Reply:
+        """What the cell ``msg_id`` showed so far, with its code."""
+        return Reply(status, self._outputs.get(msg_id, []), self._code.get(msg_id, ""))
 
     def _pump(self, timeout: float) -> None:
         try:
@@ -165,10 +225,11 @@ class Kernel:
         """Wait until the running cell showed ``text`` (e.g. a line printed just before a long wait)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if text in Reply("", self._outputs.get(msg_id, [])).text:
+            if text in self._reply(msg_id, "").text:
                 return
             self._pump(0.1)
-        raise AssertionError(f"cell never showed {text!r}: {Reply('', self._outputs.get(msg_id, [])).text[-800:]!r}")
+        shown = self._reply(msg_id, "still running")
+        raise AssertionError(shown.explain(f"the cell never showed {text!r} within {timeout} s", f"{text!r} in its output"))
 
     def result(self, msg_id: str, timeout: float = 60) -> Reply:
         """Wait for the cell's reply; return everything it showed."""
@@ -180,9 +241,9 @@ class Kernel:
             try:
                 reply = self.client.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
             except queue.Empty:
-                raise AssertionError(f"cell did not finish within {timeout} s: "
-                                     f"{Reply('', self._outputs.get(msg_id, [])).text[-800:]!r}\n"
-                                     f"{self.stacks()}") from None
+                running = self._reply(msg_id, "still running")
+                raise AssertionError(running.explain(f"the cell did not finish within {timeout} s",
+                                                     f"its reply within {timeout} s") + "\n" + self.stacks()) from None
             if reply["parent_header"].get("msg_id") == msg_id:
                 break
         # the kernel goes idle after all of the cell's output was published
@@ -196,7 +257,7 @@ class Kernel:
                 self._outputs.setdefault(parent, []).append(msg)
             if msg["msg_type"] == "status" and parent == msg_id and msg["content"]["execution_state"] == "idle":
                 break
-        return Reply(reply["content"]["status"], self._outputs.get(msg_id, []))
+        return self._reply(msg_id, reply["content"]["status"])
 
     def stacks(self) -> str:
         """What every thread of the kernel is doing now (Python stacks), for a cell that hangs."""
@@ -226,7 +287,7 @@ class Kernel:
         deadline = time.monotonic() + settle
         while time.monotonic() < deadline:
             self._pump(0.05)
-        return Reply("", self._outputs.get(msg_id, []))
+        return self._reply(msg_id, "")
 
     def run(self, code: str, timeout: float = 60) -> Reply:
         """Run one cell to the end."""
@@ -235,8 +296,8 @@ class Kernel:
     def ok(self, code: str, timeout: float = 60) -> Reply:
         """Run one cell that must succeed without showing a traceback."""
         reply = self.run(code, timeout)
-        assert reply.status == "ok", reply
-        assert "Traceback" not in reply.text, reply
+        assert reply.status == "ok" and "Traceback" not in reply.text, \
+            reply.explain("a cell that must succeed failed", "status 'ok' and no traceback")
         return reply
 
     def interrupt(self) -> None:
@@ -286,29 +347,40 @@ def wait_gone(pids, timeout: float = 10) -> list:
     return left
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a Unix socket (where the test's jupyter_server listens)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self._path)
 
 
 class JupyterServer:
-    """A real jupyter_server on loopback, driven by its REST API (what JupyterLab's front end calls)."""
+    """A real jupyter_server driven by its REST API (what JupyterLab's front end calls).
+
+    It listens on a Unix socket in its own folder and its kernels talk over IPC sockets: a TCP port picked
+    free, closed, then bound by the server can be taken in between by another test's process (seen here: the
+    status request was answered by someone's nats-server).
+    """
 
     def __init__(self, state: str) -> None:
         self.state = state
         self.token = secrets.token_hex(16)
-        self.port = _free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
         self._specs = kernelspec_dir()
+        self.sock = str(self._specs / "jupyter.sock")
         self.runtime = str(self._specs / "runtime")
         env = kernel_env(state)
         env.update(JUPYTER_PATH=str(self._specs), JUPYTER_RUNTIME_DIR=self.runtime,
                    JUPYTER_CONFIG_DIR=str(self._specs / "config"), JUPYTER_DATA_DIR=str(self._specs / "data"))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={self.port}", "--ip=127.0.0.1",
+            [sys.executable, "-m", "jupyter_server", "--no-browser", f"--sock={self.sock}",
              f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={ROOT}", "--allow-root",
-             f"--KernelSpecManager.allowed_kernelspecs={KERNEL}"],
+             f"--KernelSpecManager.allowed_kernelspecs={KERNEL}", "--KernelManager.transport=ipc"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
         while True:
@@ -317,17 +389,30 @@ class JupyterServer:
                 break
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"jupyter_server did not start: {self.proc.stderr.read()[-2000:]}") from None
+                    self._kill()  # a server that did not start leaves neither its process nor its folders
+                    raise AssertionError(f"jupyter_server did not start within 60 s: "
+                                         f"{self.proc.stderr.read()[-2000:] if self.proc.stderr else ''}") from None
                 time.sleep(0.2)
+
+    def _kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        shutil.rmtree(self._specs, ignore_errors=True)
 
     def request(self, method: str, path: str, body: Optional[dict] = None) -> dict:
         """One REST call with the server's token; the JSON answer ({} when empty)."""
         data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
-        req = urllib.request.Request(self.base + path, data=data, method=method,
-                                     headers={"Authorization": f"token {self.token}",
-                                              "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as resp:
+        conn = _UnixHTTPConnection(self.sock, timeout=30)
+        try:
+            conn.request(method, path, body=data, headers={"Authorization": f"token {self.token}",
+                                                           "Content-Type": "application/json"})
+            resp = conn.getresponse()
             raw = resp.read()
+        finally:
+            conn.close()
+        if resp.status >= 400:
+            raise OSError(f"jupyter_server answered {method} {path} with HTTP {resp.status}: {raw[-1000:]!r}")
         return json.loads(raw) if raw else {}
 
     def start_kernel(self) -> "tuple[str, Kernel]":
@@ -352,5 +437,8 @@ class JupyterServer:
             self.proc.wait(30)
         except (OSError, subprocess.TimeoutExpired):
             self.proc.terminate()
-            self.proc.wait(10)
-        shutil.rmtree(self._specs, ignore_errors=True)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        self._kill()

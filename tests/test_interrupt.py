@@ -59,15 +59,33 @@ def interrupt_during(kernel: Kernel, code: str, interrupt=None) -> "object":
 
 def assert_one_line(reply, *expected: str) -> str:
     """The interrupted cell shows one line (no traceback) naming what was stopped and what still runs."""
-    assert reply.status == "error", reply
-    assert len(reply.errors) == 1, reply
-    ename, _, lines = reply.errors[0]
-    assert ename in ("KeyboardInterrupt", "CancelledError"), reply
-    assert len(lines) == 1 and "\n" not in lines[0].strip(), f"more than one line: {lines}"
-    assert "Traceback" not in reply.text, reply
-    for text in expected:
-        assert text in lines[0], f"{text!r} not in {lines[0]!r}"
+    want = ("status 'error' and one line, no traceback: '■ Interrupted: ...; still running: ...'"
+            + (f" containing {', '.join(map(repr, expected))}" if expected else ""))
+    errors = reply.errors
+    assert reply.status == "error" and len(errors) == 1 and "Traceback" not in reply.text, \
+        reply.explain("the interrupted cell did not end with one error and no traceback", want)
+    ename, _, lines = errors[0]
+    assert ename in ("KeyboardInterrupt", "CancelledError"), reply.explain(f"the cell ended with {ename}", want)
+    assert len(lines) == 1 and "\n" not in lines[0].strip(), reply.explain(f"more than one line: {lines}", want)
+    missing = [text for text in expected if text not in lines[0]]
+    assert not missing, reply.explain(f"the line misses {missing}", want)
     return lines[0]
+
+
+def assert_next_cell_works(kernel: Kernel, timeout: float = 60) -> None:
+    """The next cell a student runs sees readings arrive through the same broker."""
+    reply = kernel.ok(NEXT_CELL_WORKS, timeout)
+    assert "next cell: True True" in reply.text, \
+        reply.explain("the next cell after ■ did not see the lab working", "'next cell: True True' (readings arrive, "
+                      "the collector still on the broker)")
+
+
+def assert_lab_unchanged(state: str, before: dict, why: str) -> None:
+    """The processes of the lab recorded in ``state`` are the same (name and pid) as ``before``."""
+    now = running_recorded(state)
+    assert now == before, (f"{why}: the lab's processes changed: gone {sorted(set(before) - set(now))}, "
+                           f"new {sorted(set(now) - set(before))}, restarted "
+                           f"{sorted(n for n in set(before) & set(now) if before[n] != now[n])}")
 
 
 @pytest.mark.parametrize("code, what", [
@@ -82,8 +100,8 @@ def test_interrupt_stops_the_cell_not_the_lab(lab, code, what):
     reply = interrupt_during(lab, code)
     assert_one_line(reply, what, "still running: broker iot-msg", "simulator process sim", "collector 'collector'")
     time.sleep(0.5)
-    assert running_recorded(lab.state) == before, "Interrupt stopped a process of the lab"
-    assert "next cell: True True" in lab.ok(NEXT_CELL_WORKS).text
+    assert_lab_unchanged(lab.state, before, f"■ during {code!r}")
+    assert_next_cell_works(lab)
 
 
 def test_interrupted_failover_drill_leaves_the_cluster_running(lab):
@@ -97,7 +115,7 @@ def test_interrupted_failover_drill_leaves_the_cluster_running(lab):
     text = lab.ok("await cluster.wait_formed()\nprint('formed', cluster.formed(), len(cluster.urls))\n"
                   "cluster.stop()").text
     assert "formed True 2" in text
-    assert "next cell: True True" in lab.ok(NEXT_CELL_WORKS).text
+    assert_next_cell_works(lab)
 
 
 def test_clients_reconnect_when_the_broker_comes_back(lab):
@@ -110,7 +128,7 @@ broker = trashlab.Broker("iot-msg").start()
 print("same port", broker.port == port)
 """).text
     assert "same port True" in text, "the broker did not come back where its clients look for it"
-    assert "next cell: True True" in lab.ok(NEXT_CELL_WORKS, timeout=30).text
+    assert_next_cell_works(lab, timeout=30)
 
 
 def test_interrupt_through_jupyter_servers_rest_endpoint():
@@ -123,8 +141,8 @@ def test_interrupt_through_jupyter_servers_rest_endpoint():
         reply = interrupt_during(kernel, "await asyncio.sleep(30)", lambda: server.interrupt(kernel_id))
         assert_one_line(reply, "Interrupted", "still running: broker iot-msg")
         time.sleep(0.5)
-        assert running_recorded(server.state) == before
-        assert "next cell: True True" in kernel.ok(NEXT_CELL_WORKS).text
+        assert_lab_unchanged(server.state, before, "■ through the REST endpoint")
+        assert_next_cell_works(kernel)
         kernel.client.stop_channels()
         server.request("DELETE", f"/api/kernels/{kernel_id}")  # JupyterLab's "Shut Down Kernel"
         assert not wait_gone(before.values()), "a shut-down kernel left its lab running"
@@ -190,7 +208,7 @@ def test_interrupt_during_an_import_waits_for_the_import(lab, tmp_path):
     reply = interrupt_during(lab, "import slow_canary\ntime.sleep(30)")
     assert_one_line(reply, "Interrupted")
     assert "complete True" in lab.ok("print('complete', sys.modules['slow_canary'].DONE)").text
-    assert "next cell: True True" in lab.ok(NEXT_CELL_WORKS).text
+    assert_next_cell_works(lab)
 
 
 def test_an_interrupt_after_the_cells_code_ended_is_dropped(lab):
@@ -202,8 +220,9 @@ def test_an_interrupt_after_the_cells_code_ended_is_dropped(lab):
     assert_one_line(lab.run(handler + "h(signal.SIGINT, sys._getframe())", timeout=30), "Interrupted")
     # ... where no cell code runs (ipykernel's own code has no cell frame) it does nothing
     reply = lab.run(handler + "h(signal.SIGINT, None)\nprint('replied')", timeout=30)
-    assert reply.status == "ok" and "replied" in reply.text, reply
-    assert "next cell: True True" in lab.ok(NEXT_CELL_WORKS).text
+    assert reply.status == "ok" and "replied" in reply.text, \
+        reply.explain("an Interrupt outside the cell's code was not dropped", "status 'ok' and 'replied'")
+    assert_next_cell_works(lab)
 
 
 def _handler_after_the_cell(k: Kernel, code: str) -> str:

@@ -264,9 +264,20 @@ class _DurableReader(NatsComponent):
 
 
 
-async def _make_stream(url: str, subject: str, replicas: int) -> None:
-    from nats.js.api import StreamConfig
-    from nats.js.errors import NotFoundError
+#: JetStream's "no suitable peers for placement" (err_code 10005). A node restarted a moment ago (the drill before
+#: restores its victim) has its routes and answers /healthz, yet the meta leader places nothing on it for a while:
+#: it forgets a node's statistics when the node's route comes back and waits for new ones (nats-server sends them
+#: 0.25, 0.5, 1, 2, 4 ... s after its start).
+NO_PEERS_FOR_PLACEMENT = 10005
+#: how long the drill waits for JetStream to be able to place its stream on every node
+PLACEMENT_TIMEOUT = 15.0
+
+
+async def _make_stream(url: str, subject: str, replicas: int, progress: bool = True) -> None:
+    """The drill's stream (``replicas`` copies) and its durable consumer, fresh; waits while a node just restarted
+    cannot hold a copy yet (see :data:`NO_PEERS_FOR_PLACEMENT`)."""
+    from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
+    from nats.js.errors import APIError, NotFoundError
 
     nc = await connect(url, name="drill-setup")
     try:
@@ -275,13 +286,30 @@ async def _make_stream(url: str, subject: str, replicas: int) -> None:
             await js.delete_stream(STREAM)  # a fresh stream each drill: numbering from 1, no backlog
         except NotFoundError:
             pass
+        config = StreamConfig(name=STREAM, subjects=[subject], num_replicas=replicas, duplicate_window=120.0)
+        refused: List[str] = []
+
+        async def placed() -> bool:
+            try:
+                await js.add_stream(config)
+            except APIError as e:
+                if e.err_code != NO_PEERS_FOR_PLACEMENT:
+                    raise
+                refused[:] = [e.description or str(e)]
+                return False
+            return True
+
         try:
-            await js.add_stream(StreamConfig(name=STREAM, subjects=[subject], num_replicas=replicas,
-                                             duplicate_window=120.0))
+            ok = await wait_until(placed, timeout=PLACEMENT_TIMEOUT, every=0.1, show=progress, show_after=1.0,
+                                  what=f"waiting for JetStream to place the drill's stream on {replicas} nodes "
+                                       "(a node restarted a moment ago counts once it reported to the leader)")
         except Exception as e:
             raise BrokerError(f"cannot create the drill's stream over {subject!r} ({e}): another stream may "
                               "already capture that subject; delete it or pass subject='trash-level.drill'") from None
-        from nats.js.api import AckPolicy, ConsumerConfig
+        if not ok:
+            raise BrokerError(f"JetStream could not place the drill's stream on {replicas} nodes within "
+                              f"{PLACEMENT_TIMEOUT:g}s ({refused[0] if refused else 'no answer'}): is every node "
+                              "running? cluster.status() shows them; await cluster.wait_formed()")
         await js.add_consumer(STREAM, ConsumerConfig(durable_name=DURABLE, ack_policy=AckPolicy.EXPLICIT,
                                                      ack_wait=2.0, max_ack_pending=10000))
     finally:
@@ -423,7 +451,7 @@ async def _drill(cluster: Cluster, first, other, victim, fault: _Fault, *, jetst
     reader = None
     watched: Union[_DurableReader, Collector]
     if jetstream:
-        await _make_stream(first.url, subject, replicas=min(3, len(cluster.urls)))
+        await _make_stream(first.url, subject, replicas=min(3, len(cluster.urls)), progress=progress)
         reader = await _DurableReader(first.url, subject, col).start()
         watched = reader
     else:
