@@ -61,7 +61,8 @@ async def test_the_flow_maps_wiretap_stays_small_during_a_jetstream_drill(js_clu
     finally:
         watcher.cancel()
         fm.stop()
-    assert result.published > 300
+    # one $JS.ACK subject per message read: before the wiretap grouped them, >40 messages meant >40 entries
+    assert result.published > 40, f"too few messages for the test to mean anything: {result}"
     assert sizes, "the wiretap was never seen connected"
     keys = sorted(counts)
     assert max(sizes) <= 20, (f"the wiretap's table grew to {max(sizes)} subjects during a drill of "

@@ -194,7 +194,7 @@ class _AckedSimulator(Simulator):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.give_up
         msg_id = f"{self._run_id}-{self.published + 1}"  # the stream drops a retry it already stored
-        backoff = Backoff(first=0.01, longest=0.2)
+        backoff = Backoff(first=0.01, longest=0.05)  # about the old 20 ms while a leader is elected, never a spin
         while True:
             if self.stopping:  # nats-py may swallow a cancellation inside publish: stop for sure
                 raise asyncio.CancelledError
