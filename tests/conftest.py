@@ -41,7 +41,7 @@ COURSE_MODULES = {"test_notebooks", "test_grading", "test_binder", "test_browser
 SLOW_MODULES = {"test_benchmark"}
 #: modules whose tests are ``quick`` unless they ask for a process fixture or are named in NOT_QUICK
 QUICK_MODULES = {"test_message", "test_checks", "test_collector_aggregates", "test_dashboard", "test_docker",
-                 "test_static", "test_surface", "test_docs"}
+                 "test_static", "test_surface", "test_docs", "test_errors"}
 PROCESS_FIXTURES = {"broker", "shared_broker", "pair", "js_cluster", "report", "kernel_dir", "jupyter_lab"}
 NOT_QUICK = {"test_renders_images_in_a_headless_notebook_run", "test_lab_gnatsd_flag_fails_with_a_current_nats_server",
              "test_cluster_arguments_join_with_the_image_config", "test_live_docker_network_and_broker",

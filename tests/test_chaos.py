@@ -249,3 +249,66 @@ async def test_an_interrupted_drill_leaves_no_fault_behind(pair):
     with pytest.raises(asyncio.CancelledError):
         await drill
     assert pair.formed() and all(b._routes_now is None for b in pair.nodes.values())
+
+
+@pytest.mark.parametrize("kind", ["accounts", "class hub"])
+async def test_a_server_side_slow_consumer_logs_in_where_the_broker_has_accounts(kind):
+    """Without credentials an AccountsBroker or a ClassHub refuses the bare client: it logs in as the
+    broker's first user (a hub's first student), and its publisher logs in to the same account."""
+    from trashlab.servers.classroom import ClassHub
+
+    b = trashlab.AccountsBroker(unique("slowacc")) if kind == "accounts" else ClassHub(2, name=unique("slowhub"))
+    with b.start():
+        sc = await asyncio.wait_for(trashlab.slow_consumer(b, "slow.acc", kind="server"), 60)
+        try:
+            assert await sc.wait_cut_off(15), f"the {kind} broker must count a slow consumer and cut it off: {sc}"
+        finally:
+            await sc.stop()
+        assert "write_deadline" not in b.config_text
+
+
+async def test_a_refused_slow_consumer_says_so_and_puts_the_write_deadline_back(broker):
+    """A server that answers the login with -ERR and closes the socket (here: a control line longer
+    than it allows): start() raises at once, closes its socket and restores the lowered deadline."""
+    sc = trashlab.SlowConsumer(broker, "s" * 5000, kind="server")
+    with pytest.raises(trashlab.BrokerError, match="did not let the slow consumer in") as caught:
+        await asyncio.wait_for(sc.start(), 30)
+    assert "write_deadline" not in broker.config_text, "a failed start left the broker's write deadline lowered"
+    assert sc._sock is None
+    assert caught.value.name == broker.name
+
+
+class _SlowMonitor(trashlab.Broker):
+    """A real broker whose monitoring port is reached through a proxy that can hang."""
+
+    proxy = None
+
+    @property
+    def monitor_url(self) -> str:
+        return self.proxy.url if self.proxy is not None else super().monitor_url
+
+
+async def test_a_slow_consumer_never_waits_for_http_on_the_event_loop(monkeypatch):
+    """Its HTTP requests (the server's slow-consumer count) run in a thread: while one hangs, the loop
+    runs (a notebook's other cells, its dashboard). On the loop, the request would block it until it gave up."""
+    from urllib.parse import urlsplit
+
+    from holdproxy import HoldingProxy
+
+    monkeypatch.setattr(trashlab.servers.chaos, "MONITOR_TIMEOUT", 120.0, raising=False)  # no give-up in this test
+
+    with _SlowMonitor(unique("slowmon")).start() as b:
+        real = urlsplit(b.monitor_url)
+        b.proxy = HoldingProxy((real.hostname, real.port))
+        try:
+            starting = asyncio.ensure_future(trashlab.SlowConsumer(b, "slow.mon", kind="client").start())
+            deadline = asyncio.get_running_loop().time() + 30
+            while not b.proxy.held.is_set():
+                assert asyncio.get_running_loop().time() < deadline, "the slow consumer never asked /varz"
+                await asyncio.sleep(0.02)
+            assert not b.proxy.gave_up.is_set(), "the event loop was blocked until the HTTP request gave up"
+            b.proxy.release.set()
+            sc = await asyncio.wait_for(starting, 30)
+            await sc.stop()
+        finally:
+            b.proxy.close()

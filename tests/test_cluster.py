@@ -234,3 +234,36 @@ async def test_astart_leaves_the_event_loop_free_while_the_nodes_start():
         c.stop()
     midway = [s for s in seen if s[0] == [c.name] and not s[1]]
     assert midway, f"never saw the first node up with the cluster still starting; saw {seen[:3]} ... {seen[-3:]}"
+
+
+async def test_waiting_for_a_subscription_to_reach_a_node_leaves_the_loop_free(pair, monkeypatch):
+    """The failover drill waits until the other node knows of the collector's subscription by asking its
+    /routez: from a thread, so the drill's loop (its publisher, its collector) runs meanwhile."""
+    from types import SimpleNamespace
+    from urllib.parse import urlsplit
+
+    from holdproxy import HoldingProxy
+
+    from trashlab.course import failover
+
+    monkeypatch.setattr(failover, "MONITOR_TIMEOUT", 120.0, raising=False)  # no give-up in this test
+    first, second = pair.nodes.values()
+    real = urlsplit(second.monitor_url)
+    proxy = HoldingProxy((real.hostname, real.port))
+    subject = unique("interest")
+    nc = await trashlab.connect(first.url)
+    try:
+        await nc.subscribe(subject)
+        await nc.flush()
+        node = SimpleNamespace(name=second.name, monitor_url=proxy.url)  # the second node, seen through a hanging link
+        waiting = asyncio.ensure_future(failover._interest_reached(node, subject, timeout=60))
+        deadline = asyncio.get_running_loop().time() + 30
+        while not proxy.held.is_set():
+            assert asyncio.get_running_loop().time() < deadline, "the drill never asked the node's /routez"
+            await asyncio.sleep(0.02)
+        assert not proxy.gave_up.is_set(), "the event loop was blocked until the HTTP request gave up"
+        proxy.release.set()
+        await asyncio.wait_for(waiting, 60)
+    finally:
+        proxy.close()
+        await nc.close()

@@ -52,6 +52,65 @@ async def test_jetstream_drill_loses_nothing_and_delivers_each_seq_once(js_clust
     assert set(result.leaders) == {"stream", "consumer"}
 
 
+async def test_the_flow_maps_wiretap_stays_small_during_a_jetstream_drill(js_cluster):
+    """Every JetStream ack and every reply has a subject of its own (``$JS.ACK.<stream>.<consumer>.<seqs>``,
+    ``_INBOX.<id>``): the flow map's wiretap counts them by group, so the table it walks at every refresh
+    does not grow with each message of a drill."""
+    from trashlab.notebook.flowmap import MAX_SUBJECTS
+
+    fm = trashlab.FlowMap(js_cluster, refresh=0.3).start()
+    sizes: list = []
+
+    async def watch() -> None:
+        while True:
+            if fm._tap is not None:
+                sizes.append(len(fm._tap.counts))
+            await asyncio.sleep(0.05)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while fm._tap is None or fm.refreshes < 1:
+            assert asyncio.get_running_loop().time() < deadline, "the flow map's wiretap never connected"
+            await asyncio.sleep(0.05)
+        result = await trashlab.failover_drill(js_cluster, jetstream=True, rate=200, kill_after=1.0, run_after=1.0,
+                                               progress=False)
+        counts = dict(fm._tap.counts) if fm._tap is not None else {}
+    finally:
+        watcher.cancel()
+        fm.stop()
+    # one $JS.ACK subject per message read: before the wiretap grouped them, >40 messages meant >40 entries
+    assert result.published > 40, f"too few messages for the test to mean anything: {result}"
+    assert sizes, "the wiretap was never seen connected"
+    keys = sorted(counts)
+    assert max(sizes) <= 20, (f"the wiretap's table grew to {max(sizes)} subjects during a drill of "
+                              f"{result.published} messages (bound: internal subjects by group); at the end: {keys[:30]}")
+    assert counts.get("$JS.> (JetStream API)", 0) > 0, f"the JetStream acks were not counted: {counts}"
+    assert max(sizes) <= MAX_SUBJECTS
+
+
+async def test_the_drill_reader_retries_only_what_means_try_again(js_cluster):
+    """The drill's JetStream reader asks again (after a pause that grows) only for errors that mean "not
+    now" (no leader yet, reconnecting); its connection closed under it is not one: it stops, and says so,
+    instead of asking again every few milliseconds until the drill ends."""
+    from nats.errors import ConnectionClosedError
+
+    from trashlab.course.failover import _DurableReader, _drop_stream, _make_stream
+
+    subject = unique("reader")
+    await _make_stream(js_cluster.urls[0], subject, 1)
+    reader = await _DurableReader(js_cluster.urls[0], subject, trashlab.Collector(js_cluster.urls[0])).start()
+    try:
+        pulling = reader._tasks[0]
+        await reader._nc.close()
+        await asyncio.wait({pulling}, timeout=30)
+        assert pulling.done(), "the reader kept asking a closed connection"
+        assert isinstance(pulling.exception(), ConnectionClosedError), pulling.exception()
+    finally:
+        await reader.stop()
+        await _drop_stream(js_cluster.urls)
+
+
 async def test_jetstream_drill_needs_three_nodes():
     with trashlab.Cluster(2, name=unique("js2")) as c:
         with pytest.raises(trashlab.errors.BadArgument, match="jetstream=True"):

@@ -39,7 +39,7 @@ async def quietly(step: Awaitable[object]) -> None:
     """Await a clean-up step whose failure changes nothing (the thing is going away anyway)."""
     try:
         await step
-    except Exception:
+    except Exception:  # blind: a clean-up step whose failure changes nothing (see the docstring)
         pass
 
 

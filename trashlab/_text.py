@@ -1,4 +1,4 @@
-"""Text that a notebook shows like a terminal (:class:`Lines`), and URLs with their credentials hidden (:func:`mask`)."""
+"""Text that a notebook shows like a terminal (:class:`Lines`)."""
 
 from __future__ import annotations
 

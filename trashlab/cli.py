@@ -17,14 +17,14 @@ from typing import Callable, Optional, Sequence
 
 from ._progress import poll_until
 from ._secrets import redact
-from .errors import BadArgument, BrokerError, TrashlabError
+from .errors import BrokerError, TrashlabError
 
 
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None  # argparse prints this one line; the cause adds nothing
     if value < 0 or value != value:
         raise argparse.ArgumentTypeError(f"{text} is negative: use 0 (full speed) or a positive number of seconds")
     return value
@@ -34,7 +34,7 @@ def _count(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None  # argparse prints this one line; the cause adds nothing
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text} is negative: give 0 or more")
     return value
@@ -367,11 +367,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return asyncio.run(demo())
         runner = {"sim": _sim, "report": _report, "levels": _levels, "cluster": _cluster}[args.command]
         return asyncio.run(runner(args))
-    except BadArgument as e:
+    except TrashlabError as e:  # one line; the exit code is the error's own (2 for a bad argument)
         print(f"trashlab {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except TrashlabError as e:
-        print(f"trashlab {args.command}: error: {e}", file=sys.stderr)
-        return 1
+        return e.exit_code
     except KeyboardInterrupt:
         return 0

@@ -69,7 +69,7 @@ def decode_fields(data: bytes | str) -> tuple[str, float, Optional[int]]:
         try:
             text = bytes(data).decode("utf-8")
         except UnicodeDecodeError as e:
-            raise _reason("not-utf8", f"payload is not UTF-8 text ({e.reason} at byte {e.start})") from None
+            raise _reason("not-utf8", f"payload is not UTF-8 text ({e.reason} at byte {e.start})") from None  # one reason per rejected payload; the cause's text is in it
     elif isinstance(data, str):
         if len(data) > MAX_PAYLOAD:
             raise _reason("too-large", f"payload of {len(data)} characters is larger than {MAX_PAYLOAD}")
@@ -79,9 +79,9 @@ def decode_fields(data: bytes | str) -> tuple[str, float, Optional[int]]:
     try:
         obj = json.loads(text)
     except RecursionError:
-        raise _reason("too-deep", "payload is JSON nested too deeply") from None
+        raise _reason("too-deep", "payload is JSON nested too deeply") from None  # one reason per rejected payload; the cause's text is in it
     except json.JSONDecodeError as e:
-        raise _reason("not-json", f"payload is not JSON ({e.msg} at position {e.pos})") from None
+        raise _reason("not-json", f"payload is not JSON ({e.msg} at position {e.pos})") from None  # one reason per rejected payload; the cause's text is in it
     return validate(obj)
 
 
@@ -93,7 +93,7 @@ def validate(obj: Any) -> tuple[str, float, Optional[int]]:
         raw_id = obj["can_id"]
         raw_level = obj["level"]
     except KeyError as e:
-        raise _reason("missing-field", f"field {e.args[0]!r} is missing") from None
+        raise _reason("missing-field", f"field {e.args[0]!r} is missing") from None  # one reason per rejected payload; the cause's text is in it
     can_id = _can_id(raw_id)
     level = _level(raw_level)
     seq = obj.get("seq")
@@ -127,7 +127,7 @@ def _level(raw: Any) -> float:
         try:
             level = float(raw)
         except ValueError:
-            raise _reason("bad-type", f"level {_show(raw)} is not a number") from None
+            raise _reason("bad-type", f"level {_show(raw)} is not a number") from None  # one reason per rejected payload; the cause's text is in it
     elif type(raw) in (int, float):
         level = float(raw)
     else:

@@ -25,6 +25,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, List, Optional, Union
 
+import nats.errors
 import pandas as pd
 
 from .._aio import cancel
@@ -33,9 +34,10 @@ from ..servers.chaos import in_lame_duck
 from ..servers.cluster import Cluster
 from ..services.collector import Collector
 from ..servers.connection import connect
-from ..errors import BadArgument, BrokerError
+from ..errors import BadArgument, BrokerError, BrokerTimeout, ConnectionFailed
 from ..message import SUBJECT
 from ..servers.monitor import fetch
+from ..servers.retry import NATS_ERRORS, TRY_AGAIN, Backoff
 from ..services.lifecycle import NatsComponent
 from ..services.simulator import Simulator
 
@@ -43,6 +45,10 @@ log = logging.getLogger("trashlab")
 
 STREAM = "TRASH_DRILL"
 DURABLE = "drill-collector"
+#: seconds between two looks at a node's /routez while waiting for a subscription to reach it
+INTEREST_POLL = 0.05
+#: at most this long for one answer of a node's monitoring port (asked from a thread)
+MONITOR_TIMEOUT = 1.0
 COMPARE_COLUMNS = ["mode", "killed", "published", "received", "lost", "duplicates", "reconnect_ms",
                    "largest_gap_ms", "lost_seqs", "leaders on killed node"]
 
@@ -193,6 +199,7 @@ class _AckedSimulator(Simulator):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.give_up
         msg_id = f"{self._run_id}-{self.published + 1}"  # the stream drops a retry it already stored
+        backoff = Backoff(first=0.01, longest=0.05)  # about the old 20 ms while a leader is elected, never a spin
         while True:
             if self.stopping:  # nats-py may swallow a cancellation inside publish: stop for sure
                 raise asyncio.CancelledError
@@ -201,12 +208,12 @@ class _AckedSimulator(Simulator):
                 break
             except asyncio.CancelledError:
                 raise
-            except Exception:  # no stream leader yet, node gone, ack lost: try again
+            except TRY_AGAIN:  # no stream leader yet, node gone, ack lost: try again
                 if loop.time() > deadline:
                     self.dropped += 1
                     return
                 self.retries += 1
-                await asyncio.sleep(0.02)
+                await backoff.pause()
         self.published += 1
         if self.on_publish is not None:
             self.on_publish(payload)
@@ -231,7 +238,7 @@ class _DurableReader(NatsComponent):
         try:
             stream = await js.stream_info(STREAM)
             consumer = await js.consumer_info(STREAM, DURABLE)
-        except Exception:  # not known this instant (an election running): the drill goes on without
+        except NATS_ERRORS:  # not known this instant (an election running): the drill goes on without
             return {}
         return {"stream": stream.cluster.leader if stream.cluster else None,
                 "consumer": consumer.cluster.leader if consumer.cluster else None}
@@ -242,14 +249,19 @@ class _DurableReader(NatsComponent):
         self._background(self._run(), "pull")
 
     async def _run(self) -> None:
+        backoff = Backoff(first=0.005, longest=0.2)  # asking a node that is not there yet: a little later
         while not self.stopping:
             try:
                 msgs = await self._psub.fetch(200, timeout=0.2)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # timeout with nothing new, or the node went away: ask again
-                await asyncio.sleep(0.005)
+            except nats.errors.TimeoutError:  # nothing new within the 0.2 s fetch: ask again at once
                 continue
+            except TRY_AGAIN:  # no consumer leader yet, reconnecting: ask again after a pause that grows
+                await backoff.pause()
+                continue
+            except NATS_ERRORS as e:  # anything else is not "try again": say so, the drill counts the rest as lost
+                log.warning("trashlab [%s]: stopped reading the drill's stream: %s", self.name, e)
+                raise
+            backoff.reset()
             for m in msgs:
                 stream_seq = m.metadata.sequence.stream
                 if stream_seq in self._seen:
@@ -259,7 +271,7 @@ class _DurableReader(NatsComponent):
                     self.collector.add(m.data, m.subject)
                 try:
                     await m.ack()
-                except Exception:
+                except NATS_ERRORS:  # lost with its node: delivered again, then counted as a duplicate
                     pass
 
 
@@ -303,9 +315,9 @@ async def _make_stream(url: str, subject: str, replicas: int, progress: bool = T
             ok = await wait_until(placed, timeout=PLACEMENT_TIMEOUT, every=0.1, show=progress, show_after=1.0,
                                   what=f"waiting for JetStream to place the drill's stream on {replicas} nodes "
                                        "(a node restarted a moment ago counts once it reported to the leader)")
-        except Exception as e:
+        except NATS_ERRORS as e:
             raise BrokerError(f"cannot create the drill's stream over {subject!r} ({e}): another stream may "
-                              "already capture that subject; delete it or pass subject='trash-level.drill'") from None
+                              "already capture that subject; delete it or pass subject='trash-level.drill'") from e
         if not ok:
             raise BrokerError(f"JetStream could not place the drill's stream on {replicas} nodes within "
                               f"{PLACEMENT_TIMEOUT:g}s ({refused[0] if refused else 'no answer'}): is every node "
@@ -319,11 +331,11 @@ async def _make_stream(url: str, subject: str, replicas: int, progress: bool = T
 async def _drop_stream(urls: List[str]) -> None:
     try:
         nc = await connect(urls, name="drill-cleanup")
-    except Exception:
+    except ConnectionFailed:  # every node is gone: so is the stream
         return
     try:
         await nc.jetstream(timeout=5.0).delete_stream(STREAM)
-    except Exception:
+    except NATS_ERRORS:  # a clean-up path: gone already, or no leader to ask; the next drill deletes it first
         pass
     finally:
         await nc.close()
@@ -358,14 +370,16 @@ def track_connection(client: NatsComponent, path: List[tuple]) -> "asyncio.Task"
 
 async def _interest_reached(node, subject: str, timeout: float = 5.0) -> None:
     """Wait until ``node`` knows (through its routes) that someone subscribes to ``subject``."""
-    def known() -> bool:
-        routes = fetch(node.monitor_url, "routez?subs=1").get("routes") or []
-        return any(subject in (r.get("subscriptions_list") or []) for r in routes)
+    def routes() -> list:
+        return fetch(node.monitor_url, "routez?subs=1", timeout=MONITOR_TIMEOUT).get("routes") or []
+
+    async def known() -> bool:  # an HTTP request: in a thread, never on the drill's loop
+        return any(subject in (r.get("subscriptions_list") or []) for r in await asyncio.to_thread(routes))
 
     if not await wait_until(known, timeout=timeout, what=f"{node.name} learning of the collector's subscription",
-                            every=0.01, show_after=1.0):
-        raise BrokerError(f"node {node.name} never learnt of the collector's subscription within {timeout:g}s: "
-                          "is the cluster formed? Try await cluster.wait_formed()")
+                            every=INTEREST_POLL, show_after=1.0):
+        raise BrokerTimeout(f"node {node.name} never learnt of the collector's subscription within {timeout:g}s: "
+                            "is the cluster formed? Try await cluster.wait_formed()", name=node.name, timeout=timeout)
 
 
 async def failover_drill(cluster: Optional[Cluster] = None, *, jetstream: bool = False, rate: float = 200.0,

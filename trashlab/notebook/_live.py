@@ -49,7 +49,7 @@ class LiveView:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             raise TrashlabError(f"{type(self).__name__} needs a running event loop: use it in a notebook cell "
-                                "(or in async code)") from None
+                                "(or in async code)") from None  # the cause says the same: no running loop
         for other in list(type(self)._running):  # a re-run cell replaces its old view of the same thing
             if other is not self and self._replaces(other):
                 other.stop()

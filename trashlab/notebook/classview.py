@@ -18,11 +18,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
-from .._aio import cancel
-from ..errors import BadArgument, BadMessage
+from .._aio import cancel, quietly
+from ..errors import BadArgument, BadMessage, BrokerError, TrashlabError
 from ..message import decode_fields
 from ..servers.classroom import CLASS_PREFIX, EXPORTED, _account, read_class
 from ..servers.connection import connect
+from ..servers.retry import NATS_ERRORS
 from ..services.report import MemoryLevels, ReportService, query_level
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ RATE_WINDOW = 5
 #: Seconds between two looks at the hub's monitoring port (who is connected).
 POLL_INTERVAL = 1.0
 VIEW_NOTEBOOK = Path(__file__).with_name("class-view.ipynb")
+#: what asking the class report can end with (said on the page)
+_ASK_ERRORS: "tuple[type[BaseException], ...]" = (TrashlabError, *NATS_ERRORS)
 
 
 class ClassReport(ReportService):
@@ -93,23 +96,31 @@ class ClassWatch:
 
     # ----- lifecycle ----------------------------------------------------------------------
     async def start(self) -> "ClassWatch":
-        """Connect as the instructor, subscribe to every student's readings, start the class report."""
-        self._nc = await connect(self.instructor_url, name="class-view")
-        await self._nc.subscribe(f"{CLASS_PREFIX}.*.{EXPORTED}", cb=self._on_msg, pending_msgs_limit=512 * 1024)
-        await self._nc.flush()
-        self.report = ClassReport(self.instructor_url)
-        await self.report.start()
-        await self._poll_once()
-        self._poller = asyncio.get_running_loop().create_task(self._poll(), name="trashlab-class-poll")
+        """Connect as the instructor, subscribe to every student's readings, start the class report.
+
+        A start that fails or is interrupted half-way stops what it started (the connection, the
+        class report, the poller) before the error goes on."""
+        try:
+            self._nc = await connect(self.instructor_url, name="class-view")
+            await self._nc.subscribe(f"{CLASS_PREFIX}.*.{EXPORTED}", cb=self._on_msg, pending_msgs_limit=512 * 1024)
+            await self._nc.flush()
+            self.report = ClassReport(self.instructor_url)
+            await self.report.start()
+            await self._poll_once()
+            self._poller = asyncio.get_running_loop().create_task(self._poll(), name="trashlab-class-poll")
+        except BaseException:
+            await self.stop()
+            raise
         return self
 
     async def stop(self) -> None:
         """Stop polling, the class report and the subscription."""
         await cancel(self._poller)
+        self._poller = None
         if self.report is not None:
             await self.report.stop()
         if self._nc is not None and not self._nc.is_closed:
-            await self._nc.close()
+            await quietly(self._nc.close())
 
     async def _on_msg(self, msg) -> None:
         student = msg.subject.split(".")[1]
@@ -135,7 +146,7 @@ class ClassWatch:
     async def _poll_once(self) -> None:
         try:
             conns, leafs = await asyncio.get_running_loop().run_in_executor(None, self._fetch_monitor)
-        except Exception:
+        except (BrokerError, ValueError):  # not answering, or half a page
             self.monitor_ok = False
             return
         self.monitor_ok = True
@@ -229,9 +240,15 @@ class ClassView:
     async def start(self) -> "ClassView":
         """Start the watch (connect, subscribe) and redraw every ``refresh`` s; again: nothing happens."""
         if self._task is None:
-            if self.watch._nc is None or self.watch._nc.is_closed:
+            started_here = self.watch._nc is None or self.watch._nc.is_closed
+            if started_here:
                 await self.watch.start()
-            self.draw()
+            try:
+                self.draw()
+            except BaseException:  # no page: nothing keeps watching
+                if started_here:
+                    await self.watch.stop()
+                raise
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="trashlab-class-view")
         return self
 
@@ -240,7 +257,7 @@ class ClassView:
             await asyncio.sleep(self.refresh)
             try:
                 self.draw()
-            except Exception as e:  # keep the page alive; say what broke
+            except Exception as e:  # blind: the projected page stays alive and says what broke
                 self.header.value = f"<b>class view error:</b> {html.escape(str(e))}"
 
     def draw(self) -> None:
@@ -280,7 +297,7 @@ class ClassView:
             self.answer.value = (f"<span class='report-answer'>{html.escape(self.who.value)}'s can "
                                  f"{html.escape(can)}: level {row['level']:.1f}% "
                                  f"({row['readings']} readings, at {row['updated_at']:%H:%M:%S})</span>")
-        except Exception as e:
+        except _ASK_ERRORS as e:  # no service, no such can, the hub gone: said on the page
             self.answer.value = f"<span class='report-answer'>{html.escape(str(e))}</span>"
 
     async def stop(self) -> None:

@@ -126,7 +126,7 @@ def _copy_bars(bars: Any) -> None:
 def _ipympl_available() -> bool:
     try:
         import ipympl.backend_nbagg  # noqa: F401
-    except Exception:
+    except Exception:  # blind: whatever keeps ipympl from loading, the dashboard draws without it
         return False
     return True
 
@@ -357,7 +357,7 @@ class LiveDashboard(LiveView):
             if not self._paused:
                 try:
                     self.refresh()
-                except Exception as e:  # keep the kernel quiet: one line, then stop refreshing
+                except Exception as e:  # blind: a view never raises into the kernel's loop: one line, then it stops refreshing
                     log.warning("trashlab: dashboard stopped refreshing: %s", e)
                     return
             await asyncio.sleep(self.refresh_interval)

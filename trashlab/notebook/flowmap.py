@@ -34,8 +34,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ._live import LiveView
-from ..errors import BadArgument, BrokerError
+from ..errors import BadArgument, BrokerError, ConnectionFailed
 from ..servers.chaos import dropping, in_lame_duck
+from ..servers.retry import NATS_ERRORS
 
 log = logging.getLogger("trashlab")
 
@@ -51,18 +52,27 @@ _COL_PUB, _COL_SUBJ, _COL_SUB = 12, 330, 636
 _BOX_W = {"pub": 236, "subj": 216, "sub": 280}
 _ASSETS = Path(__file__).parent
 MOVED_SHOWN = 10.0  # seconds a client that changed server says where it came from
+#: Subjects the wiretap counts one by one; any further one is counted under OTHER_SUBJECTS (a class that
+#: publishes to one subject per can must not grow the table without end).
+MAX_SUBJECTS = 100
+OTHER_SUBJECTS = "> (other subjects)"
+#: what keeps the wiretap from connecting: no server answers yet, or it wants credentials
+_TAP_ERRORS: "tuple[type[BaseException], ...]" = (ConnectionFailed, *NATS_ERRORS)
 
 
 def _subject_group(subject: str) -> str:
-    """Internal subjects shown as one entry each: replies, service discovery, JetStream's API."""
+    """Internal subjects shown as one entry each: replies, service discovery, JetStream's API (its acks
+    too), a key-value bucket, any other ``$`` subject by its first token."""
     if subject.startswith("_INBOX."):
         return "_INBOX.> (replies)"
     if subject.startswith("$SRV."):
         return "$SRV.> (service discovery)"
     if subject.startswith("$JS."):
         return "$JS.> (JetStream API)"
-    if subject.startswith(("$KV.", "$O.")):
+    if subject.startswith(("$KV.", "$O.")) and subject.count(".") >= 2:
         return subject.split(".", 2)[0] + "." + subject.split(".", 2)[1] + ".>"
+    if subject.startswith("$"):
+        return subject.split(".", 1)[0] + ".>"
     return subject
 
 
@@ -113,12 +123,23 @@ def _rate_label(rate: float) -> str:
 
 
 class _Wiretap:
-    """One subscription to ``>``: messages per subject, the thing monitoring does not show."""
+    """One subscription to ``>``: messages per subject, the thing monitoring does not show.
+
+    ``counts`` stays small: replies, JetStream acks and other internal subjects are counted by their
+    group (:func:`_subject_group`), and subjects beyond :data:`MAX_SUBJECTS` under :data:`OTHER_SUBJECTS`.
+    """
 
     def __init__(self, urls: List[str]) -> None:
         self.urls = urls
         self.counts: Dict[str, int] = {}
         self._nc: Any = None
+
+    def count(self, subject: str) -> None:
+        """Count one message published to ``subject``."""
+        key = _subject_group(subject)
+        if key not in self.counts and len(self.counts) >= MAX_SUBJECTS:
+            key = OTHER_SUBJECTS
+        self.counts[key] = self.counts.get(key, 0) + 1
 
     async def start(self) -> "_Wiretap":
         from ..servers.connection import connect
@@ -126,7 +147,7 @@ class _Wiretap:
         self._nc = await connect(self.urls, name=WIRETAP_NAME, on_error=lambda e: True)  # quiet
 
         async def count(msg) -> None:
-            self.counts[msg.subject] = self.counts.get(msg.subject, 0) + 1
+            self.count(msg.subject)
 
         await self._nc.subscribe(">", cb=count, pending_msgs_limit=1_000_000)
         return self
@@ -136,7 +157,7 @@ class _Wiretap:
             nc, self._nc = self._nc, None
             try:
                 await nc.close()
-            except Exception:  # already gone with its server
+            except NATS_ERRORS:  # already gone with its server
                 pass
 
 
@@ -540,7 +561,7 @@ class FlowMap(LiveView):
                 if urls:
                     try:
                         self._tap = await _Wiretap(urls).start()
-                    except Exception as e:  # no server answers yet, or it wants an account: a few tries
+                    except _TAP_ERRORS as e:  # no server answers yet, or it wants an account: a few tries
                         tap_failures += 1
                         if tap_failures == 3:
                             log.warning("trashlab: the flow map draws no publish arrows (its wiretap cannot "
@@ -549,7 +570,7 @@ class FlowMap(LiveView):
                 try:
                     await self.refresh()
                     failures = 0
-                except Exception as e:  # keep the kernel quiet: one line, then stop refreshing
+                except Exception as e:  # blind: a view never raises into the kernel's loop: one line, then it stops refreshing
                     failures += 1
                     if failures >= 3:
                         log.warning("trashlab: flow map stopped refreshing: %s", e)

@@ -55,7 +55,7 @@ class _CellStderr(logging.StreamHandler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             write_under(sys.stderr, _latest_cell, self.format(record) + self.terminator)
-        except Exception:
+        except Exception:  # blind: logging's own rule: a handler reports its failure with handleError
             self.handleError(record)
 
 

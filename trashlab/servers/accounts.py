@@ -49,8 +49,11 @@ class AccountsBroker(Broker):
         raise BadArgument(f"no user {user!r} on broker {self.name}: use one of "
                           f"{', '.join(u for users in self.accounts.values() for u in users)}")
 
-    def url_for(self, user: str) -> str:
-        """Client URL logging in as ``user``, e.g. ``nats://gateway:gateway-pw@127.0.0.1:40825``."""
+    def url_for(self, user: Optional[str] = None) -> str:
+        """Client URL logging in as ``user`` (default: the first user of the first account), e.g.
+        ``nats://gateway:gateway-pw@127.0.0.1:40825``."""
+        if user is None:
+            user = next(u for users in self.accounts.values() for u in users)
         account = self.account_of(user)
         return self.url.replace("nats://", f"nats://{user}:{self.accounts[account][user]}@", 1)
 

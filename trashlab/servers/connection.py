@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
 from nats.aio.client import Client
-from nats.errors import NoServersError
+from nats.errors import Error as NatsError, NoServersError
 
 from .. import _hooks
 from .._aio import quietly
@@ -104,7 +104,7 @@ def broker_moved(old_hostport: str, new_url: str) -> None:
         if old_hostport in known and f"{new.hostname}:{new.port}" not in known:
             try:
                 nc.set_server_pool([u.geturl() for u in pool] + [new_url])
-            except Exception as e:  # closed in between
+            except (NatsError, ValueError) as e:  # closed in between, or a URL it cannot parse
                 log.info("trashlab: could not tell a client about %s: %s", redact(new_url), redact(e))
 
 
@@ -134,7 +134,7 @@ def _one(entry: str) -> str:
         port = parts.port
     except ValueError:
         raise BadArgument(f"server URL {redact(entry)!r} has a bad port: expected nats://host:port, "
-                          "e.g. nats://127.0.0.1:4222") from None
+                          "e.g. nats://127.0.0.1:4222") from None  # its cause quotes the URL (maybe a password)
     if parts.scheme not in ("nats", "tls", "ws", "wss"):
         raise BadArgument(f"server URL {redact(entry)!r} has scheme {parts.scheme!r}: use nats://host:port")
     if not parts.hostname:
@@ -142,7 +142,7 @@ def _one(entry: str) -> str:
     try:
         named = names.map_url(text)  # a broker name: resolved like Docker's DNS on iot-net
     except names.UnknownPort as e:
-        raise BadArgument(redact(e)) from None
+        raise BadArgument(redact(e)) from None  # the same sentence, as the error type callers catch
     if named is not None:
         return named
     _check_not_a_mistyped_name(parts.hostname)
@@ -157,9 +157,9 @@ def _check_not_a_mistyped_name(host: str) -> None:
         return
     try:
         socket.getaddrinfo(host, None)
-    except (socket.gaierror, UnicodeError):
+    except (socket.gaierror, UnicodeError) as e:
         raise BadArgument(f"no broker called {host!r} is running here (running: {names.running_names()}): check "
-                          f"the name, or start it with trashlab.Broker({host!r}).start()") from None
+                          f"the name, or start it with trashlab.Broker({host!r}).start()") from e
 
 
 def resolve_servers(servers: "Servers | Resolved" = None, *, origin: Optional[str] = None,
@@ -301,24 +301,27 @@ async def _connect(urls: list, name: str, on_error: Optional[Callable[[Exception
     except (asyncio.CancelledError, KeyboardInterrupt):  # the cell was interrupted: no half-open client left
         await quietly(nc.close())
         raise
-    except (NoServersError, OSError, TimeoutError) as e:
-        e = state["last"] or e
+    except (NoServersError, OSError, TimeoutError) as raised:
+        e = state["last"] or raised
         auth_required = server_info(nc).get("auth_required")
         await quietly(nc.close())
+        shown = [redact(u) for u in urls]
         if auth_required or "authorization" in describe(e).lower():
             # it answered, asked for credentials, then hung up (nats-py may see only the reset)
             why = ("the credentials in the URL are wrong" if any("@" in u for u in urls)
                    else "it requires credentials")
             raise ConnectionFailed(
-                f"{', '.join(redact(u) for u in urls)} refused the login (authorization violation: {why}): give the "
+                f"{', '.join(shown)} refused the login (authorization violation: {why}): give the "
                 "broker's user and password or token in the URL, nats://USER:PASSWORD@host:port or "
-                "nats://TOKEN@host:port (AccountsBroker.url_for(user))") from None
+                "nats://TOKEN@host:port (AccountsBroker.url_for(user))", urls=shown) from e
         raise ConnectionFailed(
-            f"cannot reach {', '.join(redact(u) for u in urls)} ({describe(e)}): is a broker running? "
-            "Start one with trashlab.Broker().start() or `trashlab broker`, or check the URL / NATS_URL") from None
-    except Exception as e:  # auth errors and the like
+            f"cannot reach {', '.join(shown)} ({describe(e)}): is a broker running? "
+            "Start one with trashlab.Broker().start() or `trashlab broker`, or check the URL / NATS_URL",
+            urls=shown) from e
+    except Exception as e:  # blind: whatever nats-py raises while connecting becomes one ConnectionFailed line
         await quietly(nc.close())
-        raise ConnectionFailed(f"cannot connect to {', '.join(redact(u) for u in urls)}: {describe(e)}") from None
+        shown = [redact(u) for u in urls]
+        raise ConnectionFailed(f"cannot connect to {', '.join(shown)}: {describe(e)}", urls=shown) from e
     nc.options["max_reconnect_attempts"] = opts["max_reconnect_attempts"]
     state["connecting"] = False
     _clients.add(nc)
@@ -338,7 +341,7 @@ async def close_quietly(nc: Optional[Client], *, drain: bool = False, timeout: f
             await nc.flush(timeout=min(2.0, timeout))  # type: ignore[arg-type]  # nats-py says int; it takes float seconds
             if drain:
                 await asyncio.wait_for(nc.drain(), timeout)
-    except Exception as e:
+    except Exception as e:  # blind: a clean-up path: stop() never raises, whatever the server or nats-py did
         log.info("trashlab: %s while stopping (the server may be gone)", describe(e))
     await quietly(nc.close())
 

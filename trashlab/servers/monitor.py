@@ -27,7 +27,7 @@ def fetch(url: str, endpoint: str, timeout: float = 2.0) -> dict:
             return json.loads(resp.read())
     except (urllib.error.URLError, OSError) as e:
         raise BrokerError(f"monitoring endpoint {target} is not answering ({getattr(e, 'reason', e)}): "
-                          "is the broker running? Its monitor_url is printed by trashlab broker") from None
+                          "is the broker running? Its monitor_url is printed by trashlab broker") from e
 
 
 def monitor(url, endpoint: str = "varz") -> pd.DataFrame:

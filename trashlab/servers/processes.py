@@ -120,7 +120,7 @@ class _Spawner:
             kwargs, box, done = self._jobs.get()
             try:
                 box["popen"] = subprocess.Popen(preexec_fn=_pdeathsig_hook(), start_new_session=True, **kwargs)
-            except BaseException as e:  # handed back to the caller's thread
+            except BaseException as e:  # blind: handed back to the caller's thread, raised there
                 box["error"] = e
             done.set()
 

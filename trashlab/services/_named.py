@@ -34,7 +34,7 @@ async def replace(kind: str, name: str, new: Any) -> None:
                     kind, name)
     try:  # also one whose start was interrupted half-way (connected, not yet subscribed)
         await old.stop()
-    except Exception as e:  # the old one's server may be gone: it is stopped anyway
+    except Exception as e:  # blind: a clean-up path: the old one's server may be gone; it is stopped anyway
         log.info("trashlab: stopping the earlier %s %r: %s", kind, name, e)
 
 
@@ -82,7 +82,7 @@ def stop_clients() -> int:
 async def _stop_quietly(client: Any) -> None:
     try:
         await client.stop()
-    except Exception as e:
+    except Exception as e:  # blind: a clean-up path: the next client is stopped whatever this one raised
         log.info("trashlab: stopping %r: %s", client, e)
 
 

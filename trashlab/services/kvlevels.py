@@ -16,10 +16,11 @@ import base64
 import json
 import logging
 import re
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from .._aio import cancel, quietly
 from .levels import Level, MemoryLevels
+from ..servers.retry import NATS_ERRORS
 
 if TYPE_CHECKING:
     from nats.js.kv import KeyValue
@@ -41,7 +42,7 @@ async def jetstream_available(nc, timeout: float = 1.0) -> bool:
     """True when the server the client is connected to has JetStream enabled."""
     try:
         await nc.jsm(timeout=timeout).account_info()
-    except Exception:  # no responders (JetStream is off), or an API error (not enabled for this account)
+    except NATS_ERRORS:  # no responders (JetStream is off), or an API error (not enabled for this account)
         return False
     return True
 
@@ -60,11 +61,13 @@ class KVLevels(MemoryLevels):
         self._kv: Optional[KeyValue] = None
         self._watcher: Optional[KeyValue.KeyWatcher] = None
         self._tasks: list = []
+        self._nc: Any = None
 
     async def open(self, nc) -> None:
         """Create (or find) the bucket and load every level it holds before returning."""
         from nats.js.errors import BucketNotFoundError, NotFoundError
 
+        self._nc = nc
         js = nc.jetstream(timeout=5.0)
         # 3 copies on a cluster of 3 or more nodes, fewer on smaller ones; a single server keeps 1
         known = len({(u.hostname, u.port) for u in nc.servers})
@@ -75,7 +78,7 @@ class KVLevels(MemoryLevels):
             try:
                 self._kv = await js.create_key_value(bucket=self.bucket, history=1, replicas=replicas,
                                                      description="latest trash level per can (trashlab)")
-            except Exception:  # created by another instance meanwhile, or fewer nodes than asked
+            except NATS_ERRORS:  # created by another instance meanwhile, or fewer nodes than asked
                 try:
                     self._kv = await js.key_value(self.bucket)
                 except (BucketNotFoundError, NotFoundError):
@@ -111,7 +114,7 @@ class KVLevels(MemoryLevels):
                 entry = await self._watcher.updates(timeout=3600)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except NATS_ERRORS:  # the node went away or the watch timed out: watch on
                 await asyncio.sleep(0.2)
                 continue
             if entry is not None:
@@ -135,7 +138,7 @@ class KVLevels(MemoryLevels):
             except asyncio.CancelledError:
                 self._dirty.setdefault(can_id, value)
                 raise
-            except Exception as e:  # a node went away mid-write: keep it for the next try
+            except NATS_ERRORS as e:  # a node went away mid-write: keep it for the next try
                 self._dirty.setdefault(can_id, value)
                 log.debug("trashlab: level of can %s not stored yet (%s), retrying", can_id, e)
                 await asyncio.sleep(0.2)
@@ -153,11 +156,12 @@ class KVLevels(MemoryLevels):
         return len(self._dirty)
 
     async def close(self, timeout: float = 3.0) -> None:
-        """Write what is still pending (at most ``timeout`` s), then stop watching."""
-        if self._kv is not None and self._dirty:
+        """Write what is still pending (at most ``timeout`` s, and only while connected: a server that
+        went away keeps the levels it had), then stop watching and writing."""
+        if self._kv is not None and self._dirty and self._nc is not None and self._nc.is_connected:
             try:
                 await asyncio.wait_for(self._flush(), timeout)
-            except (asyncio.TimeoutError, Exception):
+            except NATS_ERRORS:  # too slow, or the server is gone: say how many are lost
                 log.warning("trashlab: %d levels were not stored in %s before closing", len(self._dirty),
                             self.bucket)
         for task in self._tasks:

@@ -126,11 +126,11 @@ class NatsComponent:
         if self.kind is not None:
             await replace(self.kind, self.name, self)  # a re-run cell: the earlier one of that name stops
         self.stopping = False
-        self._nc = await connect(self.resolved, name=self.name, on_error=self._on_error)
         try:
+            self._nc = await connect(self.resolved, name=self.name, on_error=self._on_error)
             await self._setup()
-        except BaseException:
-            await self._close()
+        except BaseException:  # failed or interrupted half-way: nothing of it keeps running
+            await self._shut_down()
             raise
         self.started_at = time.time()
         return self
@@ -147,6 +147,12 @@ class NatsComponent:
         Never raises because the server is gone: stopped is stopped. Returns None, like every
         component's ``stop()``: what happened is an attribute (``published``, ``received``).
         """
+        await self._shut_down()
+        return self._result()
+
+    async def _shut_down(self) -> None:
+        """Cancel the background tasks, undo ``_setup`` (the part that ran), close; also for a start that
+        failed or was interrupted half-way, so nothing of it keeps running."""
         self.stopping = True  # loops that nats-py might keep from seeing a cancellation check this
         for task in self._tasks:
             await cancel(task)

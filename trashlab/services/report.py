@@ -38,6 +38,7 @@ from .levels import LevelStore, MemoryLevels
 from .lifecycle import NatsComponent, Rejects, RejectsReadings
 from ..servers.connection import Servers, check_subject, connect, describe, resolve_servers
 from ..errors import BadArgument, BadMessage, CanNotFound, ServiceUnavailable
+from ..servers.retry import NATS_ERRORS
 from ..message import SUBJECT, decode_fields
 
 log = logging.getLogger("trashlab")
@@ -125,7 +126,7 @@ class ReportService(RejectsReadings, NatsComponent):
                          "(lost when the service stops)", self.name)
         try:
             await self.store.open(self._client)
-        except Exception as e:
+        except NATS_ERRORS as e:
             if self.store.kind != MemoryLevels.kind and self._auto_store:
                 log.warning("trashlab [%s]: JetStream bucket not usable (%s): keeping levels in memory",
                             self.name, describe(e))
@@ -155,11 +156,10 @@ class ReportService(RejectsReadings, NatsComponent):
         if self._service is not None:
             await quietly(self._service.stop())
             self._service = None
-        if self._client.is_connected:  # a server that went away keeps the levels in its JetStream store
-            try:
-                await self.store.close()
-            except Exception as e:
-                log.info("trashlab [%s]: closing the level store: %s", self.name, describe(e))
+        try:  # also when the server went away: the store's own tasks stop either way
+            await self.store.close()
+        except Exception as e:  # blind: a clean-up path: stopping goes on whatever the store raises
+            log.info("trashlab [%s]: closing the level store: %s", self.name, describe(e))
 
     def __repr__(self) -> str:
         return (f"<ReportService {self.name} {'running' if self.running else 'stopped'}: "
@@ -188,10 +188,11 @@ async def _request(servers: Servers, subject: str, payload: bytes, timeout: floa
     nc = await connect(where, name="trashlab-query")
     try:
         return await nc.request(subject, payload, timeout=timeout)
-    except (NoRespondersError, NatsTimeout, asyncio.TimeoutError):
+    except (NoRespondersError, NatsTimeout, asyncio.TimeoutError) as e:
+        service = subject.rsplit(".", 1)[0]
         raise ServiceUnavailable(
-            f"no {SERVICE} service answered on {where}: start one with `trashlab report` "
-            "or `await trashlab.ReportService().start()`") from None
+            f"no {service} service answered on {where}: start one with `trashlab report` "
+            "or `await trashlab.ReportService().start()`", service=service) from e
     finally:
         await nc.close()
 
@@ -213,7 +214,7 @@ async def query_level(can_id, servers: Servers = None, *, service: str = SERVICE
     headers = msg.headers or {}
     if headers.get(ERROR_CODE_HEADER):
         raise CanNotFound(f"{headers.get(ERROR_HEADER, 'not found')}: ask for a can id the report service "
-                          "lists (trashlab.query_levels() or `trashlab levels`)")
+                          "lists (trashlab.query_levels() or `trashlab levels`)", can_id=can, service=service)
     row = json.loads(msg.data)
     row["updated_at"] = pd.Timestamp(row["updated_at"], unit="s", tz="UTC")
     return row

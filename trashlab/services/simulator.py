@@ -99,7 +99,7 @@ class Simulator(NatsComponent):
                 await self._nc.flush(timeout=5)
         except asyncio.CancelledError:
             raise
-        except Exception as e:  # never let a background task die silently
+        except Exception as e:  # blind: a background task never dies silently (kept in .error, one warning line)
             self.error = str(e) or type(e).__name__
             log.warning("trashlab [%s]: stopped publishing: %s", self.name, self.error)
 

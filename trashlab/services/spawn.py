@@ -19,7 +19,7 @@ from typing import Iterable, Mapping, Optional
 
 from .. import _hooks
 from ..servers.connection import Servers, resolve_servers
-from ..errors import BadArgument, ServiceFailed
+from ..errors import BadArgument, ServiceFailed, ServiceStartTimeout
 from ..message import SUBJECT
 from ..servers.processes import ManagedProcess, python_command, stop_processes
 from .._progress import StatusLine, wait_until
@@ -146,13 +146,16 @@ async def _ready(procs: "list[ServiceProcess]", what: str, timeout: float) -> No
         failed = [p for p in procs if not p.alive and (not p.ready or p.returncode)]
         if failed:
             failed[0].proc.wait(1)  # its last lines (the error) read in full
-            raise ServiceFailed(f"{failed[0].role} {failed[0].name!r} exited at start: {failed[0].failure()[:300]}")
+            raise ServiceFailed(f"{failed[0].role} {failed[0].name!r} exited at start: {failed[0].failure()[:300]}",
+                                name=failed[0].name, role=failed[0].role)
         return False
 
     if not await wait_until(check, timeout=timeout, what=f"starting {what}", status=line):
         for p in procs:
             p.stop()
-        raise ServiceFailed(f"{what} did not start within {timeout:g}s: the machine may be busy; run the cell again")
+        raise ServiceStartTimeout(f"{what} did not start within {timeout:g}s: the machine may be busy; run the cell again",
+                                  name=procs[0].name if len(procs) == 1 else None,
+                                  role=procs[0].role if procs else None, timeout=timeout)
     line.done(f"{what}: running (pid {', '.join(str(p.pid) for p in procs)}) after {line.elapsed:.1f} s")
 
 

@@ -26,9 +26,16 @@ async def start_subscribers(n: int, servers: Servers = None, *, queue: Optional[
         raise BadArgument(f"n={n!r}: give how many subscribers to start, e.g. 3")
     for old in _groups.pop(prefix, []):
         await old.stop()
-    group = []
-    for i in range(1, n + 1):
-        group.append(await Collector(servers, subject, queue=queue, name=f"{prefix}-{i}").start())
+    group: "list[Collector]" = []
+    try:
+        for i in range(1, n + 1):
+            member = Collector(servers, subject, queue=queue, name=f"{prefix}-{i}")
+            await member.start()
+            group.append(member)
+    except BaseException:  # one did not start, or the cell was interrupted: the others stop too
+        for member in group:
+            await member.stop()
+        raise
     _groups[prefix] = group
     return group
 

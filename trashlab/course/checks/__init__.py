@@ -99,7 +99,7 @@ def check_close(actual: Any, expected: float, what: str, tol: float = 1e-6, hint
     try:
         number = float(actual)
     except (TypeError, ValueError):
-        raise failed(f"{what} should be a number, got {_short(actual)}") from None
+        raise failed(f"{what} should be a number, got {_short(actual)}") from None  # a ✘ line for the student; the value is in it
     if isinstance(actual, bool) or not math.isfinite(number):
         raise failed(f"{what} should be a finite number, got {_short(actual)}")
     if abs(number - expected) <= tol:

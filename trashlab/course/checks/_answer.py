@@ -74,8 +74,8 @@ def call(fn: Callable, *args: Any, what: Optional[str] = None) -> Any:
     what = what or _call_text(fn, args)
     try:
         result = fn(*args)
-    except Exception as e:  # the student's bug, in one line
-        raise _blame(e, fn, what) from None
+    except Exception as e:  # blind: the student's code may raise anything: one ✘ line
+        raise _blame(e, fn, what) from None  # a ✘ line for the student; their error is named in it
     if inspect.iscoroutine(result):
         result.close()  # never run: no "never awaited" warning later
         raise failed(f"{what} returned a coroutine: write it as a plain `def` (nothing in it needs await)")
@@ -93,7 +93,7 @@ class _Raised(Exception):
 async def _theirs(pending: Any) -> Any:
     try:
         return await pending
-    except Exception as e:
+    except Exception as e:  # blind: the student's code may raise anything: told apart from the time limit
         raise _Raised(e) from e
 
 
@@ -107,8 +107,8 @@ async def answer(fn: Callable, *args: Any, what: Optional[str] = None, timeout: 
     what = what or f"await {_call_text(fn, args)}"
     try:
         pending = fn(*args)
-    except Exception as e:
-        raise _blame(e, fn, what) from None
+    except Exception as e:  # blind: the student's code may raise anything: one ✘ line
+        raise _blame(e, fn, what) from None  # a ✘ line for the student; their error is named in it
     if not inspect.isawaitable(pending):
         raise failed(f"{what} returned {_short(pending)} at once: it should be an `async def`, because "
                      "everything it does with NATS is awaited")
@@ -116,9 +116,9 @@ async def answer(fn: Callable, *args: Any, what: Optional[str] = None, timeout: 
         result = await asyncio.wait_for(_theirs(pending), timeout)
     except asyncio.TimeoutError:
         raise failed(f"{what} did not finish within {timeout:g} s: does it wait for something that "
-                     "never comes?") from None
+                     "never comes?") from None  # a ✘ line for the student; their error is named in it
     except _Raised as raised:
-        raise _blame(raised.error, fn, what) from None
+        raise _blame(raised.error, fn, what) from None  # a ✘ line for the student; their error is named in it
     if inspect.isawaitable(result):
         returned = f", {result.__qualname__}(...)" if inspect.iscoroutine(result) else ""
         if inspect.iscoroutine(result):

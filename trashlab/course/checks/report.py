@@ -105,12 +105,12 @@ async def check_responder(serve_levels: Callable, seed: Optional[int] = None, ti
             try:
                 msg = await asker.request(REQUEST_SUBJECT, can.encode(), timeout=timeout)
             except nats.errors.NoRespondersError:
-                raise failed(f"{what}: no responders: nobody subscribes to {REQUEST_SUBJECT!r}") from None
+                raise failed(f"{what}: no responders: nobody subscribes to {REQUEST_SUBJECT!r}") from None  # a ✘ line for the student; what went wrong is in it
             except (nats.errors.TimeoutError, asyncio.TimeoutError):
                 hint = ("a can you do not know must get an error reply, not silence: "
                         "await msg.respond(json.dumps({\"error\": ...}).encode())") if can == unknown else \
                     "answer each request with await msg.respond(...)"
-                raise failed(f"{what}: no reply within {timeout:g} s: {hint}") from None
+                raise failed(f"{what}: no reply within {timeout:g} s: {hint}") from None  # a ✘ line for the student; what went wrong is in it
             return _json_object(msg.data, what)
 
         async def expect(can: str, step: str) -> None:
