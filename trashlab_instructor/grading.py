@@ -352,7 +352,7 @@ def formgrader(port: int = FORMGRADER_PORT, ip: str = "127.0.0.1", root: Optiona
     try:
         import nbgrader as _  # noqa: F401
     except ImportError:
-        raise GradingError("nbgrader is not installed here: `pip install -r requirements-test.txt`") from None
+        raise GradingError("nbgrader is not installed here: `pip install -r requirements-test.txt`") from None  # the ImportError adds nothing
     root = find_root(root)
     if not (root / "course" / "gradebook.db").is_file():
         raise GradingError("no gradebook yet: run `python -m trashlab_instructor generate` and `autograde` first")

@@ -148,7 +148,6 @@ class NatsComponent:
         component's ``stop()``: what happened is an attribute (``published``, ``received``).
         """
         await self._shut_down()
-        return self._result()
 
     async def _shut_down(self) -> None:
         """Cancel the background tasks, undo ``_setup`` (the part that ran), close; also for a start that

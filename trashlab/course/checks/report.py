@@ -43,7 +43,7 @@ def _json_object(data: bytes, what: str) -> dict:
     try:
         reply = json.loads(data)
     except ValueError:
-        raise failed(f"{what}: the reply {data!r} is not JSON") from None
+        raise failed(f"{what}: the reply {data!r} is not JSON") from None  # a ✘ line for the student; what went wrong is in it
     if not isinstance(reply, dict):
         raise failed(f"{what}: the reply {data!r} should be a JSON object")
     return reply
@@ -173,12 +173,12 @@ async def _ask(nc, program: Program, can: str, what: str) -> dict:
         msg = await nc.request(REQUEST_SUBJECT, can.encode(), timeout=REPLY_WITHIN)
     except nats.errors.NoRespondersError:
         if await program.wait(1) is not None:  # it subscribed, then ended: why, rather than the symptom
-            raise await ended(program, what, " after it subscribed") from None
-        raise failed(f"{asked}: no responders: nobody subscribes to {REQUEST_SUBJECT!r} any more") from None
+            raise await ended(program, what, " after it subscribed") from None  # a ✘ line for the student; what went wrong is in it
+        raise failed(f"{asked}: no responders: nobody subscribes to {REQUEST_SUBJECT!r} any more") from None  # a ✘ line for the student; what went wrong is in it
     except (nats.errors.TimeoutError, asyncio.TimeoutError):
         said = program.stderr(1)
         raise failed(f"{asked}: no reply within {REPLY_WITHIN:g} s: answer every request with "
-                     "await msg.respond(...)" + (f" (its stderr: {program.failure(1)})" if said else "")) from None
+                     "await msg.respond(...)" + (f" (its stderr: {program.failure(1)})" if said else "")) from None  # a ✘ line for the student; what went wrong is in it
     return _json_object(msg.data, asked)
 
 
