@@ -161,7 +161,7 @@ def test_a_student_on_another_host_joins_the_class(two_hosts, tmp_path):
                                   stderr=subprocess.STDOUT)
         procs.append(broker)
         local = _wait_for(broker_log, r"nats://127\.0\.0\.1:\d+", broker)
-        _wait_for(broker_log, rf"in the class: a leaf node of the hub nats-leaf://\*\*\*@{re.escape(hub_addr)}:7422", broker)
+        _wait_for(broker_log, rf"in the class: a leaf node of the hub nats-leaf://s01\.leaf:\*\*\*@{re.escape(hub_addr)}:7422", broker)
         leafz = ""
         for _ in range(100):  # the leaf connection comes up in the background
             leafz = subprocess.run(_in(hub_ns, "-c", f"import urllib.request; print(urllib.request.urlopen("

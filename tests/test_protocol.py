@@ -108,6 +108,8 @@ def test_the_raw_client_logs_in_subscribes_and_reports_a_refusal_or_a_closed_soc
                 conn, _ = server.accept()
                 with conn:
                     conn.sendall(greeting)
+                    # hang up before the client's CONNECT is read: whether the client then reads the end of
+                    # the stream or a reset depends on timing (CI saw the reset); both mean "closed"
 
             t = threading.Thread(target=answer_once)
             t.start()
@@ -118,3 +120,31 @@ def test_the_raw_client_logs_in_subscribes_and_reports_a_refusal_or_a_closed_soc
             assert got.info == {} and got.answer == b"" and not got.accepted, got
         else:
             assert got.info is None and got.answer.startswith(b"HTTP/1.1"), got
+
+
+def test_the_raw_client_reads_a_reset_after_its_connect_as_a_closed_connection():
+    """A server that resets the connection once the CONNECT arrived (what a kernel answers when a server
+    hung up without reading): the login reports b"" like a plain close, never a ConnectionResetError."""
+    import socket
+    import struct
+    import threading
+
+    from trashlab.servers.rawclient import login
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+
+        def reset_after_connect() -> None:
+            conn, _ = server.accept()
+            conn.sendall(b"INFO {}\r\n")
+            conn.recv(1)  # the client's CONNECT has arrived
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()  # linger 0: a reset, not the end of the stream
+
+        t = threading.Thread(target=reset_after_connect)
+        t.start()
+        got = login("127.0.0.1", server.getsockname()[1], name="raw-reset", timeout=5.0)
+        got.sock.close()
+        t.join()
+    assert got.info == {} and got.answer == b"" and not got.accepted, got

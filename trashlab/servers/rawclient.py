@@ -69,11 +69,16 @@ def login(host: str, port: int, *, name: str, user: Optional[str] = None, passwo
             elif token is not None:
                 opts["auth_token"] = token
             sub = f"SUB {subscribe} 1\r\n" if subscribe else ""
-            sock.sendall(f"CONNECT {json.dumps(opts)}\r\n{sub}PING\r\n".encode())
-            while True:
-                line = reader.readline()
-                if not line or line.startswith((b"PONG", b"-ERR")):  # b"": the server closed the connection
-                    return Login(sock, info, line.strip())
+            try:
+                sock.sendall(f"CONNECT {json.dumps(opts)}\r\n{sub}PING\r\n".encode())
+                while True:
+                    line = reader.readline()
+                    if not line or line.startswith((b"PONG", b"-ERR")):  # b"": the server closed the connection
+                        return Login(sock, info, line.strip())
+            except (ConnectionResetError, BrokenPipeError):
+                # closed too: a server that hangs up before reading our CONNECT makes its kernel answer
+                # that CONNECT with a reset, which then arrives instead of the end of the stream
+                return Login(sock, info, b"")
         finally:
             reader.close()  # the socket stays open for the caller
     except BaseException:
