@@ -213,11 +213,25 @@ async def test_drill_can_kill_the_simulators_node_instead(pair):
     assert all(b.running for b in pair.nodes.values())
 
 
-async def test_astart_leaves_the_event_loop_free_while_the_nodes_start():
+async def test_astart_leaves_the_event_loop_free_while_the_nodes_start(monkeypatch):
     """``await Cluster.astart()`` starts node after node without blocking the loop: a task running beside it
-    sees the first node up while the cluster is still starting (a blocking start() never lets it run then)."""
+    sees the first node up while the cluster is still starting (a blocking start() never lets it run then).
+
+    The second node is made to answer "not ready yet" three times: on a busy machine a node may be ready at
+    the first look, and then nothing needs waiting for (CI once saw both nodes up at the task's first run)."""
+    from trashlab.servers.broker import Broker
+
     c = trashlab.Cluster(2, name=unique("astart"))
     seen = []
+    real, looks = Broker._poll_ready, {"second": 0}
+
+    def second_node_slow(self, ports_dir):
+        if self.name == c.name + "2" and looks["second"] < 3:
+            looks["second"] += 1
+            return False
+        return real(self, ports_dir)
+
+    monkeypatch.setattr(Broker, "_poll_ready", second_node_slow)
 
     async def look() -> None:
         while True:

@@ -256,3 +256,34 @@ def test_an_interrupt_after_the_cells_code_never_lands_in_ipykernel(cell):
         assert k.ok("print('still answering')").text.strip() == "still answering"
     finally:
         k.shutdown()
+
+
+SLOW_KERNEL_SETUP = """
+import sys, time
+class _Slow:  # the import of trashlab's kernel set-up takes 3 s, so ■ surely lands inside it
+    def find_spec(self, name, path=None, target=None):
+        if name == "trashlab.notebook.kernel":
+            print("importing the set-up", flush=True)
+            time.sleep(3)
+        return None
+sys.meta_path.insert(0, _Slow())
+import trashlab
+"""
+
+
+def test_an_interrupt_while_the_kernel_set_up_is_imported_shows_one_line():
+    """The first public name a cell uses imports the kernel set-up (log lines, one-line errors); ■ during
+    that import showed a plain KeyboardInterrupt traceback (CI: 02's first cell). It is held until the
+    set-up is in place, then shown as the one ■ line."""
+    k = Kernel.start()
+    try:
+        k.ok(SLOW_KERNEL_SETUP)
+        msg_id = k.submit("trashlab.Broker")
+        k.wait_output(msg_id, "importing the set-up")
+        k.interrupt()
+        reply = k.result(msg_id, timeout=60)
+        assert reply.status == "error" and "Traceback" not in reply.text and "Interrupted" in reply.text, \
+            reply.explain("■ during the set-up's import", "one line: '■ Interrupted: ...'")
+        assert k.ok("print(trashlab.Broker.__name__)").text.strip() == "Broker"
+    finally:
+        k.shutdown()

@@ -228,3 +228,15 @@ def test_the_state_folder_and_its_records_are_private(tmp_path, monkeypatch):
         assert processes.Recorded(record).ours, "the redacted record no longer identifies its process"
     finally:
         child.stop()
+
+
+def test_a_jetstream_brokers_temporary_store_is_private():
+    """The JetStream store trashlab makes in its temporary folder is 0700, as are the folders nats-server
+    makes in it (others could otherwise list the streams' folders)."""
+    b = trashlab.Broker(unique("js-private"), jetstream=True).start()
+    try:
+        loose = [f"{p} is mode {stat.S_IMODE(p.stat().st_mode):o}" for p in [Path(b._tmp), *Path(b._tmp).rglob("*")]
+                 if p.is_dir() and stat.S_IMODE(p.stat().st_mode) & 0o077]
+        assert not loose, f"folders of a JetStream broker that others may enter: {loose}"
+    finally:
+        b.stop()

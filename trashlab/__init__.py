@@ -142,9 +142,26 @@ def _kernel_first_use() -> None:
     """Set a Jupyter kernel up once, the first time a cell uses a public name (never at import)."""
     global _kernel_ready
     if not _kernel_ready and "IPython" in sys.modules:  # a kernel or IPython shell: never import IPython ourselves
-        from .notebook.kernel import setup_kernel
+        import os
+        import signal
+        import threading
 
+        if threading.current_thread() is not threading.main_thread():
+            from .notebook.kernel import setup_kernel
+
+            _kernel_ready = setup_kernel()
+            return
+        # ■ while the set-up is imported (the first cell of every notebook) would show a plain traceback:
+        # it is held until the set-up is done, then delivered again, so it shows as one line
+        held: "list[int]" = []
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+        try:
+            from .notebook.kernel import setup_kernel
+        finally:
+            signal.signal(signal.SIGINT, previous)
         _kernel_ready = setup_kernel()
+        if held:
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 _kernel_ready = False

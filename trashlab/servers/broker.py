@@ -32,7 +32,7 @@ from ..errors import (BadArgument, BrokerError, BrokerStartTimeout, BrokerTimeou
                       PortInUse)
 from .. import _hooks
 from .._progress import poll_until, wait_until
-from .._secrets import redact, write_private
+from .._secrets import private_dir, redact, write_private
 from .._text import Lines
 from . import names
 from .config import (CLUSTER_NAME, LAME_DUCK_DURATION, LAME_DUCK_GRACE, ROUTE_PASSWORD, ROUTE_USER,  # noqa: F401
@@ -329,11 +329,15 @@ class Broker(ServerLifecycle):
     def _prepare_store(self) -> Optional[str]:
         if not self.jetstream:
             return None
-        if self.store_dir is None:
+        ours = self.store_dir is None
+        if ours:
             self.store_dir = os.path.join(self._tmpdir(), "jetstream")
         path = Path(self.store_dir)
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            if ours:  # 0700 like everything of ours (nats-server makes its own folders in it 0700 too)
+                private_dir(path)
+            else:  # a folder the caller named keeps its mode
+                path.mkdir(parents=True, exist_ok=True)
             probe = path / ".trashlab-write-test"
             probe.write_text("ok")
             probe.unlink()

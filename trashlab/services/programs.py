@@ -83,7 +83,10 @@ class Program:
         return self.proc.returncode
 
     def logs(self, n: Optional[int] = None) -> Lines:
-        """What it printed (the last ``n`` lines, or all kept), like ``docker container logs``; stderr lines marked."""
+        """What it printed (the last ``n`` lines, or all kept), like ``docker container logs``; stderr lines marked.
+
+        stdout and stderr are two pipes: each keeps its own order, and they are interleaved as their lines
+        arrived (as in ``docker container logs``, a line of one may show before an earlier line of the other)."""
         return Lines((STDERR_MARK + line) if stream == "stderr" else line for stream, line in self.proc.lines(n))
 
     def tail(self, n: int = 5) -> Lines:
