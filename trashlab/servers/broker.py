@@ -330,7 +330,7 @@ class Broker(ServerLifecycle):
         if not self.jetstream:
             return None
         ours = self.store_dir is None
-        if ours:
+        if self.store_dir is None:
             self.store_dir = os.path.join(self._tmpdir(), "jetstream")
         path = Path(self.store_dir)
         try:
