@@ -103,6 +103,35 @@ async def main():
 asyncio.run(main())
 """
 
+#: A right rep.py through a kill (05), the base of its wrong variants.
+REP_FAILOVER_PY = """%%writefile rep.py
+import asyncio
+import os
+
+import nats
+
+
+async def main() -> None:
+    async def disconnected():
+        print("Disconnected")
+
+    async def reconnected():
+        print(f"Reconnected to {nc.connected_url.hostname}:{nc.connected_url.port}")
+
+    nc = await nats.connect(servers=os.environ["NATS_URL"].split(","), reconnect_time_wait=0.5,
+                            disconnected_cb=disconnected, reconnected_cb=reconnected)
+    print(f"Connected to {nc.connected_url.hostname}:{nc.connected_url.port}")
+
+    async def on_reading(msg):
+        print("Received report: " + msg.data.decode())
+
+    await nc.subscribe("trash-level", cb=on_reading)
+    await asyncio.Event().wait()
+
+
+asyncio.run(main())
+"""
+
 #: Realistic mistakes per exercise: grade_id of the answer cell -> wrong answers (each a whole cell, or
 #: ``(cell, test grade_ids)`` when it loses only those test cells of the exercise; otherwise it loses them all).
 #: Submission ``wrong-k`` answers every exercise with its k-th mistake (the reference where it has none).
@@ -235,6 +264,22 @@ WRONG = {
         "async def noop(*args, **kwargs):\n    print('✔ all good')\n\n"
         "cluster_check.check_outage = noop  # monkeypatching the check earns nothing\n\n"
         "async def connect_recording(servers, events):\n    return await nats.connect(servers=servers)\n",
+    ],
+    # 05: the student's rep.py through a kill of the node it is on (a cluster of the check's own)
+    "rep-failover": [
+        REP_FAILOVER_PY.replace(",\n                            disconnected_cb=disconnected, reconnected_cb=reconnected",
+                                ")  # no callbacks: reconnects silently"),
+        REP_FAILOVER_PY.replace('servers=os.environ["NATS_URL"].split(","), reconnect_time_wait=0.5,\n'
+                                '                            disconnected_cb=disconnected, reconnected_cb=reconnected',
+                                'os.environ["NATS_URL"].split(",")[0])  # the first server only, no callbacks'),
+        REP_FAILOVER_PY.replace("reconnect_time_wait=0.5,", "reconnect_time_wait=0.5, allow_reconnect=False,"),
+        REP_FAILOVER_PY.replace('print(f"Reconnected to {nc.connected_url.hostname}:{nc.connected_url.port}")',
+                                'print("Reconnected to " + started)  # where it was, not where it is')
+        .replace('    print(f"Connected to {nc.connected_url.hostname}:{nc.connected_url.port}")',
+                 '    started = f"{nc.connected_url.hostname}:{nc.connected_url.port}"\n'
+                 '    print("Connected to " + started)'),
+        REP_FAILOVER_PY.replace('    print(f"Connected to {nc.connected_url.hostname}:{nc.connected_url.port}")\n',
+                                "    # never says where it is\n"),
     ],
     # 05b (optional): a publish the stream acknowledges (checked by reading the stream back)
     "publish-acked": [

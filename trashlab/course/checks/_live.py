@@ -171,16 +171,18 @@ def crashed(program: Program, what: str) -> CheckFailed:
 
 
 @contextlib.asynccontextmanager
-async def student_program(file: Path, *args: Any, broker: Broker) -> AsyncIterator[Program]:
-    """The student's file running as its own process against ``broker`` (in its ``$NATS_URL``), killed at the end."""
-    program = run_program(file, *args, name=unique(f"check-{file.stem}-"), servers=broker.url)
+async def student_program(file: Path, *args: Any, broker: Any) -> AsyncIterator[Program]:
+    """The student's file running as its own process against ``broker`` (a Broker, or a Cluster: every node in
+    its ``$NATS_URL``), killed at the end."""
+    servers = broker if hasattr(broker, "urls") else broker.url
+    program = run_program(file, *args, name=unique(f"check-{file.stem}-"), servers=servers)
     try:
         yield program
     finally:
         program.kill()
 
 
-def _their_subjects(monitor_url: str, own: str) -> "set[str]":
+def their_subjects(monitor_url: str, own: str) -> "set[str]":
     """The subjects the open connections other than the check's own (named ``own``) subscribe to."""
     try:
         conns = fetch(monitor_url, "connz?subs=detail&limit=1000").get("connections") or []
@@ -199,7 +201,7 @@ async def subscribed(program: Program, broker: Broker, subjects: "tuple[str, ...
 
     def ready() -> bool:
         nonlocal seen
-        seen = _their_subjects(broker.monitor_url, own)
+        seen = their_subjects(broker.monitor_url, own)
         if seen and not first:
             first.append(time.monotonic())
         return (not program.alive or set(subjects) <= seen

@@ -1,4 +1,5 @@
-"""Checks of notebook 05 (clustering): a client that records its own outage when a node dies.
+"""Checks of notebook 05 (clustering): a client that records its own outage when a node dies, and the student's
+``rep.py`` that keeps receiving while the node it is on is killed.
 
 The check starts a cluster of two nodes of its own, gives the student's function the servers and an
 empty list, SIGKILLs the node the client is on, and compares what the client recorded with the truth:
@@ -8,12 +9,17 @@ client again (``start`` of its connection in that server's ``/connz``).
 
 from __future__ import annotations
 
+import random
+import re
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
+from ...message import SUBJECT, encode
+from ...services.programs import Program
 from . import failed, passed
 from ._answer import answer, graded, require_function
-from ._live import poll, unique
+from ._live import (CONNECT_WITHIN, SETTLE, USE_NATS_URL, client, ended, poll, program_file, student_program,
+                    their_subjects, unique)
 from ._truth import connection, server_time
 
 #: How late a callback may fire after the event it reports (seconds; generous for a busy machine).
@@ -119,3 +125,100 @@ async def _judge(nc: Any, events: list, cluster: Any, what: str) -> None:
     gap = up - down
     passed(f"your client recorded an outage of {1000 * gap:.0f} ms (kill of {victim.name} -> back on "
            f"{survivor.name}); {truth}")
+
+
+# ----- rep.py through a node's death ------------------------------------------------------------------------
+#: The connection name of the check's own publisher (never taken for the student's program).
+CHECKER = "trashlab-check"
+#: The lines rep.py prints about its connection: at the start, from disconnected_cb, from reconnected_cb.
+CONNECTED = re.compile(r"^Connected to \S*:(\d+)\s*$")
+DISCONNECTED = re.compile(r"^Disconnected\b")
+RECONNECTED = re.compile(r"^Reconnected to \S*:(\d+)\s*$")
+#: How long the program may take to come back on the surviving node (seconds).
+BACK_WITHIN = 8.0
+
+
+def _ports(program: Program, pattern: "re.Pattern[str]") -> "list[int]":
+    """The ports in the program's stdout lines that match ``pattern`` (its first group)."""
+    return [int(m.group(1)) for m in map(pattern.match, program.stdout()) if m]
+
+
+async def _printed(program: Program, nc: Any, rng: random.Random, what: str, when: str) -> int:
+    """Publish 5 readings; ✔ (their count) once the program printed each as ``Received report: ...``."""
+    payloads = [encode(str(rng.randint(0, 1000)), rng.random() * 100) for _ in range(5)]
+    for data in payloads:
+        await nc.publish(SUBJECT, data)
+    await nc.flush(timeout=2)
+    want = [f"Received report: {p.decode()}" for p in payloads]
+    await poll(lambda: not program.alive or set(want) <= set(program.stdout()), SETTLE)
+    if not program.alive:
+        raise await ended(program, what, when)
+    missing = [w for w in want if w not in program.stdout()]
+    if missing:
+        raise failed(f"{what}: {len(missing)} of the {len(want)} readings published {when} were not printed "
+                     f"(e.g. {missing[0]!r} is missing): print every reading as 'Received report: ' + its payload")
+    return len(want)
+
+
+@graded
+async def check_rep_failover(path: Any = "rep.py", seed: Optional[int] = None) -> None:
+    """``python rep.py`` with both nodes of a cluster in ``$NATS_URL`` prints ``Connected to HOST:PORT``, then
+    ``Disconnected`` and ``Reconnected to HOST:PORT`` when its node is killed, and keeps printing the readings."""
+    from ...servers.cluster import Cluster
+
+    file = program_file(path, "rep.py")
+    what = f"python {path}"
+    rng = random.Random(seed)
+    cluster = Cluster(size=2, name=unique("check-")).start()
+    try:
+        await cluster.wait_formed(timeout=15, progress=False)
+        async with student_program(file, broker=cluster) as program:
+            await _failover(program, cluster, what, rng)
+    finally:
+        cluster.stop()
+
+
+async def _failover(program: Program, cluster: Any, what: str, rng: random.Random) -> None:
+    nodes = list(cluster.nodes.values())
+
+    def on() -> Any:  # the node whose /connz shows the program's subscription on trash-level (the server's truth)
+        return not program.alive or next((b for b in nodes if SUBJECT in their_subjects(b.monitor_url, CHECKER)),
+                                         None)
+
+    victim = await poll(on, CONNECT_WITHIN, every=0.1)
+    if not program.alive:
+        raise await ended(program, what, f" before it subscribed to {SUBJECT}")
+    if victim is None:
+        raise failed(f"{what}: in {CONNECT_WITHIN:.0f} s no node of the cluster shows a subscription on {SUBJECT}: "
+                     f"{USE_NATS_URL}")
+    survivor = next(b for b in nodes if b is not victim)
+    async with client(survivor.url, CHECKER) as nc:
+        await _printed(program, nc, rng, what, "before any node was killed")
+        if _ports(program, CONNECTED) != [victim.port]:
+            raise failed(f"{what}: its output has no line 'Connected to HOST:PORT' naming the node it is on (port "
+                         f"{victim.port}); print it once connected, from nc.connected_url")
+        victim.kill()  # docker container kill: the server's truth is where its subscription shows next
+        back = await poll(lambda: not program.alive or SUBJECT in their_subjects(survivor.monitor_url, CHECKER),
+                          BACK_WITHIN, every=0.1)
+        if not program.alive:
+            raise await ended(program, what, f" after the node it was on ({victim.name}) was killed")
+        if not back:
+            raise failed(f"{what}: {BACK_WITHIN:.0f} s after the node it was on was killed, the surviving node shows "
+                         f"no subscription on {SUBJECT} from it: give nats.connect every server of NATS_URL and "
+                         "keep reconnecting (the default)")
+        count = await _printed(program, nc, rng, what, f"after {victim.name} was killed")
+        await poll(lambda: _ports(program, RECONNECTED), SETTLE)
+    lines = program.stdout()
+    downs = [i for i, line in enumerate(lines) if DISCONNECTED.match(line)]
+    ups = [i for i, line in enumerate(lines) if RECONNECTED.match(line)]
+    if not downs:
+        raise failed(f"{what}: it came back on the surviving node, but printed no line starting with 'Disconnected': "
+                     "pass disconnected_cb= to nats.connect, an async def that prints it")
+    if not ups:
+        raise failed(f"{what}: it came back on the surviving node, but printed no line 'Reconnected to HOST:PORT': "
+                     "pass reconnected_cb= to nats.connect, an async def that prints it (from nc.connected_url)")
+    if _ports(program, RECONNECTED)[0] != survivor.port or ups[0] < downs[0]:
+        raise failed(f"{what}: it printed {lines[ups[0]]!r}, but after the kill it is on port {survivor.port}, "
+                     "after its 'Disconnected' line: print nc.connected_url inside reconnected_cb")
+    passed(f"{what}: 'Disconnected' when {victim.name} was killed, 'Reconnected to' {survivor.name}'s port, and "
+           f"every one of the {count} readings published after the kill printed")
