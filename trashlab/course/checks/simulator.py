@@ -191,6 +191,9 @@ async def check_sim_copies(path: Any = "sim.py", copies: int = 3, interval: floa
     if sorted(d.decode(errors="replace") for _, d in arrived) != sorted(sum(printed, [])):
         raise failed(f"{what}: the readings on {SUBJECT!r} are not the ones the copies printed: print "
                      "exactly the payload you publish")
+    if count >= 3 and any(len(set(lines)) == 1 for lines in printed):
+        raise failed(f"{what}: a copy printed the same reading {count} times ({printed[0][0]}): seed once, "
+                     "before the loop, not before each reading")
     if printed[0] != printed[-1]:
         raise failed(f"{what}: the two copies with seed {seeds[0]} published different readings "
                      f"({printed[0][0]} and {printed[-1][0]} first): seed the random generator with "
