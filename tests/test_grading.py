@@ -311,6 +311,17 @@ WRONG = {
         "async def shut_down(nc):\n    await nc.close()\n",
     ],
     # 07: the rate arriving on a subject
+    # 07: sim.py with a seed, several copies at once
+    "sim-seed": [
+        SIM_PY,  # notebook 3's sim.py: no seed, so two copies given the same seed publish different readings
+        SIM_PY.replace("    nc = await", "    random.seed(7)  # a constant, not the seed given\n    nc = await"),
+        SIM_PY.replace("        payload = ", "        random.seed(int(sys.argv[3]))  # every reading reseeded: all alike\n        payload = "),
+        SIM_PY.replace("    nc = await", "    random.seed(int(sys.argv[3]))\n    nc = await")
+              .replace("    await nc.drain()", "    await nc.close()  # no drain: the last readings may stay unsent")
+              .replace("        await asyncio.sleep(interval)\n", "")
+              .replace('        print("publishing: " + payload)\n',
+                       '        print("publishing: " + payload)\n        print("publishing: " + payload)  # twice\n'),
+    ],
     "receive-rate": [
         "import asyncio\n\nasync def receive_rate(nc, subject, seconds):\n"
         "    await asyncio.sleep(seconds)\n    return 40.0  # constant\n",

@@ -1,4 +1,4 @@
-"""Checks of notebook 03 (the simulator): the student's ``sim.py`` program, and a wildcard subscription.
+"""Checks of notebooks 03 and 07: the student's ``sim.py`` program (one copy, then several at once), a wildcard subscription.
 
 Each runs on a private broker of the check's own and judges only what that broker carried.
 """
@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import re
 import time
 from typing import Any, AsyncIterator, Callable, Sequence
 
 from ...message import SUBJECT
+from ...servers.monitor import fetch
 from . import _short, failed, passed
 from ._answer import answer, graded, require_function
 from ._live import (CONNECT_WITHIN, SETTLE, USE_NATS_URL, client, clients_seen, crashed, delivered, poll,
@@ -142,6 +144,65 @@ async def check_sim_program(path: Any = "sim.py", interval: float = 0.2, count: 
                   fewer=": the last ones were still in nats-py's buffer when the program ended; drain the "
                         "connection (await nc.drain()) before it ends")
     return passed(f"{what}: {count} readings in sim.js's format, {span:.2f} s from first to last, then it ended")
+
+
+def _printed(program: Any) -> "list[str]":
+    """The payloads a sim.py printed, one per ``publishing: ...`` line."""
+    return [line.split("publishing: ", 1)[1] for line in program.stdout() if line.startswith("publishing: ")]
+
+
+@graded
+async def check_sim_copies(path: Any = "sim.py", copies: int = 3, interval: float = 0.05, count: int = 6) -> None:
+    """``copies`` + 1 runs of ``python sim.py INTERVAL COUNT SEED`` at once on one broker (seeds chosen now, the
+    last repeating the first): the broker's ``in_msgs`` is the sum of what each printed, a seed fixes the readings."""
+    file = program_file(path, "sim.py")
+    seeds = random.sample(range(1, 100_000), copies)
+    seeds.append(seeds[0])
+    what = f"{len(seeds)} copies of python {file.name} {interval:g} {count} SEED at once (seeds {seeds})"
+    limit = count * interval * 2 + 15  # several Python processes start on a busy machine
+    async with _watched() as (broker, watch, subs, arrived, elsewhere):
+        before = int(fetch(broker.monitor_url, "varz").get("in_msgs", 0))
+        async with contextlib.AsyncExitStack() as stack:
+            programs = [await stack.enter_async_context(student_program(file, f"{interval:g}", count, seed,
+                                                                        broker=broker)) for seed in seeds]
+            started = time.monotonic()
+            await poll(lambda: not any(p.alive for p in programs), limit)
+            if any(p.alive for p in programs):
+                raise failed(f"{what}: still running after {time.monotonic() - started:.0f} s, "
+                             f"{len(arrived)} readings arrived: each copy should end after COUNT readings")
+            for program in programs:
+                await program.wait(2)
+            await delivered(None, watch, subs)
+        saw = int(fetch(broker.monitor_url, "varz").get("in_msgs", 0)) - before
+    for program in programs:
+        if program.returncode != 0:
+            raise crashed(program, what)
+    printed = [_printed(p) for p in programs]
+    if any(len(lines) != count for lines in printed):
+        raise failed(f"{what}: the copies printed {[len(lines) for lines in printed]} `publishing:` lines, "
+                     f"expected {count} each")
+    total = sum(map(len, printed))
+    if saw != total or len(arrived) != total:
+        raise failed(f"{what}: the copies printed {total} readings, the broker took in {saw} and delivered "
+                     f"{len(arrived)} on {SUBJECT!r}: every printed reading must be published, and only those")
+    for _, data in arrived:
+        if not WIRE.match(data):
+            raise failed(f"{what}: {_format_problem(data)}")
+    if sorted(d.decode(errors="replace") for _, d in arrived) != sorted(sum(printed, [])):
+        raise failed(f"{what}: the readings on {SUBJECT!r} are not the ones the copies printed: print "
+                     "exactly the payload you publish")
+    if count >= 3 and any(len(set(lines)) == 1 for lines in printed):
+        raise failed(f"{what}: a copy printed the same reading {count} times ({printed[0][0]}): seed once, "
+                     "before the loop, not before each reading")
+    if printed[0] != printed[-1]:
+        raise failed(f"{what}: the two copies with seed {seeds[0]} published different readings "
+                     f"({printed[0][0]} and {printed[-1][0]} first): seed the random generator with "
+                     "the third argument, before the first reading")
+    if len({tuple(lines) for lines in printed[:-1]}) != copies:
+        raise failed(f"{what}: copies with different seeds published the same readings: "
+                     "seed with the number given, not a constant")
+    return passed(f"{what}: the broker took in {saw} readings = {' + '.join(str(len(p)) for p in printed)} "
+                  f"printed by the copies; the same seed gave the same readings")
 
 
 #: Subjects of the wildcard exercise: those to catch, those to leave alone.
