@@ -59,7 +59,22 @@ def expected(published: int, bad: bool) -> tuple[set, Counter]:
     return valid, kinds
 
 
-async def flood(url: str, rate: int, seconds: float, bad: bool, subject: str) -> dict:
+#: the most a subscriber may be behind on the server before the flood waits (nats-server cuts one off at 64 MB)
+MAX_PENDING_BYTES = 8 * 1024 * 1024
+
+
+def _most_pending(monitor: str) -> int:
+    """The largest number of bytes the server holds for one connection, read from its /connz."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{monitor}/connz", timeout=5) as r:
+        return max((c.get("pending_bytes", 0) for c in json.load(r).get("connections") or []), default=0)
+
+
+async def flood(url: str, rate: int, seconds: float, bad: bool, subject: str, monitor: str | None = None) -> dict:
+    """Publish ``rate`` readings a second for ``seconds`` s; with ``monitor``, never more than
+    MAX_PENDING_BYTES ahead of the slowest subscriber (the server's own count, /connz), so a busy machine
+    slows the flood down instead of making the server cut a subscriber off."""
     import nats
 
     errors = []
@@ -73,8 +88,17 @@ async def flood(url: str, rate: int, seconds: float, bad: bool, subject: str) ->
     loop = asyncio.get_running_loop()
     start = loop.time()
     i = 0
-    while i < total and loop.time() - start < seconds * 3:  # bounded even on a very slow machine
-        due = min(total, int((loop.time() - start) * rate) + 1)
+    held = 0.0  # time spent waiting for subscribers: the pace restarts after it, no burst to catch up
+    next_look = 0
+    while i < total and loop.time() - start < seconds * 6:  # bounded even on a very slow machine
+        if monitor is not None and i >= next_look:
+            next_look = i + rate // 10
+            waited = loop.time()
+            await nc.flush(timeout=30)
+            while await asyncio.to_thread(_most_pending, monitor) > MAX_PENDING_BYTES:
+                await asyncio.sleep(0.05)  # polling another process's state: no event to await
+            held += loop.time() - waited
+        due = min(total, int((loop.time() - start - held) * rate) + 1)
         while i < due:
             i += 1
             await nc.publish(subject, payload(i, bad)[1])
@@ -92,8 +116,9 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=30)
     p.add_argument("--bad", action="store_true")
     p.add_argument("--subject", default=SUBJECT)
+    p.add_argument("--monitor", default=None, help="the server's monitoring URL: wait while a subscriber is far behind")
     a = p.parse_args()
-    print(json.dumps(asyncio.run(flood(a.url, a.rate, a.seconds, a.bad, a.subject))), flush=True)
+    print(json.dumps(asyncio.run(flood(a.url, a.rate, a.seconds, a.bad, a.subject, a.monitor))), flush=True)
 
 
 if __name__ == "__main__":

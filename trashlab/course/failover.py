@@ -192,8 +192,30 @@ class _AckedSimulator(Simulator):
         self.give_up = give_up
         self.retries = 0
         self._run_id = uuid.uuid4().hex[:8]
+        self._in_flight = False  # a reading sent and not acknowledged yet
+        self._finishing = False
+
+    async def finish(self, timeout: float = 5.0) -> None:
+        """Publish nothing new, let the reading in flight get its ack (at most ``timeout`` s), then stop.
+
+        A plain ``stop()`` cancels the wait for the last ack: that reading was sent (maybe stored, maybe
+        delivered) but is not counted as published, and the drill's books would not add up."""
+        self._finishing = True
+        await wait_until(lambda: not self._in_flight, timeout=timeout, every=0.01, show=False,
+                         what="the drill's last reading being acknowledged")
+        await self.stop()
 
     async def _publish(self, payload: bytes) -> None:
+        assert self._nc is not None, "publishing before start()"
+        if self._finishing:
+            return
+        self._in_flight = True
+        try:
+            await self._publish_acked(payload)
+        finally:
+            self._in_flight = False
+
+    async def _publish_acked(self, payload: bytes) -> None:
         assert self._nc is not None, "publishing before start()"
         js = self._nc.jetstream(timeout=1.0)
         loop = asyncio.get_running_loop()
@@ -498,7 +520,7 @@ async def _drill(cluster: Cluster, first, other, victim, fault: _Fault, *, jetst
         if fault.undo is not None:
             await fault.undo()
         undone = True
-        await sim.stop()
+        await (sim.finish() if isinstance(sim, _AckedSimulator) else sim.stop())
         published = sim.published
         await _settle(col, published, jetstream, progress)
     finally:
