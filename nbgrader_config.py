@@ -18,3 +18,14 @@ c.Execute.timeout = 120
 # nbgrader fails a whole notebook when a cell's output arrives more than iopub_timeout (default 4 s) after
 # the cell finished: on a busy 2-core machine the drills' plots can take longer.
 c.Execute.iopub_timeout = 30
+
+# Rubrics (course/rubrics/<assignment>.md, INSTRUCTORS.md "Rubrics"): autograding adds a read-only cell with each
+# written answer's rubric after it in the *autograded* copy, where the formgrader shows it to the grader; the feedback
+# students get is made without those cells. Plain nbgrader commands and the formgrader's buttons do the same.
+from nbgrader.converters import Autograde, GenerateFeedback  # noqa: E402 (nbgrader is what loads this file)
+
+c.AddRubricCells.folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "course", "rubrics")
+c.Autograde.autograde_preprocessors = [*Autograde.class_traits()["autograde_preprocessors"].default(),
+                                       "trashlab_instructor.rubric_cells.AddRubricCells"]
+c.GenerateFeedback.preprocessors = ["trashlab_instructor.rubric_cells.RemoveRubricCells",
+                                    *GenerateFeedback.class_traits()["preprocessors"].default()]

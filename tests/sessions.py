@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import secrets
 import signal
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, Tuple
 
 import psutil
 
@@ -36,3 +44,27 @@ def stop_session(pgid: int, timeout: float = 15) -> None:
             p.kill()
         except psutil.Error:
             pass
+
+
+@contextlib.contextmanager
+def formgrader(root: Path, folder: Path) -> Iterator[Tuple[str, str, Path]]:
+    """``python -m trashlab_instructor formgrader`` (INSTRUCTORS.md) for the course at ``root``, on a free port with
+    a token of its own: yields ``(base URL of /formgrader, token, its log)``; stopped (its whole session) after."""
+    token = secrets.token_hex(16)
+    log = folder / "formgrader.log"
+    env = {**os.environ, "JUPYTER_TOKEN": token, "JUPYTER_RUNTIME_DIR": str(folder / "runtime"),
+           "PYTHONUNBUFFERED": "1"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "trashlab_instructor", "formgrader", "--port", str(free_port())],
+                                cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        found = None
+        while time.monotonic() < deadline and proc.poll() is None and not found:
+            found = re.search(r"http://127\.0\.0\.1:(\d+)/formgrader\?token=", log.read_text())
+            time.sleep(0.1)  # polling the log for the line that says it listens
+        assert found, f"the formgrader did not start (exit {proc.poll()}): {log.read_text()[-3000:]}"
+        yield f"http://127.0.0.1:{found.group(1)}/formgrader", token, log
+    finally:
+        stop_session(proc.pid)
+        proc.wait(timeout=30)

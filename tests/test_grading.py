@@ -16,7 +16,6 @@ import json
 import os
 import re
 import shutil
-import secrets
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from sessions import free_port, stop_session
+from sessions import formgrader
 from test_notebooks import output_problems
 from trashlab.errors import BadArgument
 from trashlab_instructor import grading
@@ -723,21 +722,7 @@ def test_git_ignores_every_folder_the_docs_tell_instructors_to_create():
 def test_formgrader_command_serves_its_page_on_loopback(course, tmp_path):
     """``python -m trashlab_instructor formgrader`` (INSTRUCTORS.md) starts nbgrader's formgrader, whose server
     extension the test venv keeps disabled, on 127.0.0.1; its pages answer with the token only; it stops."""
-    token = secrets.token_hex(16)
-    log = tmp_path / "formgrader.log"
-    env = {**os.environ, "JUPYTER_TOKEN": token, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-           "PYTHONUNBUFFERED": "1"}
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "trashlab_instructor", "formgrader", "--port", str(free_port())],
-                                cwd=course, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        found = None
-        while time.monotonic() < deadline and proc.poll() is None and not found:
-            found = re.search(r"http://127\.0\.0\.1:(\d+)/formgrader\?token=", log.read_text())
-            time.sleep(0.1)  # polling the log for the line that says it listens
-        assert found, f"the formgrader did not start (exit {proc.poll()}): {log.read_text()[-3000:]}"
-        base = f"http://127.0.0.1:{found.group(1)}/formgrader"
+    with formgrader(course, tmp_path) as (base, token, log):
         page = urllib.request.urlopen(f"{base}/manage_assignments?token={token}", timeout=30)
         assert page.status == 200 and "<title>nbgrader formgrade</title>" in page.read().decode(), page.status
         listed = json.load(urllib.request.urlopen(f"{base}/api/assignments?token={token}", timeout=30))
@@ -746,9 +731,6 @@ def test_formgrader_command_serves_its_page_on_loopback(course, tmp_path):
             opener = urllib.request.build_opener(_NoRedirect)
             opener.open(f"{base}/api/assignments", timeout=30)
         assert refused.value.code in (302, 403), refused.value
-    finally:
-        stop_session(proc.pid)
-        proc.wait(timeout=30)
     assert "formgrader" in log.read_text() and "Shutting down" in log.read_text(), log.read_text()[-1500:]
 
 

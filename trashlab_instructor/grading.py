@@ -13,6 +13,7 @@ grades come per part of the lab. The student version in ``notebooks/`` is genera
     python -m trashlab_instructor gradebook           # gradebook.csv: one row per student (Canvas, Moodle)
     python -m trashlab_instructor formgrader          # nbgrader's formgrader on 127.0.0.1:8867 (hand grading)
     python -m trashlab_instructor disable-extensions  # hide nbgrader's JupyterLab parts (student images)
+    python -m trashlab_instructor rubrics [NAME]      # rubrics of written answers, answers of ungraded questions
 
 Every step is nbgrader's own (its Python API, imported once per process: nbgrader takes seconds to
 import, so each submission's time is its grading alone), configured by ``nbgrader_config.py`` at the
@@ -412,7 +413,7 @@ def disable_extensions() -> List[str]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m trashlab_instructor COMMAND``: generate, autograde, feedback, export, gradebook, formgrader,
-    disable-extensions."""
+    disable-extensions, rubrics."""
     parser = argparse.ArgumentParser(prog="python -m trashlab_instructor", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="course/source → notebooks/ (the student version)")
@@ -430,6 +431,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     form.add_argument("--port", type=int, default=FORMGRADER_PORT, help=f"web port (default {FORMGRADER_PORT})")
     form.add_argument("--ip", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     sub.add_parser("disable-extensions", help="hide nbgrader in JupyterLab (student images)")
+    rub = sub.add_parser("rubrics", help="print the rubrics of written answers and answers of ungraded questions")
+    rub.add_argument("assignment", nargs="?", help="one assignment (default: all)")
+    rub.add_argument("--check", action="store_true", help="list missing or stale rubrics and leaks; exit 1 if any")
     args = parser.parse_args(argv)
     try:
         if args.command == "generate" and args.check:
@@ -452,6 +456,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"gradebook in {gradebook(args.to)}")
         elif args.command == "formgrader":
             return formgrader(args.port, args.ip)
+        elif args.command == "rubrics":
+            from . import rubrics
+            return rubrics.command(args.assignment, args.check, find_root())
         elif args.command == "disable-extensions":
             done = disable_extensions()
             print("disabled: " + ", ".join(done) if done else "nbgrader is not installed: nothing to disable")
