@@ -209,6 +209,18 @@ def test_rubric_text_in_a_student_notebook_is_reported(tmp_path):
 
 
 @pytest.mark.quick
+def test_questions_under_a_bold_check_heading_count_too(tmp_path):
+    root = _course(tmp_path)
+    nb = root / "course" / "source" / "demo" / "demo.ipynb"
+    data = json.loads(nb.read_text())
+    data["cells"][1]["source"] = QUESTIONS.replace("## Check your understanding", "**Check your understanding**")
+    data["cells"].append(_cell("markdown", "## Clean up\n\n1. Stop the broker.\n"))  # a list under another heading
+    nb.write_text(json.dumps(data))
+    assert [q.text[:20] for q in rubrics.questions(nb)] == ["Why does the broker ", "Which subject catche"]
+    assert rubrics.coverage_problems(root) == []
+
+
+@pytest.mark.quick
 def test_annotate_puts_each_rubric_after_its_answer_once(tmp_path):
     root = _course(tmp_path)
     cells = json.loads((root / "course" / "source" / "demo" / "demo.ipynb").read_text())["cells"]
@@ -259,6 +271,19 @@ def test_formgrader_shows_the_rubric_and_feedback_does_not(tmp_path):
     assert cells[at + 1]["metadata"].get("trashlab") == {"rubric": gid}, cells[at + 1]
     assert section.criteria[0].text in "".join(cells[at + 1]["source"])
     assert rubrics.BANNER not in (root / "course" / "submitted" / "alice" / name / f"{name}.ipynb").read_text()
+
+    # a rubric edited after autograding: `rubrics --refresh` rewrites the cell, no re-run
+    path = root / rubrics.RUBRICS / f"{name}.md"
+    text = path.read_text()
+    path.write_text(text.replace("Common wrong answer: ", "Common wrong answer: Edited after autograding: ", 1))
+    mode = (root / "course" / "autograded" / "alice" / name / f"{name}.ipynb").stat().st_mode
+    assert rubrics.refresh(root) == [root / "course" / "autograded" / "alice" / name / f"{name}.ipynb"]
+    assert rubrics.refresh(root) == []  # already up to date
+    assert (root / "course" / "autograded" / "alice" / name / f"{name}.ipynb").stat().st_mode == mode
+    rubric = rubrics.load(root, name)
+    assert rubric is not None
+    section = rubric.rubrics[gid]
+    assert section.wrong.startswith("Edited after autograding: ")
 
     html = _formgrader_page(root, name, "alice", tmp_path)
     shown = re.sub(r"<[^>]+>", "", html)

@@ -14,6 +14,7 @@ grades come per part of the lab. The student version in ``notebooks/`` is genera
     python -m trashlab_instructor formgrader          # nbgrader's formgrader on 127.0.0.1:8867 (hand grading)
     python -m trashlab_instructor disable-extensions  # hide nbgrader's JupyterLab parts (student images)
     python -m trashlab_instructor rubrics [NAME]      # rubrics of written answers, answers of ungraded questions
+    python -m trashlab_instructor rubrics --refresh   # rubric cells of the autograded notebooks, from course/rubrics
 
 Every step is nbgrader's own (its Python API, imported once per process: nbgrader takes seconds to
 import, so each submission's time is its grading alone), configured by ``nbgrader_config.py`` at the
@@ -433,7 +434,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sub.add_parser("disable-extensions", help="hide nbgrader in JupyterLab (student images)")
     rub = sub.add_parser("rubrics", help="print the rubrics of written answers and answers of ungraded questions")
     rub.add_argument("assignment", nargs="?", help="one assignment (default: all)")
-    rub.add_argument("--check", action="store_true", help="list missing or stale rubrics and leaks; exit 1 if any")
+    what = rub.add_mutually_exclusive_group()
+    what.add_argument("--check", action="store_true", help="list missing or stale rubrics and leaks; exit 1 if any")
+    what.add_argument("--refresh", action="store_true", help="rewrite the rubric cells of the autograded notebooks")
     args = parser.parse_args(argv)
     try:
         if args.command == "generate" and args.check:
@@ -458,7 +461,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return formgrader(args.port, args.ip)
         elif args.command == "rubrics":
             from . import rubrics
-            return rubrics.command(args.assignment, args.check, find_root())
+            return rubrics.command(args.assignment, args.check, find_root(), args.refresh)
         elif args.command == "disable-extensions":
             done = disable_extensions()
             print("disabled: " + ", ".join(done) if done else "nbgrader is not installed: nothing to disable")

@@ -23,7 +23,8 @@ cell's ``points``.
 
 **Ungraded questions** are found in the source's markdown cells (solution cells aside) in two shapes:
 
-- the items of a numbered list (``1. ...``) under a ``Check your understanding`` heading;
+- the items of a numbered list (``1. ...``) under a ``Check your understanding`` heading (``## ...`` or a line
+  starting ``**Check your understanding``), up to the next heading;
 - a paragraph starting with a bold ``**Question ...**`` label, anywhere.
 
 A question whose label says it is graded (``*(written, 2 points)*``, ``**Question 1 (2 points, ...)**``: a
@@ -37,7 +38,8 @@ Graders see a written answer's rubric in nbgrader's formgrader: ``nbgrader_confi
 :class:`trashlab_instructor.rubric_cells.AddRubricCells` to autograding (a read-only markdown cell after each
 written answer of the *autograded* copy, which the formgrader renders) and
 :class:`~trashlab_instructor.rubric_cells.RemoveRubricCells` to ``generate_feedback`` (students never get it).
-``python -m trashlab_instructor rubrics [ASSIGNMENT]`` prints them; ``--check`` lists what is missing.
+``python -m trashlab_instructor rubrics [ASSIGNMENT]`` prints them; ``--check`` lists what is missing;
+``--refresh`` rewrites the rubric cells of notebooks already autograded (after a rubric changed).
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ _WRITTEN = re.compile(r"^(?P<id>[A-Za-z0-9][A-Za-z0-9_.-]*)\s+\((?P<pts>\d+(?:\.
 _QUESTION = re.compile(r"^question:\s*(?P<id>[A-Za-z0-9][A-Za-z0-9_.-]*)$", re.IGNORECASE)
 _FIELD = re.compile(r"^(?P<name>Criteria|Partial credit|Common wrong answer|Question|Answer):\s*(?P<text>.*)$")
 _CRITERION = re.compile(r"^-\s+(?P<pts>\d+(?:\.\d+)?)\s+points?:\s*(?P<text>\S.*)$")
-_CHECK_HEADING = re.compile(r"^#{1,6}\s+check your understanding\b", re.IGNORECASE)
+_CHECK_HEADING = re.compile(r"^\s*(?:#{1,6}\s+|\*\*)check your understanding\b", re.IGNORECASE)
 _HEADING = re.compile(r"^#{1,6}\s")
 _NUMBERED = re.compile(r"^(?P<num>\d+)\.\s+(?P<text>.*)$")
 _BOLD_QUESTION = re.compile(r"^\*\*(?P<label>Question\b[^*]*)\*\*\s*(?P<text>.*)$")
@@ -327,7 +329,7 @@ def questions(notebook: Path) -> List[Question]:
         section: List[str] = []
         blocks: List[Tuple[bool, List[str]]] = []
         for line in lines:
-            if _HEADING.match(line):
+            if _HEADING.match(line) or _CHECK_HEADING.match(line):
                 blocks.append((in_check, section))
                 in_check, section = bool(_CHECK_HEADING.match(line)), []
             else:
@@ -518,8 +520,44 @@ def strip(cells: list) -> int:
     return before - len(cells)
 
 
-def command(assignment: Optional[str], check: bool, root: Path) -> int:
-    """``python -m trashlab_instructor rubrics [ASSIGNMENT] [--check]``: print them, or list what is missing."""
+def refresh(root: Path) -> List[Path]:
+    """Rewrite the rubric cells of every autograded notebook from the rubric files as they are now (no autograding
+    again); the autograded notebooks changed."""
+    import nbformat
+
+    root = Path(root)
+    changed: List[Path] = []
+    if not (root / RUBRICS).is_dir():
+        return changed
+    for nb_path in sorted((root / "course" / "autograded").glob("*/*/*.ipynb")):
+        assignment = nb_path.parent.name
+        if nb_path.stem != assignment:
+            continue
+        nb = nbformat.read(nb_path, as_version=4)
+        before = [c.get("source") for c in nb.cells]
+        annotate(nb.cells, load(root, assignment),
+                 lambda source, metadata: nbformat.v4.new_markdown_cell(source, metadata=metadata))
+        if [c.get("source") for c in nb.cells] != before:
+            mode = nb_path.stat().st_mode
+            nb_path.chmod(mode | 0o200)  # nbgrader leaves autograded notebooks read-only (444)
+            try:
+                nbformat.write(nb, nb_path)
+            finally:
+                nb_path.chmod(mode)
+            changed.append(nb_path)
+    return changed
+
+
+def command(assignment: Optional[str], check: bool, root: Path, refresh_cells: bool = False) -> int:
+    """``python -m trashlab_instructor rubrics [ASSIGNMENT] [--check | --refresh]``: print them, list what is
+    missing, or rewrite the rubric cells of the autograded notebooks."""
+    if refresh_cells:
+        changed = refresh(root)
+        for path in changed:
+            print(f"rubrics updated in {path.relative_to(root)}")
+        print(f"{len(changed)} autograded notebook(s) updated" if changed else "the autograded notebooks' rubrics "
+              "were already up to date")
+        return 0
     if check:
         problems = coverage_problems(root) + leaks(root)
         for line in problems:
