@@ -3,7 +3,7 @@ students never see them, graders do (in nbgrader's formgrader), and the feedback
 
 The quick tests read the course as it is (whatever notebooks 01-09 hold today) and prove on a small course of their
 own that each kind of defect is reported. ``test_formgrader_shows_the_rubric_and_feedback_does_not`` (tier course)
-autogrades a real submission with nbgrader and reads the formgrader's page over HTTP.
+autogrades a real submission with nbgrader and reads the formgrader's page over HTTP and in headless Chromium.
 """
 
 from __future__ import annotations
@@ -285,7 +285,7 @@ def test_formgrader_shows_the_rubric_and_feedback_does_not(tmp_path):
     section = rubric.rubrics[gid]
     assert section.wrong.startswith("Edited after autograding: ")
 
-    html = _formgrader_page(root, name, "alice", tmp_path)
+    html = _formgrader_page(root, name, "alice", tmp_path, student_answer)
     shown = re.sub(r"<[^>]+>", "", html)
     assert _plain(student_answer) in _plain(shown), f"the formgrader's page lacks the answer: {html[-2000:]}"
     for text in (rubrics.BANNER, section.criteria[0].text.split("`")[0][:60], section.wrong[:50]):
@@ -307,12 +307,31 @@ def _plain(text: str) -> str:
     return " ".join(re.sub(r"[`*]", "", html_lib.unescape(text)).split())
 
 
-def _formgrader_page(root: Path, name: str, student: str, tmp_path: Path) -> str:
-    """The formgrader's page for a student's submission of ``name``, fetched over HTTP from the command
-    INSTRUCTORS.md gives (``python -m trashlab_instructor formgrader``)."""
+def _formgrader_page(root: Path, name: str, student: str, tmp_path: Path, answer: str) -> str:
+    """The formgrader's page for a student's submission of ``name``, from the command INSTRUCTORS.md gives
+    (``python -m trashlab_instructor formgrader``): fetched over HTTP, and opened in headless Chromium, where the
+    rubric must be visible below the student's answer (screenshot in test-artifacts/formgrader-rubric.png)."""
+    from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, sync_api
+
     with grading.api(root).gradebook as gb:
         submission_id = gb.find_submission_notebook(name, name, student).id
     with formgrader(root, tmp_path) as (base, token, _log):
-        with urllib.request.urlopen(f"{base}/submissions/{submission_id}/?token={token}", timeout=60) as page:
+        url = f"{base}/submissions/{submission_id}/?token={token}"
+        with urllib.request.urlopen(url, timeout=60) as page:
             assert page.status == 200, page.status
-            return page.read().decode()
+            html = page.read().decode()
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            try:
+                tab = browser.new_page(viewport={"width": 1280, "height": 900})
+                tab.goto(url, timeout=60_000)
+                rubric, said = tab.get_by_text(rubrics.BANNER).first, tab.get_by_text(answer[:40]).first
+                rubric.scroll_into_view_if_needed()
+                ARTIFACTS.mkdir(exist_ok=True)
+                tab.screenshot(path=str(ARTIFACTS / "formgrader-rubric.png"))
+                assert rubric.is_visible() and said.is_visible(), "the rubric or the answer is hidden on the page"
+                below = rubric.bounding_box()["y"] - said.bounding_box()["y"]
+                assert below > 0, f"the rubric should be below the student's answer ({below:.0f} px)"
+            finally:
+                browser.close()
+    return html
