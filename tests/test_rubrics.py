@@ -87,6 +87,7 @@ WRITTEN = "### BEGIN SOLUTION\nThe example answer.\n### END SOLUTION"
 GOOD = """# Rubrics: demo
 
 ## why-lost (2 points)
+Question: Explain at-most-once delivery.
 Criteria:
 - 1 point: says that core NATS stores nothing for a subscriber that is not there
 - 1 point: names JetStream as what keeps messages
@@ -104,11 +105,12 @@ Answer: trash.*.level, where the star stands for exactly one token of the subjec
 """
 
 
-def _course(tmp_path: Path, rubric: "str | None" = GOOD, points: float = 2, extra: str = EXTRA) -> Path:
+def _course(tmp_path: Path, rubric: "str | None" = GOOD, points: float = 2, extra: str = EXTRA,
+            questions: str = QUESTIONS) -> Path:
     root = tmp_path / "course-root"
     folder = root / "course" / "source" / "demo"
     folder.mkdir(parents=True)
-    cells = [_cell("markdown", "# Demo"), _cell("markdown", QUESTIONS),
+    cells = [_cell("markdown", "# Demo"), _cell("markdown", questions),
              _cell("markdown", WRITTEN, solution=True, grade=True, locked=False, points=points, grade_id="why-lost",
                    schema_version=3),
              _cell("markdown", extra)]
@@ -167,6 +169,14 @@ DEFECTS = {
     "(no defect) an answer starting on the next line": (GOOD.replace("Answer: trash.*.level, where", "Answer:\nWhere"),
                                                         {}, None),
     "an empty answer": (re.sub(r"Answer: trash.*\n", "", GOOD), {}, r"question wildcard has no 'Answer: \.\.\.' line"),
+    "a reworded written question": (GOOD, {"questions": QUESTIONS.replace("Explain at-most-once delivery",
+                                                                        "Explain at-least-once delivery")},
+                                    r"why-lost's 'Question: Explain at-most-once delivery\.' is not in the cell before "
+                                    r"the answer \(cell 1: \"## Check your understanding"),
+    "(no defect) a written section without Question:": (GOOD.replace("Question: Explain at-most-once delivery.\n", ""),
+                                                        {"questions": QUESTIONS.replace("Explain", "Describe")}, None),
+    "an answer in a written section": (GOOD.replace("Partial credit:", "Answer: x\nPartial credit:"), {},
+                                       r"section why-lost has an 'Answer:' line"),
     "an unknown heading": (GOOD + "\n## Notes\nsomething\n", {}, r"heading '## Notes' is neither"),
     "a duplicated section": (GOOD + "\n## why-lost (2 points)\nCriteria:\n- 2 points: x\nPartial credit: y\n"
                              "Common wrong answer: z\n", {}, r"a second section for why-lost"),

@@ -4,6 +4,7 @@ They live in ``course/rubrics/<assignment>.md`` (never in ``notebooks/``, never 
 one section per item::
 
     ## <grade_id> (<N> points)
+    Question: <optional: words of the written question, as the cell before the answer asks it>
     Criteria:
     - 1 point: <what the answer must say>
     - 1 point: <...>
@@ -29,7 +30,8 @@ cell's ``points``.
 
 A question whose label says it is graded (``*(written, 2 points)*``, ``**Question 1 (2 points, ...)**``: a
 parenthesis that says ``written`` or ``N point(s)``) is a written answer's prompt, covered by its grade_id.
-Every other question needs a ``## question:`` section whose ``Question:`` is the first words (at least
+A written answer's section may give ``Question:`` too (words of its question, in the markdown cell just before the
+answer cell): then a reworded written question is reported, so its rubric is looked at again. Every other question needs a ``## question:`` section whose ``Question:`` is the first words (at least
 :data:`MIN_WORDS`) of the question's text after its label, compared without ``*``/``_``/backtick marks, case, line
 breaks or punctuation around words. Each question must be matched by exactly one section, and each section by exactly one question, so a
 reworded question shows up as both unanswered and stale.
@@ -97,6 +99,7 @@ class Rubric:
     criteria: List[Criterion] = field(default_factory=list)
     partial: str = ""
     wrong: str = ""
+    question: str = ""  # optional: the first words of the written question, checked against the notebook
 
     def texts(self) -> List[str]:
         """Everything a grader reads and a student must not: criteria, partial credit, common wrong answer."""
@@ -171,6 +174,7 @@ def parse(text: str, path: Path) -> RubricFile:
             current.criteria = [Criterion(p, _join(words)) for p, words in criteria]
             current.partial = _join(buffer.get("Partial credit", []))
             current.wrong = _join(buffer.get("Common wrong answer", []))
+            current.question = _join(buffer.get("Question", []))
             where = f"{name}:{current.line}: section {current.grade_id}"
             if "Criteria" not in buffer:
                 result.problems.append(f"{where} has no 'Criteria:' line: add one, then '- 1 point: ...' lines")
@@ -184,9 +188,11 @@ def parse(text: str, path: Path) -> RubricFile:
             if current.criteria and abs(sum(c.points for c in current.criteria) - current.points) > 1e-9:
                 result.problems.append(f"{where}: its criteria add up to {sum(c.points for c in current.criteria):g} "
                                        f"points, its heading says {current.points:g}: make them agree")
-            for other in ("Question", "Answer"):
-                if other in buffer:
-                    result.problems.append(f"{where} has a '{other}:' line: that belongs in a '## question: ...' section")
+            if "Answer" in buffer:
+                result.problems.append(f"{where} has an 'Answer:' line: that belongs in a '## question: ...' section")
+            if "Question" in buffer and len(_words(current.question)) < MIN_WORDS:
+                result.problems.append(f"{where}: 'Question: {current.question}' is too short to identify the "
+                                       f"written question: give at least {MIN_WORDS} of its first words")
         elif isinstance(current, Answer):
             current.question = _join(buffer.get("Question", []))
             current.answer = _join(buffer.get("Answer", []))
@@ -320,6 +326,25 @@ def _question_of(item: List[str], in_check: bool) -> Optional[Tuple[str, bool]]:
 
 def questions(notebook: Path) -> List[Question]:
     """The ungraded questions posed to the student in a source notebook (see the module's docstring)."""
+    return [q for q, graded in _questions(notebook) if not graded]
+
+
+def _prompt(notebook: Path, answer_cell: int) -> Tuple[int, str]:
+    """``(index, text)`` of the markdown cell just before a written answer: where its question is asked."""
+    cells = _cells(notebook)
+    for i in range(answer_cell - 1, -1, -1):
+        if cells[i].get("cell_type") == "markdown" and not _nbgrader(cells[i]).get("solution"):
+            return i, _source(cells[i])
+    return -1, ""
+
+
+def _contains(words: List[str], part: List[str]) -> bool:
+    """Whether ``part`` occurs in ``words`` as a run of consecutive words."""
+    n = len(part)
+    return n > 0 and any(words[i:i + n] == part for i in range(len(words) - n + 1))
+
+
+def _questions(notebook: Path) -> List[Tuple[Question, bool]]:
     found = []
     for i, cell in enumerate(_cells(notebook)):
         if cell.get("cell_type") != "markdown" or _nbgrader(cell).get("solution"):
@@ -338,12 +363,12 @@ def questions(notebook: Path) -> List[Question]:
         for check, block in blocks:
             for item in _paragraph_items(block):
                 q = _question_of(item, check)
-                if q and not q[1]:
-                    found.append(Question(q[0], i))
+                if q:
+                    found.append((Question(q[0], i), q[1]))
     return found
 
 
-def _matches(answer: Answer, question: Question) -> bool:
+def _matches(answer: "Answer | Rubric", question: Question) -> bool:
     want, have = _words(answer.question), _words(question.text)
     return len(want) >= MIN_WORDS and have[:len(want)] == want
 
@@ -395,6 +420,12 @@ def coverage_problems(root: Path) -> List[str]:
             elif abs(section.points - w.points) > 1e-9:
                 problems.append(f"{where}:{section.line}: {w.grade_id} says {section.points:g} points, the notebook's "
                                 f"cell {w.cell} gives {w.points:g}: make the heading and criteria add up to {w.points:g}")
+            if section is not None and section.question:
+                cell, text = _prompt(nb, w.cell)
+                if not _contains(_words(text), _words(section.question)):
+                    problems.append(f"{where}:{section.line}: {w.grade_id}'s 'Question: {_preview(section.question)}' "
+                                    f"is not in the cell before the answer (cell {cell}: \"{_preview(_flat(text))}\"): "
+                                    "the written question changed, update its rubric")
         for gid, section in rubric.rubrics.items():
             if gid not in ids:
                 problems.append(f"{where}:{section.line}: '## {gid}' names no written answer of {name}.ipynb "
