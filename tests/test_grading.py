@@ -142,6 +142,7 @@ def _reference_cell(name: str, grade_id: str) -> str:
 #: The reference sim.py and rep.py of 06 (they stop on SIGTERM), the bases of their wrong variants.
 SIM_STOP_PY = _reference_cell("06-cleanup", "sim-stop")
 REP_DRAIN_PY = _reference_cell("06-cleanup", "rep-drain")
+GIT_COMMIT_PY = _reference_cell("06-cleanup", "git-commit")
 
 
 #: Realistic mistakes per exercise: grade_id of the answer cell -> wrong answers (each a whole cell, or
@@ -327,11 +328,14 @@ WRONG = {
                              "    await asyncio.sleep(1)  # keeps receiving for a second\n    await nc.drain()\n"),
     ],
     "git-commit": [
-        "!git -C lab5 add sim.py rep.py  # never committed\n",
-        "!git -C lab5 add sim.py\n!git -C lab5 commit --quiet -m 'only the simulator'\n",
+        GIT_COMMIT_PY.replace('    subprocess.run(["git", "-C", repo, "commit", "--quiet", "-m", message], check=True)\n',
+                              "    # never committed\n"),
+        GIT_COMMIT_PY.replace('"add", "sim.py", "rep.py"], check=True)', '"add", "sim.py"], check=True)  # rep.py left out'),
+        GIT_COMMIT_PY.replace('"-C", repo,', '"-C", "lab5",  # the notebook\'s folder, not the one given\n                  '),
         "import trashlab.course.checks.cleanup as cleanup_check\n\n"
         "async def noop(*args, **kwargs):\n    print('✔ all good')\n\n"
-        "cleanup_check.check_git_commit = noop  # monkeypatching the check earns nothing\n",
+        "cleanup_check.check_git_commit = noop  # monkeypatching the check earns nothing\n\n"
+        "def commit(repo, message):\n    pass\n",
     ],
     # 07: the rate arriving on a subject
     # 07: sim.py with a seed, several copies at once
@@ -589,6 +593,13 @@ def test_each_wrong_program_is_a_program_and_differs_from_the_right_one(grade_id
         assert cell != right, f"{grade_id}: a wrong variant is the right program (its replace() matched nothing)"
         assert cell.startswith("%%writefile "), cell[:40]
         compile(cell.split("\n", 1)[1], f"{grade_id} variant", "exec")
+
+
+@pytest.mark.quick
+def test_each_wrong_commit_function_compiles_and_differs_from_the_right_one():
+    for cell in wrong_answers("git-commit"):
+        assert cell != GIT_COMMIT_PY, "a wrong variant is the right answer (its replace() matched nothing)"
+        compile(cell, "git-commit variant", "exec")
 
 
 #: Notebooks whose exercises keep their answers off the student's page (issue 21; the others follow).

@@ -13,8 +13,9 @@ send it SIGTERM (what ``docker container stop`` sends) and judge what the broker
   while it sleeps; a program without a handler dies at once (exit -15); one that ignores SIGTERM stays.
 - ``check_sim_stop``: ``python sim.py INTERVAL COUNT`` with a COUNT it would take minutes to publish, stopped
   with SIGTERM: it must end (exit 0) within seconds, and every reading it printed must have reached the broker.
-- ``check_git_commit``: through ``git`` itself, the folder is a repository of its own whose HEAD holds each file
-  with the bytes on disk.
+- ``check_git_commit``: the student's ``commit(repo, message)`` is called with a message drawn at run time (when
+  there is something to commit); then, through ``git`` itself, the folder is a repository of its own whose HEAD
+  holds each file with the bytes on disk.
 
 ``check_shut_down`` (the function exercise ``shut_down(nc)`` of earlier versions) is deprecated: it could not
 tell ``drain()`` from sleeping then closing.
@@ -23,11 +24,13 @@ tell ``drain()`` from sleeping then closing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import random
 import shutil
 import subprocess
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -36,7 +39,7 @@ from typing import Any, Callable, Optional, Sequence
 from ...message import SUBJECT, encode
 from ...services.programs import Program
 from . import failed, passed
-from ._answer import answer, graded, require_function
+from ._answer import answer, call, graded, require_function
 from ._live import (CONNECT_WITHIN, SETTLE, USE_NATS_URL, client, clients_seen, crashed, delivered, ended, poll,
                     private_broker, program_file, session, student_program, subscribed)
 from ._truth import connection, subscriptions
@@ -242,19 +245,59 @@ def _git(repo: Path, *args: str) -> "subprocess.CompletedProcess[bytes]":
     return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, env=env, timeout=30)
 
 
+#: Words a commit message drawn at run time is made of (a hard-coded message fails).
+_WORDS = ("bins", "cans", "levels", "drain", "sigterm", "readings", "report", "simulator", "routes", "cleanup")
+
+
 @graded
-async def check_git_commit(repo: Any = "lab5", files: Sequence[str] = ("sim.py", "rep.py")) -> None:
-    """``repo`` is a git repository of its own whose HEAD commit holds each of ``files`` as it is on disk."""
+async def check_git_commit(commit: Callable, repo: Any = "lab5", files: Sequence[str] = ("sim.py", "rep.py"),
+                           scratch: bool = False) -> None:
+    """``commit(repo, message)`` adds ``files`` and commits them with ``message`` in ``repo``; judged through git:
+    ``repo`` is a repository of its own whose HEAD holds each file as on disk. ``scratch``: ``repo`` is a copy of
+    it the check makes in a folder of its own (an answer that hard-codes the folder fails)."""
+    name = require_function(commit, "commit", asynchronous=False)
     folder = Path(str(repo))
-    head = await asyncio.to_thread(_committed, folder, tuple(files))  # git and the disk, off the notebook's loop
-    passed(f"{folder}: the last commit ({head}) holds {' and '.join(files)} exactly as they are on disk")
+    message = f"lab 5: {' '.join(random.sample(_WORDS, 3))}"
+    with contextlib.ExitStack() as stack:
+        if scratch:
+            folder = _scratch_copy(folder, tuple(files), stack)
+        if _to_commit(folder, tuple(files)):
+            call(commit, str(folder), message, what=f"{name}({str(folder)!r}, {message!r})")
+            subject = _git(folder, "log", "-1", "--format=%s").stdout.decode(errors="replace").strip()
+            if subject != message:
+                raise failed(f"after {name}({str(folder)!r}, {message!r}) the last commit of {folder} says "
+                             f"{subject or 'nothing'!r}: commit in the folder given, with the message given "
+                             "(git -C REPO commit -m MESSAGE)")
+        head = _committed(folder, tuple(files))
+    shown = "a copy the check made of " + str(repo) if scratch else str(folder)
+    passed(f"{shown}: the last commit ({head}) holds {' and '.join(files)} exactly as they are on disk")
 
 
-def _committed(folder: Path, files: "tuple[str, ...]") -> str:
-    """The last commit of ``folder`` ("hash subject") when it holds ``files`` as on disk, else the ✘ line."""
+def _scratch_copy(folder: Path, files: "tuple[str, ...]", stack: contextlib.ExitStack) -> Path:
+    """A new repository (own user, no commit) in a temporary folder holding copies of ``files`` from ``folder``."""
+    _git_here()
+    for name in files:
+        if not (folder / name).is_file():
+            raise failed(f"there is no {folder / name}: run the exercise cell that writes it (%%writefile)")
+    copy = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="trashlab-git-"))) / folder.name
+    copy.mkdir()
+    for name in files:
+        shutil.copyfile(folder / name, copy / name)
+    for args in (("init", "--quiet"), ("config", "user.name", "trashlab check"),
+                 ("config", "user.email", "check@example.invalid")):
+        _git(copy, *args)
+    return copy
+
+
+def _git_here() -> None:
     if shutil.which("git") is None:
         raise failed("git is not installed on this machine: install it (Debian/Ubuntu: sudo apt install git; "
                      "others: https://git-scm.com/downloads), then run the git cells again")
+
+
+def _own_repository(folder: Path) -> None:
+    """✘ unless ``folder`` is the top of a git repository (not a folder inside another one)."""
+    _git_here()
     if not folder.is_dir():
         raise failed(f"there is no folder {folder} in {os.getcwd()}: run the cell that creates it (git init)")
     top = _git(folder, "rev-parse", "--show-toplevel")
@@ -263,15 +306,28 @@ def _committed(folder: Path, files: "tuple[str, ...]") -> str:
         raise failed(f"{folder} is not a git repository of its own"
                      + (f" (git finds the one at {where})" if top.returncode == 0 and where else "")
                      + f": run the cell with git init {folder}")
+
+
+def _to_commit(folder: Path, files: "tuple[str, ...]") -> bool:
+    """True when ``folder`` (a repository of its own) has no commit yet or ``files`` differ from HEAD."""
+    _own_repository(folder)
     if _git(folder, "rev-parse", "--verify", "--quiet", "HEAD").returncode != 0:
-        raise failed(f"{folder} has no commit yet: git add {' '.join(files)}, then git commit -m \"...\"")
+        return True
+    return bool(_git(folder, "status", "--porcelain", "--", *files).stdout.strip())
+
+
+def _committed(folder: Path, files: "tuple[str, ...]") -> str:
+    """The last commit of ``folder`` ("hash subject") when it holds ``files`` as on disk, else the ✘ line."""
+    _own_repository(folder)
+    if _git(folder, "rev-parse", "--verify", "--quiet", "HEAD").returncode != 0:
+        raise failed(f"{folder} has no commit yet: git add {' '.join(files)}, then git commit -m MESSAGE")
     for name in files:
         on_disk = folder / name
         if not on_disk.is_file():
             raise failed(f"there is no {on_disk}: run the exercise cell that writes it (%%writefile {on_disk})")
         shown = _git(folder, "show", f"HEAD:{name}")
         if shown.returncode != 0:
-            raise failed(f"the last commit of {folder} has no {name}: git add {name}, then commit again")
+            raise failed(f"the last commit of {folder} has no {name}: git add it as well, then commit")
         if shown.stdout != on_disk.read_bytes():
             raise failed(f"{on_disk} changed since the last commit (HEAD has another version): git add {name}, "
                          "then commit again")
