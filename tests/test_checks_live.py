@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
 import sys
 import time
 
@@ -99,21 +100,104 @@ async def test_publish_acked_against_the_stream(capsys):
     assert "holds nothing under 0" in await fails(checks.check_publish_acked, core_only)
 
 
-# ----- 06: drain before closing ---------------------------------------------------------------------
-async def test_shut_down_with_drain_passes_and_close_loses_readings(capsys):
+# ----- 06: sim.py and rep.py stop on SIGTERM, the git step --------------------------------------------
+def _program(tmp_path, cell: str, name: str) -> str:
+    """Write a %%writefile cell's program into lab5/ under tmp_path; the path the checks are given."""
+    (tmp_path / "lab5").mkdir(exist_ok=True)
+    (tmp_path / "lab5" / name).write_text(cell.split("\n", 1)[1])
+    return f"lab5/{name}"
+
+
+async def test_rep_drain_passes_drain_and_fails_each_fake(tmp_path, monkeypatch, capsys):
+    """The reference drains; close(), sleep-then-close, no handler, SIGTERM ignored and sleep-then-drain each fail
+    with the ✘ line that names what they did (the same programs lose their points under nbgrader, test_grading)."""
+    from test_grading import REP_DRAIN_PY, WRONG
+
+    monkeypatch.chdir(tmp_path)
+    path = _program(tmp_path, REP_DRAIN_PY, "rep.py")
+    await checks.check_rep_drain(path, work=0.05, readings=30)
+    out = capsys.readouterr().out
+    assert "on SIGTERM it unsubscribed first" in out and "exited 0" in out, out
+    # sleeping 1 s then closing is caught either way: still subscribed after 1 s of readings, or readings dropped
+    expected = [("without unsubscribing first",), ("without unsubscribing first", "it keeps receiving"),
+                ("SIGTERM ended it at once (exit code -15)",), ("it keeps receiving",),
+                ("kept receiving", "it keeps receiving")]
+    for cell, why in zip(WRONG["rep-drain"], expected, strict=True):
+        path = _program(tmp_path, cell, "rep.py")
+        said = await fails(checks.check_rep_drain, path, work=0.05, readings=30)
+        assert any(w in said for w in why), (cell.splitlines()[-8:], said)
+    todo = _program(tmp_path, REP_DRAIN_PY.replace("asyncio.run(main())", "raise NotImplementedError()"), "rep.py")
+    assert "rep.py is not written yet" in await fails(checks.check_rep_drain, todo)
+
+
+async def test_sim_stop_passes_a_drained_stop_and_fails_an_abrupt_one(tmp_path, monkeypatch, capsys):
+    from test_grading import SIM_STOP_PY, WRONG
+
+    monkeypatch.chdir(tmp_path)
+    await checks.check_sim_stop(_program(tmp_path, SIM_STOP_PY, "sim.py"), interval=0.05)
+    assert "it ended with exit code 0" in capsys.readouterr().out
+    no_handler, loop_stopped = WRONG["sim-stop"]
+    assert "exit code -15" in await fails(checks.check_sim_stop, _program(tmp_path, no_handler, "sim.py"))
+    assert "crashed (exit code 1)" in await fails(checks.check_sim_stop, _program(tmp_path, loop_stopped, "sim.py"))
+
+
+def _git(*args: str, cwd) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def commit_right(repo, message):
+    subprocess.run(["git", "-C", repo, "add", "sim.py", "rep.py"], check=True, capture_output=True)
+    subprocess.run(["git", "-C", repo, "commit", "--quiet", "-m", message], check=True, capture_output=True)
+
+
+def commit_add_only(repo, message):
+    subprocess.run(["git", "-C", repo, "add", "sim.py", "rep.py"], check=True, capture_output=True)
+
+
+def commit_sim_only(repo, message):
+    subprocess.run(["git", "-C", repo, "add", "sim.py"], check=True, capture_output=True)
+    subprocess.run(["git", "-C", repo, "commit", "--quiet", "-m", message], check=True, capture_output=True)
+
+
+def commit_in_lab5(repo, message):
+    commit_right("lab5", message)
+
+
+async def test_git_commit_is_judged_by_git_itself(tmp_path, monkeypatch, capsys):
+    """The student's commit(repo, message) is called with a message drawn at run time, then git itself is asked:
+    no folder, a folder inside another repository, no commit, a file left out, a hard-coded folder: each one ✘ line
+    naming the fix; nothing to commit calls nothing; git missing from PATH: one line saying to install it."""
+    monkeypatch.chdir(tmp_path)
+    check = checks.check_git_commit
+    assert "there is no folder lab5" in await fails(check, commit_right, "lab5")
+    (tmp_path / "lab5").mkdir()
+    for name in ("sim.py", "rep.py"):
+        (tmp_path / "lab5" / name).write_text(f"print('{name}')\n")
+    _git("init", "--quiet", ".", cwd=tmp_path)  # a repository around lab5 is not lab5's own
+    assert "is not a git repository of its own" in await fails(check, commit_right, "lab5")
+    _git("init", "--quiet", "lab5", cwd=tmp_path)
+    for key, value in (("user.name", "t"), ("user.email", "t@example.invalid")):
+        _git("config", key, value, cwd=tmp_path / "lab5")
+    assert "has no rep.py" in await fails(check, commit_sim_only, "lab5")
+    assert "with the message given" in await fails(check, commit_add_only, "lab5")
+    await check(commit_right, "lab5")
+    assert "holds sim.py and rep.py exactly as they are on disk" in capsys.readouterr().out
+    await check(commit_add_only, "lab5")  # nothing to commit: the function is not called, HEAD is judged
+    (tmp_path / "lab5" / "rep.py").write_text("print('changed')\n")
+    await check(commit_right, "lab5")  # changed: committed again
+    await check(commit_right, "lab5", scratch=True)
+    assert "a copy the check made of lab5" in capsys.readouterr().out
+    assert "raised CalledProcessError" in await fails(check, commit_in_lab5, "lab5", scratch=True)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-git-here"))
+    assert "git is not installed on this machine: install it" in await fails(check, commit_right, "lab5")
+
+
+async def test_deprecated_shut_down_check_warns_with_its_replacement():
     async def drain(nc):
         await nc.drain()
 
-    async def close(nc):
-        await nc.close()
-
-    async def no_await(nc):
-        nc.drain()
-
-    await checks.check_shut_down(drain)
-    assert "✔" in capsys.readouterr().out
-    assert "drain() lets the handler finish" in await fails(checks.check_shut_down, close)
-    assert "still open" in await fails(checks.check_shut_down, no_await)
+    with pytest.warns(FutureWarning, match="check_rep_drain"):
+        await checks.check_shut_down(drain)
 
 
 # ----- 07: the rate arriving on a subject --------------------------------------------------------------

@@ -131,6 +131,19 @@ async def main() -> None:
 asyncio.run(main())
 """
 
+def _reference_cell(name: str, grade_id: str) -> str:
+    """An answer cell of the instructor version as a student would write it (no solution markers)."""
+    cells = json.loads((SOURCE / name / f"{name}.ipynb").read_text())["cells"]
+    cell = next(c for c in cells if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id)
+    return "".join(line for line in "".join(cell["source"]).splitlines(True) if "### " not in line)
+
+
+#: The reference sim.py and rep.py of 06 (they stop on SIGTERM), the bases of their wrong variants.
+SIM_STOP_PY = _reference_cell("06-cleanup", "sim-stop")
+REP_DRAIN_PY = _reference_cell("06-cleanup", "rep-drain")
+GIT_COMMIT_PY = _reference_cell("06-cleanup", "git-commit")
+
+
 #: Realistic mistakes per exercise: grade_id of the answer cell -> wrong answers (each a whole cell, or
 #: ``(cell, test grade_ids)`` when it loses only those test cells of the exercise; otherwise it loses them all).
 #: Submission ``wrong-k`` answers every exercise with its k-th mistake (the reference where it has none).
@@ -295,19 +308,33 @@ WRONG = {
         "async def publish_acked(js, subject, payload):\n    await js.publish(subject, payload)\n"
         "    return (await js.publish(subject, payload)).seq  # stored twice\n",
     ],
-    # 06: drain before closing
-    "shut-down": [
-        "async def shut_down(nc):\n    await nc.close()  # drops what is waiting\n",
-        "async def shut_down(nc):\n    nc.drain()  # missing await\n",
-        "async def shut_down(nc):\n    pass  # does nothing\n",
-        "async def shut_down(nc):\n    await nc.flush()  # flushes, never closes\n",
-        "import asyncio\n\nasync def shut_down(nc):\n"
-        "    await asyncio.sleep(0.1)  # a guess at how long the work takes\n"
-        "    await nc.close()\n",
+    # 06: sim.py and rep.py stop on SIGTERM (rep.py by draining), both committed in lab5/
+    "sim-stop": [
+        SIM_STOP_PY.replace("    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)\n",
+                            "    # no SIGTERM handler: the signal ends it at once\n"),
+        SIM_STOP_PY.replace("add_signal_handler(signal.SIGTERM, stopping.set)",
+                            "add_signal_handler(signal.SIGTERM, asyncio.get_running_loop().stop)  # stops the loop"),
+    ],
+    "rep-drain": [
+        REP_DRAIN_PY.replace("    await nc.drain()\n", "    await nc.close()  # drops what is waiting\n"),
+        REP_DRAIN_PY.replace("    await nc.drain()\n",
+                             "    await asyncio.sleep(1)  # a guess at how long the work takes\n    await nc.close()\n"),
+        REP_DRAIN_PY.replace("    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)\n",
+                             "    # no SIGTERM handler: the signal ends it at once\n"),
+        REP_DRAIN_PY.replace("asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)",
+                             "signal.signal(signal.SIGTERM, signal.SIG_IGN)  # ignores SIGTERM"),
+        REP_DRAIN_PY.replace("    await nc.drain()\n",
+                             "    await asyncio.sleep(1)  # keeps receiving for a second\n    await nc.drain()\n"),
+    ],
+    "git-commit": [
+        GIT_COMMIT_PY.replace('    subprocess.run(["git", "-C", repo, "commit", "--quiet", "-m", message], check=True)\n',
+                              "    # never committed\n"),
+        GIT_COMMIT_PY.replace('"add", "sim.py", "rep.py"], check=True)', '"add", "sim.py"], check=True)  # rep.py left out'),
+        GIT_COMMIT_PY.replace('"-C", repo,', '"-C", "lab5",  # the notebook\'s folder, not the one given\n                  '),
         "import trashlab.course.checks.cleanup as cleanup_check\n\n"
         "async def noop(*args, **kwargs):\n    print('✔ all good')\n\n"
-        "cleanup_check.check_shut_down = noop  # monkeypatching the check earns nothing\n\n"
-        "async def shut_down(nc):\n    await nc.close()\n",
+        "cleanup_check.check_git_commit = noop  # monkeypatching the check earns nothing\n\n"
+        "def commit(repo, message):\n    pass\n",
     ],
     # 07: the rate arriving on a subject
     # 07: sim.py with a seed, several copies at once
@@ -556,7 +583,8 @@ def test_student_version_has_no_solutions_or_hidden_tests():
 
 
 @pytest.mark.quick
-@pytest.mark.parametrize("grade_id, right", [("sim-py", SIM_PY), ("rep-py", REP_PY)])
+@pytest.mark.parametrize("grade_id, right", [("sim-py", SIM_PY), ("rep-py", REP_PY), ("sim-stop", SIM_STOP_PY),
+                                             ("rep-drain", REP_DRAIN_PY)])
 def test_each_wrong_program_is_a_program_and_differs_from_the_right_one(grade_id, right):
     """A variant whose replacement matched nothing would be the right program: a test that cannot fail."""
     for entry in wrong_answers(grade_id):
@@ -566,8 +594,15 @@ def test_each_wrong_program_is_a_program_and_differs_from_the_right_one(grade_id
         compile(cell.split("\n", 1)[1], f"{grade_id} variant", "exec")
 
 
+@pytest.mark.quick
+def test_each_wrong_commit_function_compiles_and_differs_from_the_right_one():
+    for cell in wrong_answers("git-commit"):
+        assert cell != GIT_COMMIT_PY, "a wrong variant is the right answer (its replace() matched nothing)"
+        compile(cell, "git-commit variant", "exec")
+
+
 #: Notebooks whose exercises keep their answers off the student's page (issue 21; the others follow).
-ANSWER_OFF_THE_PAGE = ("03-simulator", "04-report-service")
+ANSWER_OFF_THE_PAGE = ("03-simulator", "04-report-service", "06-cleanup")
 #: Shorter solution lines (``await nc.drain()``) are common idioms, not the answer.
 LONGEST_IDIOM = 24
 

@@ -233,7 +233,9 @@ def test_cleanup_notebook_stops_what_another_notebook_started(kernel_dir: Path, 
         _run_cells(other, "a notebook that leaves its broker running")
         pid = int(other_nb.cells[0].outputs[0]["text"])
         nb = nbformat.read(cleanup[0], as_version=4)
-        client = _client(nb, kernel_dir, cleanup[0].parent)
+        work = tmp_path / "work"  # its lab5/ (programs, git repository) lands there, not in the checkout
+        work.mkdir()
+        client = _client(nb, kernel_dir, work)
         with client.setup_kernel(env=_kernel_env(state)):
             _run_cells(client, cleanup[0].name)
         deadline = time.monotonic() + 10

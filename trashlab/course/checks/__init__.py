@@ -119,6 +119,7 @@ from .report import (check_latest_levels as check_latest_levels, check_rep_level
                      check_requester as check_requester, check_responder as check_responder)
 from .cluster import check_outage as check_outage
 from .jetstream import check_publish_acked as check_publish_acked
-from .cleanup import check_shut_down as check_shut_down
+from .cleanup import (check_git_commit as check_git_commit, check_rep_drain as check_rep_drain,
+                      check_shut_down as check_shut_down, check_sim_stop as check_sim_stop)
 from .rates import check_rate as check_rate
 from .fanout import check_queue_member as check_queue_member
