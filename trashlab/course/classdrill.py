@@ -178,19 +178,6 @@ async def class_drill(students: int = 300, nodes: int = 3, *, rate: float = 1.0,
 
         await _wait(all_leafs, timeout, "every student broker a leaf node of the hub", progress,
                     lambda: f"{len(placed)} of {students}")
-        # a leaf connection is up before the hub's interest in trash-level reaches the student's broker, and
-        # until then the broker forwards nothing: each student broker must know that interest before it publishes
-        ready: set = set()
-
-        async def all_interested() -> bool:
-            for s in [s for s in hub.students if s not in ready]:
-                if await asyncio.to_thread(_knows_interest, brokers[s]):
-                    ready.add(s)
-            return len(ready) == students
-
-        await _wait(all_interested, timeout, "every student broker knowing the hub's interest in its readings",
-                    progress, lambda: f"{len(ready)} of {students}")
-        result.join_seconds = time.monotonic() - started
         result.placement = dict(placed)
         result.student_brokers_rss = sum(_rss(b.pid) for b in brokers.values())
         # the node with the most students is the one killed; the witness listens on another one
@@ -205,6 +192,19 @@ async def class_drill(students: int = 300, nodes: int = 3, *, rate: float = 1.0,
 
         await witness.subscribe(f"{CLASS_PREFIX}.*.{EXPORTED}", cb=on_msg, pending_msgs_limit=1_000_000)
         await witness.flush()
+        # a leaf connection is up before the hub's interest in trash-level reaches the student's broker, and
+        # until then the broker forwards nothing: each student broker must know that interest before it publishes
+        ready: set = set()
+
+        async def all_interested() -> bool:
+            for s in [s for s in hub.students if s not in ready]:
+                if await asyncio.to_thread(_knows_interest, brokers[s]):
+                    ready.add(s)
+            return len(ready) == students
+
+        await _wait(all_interested, timeout, "every student broker knowing the hub's interest in its readings",
+                    progress, lambda: f"{len(ready)} of {students}")
+        result.join_seconds = time.monotonic() - started
         if stage is not None:
             await stage("joined", hub)
 
