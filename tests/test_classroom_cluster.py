@@ -88,7 +88,7 @@ async def test_a_node_killed_mid_class_every_student_back_and_only_its_reconnect
 
 
 def _serve(folder, name: str, *extra: str):
-    proc = subprocess.Popen([sys.executable, "-m", "trashlab", "classroom", "serve", "--students", "3", "--nodes", "3",
+    proc = subprocess.Popen([sys.executable, "-m", "trashlab", "classroom", "serve", "--students", "3",
                              "--dir", str(folder), "--name", name, *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -98,13 +98,15 @@ def _serve(folder, name: str, *extra: str):
         if "Ctrl-C" in line:
             return proc, "".join(out)
     proc.wait(timeout=15)
-    pytest.fail(f"`classroom serve --nodes 3` did not start (exit {proc.returncode}): {''.join(out)[-2000:]}")
+    pytest.fail(f"`classroom serve {' '.join(extra)}` did not start (exit {proc.returncode}): {''.join(out)[-2000:]}")
 
 
 def test_cli_serves_a_three_node_class_and_serves_it_again_on_the_same_ports(tmp_path):
+    """`classroom serve --nodes 3`: join lines naming every node, 0600 files, no password printed; served again
+    from the folder (without --nodes) every node comes back on its ports with the same passwords."""
     folder = tmp_path / "class"
     name = unique("chub")
-    proc, out = _serve(folder, name)
+    proc, out = _serve(folder, name, "--nodes", "3")
     try:
         info = read_class(folder)
         assert len(info["monitor_urls"]) == 3 and len(info["nodes"]) == 3 and len(info["instructor_url"].split(",")) == 3
@@ -117,7 +119,7 @@ def test_cli_serves_a_three_node_class_and_serves_it_again_on_the_same_ports(tmp
         rest = proc.communicate(timeout=20)[0]
     for secret in [*info["passwords"].values(), info["route_password"]]:
         assert secret not in out + rest
-    proc, out = _serve(folder, name)
+    proc, out = _serve(folder, name)  # without --nodes: the folder's class has three
     try:
         again = read_class(folder)
         assert again["nodes"] == info["nodes"] and again["passwords"] == info["passwords"], (info["nodes"], again["nodes"])

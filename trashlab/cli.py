@@ -313,6 +313,8 @@ def _class_serve(args) -> int:
     from .servers.classroom import INSTRUCTOR_FILE, ClassHub, read_class
 
     folder = Path(args.dir)
+    if args.nodes == 1 and not args.hosts and (folder / INSTRUCTOR_FILE).exists():
+        args.nodes = len(read_class(folder).get("nodes") or [None])  # a clustered class served again: all its nodes
     if args.nodes > 1 or args.hosts:
         return _class_cluster_serve(args, folder)
     passwords, students = None, args.students
