@@ -17,7 +17,7 @@ from typing import Callable, Optional, Sequence
 
 from ._progress import poll_until
 from ._secrets import redact
-from .errors import BrokerError, TrashlabError
+from .errors import BadArgument, BrokerError, TrashlabError
 
 
 def _positive_float(text: str) -> float:
@@ -265,6 +265,17 @@ def _add_classroom(sub) -> None:
     s.add_argument("--websocket-port", type=int, default=None,
                    help="also accept leaf nodes over WebSocket on this port (0: a free one)")
     s.add_argument("--advertise", default=None, help="host name students use (default: this machine's name)")
+    s.add_argument("--nodes", type=_count, default=1,
+                   help="run the hub as a cluster of this many nats-servers on this machine (default 1; 3 for "
+                        "hundreds of students); with --port/--leaf-port/--cluster-port, node i uses PORT+i-1")
+    s.add_argument("--cluster-port", type=int, default=None, help="route port of a clustered hub (default: free "
+                                                                   "ones; 6222 with --hosts)")
+    s.add_argument("--hosts", default=None, help="a hub of one node per host: every hub host's name as students "
+                                                 "reach it, comma-separated (hub1,hub2,hub3); run serve on each")
+    s.add_argument("--this", default=None, help="with --hosts: which of them this host is")
+    s.add_argument("--monitor-listen", default="127.0.0.1",
+                   help="with --hosts: the address monitoring listens on (default 127.0.0.1; give this host's "
+                        "address for the instructor's page to reach it, and let only that machine through)")
     v = cmds.add_parser("view", help="serve the live class page with Voila on 127.0.0.1")
     v.add_argument("--dir", default="class", help="the folder `classroom serve` wrote (default ./class)")
     v.add_argument("--port", type=int, default=8866, help="web port of the page (default 8866)")
@@ -302,6 +313,10 @@ def _class_serve(args) -> int:
     from .servers.classroom import INSTRUCTOR_FILE, ClassHub, read_class
 
     folder = Path(args.dir)
+    if args.nodes == 1 and not args.hosts and (folder / INSTRUCTOR_FILE).exists():
+        args.nodes = len(read_class(folder).get("nodes") or [None])  # a clustered class served again: all its nodes
+    if args.nodes > 1 or args.hosts:
+        return _class_cluster_serve(args, folder)
     passwords, students = None, args.students
     ports: tuple = (args.port, args.leaf_port, args.websocket_port)
     monitor_port = None
@@ -326,6 +341,63 @@ def _class_serve(args) -> int:
         print(f"pid {hub.pid}; Ctrl-C stops the hub", flush=True)
 
     return foreground(hub, announce, f"the class hub {hub.name}", f"class hub {hub.name}")
+
+
+def _class_cluster_serve(args, folder) -> int:
+    """``classroom serve --nodes N`` (N nodes here) or ``--hosts h1,h2,h3 --this h2`` (this host's node)."""
+    from .servers import hubcluster
+    from .servers.classroom import INSTRUCTOR_FILE, read_class
+
+    info = read_class(folder) if (folder / INSTRUCTOR_FILE).exists() else {}
+    if info:
+        print(f"reusing the roster in {folder} ({len(info['students'])} students, same passwords and ports)", flush=True)
+    students = info.get("students") or args.students
+    passwords, route_password = info.get("passwords"), info.get("route_password")
+    if args.hosts:
+        hosts = [h.strip() for h in args.hosts.split(",") if h.strip()]
+        if not args.this:
+            raise BadArgument(f"--hosts needs --this: which of {','.join(hosts)} this host is")
+        if not route_password and args.this != hosts[0]:
+            raise BadArgument(f"no class in {folder} to share: run serve on {hosts[0]} first, then copy its "
+                              f"{folder}/{INSTRUCTOR_FILE} here (scp -p keeps it private)")
+        ports = (args.port or 4222, args.leaf_port or 7422, args.cluster_port or 6222)
+        node = hubcluster.node_for_host(students, hosts, args.this, listen=args.listen, ports=ports,
+                                        passwords=passwords, route_password=route_password or hubcluster.new_route_password(),
+                                        name=args.name, monitor_host=args.monitor_listen)
+
+        def announce_node() -> None:
+            node.write_roster(folder)
+            hubcluster.record(folder, [node], node.route_password, monitor_urls=hubcluster.host_monitor_urls(
+                hosts, node.monitor_url, args.this))
+            print(f"class hub node {node.name} on {args.this}: {len(node.students)} students, clients :{node.port}, "
+                  f"leaf nodes :{node.leaf_port}, routes :{node.cluster_port} to {','.join(hosts)}", flush=True)
+            print(f"roster: {(folder / 'roster.txt').resolve()} (the same on every hub host)", flush=True)
+            print(f"pid {node.pid}; Ctrl-C stops this node", flush=True)
+
+        return foreground(node, announce_node, f"the class hub node {node.name}", f"class hub node {node.name}")
+    saved = hubcluster.ports_from(info)
+    if saved is None or len(saved) != args.nodes:
+        def nth(port: Optional[int], i: int) -> Optional[int]:
+            return port + i if port else port  # 0 (a free one) and None stay as they are
+
+        saved = [hubcluster.NodePorts(nth(args.port, i), nth(args.leaf_port, i), nth(args.cluster_port, i),
+                                      websocket=nth(args.websocket_port, i)) for i in range(args.nodes)]
+    hub = hubcluster.ClassCluster(students, args.nodes, name=args.name, host=args.listen, ports=saved,
+                                  advertise=args.advertise, passwords=passwords, route_password=route_password)
+
+    def announce() -> None:
+        roster = hub.write_roster(folder)
+        for node in hub.hubs:
+            print(f"node {node.name}: clients {node.public_host}:{node.port}, leaf nodes :{node.leaf_port}, "
+                  f"routes :{node.cluster_port}, monitoring {node.monitor_url}", flush=True)
+        print(f"class hub {hub.name}: {len(hub.students)} students on {len(hub.hubs)} nodes (it runs while one "
+              "does)", flush=True)
+        print(f"roster: {roster.resolve()} (one join line per student, naming every node; it holds their "
+              f"passwords: hand out each line to its student only)", flush=True)
+        print(f"class page: trashlab classroom view --dir {folder}", flush=True)
+        print(f"pids {' '.join(str(n.pid) for n in hub.hubs)}; Ctrl-C stops the hub", flush=True)
+
+    return foreground(hub, announce, f"every node of the class hub {hub.name}", f"class hub {hub.name}")
 
 
 def _class_view(args) -> int:

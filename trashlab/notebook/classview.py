@@ -75,11 +75,15 @@ class ClassWatch:
     """Live numbers of a class: per student online / rate / received / last readings, and the
     class-wide level distribution; ``ask(student, can)`` goes through the class report service."""
 
-    def __init__(self, instructor_url: str, monitor_url: str, students: Sequence[str], *, keep: int = 3) -> None:
+    def __init__(self, instructor_url: str, monitor_url: str, students: Sequence[str], *, keep: int = 3,
+                 monitor_urls: Sequence[str] = ()) -> None:
         if not students:
             raise BadArgument("a class view needs the list of students (read_class(folder)['students'])")
         self.instructor_url = instructor_url
         self.monitor_url = monitor_url
+        #: every hub node's monitoring (a clustered hub, servers.hubcluster); the nodes not answering now
+        self.monitor_urls = list(monitor_urls) or [monitor_url]
+        self.monitor_down: list = []
         self.students = list(students)
         self._by = {s: _Student(keep) for s in self.students}
         self._online: dict = {s: 0 for s in self.students}
@@ -92,7 +96,8 @@ class ClassWatch:
     def from_folder(cls, folder="class", **options) -> "ClassWatch":
         """A watch on the class whose ``instructor.json`` is in ``folder`` (written by ``classroom serve``)."""
         info = read_class(folder)
-        return cls(info["instructor_url"], info["monitor_url"], info["students"], **options)
+        return cls(info["instructor_url"], info["monitor_url"], info["students"],
+                   **{"monitor_urls": info.get("monitor_urls") or (), **options})
 
     # ----- lifecycle ----------------------------------------------------------------------
     async def start(self) -> "ClassWatch":
@@ -155,10 +160,9 @@ class ClassWatch:
         self._online = {s: accounts.get(_account(s), 0) for s in self.students}
 
     def _fetch_monitor(self) -> tuple:
-        from ..servers.monitor import fetch
+        from ..servers.hubcluster import fetch_nodes
 
-        conns = fetch(self.monitor_url, "connz?auth=1&limit=4096").get("connections") or []
-        leafs = fetch(self.monitor_url, "leafz").get("leafs") or []
+        (conns, leafs), self.monitor_down = fetch_nodes(self.monitor_urls, "connz?auth=1&limit=4096", "leafz")
         return conns, leafs
 
     # ----- what the page shows ------------------------------------------------------------
@@ -314,3 +318,21 @@ class ClassView:
         from IPython.display import display
 
         display(self.widget)
+
+
+def group_rows(rows: Sequence[dict], size: int = 30) -> list:
+    """:meth:`ClassWatch.rows` of hundreds of students as groups of ``size`` in roster order (one page line
+    each, e.g. ``s001–s030``): how many are online, their msg/s and readings together, and by name who is
+    offline or online but silent (0 msg/s): the students to look at, without a row for everyone."""
+    if not isinstance(size, int) or size < 1:
+        raise BadArgument(f"size={size!r}: give the number of students per group, e.g. 30")
+    groups = []
+    for start in range(0, len(rows), size):
+        part = list(rows[start:start + size])
+        names = [r["student"] for r in part]
+        groups.append({"label": f"{names[0]}–{names[-1]}" if len(names) > 1 else names[0], "students": names,
+                       "online": sum(1 for r in part if r["connections"]),
+                       "rate": sum(r["rate"] for r in part), "received": sum(r["received"] for r in part),
+                       "offline": [r["student"] for r in part if not r["connections"]],
+                       "silent": [r["student"] for r in part if r["connections"] and not r["rate"]]})
+    return groups

@@ -296,7 +296,24 @@ def parse_join_line(line: str) -> Seat:
         leaf_url = leaf
     else:
         raise BadArgument(f"join line {redact(url)} has no ?leaf=PORT: paste the whole roster line")
+    for node_client, node_leaf in _other_nodes(url, parts.scheme, student, parts.password):
+        client, leaf_url = f"{client},{node_client}", f"{leaf_url},{node_leaf}"
     return Seat(student, client, leaf_url)
+
+
+def _other_nodes(url: str, scheme: str, student: str, password: str) -> "list[tuple[str, str]]":
+    """A clustered hub's further nodes in a join line (``&node=HOST:PORT:LEAFPORT``, :mod:`.hubcluster`):
+    (client URL, leaf URL) for each."""
+    found = []
+    for node in parse_qs(urlsplit(url).query).get("node") or []:
+        host, _, ports = node.partition(":")
+        client_port, _, leaf_port = ports.partition(":")
+        if not host or not client_port.isdigit() or not leaf_port.isdigit():
+            raise BadArgument(f"join line {redact(url)} has a bad node={node!r} (expected HOST:PORT:LEAFPORT): "
+                              "paste the roster line as it is")
+        found.append((f"{scheme}://{student}:{password}@{host}:{client_port}",
+                      f"nats-leaf://{leaf_user(student)}:{password}@{host}:{leaf_port}"))
+    return found
 
 
 def _check_login(url: str, timeout: float = 3.0) -> None:
@@ -321,13 +338,23 @@ def _check_login(url: str, timeout: float = 3.0) -> None:
         raise ConnectionFailed(f"the class hub {redact(url)} answered {answer[:60]!r} to the login", urls=[redact(url)])
 
 
+def _check_any_login(urls: Sequence[str], timeout: float = 3.0) -> None:
+    """:func:`_check_login` on the first node of a (clustered) hub that answers; a refused password fails at once."""
+    for i, url in enumerate(urls):
+        try:
+            return _check_login(url, timeout)
+        except ConnectionFailed as e:
+            if i == len(urls) - 1 or not isinstance(e.__cause__, OSError):
+                raise
+
+
 def join(line: str, *, check: bool = True, remember: bool = True) -> Seat:
     """Join the class with your roster line: your brokers become leaf nodes of the hub (so the course
     notebooks run unchanged and the class sees them) and ``NATS_URL`` points clients without a URL
     at the hub. Remembered for every notebook and terminal until :func:`leave`."""
     seat = parse_join_line(line)
     if check and seat.client_url:
-        _check_login(seat.client_url)
+        _check_any_login(seat.client_url.split(","))
     if remember:
         path = join_file()
         private_dir(path.parent, tighten=False)

@@ -66,7 +66,7 @@ class ServerConfig:
     accounts: Accounts = ()
     ports_file_dir: Optional[str] = None
     #: a joined class: the hub's leaf URL this broker connects to (it sends its traffic; the hub's permissions
-    #: for the leaf login send nothing back, see ``classroom.hub_blocks``)
+    #: for the leaf login send nothing back, see ``classroom.hub_blocks``); comma-separated URLs for a clustered hub
     leaf_remote: Optional[str] = None
     #: further blocks rendered as they are (a class hub's leaf listener, WebSocket and accounts)
     blocks: Tuple[str, ...] = ()
@@ -75,6 +75,8 @@ class ServerConfig:
     write_deadline: Optional[str] = None
     #: every protocol line of every client in the log (Broker.protocol(name) reads it)
     trace: bool = False
+    #: where monitoring listens: loopback, except a class hub node on several hosts (hubcluster, --monitor-listen)
+    monitor_host: str = "127.0.0.1"
 
     def __repr__(self) -> str:  # every password hidden: routes, leaf URL, accounts, a hub's blocks
         return _redacted_repr(self, accounts=tuple((a, tuple((u, HIDDEN) for u, _ in users))
@@ -84,8 +86,8 @@ class ServerConfig:
         """The nats-server configuration file text."""
         q = json.dumps  # a JSON string is a valid quoted string in nats-server's config syntax
         lines = [f"server_name: {q(self.name)}", f"host: {q(self.host)}", f"port: {_port(self.ports.client)}",
-                 # monitoring stays on loopback even when clients may come from the network
-                 f'http: "127.0.0.1:{_port(self.ports.monitor)}"',
+                 # monitoring stays on loopback even when clients may come from the network (unless told)
+                 f'http: "{self.monitor_host}:{_port(self.ports.monitor)}"',
                  # lame-duck mode (chaos.lame_duck): the shortest drain nats-server accepts, a short grace
                  f"lame_duck_duration: {q(LAME_DUCK_DURATION)}", f"lame_duck_grace_period: {q(LAME_DUCK_GRACE)}"]
         if self.write_deadline:  # chaos.SlowConsumer: a client that stops reading is cut off sooner
@@ -118,7 +120,12 @@ class ServerConfig:
             # *sends* as soon as the hub forwards a wildcard or queue subscription overlapping it (a student's
             # own `>` on the hub), and keeps it until a restart: the class feed stopped for good. The hub
             # keeps two notebooks' brokers apart instead (classroom.hub_blocks).
-            lines.append(f"leafnodes {{ remotes: [ {{ url: {q(self.leaf_remote)} }} ] }}")
+            urls = [u.strip() for u in self.leaf_remote.split(",") if u.strip()]
+            if len(urls) > 1:  # a clustered class hub (hubcluster): a list, tried in a random order (no_randomize
+                # is false by default, docs.nats.io/reference/config/leafnodes/remotes), another one when it drops
+                lines.append(f"leafnodes {{ remotes: [ {{ url: [{', '.join(q(u) for u in urls)}] }} ] }}")
+            else:
+                lines.append(f"leafnodes {{ remotes: [ {{ url: {q(self.leaf_remote)} }} ] }}")
         lines += self.blocks
         return "\n".join(lines) + "\n"
 
