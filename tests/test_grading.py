@@ -420,7 +420,7 @@ WRONG = {
     "alert-py": [
         (ALERT_PY.replace('queue="alert-service", cb=alert)', 'cb=alert)  # no queue group: every copy alerts')
          .replace('queue="alert-service", cb=full)', 'cb=full)'), ("alert-py-group", "alert-py-full")),
-        (ALERT_PY.replace('await nc.subscribe("trash-level", cb=remember)\n', '')
+        (ALERT_PY.replace('    await nc.subscribe("trash-level", cb=remember)\n', '')
          .replace('cb=alert)', 'cb=both)  # the state from the queue subscription: a share of the readings')
          .replace("    async def full(msg):", "    async def both(msg):\n        await remember(msg)\n"
                   "        await alert(msg)\n\n    async def full(msg):"), ("alert-py-full",)),
