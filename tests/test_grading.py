@@ -144,6 +144,53 @@ REP_DRAIN_PY = _reference_cell("06-cleanup", "rep-drain")
 GIT_COMMIT_PY = _reference_cell("06-cleanup", "git-commit")
 
 
+#: A right alert.py (09, the capstone), the base of its wrong variants.
+ALERT_PY = """%%writefile alert.py
+# alert.py: alerts for full trash cans. Usage: python alert.py THRESHOLD (servers from NATS_URL).
+import asyncio
+import json
+import os
+import signal
+import sys
+
+import nats
+
+
+async def main() -> None:
+    threshold = float(sys.argv[1]) if len(sys.argv) > 1 else 90.0
+    latest = {}
+
+    nc = await nats.connect(servers=os.environ["NATS_URL"].split(","), reconnect_time_wait=0.5,
+                            max_reconnect_attempts=-1)
+
+    async def remember(msg):  # every copy sees every reading: its answers cover every can
+        reading = json.loads(msg.data)
+        latest[reading["can_id"]] = float(reading["level"])
+
+    async def alert(msg):  # one copy of the group gets each reading: one alert per reading
+        reading = json.loads(msg.data)
+        if float(reading["level"]) > threshold:
+            await nc.publish(f"trash-alert.{reading['can_id']}", msg.data)
+
+    async def full(msg):
+        cans = sorted((can for can, level in latest.items() if level > threshold), key=int)
+        await msg.respond(json.dumps(cans).encode())
+
+    await nc.subscribe("trash-level", cb=remember)
+    await nc.subscribe("trash-level", queue="alert-service", cb=alert)
+    await nc.subscribe("trash-full", queue="alert-service", cb=full)
+    print(f"alert service: threshold {threshold:g}, connected to {nc.connected_url.netloc}")
+
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await nc.drain()
+
+
+asyncio.run(main())
+"""
+
+
 #: Realistic mistakes per exercise: grade_id of the answer cell -> wrong answers (each a whole cell, or
 #: ``(cell, test grade_ids)`` when it loses only those test cells of the exercise; otherwise it loses them all).
 #: Submission ``wrong-k`` answers every exercise with its k-th mistake (the reference where it has none).
@@ -395,6 +442,26 @@ WRONG = {
         "async def join_queue_group(nc, subject, queue, received):\n    async def cb(msg):\n"
         "        received.append(msg.data)\n    return await nc.subscribe(subject, cb=cb)\n",
     ],
+    # 09: the capstone's alert.py, four test cells: a mistake loses only the cells listed with it
+    "alert-py": [
+        (ALERT_PY.replace('queue="alert-service", cb=alert)', 'cb=alert)  # no queue group: every copy alerts')
+         .replace('queue="alert-service", cb=full)', 'cb=full)'), ("alert-py-group", "alert-py-full")),
+        (ALERT_PY.replace('    await nc.subscribe("trash-level", cb=remember)\n', '')
+         .replace('cb=alert)', 'cb=both)  # the state from the queue subscription: a share of the readings')
+         .replace("    async def full(msg):", "    async def both(msg):\n        await remember(msg)\n"
+                  "        await alert(msg)\n\n    async def full(msg):"), ("alert-py-full",)),
+        (ALERT_PY.replace('if float(reading["level"]) > threshold:', 'if float(reading["level"]) >= threshold:'),
+         ("alert-py-alerts", "alert-py-group", "alert-py-failover")),
+        ALERT_PY.replace("threshold = float(sys.argv[1]) if len(sys.argv) > 1 else 90.0",
+                         "threshold = 90.0  # the example's threshold, not the argument"),
+        (ALERT_PY.replace("max_reconnect_attempts=-1)", "allow_reconnect=False)  # gives up when its node dies"),
+         ("alert-py-failover",)),
+        (ALERT_PY.replace("await msg.respond(json.dumps(cans).encode())", "await msg.respond(b'[]')  # constant"),
+         ("alert-py-full", "alert-py-failover")),
+        ALERT_PY.replace("        reading = json.loads(msg.data)\n        if float",
+                         "        time.sleep(2)  # blocks the event loop\n        reading = json.loads(msg.data)\n"
+                         "        if float").replace("import signal", "import signal\nimport time"),
+    ],
 }
 
 
@@ -584,7 +651,7 @@ def test_student_version_has_no_solutions_or_hidden_tests():
 
 @pytest.mark.quick
 @pytest.mark.parametrize("grade_id, right", [("sim-py", SIM_PY), ("rep-py", REP_PY), ("sim-stop", SIM_STOP_PY),
-                                             ("rep-drain", REP_DRAIN_PY)])
+                                             ("rep-drain", REP_DRAIN_PY), ("alert-py", ALERT_PY)])
 def test_each_wrong_program_is_a_program_and_differs_from_the_right_one(grade_id, right):
     """A variant whose replacement matched nothing would be the right program: a test that cannot fail."""
     for entry in wrong_answers(grade_id):
@@ -602,7 +669,7 @@ def test_each_wrong_commit_function_compiles_and_differs_from_the_right_one():
 
 
 #: Notebooks whose exercises keep their answers off the student's page (issue 21; the others follow).
-ANSWER_OFF_THE_PAGE = ("03-simulator", "04-report-service", "06-cleanup")
+ANSWER_OFF_THE_PAGE = ("03-simulator", "04-report-service", "06-cleanup", "09-capstone")
 #: Shorter solution lines (``await nc.drain()``) are common idioms, not the answer.
 LONGEST_IDIOM = 24
 

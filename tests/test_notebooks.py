@@ -158,7 +158,7 @@ def test_notebook_runs_then_reruns_in_one_kernel(path: Path, kernel_dir: Path, t
 def test_the_course_notebooks_are_there():
     """Each lab section has its notebook, numbered in the lab's order."""
     course = {"01-private-network", "02-nats-broker", "03-simulator", "04-report-service", "06-cleanup",
-              "07-multiple-simulators", "08-multiple-subscribers"}
+              "07-multiple-simulators", "08-multiple-subscribers", "09-capstone"}
     missing = course - {p.stem for p in NOTEBOOKS}
     assert not missing, f"missing notebooks: {sorted(missing)}"
 
