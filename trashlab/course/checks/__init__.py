@@ -121,4 +121,5 @@ from .cluster import check_outage as check_outage
 from .jetstream import check_publish_acked as check_publish_acked
 from .cleanup import check_shut_down as check_shut_down
 from .rates import check_rate as check_rate
-from .fanout import check_queue_member as check_queue_member
+from .fanout import (check_queue_member as check_queue_member, check_rep_queue as check_rep_queue,
+                     check_rep_queue_answers as check_rep_queue_answers)
