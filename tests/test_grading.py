@@ -358,7 +358,7 @@ WRONG = {
     # 08: copies of rep.py as one queue group (checked in the server's /connz and by counting every reply)
     "rep-queue": [
         (REP_QUEUE_PY.replace("queue=group, ", ""), ("rep-queue-group",)),  # no queue group: every copy answers
-        (REP_QUEUE_PY.replace("queue=group", "queue='reporters'"), ("rep-queue-group",)),  # the notebook's group, hard-coded
+        (REP_QUEUE_PY.replace("queue=group", "queue='reporters'"), ("rep-queue-group",)),  # a group from the page, hard-coded
         (REP_QUEUE_PY.replace('"level": levels[can_id], ', '"level": 50.0, '), ("rep-queue-answers",)),  # constant
         (REP_QUEUE_PY.replace('"copy": copy}\n        else', '"copy": "rep-1"}\n        else'),
          ("rep-queue-answers",)),  # a copy's name written by hand
