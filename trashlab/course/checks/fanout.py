@@ -192,27 +192,37 @@ def _group_problem(copies: "list[dict]", group: str, n: int) -> Optional[str]:
     return None
 
 
+def _served(monitor_url: str) -> "tuple[int, int]":
+    """What the copies were handed on trash-report.level (requests, summed over their subscriptions) and what
+    they published (their replies), as the server counts them."""
+    copies = _copies_seen(monitor_url)
+    return (sum(c[REQUEST_SUBJECT].get("msgs", 0) for c in copies if REQUEST_SUBJECT in c),
+            sum(c["in_msgs"] for c in copies))
+
+
 async def _ask_all(nc, cans: "list[str]", monitor_url: str, timeout: float) -> "list[list[bytes]]":
     """Publish one request per can on trash-report.level, each with a reply subject of its own, and collect
     every reply on a plain subscription (a requester's ``nc.request`` would show only the first): the replies
-    to each request, once every request has one and everything the copies published has arrived."""
+    to each request, once every request has one and there are as many as the server handed the copies requests
+    and saw them publish (a copy that answers late, or twice, is counted too)."""
     inbox = nc.new_inbox()
     replies: "list[list[bytes]]" = [[] for _ in cans]
 
     async def on_reply(msg) -> None:
         replies[int(msg.subject.rsplit(".", 1)[1])].append(msg.data)
 
-    def published() -> int:  # what the copies sent the server: their replies
-        return sum(c["in_msgs"] for c in _copies_seen(monitor_url))
-
     sub = await nc.subscribe(f"{inbox}.*", cb=on_reply)
     await nc.flush(timeout=2)
-    before = published()
+    before = _served(monitor_url)
     for i, can in enumerate(cans):
         await nc.publish(REQUEST_SUBJECT, can.encode(), reply=f"{inbox}.{i}")
     await nc.flush(timeout=2)
-    await poll(lambda: all(replies), timeout + SETTLE)
-    await poll(lambda: sum(map(len, replies)) >= published() - before, SETTLE)  # a second reply is here too
+
+    def complete() -> bool:
+        handed, published = (now - then for now, then in zip(_served(monitor_url), before))
+        return all(replies) and sum(map(len, replies)) >= max(handed, published)
+
+    await poll(complete, timeout + SETTLE, every=0.05)
     await sub.unsubscribe()
     return replies
 
