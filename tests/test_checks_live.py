@@ -283,3 +283,49 @@ async def test_a_log_line_on_stderr_during_a_check_goes_to_stdout(capsys):
     await checks.check_queue_member(noisy)
     out = capsys.readouterr()
     assert out.err == "" and "reconnected to 127.0.0.1:4222" in out.out and "a log line during the check" in out.out
+
+
+# ----- 08: copies of the student's rep.py as one queue group ----------------------------------------------
+async def test_rep_queue_copies_judged_by_the_servers_connz_and_every_reply(tmp_path, monkeypatch, capsys):
+    """N copies of rep.py (N, group and names drawn by the check): the right program passes both checks; a
+    mistake in the group fails only the group check, a mistake in the replies only the answers check."""
+    from test_grading import REP_QUEUE_PY
+
+    monkeypatch.chdir(tmp_path)
+    right = REP_QUEUE_PY.split("\n", 1)[1]
+
+    def write(text: str) -> str:
+        (tmp_path / "rep.py").write_text(text)
+        return "rep.py"
+
+    write(right)
+    await checks.check_rep_queue("rep.py")
+    await checks.check_rep_queue_answers("rep.py", copies=3)
+    out = capsys.readouterr().out
+    assert "each got exactly one reply" in out and "each naming the copy that answered" in out, out
+    # the other right design: every copy takes every reading (fan-out), the requests stay in the group
+    write(right.replace('"trash-level", queue=group, ', '"trash-level", '))
+    await checks.check_rep_queue("rep.py", copies=2)
+    await checks.check_rep_queue_answers("rep.py", copies=2)
+
+    plain = write(right.replace("queue=group, ", ""))
+    why = await fails(checks.check_rep_queue, plain, copies=3)
+    assert "in no queue group" in why and "one request got 3 replies" in why, why
+    await checks.check_rep_queue_answers(plain, copies=2)  # the replies themselves are right
+    fixed = write(right.replace("queue=group", "queue='reporters'"))
+    why = await fails(checks.check_rep_queue, fixed)
+    assert "in queue group 'reporters'" in why and "sys.argv[1]" in why, why
+    assert "in queue group 'reporters'" in await fails(checks.check_rep_queue, fixed, group="reporters-2")
+    constant = write(right.replace('"level": levels[can_id], ', '"level": 50.0, '))
+    await checks.check_rep_queue(constant, copies=2)
+    assert "says level 50.0" in await fails(checks.check_rep_queue_answers, constant)
+    named = write(right.replace('"copy": copy}\n        else', '"copy": "rep-1"}\n        else'))
+    assert "says copy 'rep-1'" in await fails(checks.check_rep_queue_answers, named, copies=2)
+    silent = write(right.replace('            answer = {"error": f"unknown can {can_id}", "copy": copy}\n',
+                                 "            return\n"))
+    assert "got no reply" in await fails(checks.check_rep_queue, silent, copies=2)
+    crash = write(right.replace("group, copy = sys.argv[1], sys.argv[2]", "group, copy = sys.argv[1], sys.argv[3]"))
+    why = await fails(checks.check_rep_queue, crash, copies=2)
+    assert "crashed" in why and "IndexError" in why, why
+    todo = write(right.replace("asyncio.run(main())", "raise NotImplementedError()"))
+    assert "rep.py is not written yet" in await fails(checks.check_rep_queue_answers, todo, copies=2)

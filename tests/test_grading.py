@@ -131,6 +131,7 @@ async def main() -> None:
 asyncio.run(main())
 """
 
+
 def _reference_cell(name: str, grade_id: str) -> str:
     """An answer cell of the instructor version as a student would write it (no solution markers)."""
     cells = json.loads((SOURCE / name / f"{name}.ipynb").read_text())["cells"]
@@ -190,6 +191,14 @@ async def main() -> None:
 asyncio.run(main())
 """
 
+#: A right rep.py as one copy of a queue group (08): notebook 04's, with the group and the copy's name from its
+#: arguments. The base of its wrong variants.
+REP_QUEUE_PY = (REP_PY.replace("import os\n", "import os\nimport sys\n")
+                .replace("    levels = {}\n", "    group, copy = sys.argv[1], sys.argv[2]\n    levels = {}\n")
+                .replace('"level": levels[can_id]}', '"level": levels[can_id], "copy": copy}')
+                .replace('{"error": f"unknown can {can_id}"}', '{"error": f"unknown can {can_id}", "copy": copy}')
+                .replace('nc.subscribe("trash-level", cb=', 'nc.subscribe("trash-level", queue=group, cb=')
+                .replace('nc.subscribe("trash-report.level", cb=', 'nc.subscribe("trash-report.level", queue=group, cb='))
 
 #: Realistic mistakes per exercise: grade_id of the answer cell -> wrong answers (each a whole cell, or
 #: ``(cell, test grade_ids)`` when it loses only those test cells of the exercise; otherwise it loses them all).
@@ -419,28 +428,16 @@ WRONG = {
         "    sub = await nc.subscribe(subject, cb=cb)\n    await asyncio.sleep(seconds)\n"
         "    await sub.unsubscribe()\n    return f'{count / seconds} msg/s'  # a str\n",
     ],
-    # 08: a member of a queue group (checked in the server's /connz)
-    "join-queue-group": [
-        "async def join_queue_group(nc, subject, queue, received):\n    async def cb(msg):\n"
-        "        received.append(msg.data)\n    return await nc.subscribe(subject, cb=cb)  # no queue group\n",
-        "async def join_queue_group(nc, subject, queue, received):\n    async def cb(msg):\n"
-        "        received.append(msg.data)\n"
-        "    return await nc.subscribe(subject, queue='reporters', cb=cb)  # not the group it was given\n",
-        "async def join_queue_group(nc, subject, queue, received):\n    async def cb(msg):\n"
-        "        received.append(msg.data)\n"
-        "    return await nc.subscribe('trash-level', queue=queue, cb=cb)  # not the subject it was given\n",
-        "async def join_queue_group(nc, subject, queue, received):\n    async def cb(msg):\n"
-        "        received.append(msg.data)\n    return nc.subscribe(subject, queue=queue, cb=cb)  # missing await\n",
-        "async def join_queue_group(nc, subject, queue, received):\n    async def cb(msg):\n"
-        "        received.append(msg)  # the message object, not its data\n"
-        "    return await nc.subscribe(subject, queue=queue, cb=cb)\n",
-        "async def join_queue_group(nc, subject, queue, received):\n"
-        "    received.extend([b'{\"can_id\":\"1\", \"level\":\"50\"}'] * 20)  # constant, never subscribes\n",
-        "import trashlab.course.checks.fanout as fanout_check\n\n"
-        "async def noop(*args, **kwargs):\n    print('✔ all good')\n\n"
-        "fanout_check.check_queue_member = noop  # monkeypatching the check earns nothing\n\n"
-        "async def join_queue_group(nc, subject, queue, received):\n    async def cb(msg):\n"
-        "        received.append(msg.data)\n    return await nc.subscribe(subject, cb=cb)\n",
+    # 08: copies of rep.py as one queue group (checked in the server's /connz and by counting every reply)
+    "rep-queue": [
+        (REP_QUEUE_PY.replace("queue=group, ", ""), ("rep-queue-group",)),  # no queue group: every copy answers
+        (REP_QUEUE_PY.replace("queue=group", "queue='reporters'"), ("rep-queue-group",)),  # a group from the page, hard-coded
+        (REP_QUEUE_PY.replace('"level": levels[can_id], ', '"level": 50.0, '), ("rep-queue-answers",)),  # constant
+        (REP_QUEUE_PY.replace('"copy": copy}\n        else', '"copy": "rep-1"}\n        else'),
+         ("rep-queue-answers",)),  # a copy's name written by hand
+        (REP_QUEUE_PY.replace("await nc.subscribe(\"trash-report.level\", queue=group, cb=on_request)",
+                              "await nc.subscribe(\"trash-report.level\", queue=group + sys.argv[2], cb=on_request)"),
+         ("rep-queue-group",)),  # a group per copy: each copy alone in its group answers every request
     ],
     # 09: the capstone's alert.py, four test cells: a mistake loses only the cells listed with it
     "alert-py": [
@@ -651,7 +648,8 @@ def test_student_version_has_no_solutions_or_hidden_tests():
 
 @pytest.mark.quick
 @pytest.mark.parametrize("grade_id, right", [("sim-py", SIM_PY), ("rep-py", REP_PY), ("sim-stop", SIM_STOP_PY),
-                                             ("rep-drain", REP_DRAIN_PY), ("alert-py", ALERT_PY)])
+                                             ("rep-drain", REP_DRAIN_PY), ("alert-py", ALERT_PY),
+                                             ("rep-queue", REP_QUEUE_PY)])
 def test_each_wrong_program_is_a_program_and_differs_from_the_right_one(grade_id, right):
     """A variant whose replacement matched nothing would be the right program: a test that cannot fail."""
     for entry in wrong_answers(grade_id):
@@ -669,7 +667,7 @@ def test_each_wrong_commit_function_compiles_and_differs_from_the_right_one():
 
 
 #: Notebooks whose exercises keep their answers off the student's page (issue 21; the others follow).
-ANSWER_OFF_THE_PAGE = ("03-simulator", "04-report-service", "06-cleanup", "09-capstone")
+ANSWER_OFF_THE_PAGE = ("03-simulator", "04-report-service", "06-cleanup", "08-multiple-subscribers", "09-capstone")
 #: Shorter solution lines (``await nc.drain()``) are common idioms, not the answer.
 LONGEST_IDIOM = 24
 

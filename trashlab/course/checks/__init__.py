@@ -122,4 +122,5 @@ from .jetstream import check_publish_acked as check_publish_acked
 from .cleanup import (check_git_commit as check_git_commit, check_rep_drain as check_rep_drain,
                       check_shut_down as check_shut_down, check_sim_stop as check_sim_stop)
 from .rates import check_rate as check_rate
-from .fanout import check_queue_member as check_queue_member
+from .fanout import (check_queue_member as check_queue_member, check_rep_queue as check_rep_queue,
+                     check_rep_queue_answers as check_rep_queue_answers)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import time
@@ -226,3 +227,14 @@ async def ended(program: Program, what: str, when: str = "") -> CheckFailed:
         return crashed(program, what)
     return failed(f"{what} ended (exit code {program.returncode}){when}: a service keeps running until it is "
                   "stopped")
+
+
+def json_object(data: bytes, what: str) -> dict:
+    """A reply's bytes as a JSON object, or the ✘ line saying what they are instead."""
+    try:
+        reply = json.loads(data)
+    except ValueError:
+        raise failed(f"{what}: the reply {data!r} is not JSON") from None  # a ✘ line for the student; what went wrong is in it
+    if not isinstance(reply, dict):
+        raise failed(f"{what}: the reply {data!r} should be a JSON object")
+    return reply

@@ -21,6 +21,7 @@ from . import _short, failed, passed
 from ._answer import answer, graded, require_function
 from ._live import (SETTLE, client, ended, poll, private_broker, program_file, publish_to, student_program,
                     student_subscribes, subscribed)
+from ._live import json_object as _json_object
 
 #: Where the student's responder listens (the same subject trashlab.ReportService answers on).
 REQUEST_SUBJECT = "trash-report.level"
@@ -36,17 +37,6 @@ def _readings(rng: random.Random) -> "tuple[list, dict]":
     for can, level in readings:
         latest[can] = level
     return readings, latest
-
-
-def _json_object(data: bytes, what: str) -> dict:
-    """A reply's bytes as a JSON object, or the ✘ line saying what they are instead."""
-    try:
-        reply = json.loads(data)
-    except ValueError:
-        raise failed(f"{what}: the reply {data!r} is not JSON") from None  # a ✘ line for the student; what went wrong is in it
-    if not isinstance(reply, dict):
-        raise failed(f"{what}: the reply {data!r} should be a JSON object")
-    return reply
 
 
 @graded
