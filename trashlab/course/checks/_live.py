@@ -46,9 +46,9 @@ class _CheckBroker(Broker):
 
 
 @contextlib.asynccontextmanager
-async def private_broker(jetstream: bool = False) -> AsyncIterator[Broker]:
-    """A nats-server of the check's own (with JetStream if asked), stopped when the check ends."""
-    broker = _CheckBroker(unique("check-"), jetstream=jetstream)
+async def private_broker(jetstream: bool = False, trace: bool = False) -> AsyncIterator[Broker]:
+    """A nats-server of the check's own (with JetStream, or its protocol trace, if asked), stopped when the check ends."""
+    broker = _CheckBroker(unique("check-"), jetstream=jetstream, trace=trace)
     await broker.astart()
     try:
         yield broker
