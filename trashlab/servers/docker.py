@@ -235,7 +235,7 @@ _RESOLV_MEANING = {
                              "resolves the names and aliases of containers on the same user-defined network and "
                              "passes other names on to the host's DNS") if v == EMBEDDED_DNS
     else "a DNS server the container asks",
-    "search": lambda v: f"a name without dots is also tried as NAME.{v}",
+    "search": lambda v: f"a name not found as it is is also tried as NAME.{v}",
     "options": lambda v: "resolver options (ndots:0: any name is first tried as it is)" if "ndots:0" in v
     else "resolver options",
 }
