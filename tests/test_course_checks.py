@@ -15,7 +15,6 @@ import time
 import nats
 import pytest
 
-import trashlab
 from trashlab import checks
 from trashlab.errors import CheckFailed
 
@@ -72,25 +71,28 @@ async def hello_left_open(url, subject, text):
     return msg.data.decode()
 
 
-@pytest.fixture
-def traced():
-    b = trashlab.Broker(f"xray-{random.randrange(10**6)}", trace=True).start()
-    yield b
-    b.stop()
+async def hello_publish_first(url, subject, text):
+    nc = await nats.connect(url)
+    await nc.publish(subject, text.encode())
+    sub = await nc.subscribe(subject)
+    msg = await sub.next_msg(timeout=1)
+    await nc.close()
+    return msg.data.decode()
 
 
-async def test_hello(traced, capsys):
-    await checks.check_hello(hello_right, traced)
+async def test_hello(capsys):
+    """The check starts a traced broker of its own: no broker of the notebook is needed."""
+    await checks.check_hello(hello_right)
     assert "SUB, PUB and MSG seen by the broker" in capsys.readouterr().out
-    assert "never subscribed" in await fails(checks.check_hello(hello_no_subscribe, traced))
-    assert "never saw a message" in await fails(checks.check_hello(hello_wrong_subject, traced))
-    assert "decode" in await fails(checks.check_hello(hello_bytes, traced))
-    assert "still open" in await fails(checks.check_hello(hello_left_open, traced))
+    assert "never subscribed" in await fails(checks.check_hello(hello_no_subscribe))
+    assert "never saw a message" in await fails(checks.check_hello(hello_wrong_subject))
+    assert "decode" in await fails(checks.check_hello(hello_bytes))
+    assert "still open" in await fails(checks.check_hello(hello_left_open))
     await hello_left_open.nc.close()
 
     async def constant(url, subject, text):
         return "hello"
-    assert "never saw a message" in await fails(checks.check_hello(constant, traced))
+    assert "never saw a message" in await fails(checks.check_hello(constant))
 
     async def publish_not_awaited(url, subject, text):
         nc = await nats.connect(url)
@@ -100,26 +102,66 @@ async def test_hello(traced, capsys):
         await nc.close()
         return msg.data.decode()
     with pytest.warns(RuntimeWarning):  # nats-py's TimeoutError is an asyncio one: still not a hang of ours
-        text = await fails(checks.check_hello(publish_not_awaited, traced))
+        text = await fails(checks.check_hello(publish_not_awaited))
     assert "raised TimeoutError" in text and "did not finish" not in text
 
     def not_async(url, subject, text):
         return text
-    assert "should be an `async def`" in await fails(checks.check_hello(not_async, traced))
+    assert "should be an `async def`" in await fails(checks.check_hello(not_async))
 
 
-async def test_hello_needs_the_trace(broker):
-    assert "trace=True" in await fails(checks.check_hello(hello_right, broker))
+async def test_hello_published_before_subscribing_is_told_by_its_order():
+    text = await fails(checks.check_hello(hello_publish_first))
+    assert "published before it subscribed" in text and "subscribe first, then publish" in text, text
+    assert "raised TimeoutError" not in text
 
 
-async def test_client_names(broker, capsys):
-    watcher = await nats.connect(broker.url, name="watcher")
-    await checks.check_client_names(lambda b: sorted(b.connz()["name"]), broker)
-    assert "check-" in capsys.readouterr().out
-    assert "connected" in await fails(checks.check_client_names(lambda b: ["watcher"], broker))
-    assert "sorted" in await fails(checks.check_client_names(lambda b: sorted(b.connz()["name"], reverse=True), broker))
-    assert "expected a list" in await fails(checks.check_client_names(lambda b: b.connz()["name"], broker))
-    await watcher.close()
+async def test_a_broker_passed_the_old_way_is_ignored_even_when_stopped(broker, capsys):
+    """02 after Run All: the notebook's broker is stopped; the check still judges on a broker of its own."""
+    broker.stop()
+    with pytest.warns(FutureWarning, match="ignored"):
+        await checks.check_hello(hello_right, broker)
+    with pytest.warns(FutureWarning, match="ignored"):
+        await checks.check_client_names(lambda b: sorted(b.connz()["name"]), broker)
+    assert capsys.readouterr().out.count("✔") == 2
+
+
+async def test_a_check_before_its_answer_cell_says_which_cell_to_run():
+    text = await fails(checks.check_hello(None))
+    assert "has no answer yet" in text and "async def hello_nats" in text, text
+    text = await fails(checks.check_client_names(None))
+    assert "`def client_names(...)`" in text, text
+
+
+async def test_client_names(capsys):
+    await checks.check_client_names(lambda b: sorted(b.connz()["name"]))
+    out = capsys.readouterr().out
+    assert "check-" in out and "watcher-" in out
+    assert "connected" in await fails(checks.check_client_names(lambda b: ["watcher"]))
+    assert "sorted" in await fails(checks.check_client_names(lambda b: sorted(b.connz()["name"], reverse=True)))
+    assert "expected a list" in await fails(checks.check_client_names(lambda b: b.connz()["name"]))
+
+
+async def test_an_exception_in_a_handler_is_shown_with_its_type(broker, caplog):
+    """A KeyError inside a subscription's callback: one log line naming it (it was "trashlab [name]: 'can'")."""
+    from trashlab.servers.connection import connect
+
+    nc = await connect(broker.url, name="your-report-service")
+    got = []
+
+    async def handler(msg):
+        got.append(msg)
+        json.loads(msg.data)["can"]
+    await nc.subscribe("trash-level", cb=handler)
+    with caplog.at_level(logging.WARNING, logger="trashlab"):
+        await nc.publish("trash-level", b'{"can_id": "1", "level": "2.5"}')
+        await nc.flush()
+        deadline = time.monotonic() + 5
+        while not any("KeyError" in r.getMessage() for r in caplog.records) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+    lines = [r.getMessage() for r in caplog.records if "your-report-service" in r.getMessage()]
+    assert lines == ["trashlab [your-report-service]: a message handler raised KeyError: 'can'"], (got, lines)
+    await nc.close()
 
 
 # ----- 03: the publisher and a wildcard ------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import shlex
 import subprocess
@@ -21,6 +22,8 @@ LAB = {
     "inspect": "docker network inspect iot-net",
     "broker": "docker container run -d --name iot-msg --network-alias iot-msg --net iot-net nats",
     "ping": "docker container run --rm --net=iot-net alpine ping -c 1 iot-msg",
+    "ls": "docker network ls",
+    "resolv.conf": "docker container run --rm --net=iot-net busybox cat /etc/resolv.conf",  # the lab's, plus --rm
     "cluster_as_in_lab": "docker run -d --name=iot-msg2 --net=iot-net nats -c gnatsd.conf "
                          "--routes=nats-route://ruser:T0pS3cr3t@iot-msg:6222",
 }
@@ -31,6 +34,8 @@ def test_lab_command_lines_are_exact():
     assert docker.network_inspect() == LAB["inspect"].split()
     assert docker.run_nats() == LAB["broker"].split()
     assert docker.ping() == LAB["ping"].split()
+    assert docker.network_ls() == LAB["ls"].split()
+    assert docker.resolv_conf() == LAB["resolv.conf"].split()
     assert docker.lab_cluster_command() == LAB["cluster_as_in_lab"].split()
 
 
@@ -148,3 +153,51 @@ def test_logs_of_the_lab_containers_are_docker_container_logs():
         assert shlex.split(docker.shell(docker.logs(name))) == docker.logs(name)
     table = docker.lab_step(docker.run_node("sim"), docker.logs("sim"))
     assert table["command"].tolist()[1] == "docker container logs --tail 5 sim"
+    # shown in full (pandas alone cuts cells at 50 characters, "..."): the long `docker container run` too
+    whole = docker.shell(docker.run_node("sim"))
+    assert len(whole) > 50 and whole in repr(table) and "..." not in repr(table)
+    assert html.escape(whole) in table._repr_html_() and "pre-wrap" in table._repr_html_()
+
+
+def test_network_ls_table_from_the_labs_output():
+    table = docker.network_ls_table(docker.LAB_NETWORK_LS_EXAMPLE)
+    assert table["name"].tolist() == ["bridge", "host", "iot-net", "none"]
+    assert table.set_index("name")["driver"].to_dict() == {"bridge": "bridge", "host": "host", "iot-net": "bridge",
+                                                           "none": "null"}
+    assert set(table["source"]) == {"given"}
+
+
+def test_resolv_conf_table_names_the_embedded_dns():
+    table = docker.resolv_conf_table(docker.LAB_RESOLV_CONF_EXAMPLE)
+    assert table["line"].tolist() == ["search localdomain", "nameserver 127.0.0.11", "options ndots:0"]
+    meaning = table.set_index("line")["meaning"]
+    assert "embedded DNS" in meaning["nameserver 127.0.0.11"] and "same user-defined network" in meaning["nameserver 127.0.0.11"]
+    other = docker.resolv_conf_table("nameserver 10.0.0.2\n# a comment\n")
+    assert other["line"].tolist() == ["nameserver 10.0.0.2"] and "embedded" not in other["meaning"].iloc[0]
+
+
+def test_full_tables_show_every_character():
+    """The docker tables of notebooks 01-06 (issue 22): no cell cut short, as HTML and as text, slices too."""
+    from trashlab.servers._tables import FullTable
+
+    long = "docker container run -d -v /a/very/long/path/to/the/lab_js:/app -w / --net=iot-net --name=sim node sh -c x"
+    table = FullTable([{"command": long, "result": "<not run>"}])
+    assert long in repr(table) and long in str(table) and long in table.to_text()
+    page = table._repr_html_()
+    assert long in page and "&lt;not run&gt;" in page and "white-space:pre-wrap" in page
+    assert long in table[["command"]]._repr_html_()  # a slice shows in full too
+    assert table["command"].tolist() == [long]
+
+
+@pytest.mark.nats  # the tables ask the docker command whether an engine answers
+def test_notebook_01_shows_network_ls_inspect_and_the_dns():
+    import nbformat
+
+    root = docker.Path(__file__).resolve().parent.parent
+    cells = "\n".join(c.source for c in nbformat.read(root / "notebooks" / "01-private-network.ipynb", 4).cells)
+    for call in ("docker.network_ls()", "docker.network_ls_table()", "docker.network_inspect()",
+                 "docker.network_table()", "docker.resolv_conf()", "docker.resolv_conf_table()", "127.0.0.11"):
+        assert call in cells, f"notebook 01 has no Docker cell with {call}"
+    if not ENGINE:
+        assert "iot-net" in docker.network_ls_table()["name"].tolist()
+        assert "nameserver 127.0.0.11" in docker.resolv_conf_table()["line"].tolist()

@@ -667,7 +667,8 @@ def test_each_wrong_commit_function_compiles_and_differs_from_the_right_one():
 
 
 #: Notebooks whose exercises keep their answers off the student's page (issue 21; the others follow).
-ANSWER_OFF_THE_PAGE = ("03-simulator", "04-report-service", "06-cleanup", "08-multiple-subscribers", "09-capstone")
+ANSWER_OFF_THE_PAGE = ("01-private-network", "02-nats-broker", "03-simulator", "04-report-service", "06-cleanup",
+                       "08-multiple-subscribers", "09-capstone")
 #: Shorter solution lines (``await nc.drain()``) are common idioms, not the answer.
 LONGEST_IDIOM = 24
 

@@ -49,7 +49,9 @@ def test_interrupt_any_cell_then_run_it_again(stem, figure, tmp_path):
     k = Kernel.start(cwd=str(tmp_path))  # the notebook's %%writefile sim.py lands there, not in the checkout
     pressed: "list[str]" = []  # "cell N: error" (interrupted) or "cell N: ok" (its code ended first: nothing to stop)
     try:
-        k.ok("import trashlab")  # ■ before trashlab is imported at all is plain Jupyter (a traceback)
+        # ■ before trashlab has set the kernel up is plain Jupyter (a traceback); a notebook's first cell imports
+        # nats before its first trashlab name, and on a busy machine that import alone outlasts PRESS_AFTER
+        k.ok("import trashlab\ntrashlab.setup_kernel()")
         for index, (source, may_fail) in enumerate(_cells(stem)):
             with _cell(stem, index, pressed):
                 msg_id = k.submit(source)

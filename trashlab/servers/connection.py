@@ -235,6 +235,19 @@ def describe(err: BaseException) -> str:
     return text.splitlines()[0][:160]
 
 
+def describe_raised(err: BaseException) -> str:
+    """An exception from anyone's code as one line that names its type: ``KeyError: 'can'``."""
+    text = redact(str(err)).strip()
+    first = text.splitlines()[0][:160] if text else ""
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
+
+
+def _raised_by_a_handler(err: BaseException) -> bool:
+    """Whether nats-py's error callback got an exception a subscription's callback raised (not a
+    connection or protocol error of nats-py's own, nor an OS error)."""
+    return not isinstance(err, (NatsError, OSError, EOFError, asyncio.TimeoutError, asyncio.CancelledError))
+
+
 async def connect(servers: "Servers | Resolved" = None, *, name: str = "trashlab",
                   on_error: Optional[Callable[[Exception], bool]] = None, **options) -> Client:
     """Connect with nats-py, reconnecting forever, logging one line per event instead of tracebacks.
@@ -270,6 +283,9 @@ async def _connect(urls: list, name: str, on_error: Optional[Callable[[Exception
             return
         if state["connecting"]:  # reported once, by the exception connect() raises
             state["last"] = e  # the cause (refused, auth); nc.last_error holds only "no servers available"
+            return
+        if _raised_by_a_handler(e):  # a subscription's callback raised: the connection itself is fine
+            log.warning("trashlab [%s]: a message handler raised %s", name, describe_raised(e))
             return
         if state["down"]:
             return  # one line per outage: reconnect attempts fail quietly until one succeeds

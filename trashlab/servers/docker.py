@@ -78,6 +78,16 @@ def network_inspect(network: str = NETWORK) -> list:
     return ["docker", "network", "inspect", network]
 
 
+def network_ls() -> list:
+    """``docker network ls``: every network of this engine (the defaults ``bridge``, ``host``, ``none`` and ours)."""
+    return ["docker", "network", "ls"]
+
+
+def resolv_conf(network: str = NETWORK) -> list:
+    """``docker container run --rm --net=iot-net busybox cat /etc/resolv.conf``: which DNS server a container on the network asks."""
+    return ["docker", "container", "run", "--rm", f"--net={network}", "busybox", "cat", "/etc/resolv.conf"]
+
+
 def network_rm(network: str = NETWORK) -> list:
     """``docker network rm iot-net``."""
     return ["docker", "network", "rm", network]
@@ -143,8 +153,8 @@ def rm(names: Sequence[str]) -> list:
 def lab_commands() -> "dict[str, list]":
     """Every command of the Docker path, in the order of the lab."""
     return {
-        "1 network": network_create(), "1 inspect": network_inspect(), "2 broker": run_nats(),
-        "2 ping": ping(), "3 simulator": run_node("sim"), "4 report": run_node("rep"),
+        "1 network": network_create(), "1 list": network_ls(), "1 inspect": network_inspect(),
+        "2 broker": run_nats(), "2 ping": ping(), "2 resolv.conf": resolv_conf(), "3 simulator": run_node("sim"), "4 report": run_node("rep"),
         "5 second broker": run_nats_node(), "5 kill": kill(BROKER),
         "6 clean-up": rm(["sim", "rep", BROKER, "iot-msg2"]), "6 network": network_rm(),
     }
@@ -171,16 +181,28 @@ def run(argv: Sequence[str], timeout: float = 120.0) -> str:
     return out.stdout
 
 
+#: How much of a command's output a table shows (a longer one ends with how many characters were left out).
+RESULT_CHARS = 1000
+
+
+def _clip(text: str, limit: int = RESULT_CHARS) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit} more characters)"
+
+
 def lab_step(*commands: Sequence[str]):
-    """Run a step's docker commands when an engine answers, else list them; a table of command and result."""
-    import pandas as pd
+    """Run a step's docker commands when an engine answers, else list them; a table of command and result.
+
+    The table is a DataFrame shown in full (:class:`~trashlab.servers._tables.FullTable`): every command
+    whole, long cells wrapped, never cut at pandas' 50 characters.
+    """
+    from ._tables import FullTable
 
     status = docker_available()
     rows = []
     for argv in commands:
         result = run(argv).strip() if status else "not run: no Docker engine here (the local path does this step)"
-        rows.append({"command": shell(argv), "result": result[:200]})
-    return pd.DataFrame(rows, columns=["command", "result"])
+        rows.append({"command": shell(argv), "result": _clip(result)})
+    return FullTable(rows, columns=["command", "result"])
 
 
 #: What ``docker network inspect iot-net`` printed in the lab (shown when no engine answers here).
@@ -190,19 +212,85 @@ LAB_INSPECT_EXAMPLE = json.dumps([{
     "Containers": {}}])
 
 
+#: What ``docker network ls`` printed in the lab (shown when no engine answers here): Docker's three default
+#: networks and the lab's ``iot-net``.
+LAB_NETWORK_LS_EXAMPLE = """NETWORK ID     NAME      DRIVER    SCOPE
+913a0e892a2c   bridge    bridge    local
+c4fd5236b924   host      host      local
+64702fb0fed6   iot-net   bridge    local
+8dddac639dd4   none      null      local
+"""
+
+#: What ``cat /etc/resolv.conf`` printed in a container on ``iot-net`` in the lab.
+LAB_RESOLV_CONF_EXAMPLE = """search localdomain
+nameserver 127.0.0.11
+options ndots:0
+"""
+
+#: Docker's embedded DNS server: the address every container on a user-defined network asks.
+EMBEDDED_DNS = "127.0.0.11"
+
+_RESOLV_MEANING = {
+    "nameserver": lambda v: ("Docker's embedded DNS server (inside the container, answered by the engine): it "
+                             "resolves the names and aliases of containers on the same user-defined network and "
+                             "passes other names on to the host's DNS") if v == EMBEDDED_DNS
+    else "a DNS server the container asks",
+    "search": lambda v: f"a name not found as it is is also tried as NAME.{v}",
+    "options": lambda v: "resolver options (ndots:0: any name is first tried as it is)" if "ndots:0" in v
+    else "resolver options",
+}
+
+
+def _source(text: Optional[str], command: Sequence[str], example: str) -> "tuple[str, str]":
+    if text is not None:
+        return text, "given"
+    if docker_available():
+        return run(command), "docker engine"
+    return example, "example from the lab (no Docker engine here)"
+
+
+def network_ls_table(ls_text: Optional[str] = None):
+    """``docker network ls`` output as a table (id, name, driver, scope, source).
+
+    Without text it asks the engine, or shows the lab's example when no engine answers.
+    """
+    from ._tables import FullTable
+
+    text, source = _source(ls_text, network_ls(), LAB_NETWORK_LS_EXAMPLE)
+    rows = []
+    for line in text.splitlines()[1:]:  # the first line is the header
+        fields = line.split()
+        if len(fields) == 4:
+            rows.append({"network id": fields[0], "name": fields[1], "driver": fields[2], "scope": fields[3],
+                         "source": source})
+    return FullTable(rows, columns=["network id", "name", "driver", "scope", "source"])
+
+
+def resolv_conf_table(resolv_text: Optional[str] = None):
+    """A container's ``/etc/resolv.conf`` on ``iot-net``, one row per line with what it means (source included).
+
+    Without text it asks the engine (a throw-away ``busybox`` on the network), or shows the lab's example.
+    """
+    from ._tables import FullTable
+
+    text, source = _source(resolv_text, resolv_conf(), LAB_RESOLV_CONF_EXAMPLE)
+    rows = []
+    for line in text.splitlines():
+        key, _, value = line.strip().partition(" ")
+        if key and not key.startswith("#"):
+            meaning = _RESOLV_MEANING.get(key, lambda v: "")(value.strip())
+            rows.append({"line": line.strip(), "meaning": meaning, "source": source})
+    return FullTable(rows, columns=["line", "meaning", "source"])
+
+
 def network_table(inspect_json: Optional[str] = None):
     """``docker network inspect`` output as a table (name, driver, subnet, gateway, containers, source).
 
     Without JSON it asks the engine, or shows the lab's example when no engine answers.
     """
-    import pandas as pd
+    from ._tables import FullTable
 
-    source = "given"
-    if inspect_json is None:
-        if docker_available():
-            inspect_json, source = run(network_inspect()), "docker engine"
-        else:
-            inspect_json, source = LAB_INSPECT_EXAMPLE, "example from the lab (no Docker engine here)"
+    inspect_json, source = _source(inspect_json, network_inspect(), LAB_INSPECT_EXAMPLE)
     rows = []
     for net in json.loads(inspect_json):
         configs = (net.get("IPAM") or {}).get("Config") or [{}]
@@ -211,7 +299,7 @@ def network_table(inspect_json: Optional[str] = None):
                      "subnet": configs[0].get("Subnet"), "gateway": configs[0].get("Gateway"),
                      "containers": ", ".join(c.get("Name", "?") for c in containers.values()) or "(none)",
                      "source": source})
-    return pd.DataFrame(rows)
+    return FullTable(rows)
 
 
 def docker_env_note() -> str:

@@ -48,7 +48,9 @@ def _call_text(fn: Any, args: tuple) -> str:
 def require_function(fn: Any, name: str, asynchronous: bool = True) -> str:
     """✘ at once when the answer is missing or not a function; else the name to show (``name`` if it has none)."""
     if fn is None or fn is Ellipsis:
-        raise failed(f"{name} has no answer yet: write it in the exercise cell, run that cell, then this one")
+        kind = "async def" if asynchronous else "def"
+        raise failed(f"{name} has no answer yet: run the exercise cell that defines it (`{kind} {name}(...)`), "
+                     "then this one")
     if not callable(fn):
         raise failed(f"{name} should be a function ({'async def' if asynchronous else 'def'} ...), got {_short(fn)}")
     return _name(fn, name)

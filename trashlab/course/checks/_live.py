@@ -47,9 +47,9 @@ class _CheckBroker(Broker):
 
 
 @contextlib.asynccontextmanager
-async def private_broker(jetstream: bool = False) -> AsyncIterator[Broker]:
-    """A nats-server of the check's own (with JetStream if asked), stopped when the check ends."""
-    broker = _CheckBroker(unique("check-"), jetstream=jetstream)
+async def private_broker(jetstream: bool = False, trace: bool = False) -> AsyncIterator[Broker]:
+    """A nats-server of the check's own (with JetStream, or its protocol trace, if asked), stopped when the check ends."""
+    broker = _CheckBroker(unique("check-"), jetstream=jetstream, trace=trace)
     await broker.astart()
     try:
         yield broker
@@ -63,8 +63,10 @@ async def client(url: str, name: str) -> AsyncIterator[Client]:
     """A connection for the check (or handed to the student's function), closed at the end.
 
     Connect the side that publishes only after the other side's subscription is in place: with
-    nats-server 2.15.1, a connection opened before a subscription sometimes (about 1 in 25 here) had
-    its first matching message dropped (server in_msgs 5, out_msgs 4), which would fail a right answer.
+    nats-server 2.15.1, a message published right after another client's subscription (its flush returned)
+    by a connection that had been publishing for a while was not delivered 24 times in 500, while one
+    opened just before the subscription never missed (the server's own /varz: in_msgs 1000, out_msgs 976;
+    ``benchmarks/late_subscription.py``, docs/benchmarks.md). That would fail a right answer.
     """
     nc = await connect(url, name=name, max_reconnect_attempts=0, connect_timeout=2)
     try:
