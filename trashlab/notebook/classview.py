@@ -124,6 +124,8 @@ class ClassWatch:
         self.progress_rejected = 0
         self._progress_seq = 0  # the last message of the progress stream applied
         self.jetstream = False
+        #: set when a progress message arrives: the page redraws at once instead of at its next refresh
+        self.changed = asyncio.Event()
 
     @classmethod
     def from_folder(cls, folder="class", **options) -> "ClassWatch":
@@ -245,6 +247,7 @@ class ClassWatch:
             return
         entry = mine.setdefault(exercise, [False, 0, 0.0])
         entry[0], entry[1], entry[2] = ok, entry[1] + 1, time.time()
+        self.changed.set()
 
     def exercises(self) -> list:
         """Every exercise some student has checked, in course order (``02/hello`` ... ``08/...``)."""
@@ -340,23 +343,26 @@ class ClassWatch:
 
 #: The page's own look: large enough for a projector, 30 students on 1366x768 without scrolling.
 PAGE_CSS = """<style>
-.trashlab-class-view {font-size: 16px; width: 100%; box-sizing: border-box}
-.trashlab-class-view h2 {font-size: 20px; margin: 0 0 4px 0}
+.trashlab-class-view {width: 100%; box-sizing: border-box}
+.trashlab-class-view, .trashlab-class-view .widget-html-content {font-size: 16px; line-height: 20px}
+.trashlab-class-view h2 {font-size: 21px; margin: 0 0 4px 0}
 .class-students {border-collapse: collapse; width: 100%}
-.class-students td, .class-students th {padding: 0 6px; height: 20px; line-height: 20px; white-space: nowrap}
-.class-students th {font-size: 13px; line-height: 14px; vertical-align: bottom; text-align: right}
-.class-students tr.student:nth-child(even) {background: #f2f2f2}
+.class-students td, .class-students th {padding: 0 4px; height: 21px; white-space: nowrap}
+.class-students th {font-size: 12px; line-height: 13px; vertical-align: bottom; text-align: right}
+.class-students tr.student:nth-child(even) {background: #f0f0f0}
 .class-students td.num {text-align: right; font-variant-numeric: tabular-nums}
-.class-students td.last {max-width: 170px; overflow: hidden; text-overflow: ellipsis; color: #444}
-.class-students td.ex {text-align: center; font-weight: bold; min-width: 34px}
+.class-students td.last {max-width: 150px; overflow: hidden; text-overflow: ellipsis; color: #444}
+.class-students th.ex {text-align: center; max-width: 52px; overflow: hidden}
+.class-students td.ex {text-align: center; font-weight: bold; min-width: 30px}
 .class-students td.ex.pass {color: #080}
 .class-students td.ex.fail {color: #c00}
 .class-students td.ex.stuck {color: #fff; background: #c00}
-.class-side {min-width: 300px; max-width: 330px; margin-left: 12px}
+.class-side {min-width: 280px; max-width: 290px; margin-left: 10px}
+.class-side .widget-html-content {font-size: 15px}
 .class-levels td {padding: 0 4px; height: 18px}
 </style>"""
 #: Exercise columns shown at most (the latest checked; the rest is summed up in the header).
-MAX_EXERCISES = 12
+MAX_EXERCISES = 10
 
 
 def _page_watch() -> "tuple[Optional[str], float]":
@@ -395,9 +401,9 @@ class ClassView:
         self.header = w.HTML()
         self.students = w.HTML(layout=w.Layout(flex="1 1 auto", overflow="hidden"))
         self.levels = w.HTML()
-        self.who = w.Dropdown(options=watch.students, description="student", layout=w.Layout(width="290px"))
-        self.can = w.Text(description="can id", placeholder="e.g. 135", layout=w.Layout(width="290px"))
-        self.button = w.Button(description="Ask the class report", layout=w.Layout(width="290px"))
+        self.who = w.Dropdown(options=watch.students, description="student", layout=w.Layout(width="270px"))
+        self.can = w.Text(description="can id", placeholder="e.g. 135", layout=w.Layout(width="270px"))
+        self.button = w.Button(description="Ask the class report", layout=w.Layout(width="270px"))
         self.answer = w.HTML()
         self.button.on_click(lambda _: asyncio.ensure_future(self._ask()))
         side = w.VBox([self.levels, w.HTML("<b>The class's report service</b>"), self.who, self.can, self.button,
@@ -434,7 +440,11 @@ class ClassView:
 
     async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(self.refresh)
+            try:  # every `refresh` s, and at once when a student's check arrives
+                await asyncio.wait_for(self.watch.changed.wait(), self.refresh)
+            except asyncio.TimeoutError:
+                pass
+            self.watch.changed.clear()
             if self.page_url is not None:
                 await self._watch_page()
             if self.paused:
@@ -479,8 +489,8 @@ class ClassView:
                              f"online &middot; <span class='class-rate'>{rate:.1f}</span> msg/s &middot; "
                              f"<span class='class-received'>{self.watch.received}</span> readings &middot; "
                              f"<span class='class-stuck'>{stuck}</span> stuck{hub}</h2>")
-        heads = "".join(f"<th title='{html.escape(e)}'>{html.escape(e.split('/')[0])}<br>"
-                        f"{_shown(e.split('/')[1], 9)}</th>" for e in shown)
+        heads = "".join(f"<th class='ex' title='{html.escape(e)}'>{html.escape(e.split('/')[0])}<br>"
+                        f"{_shown(e.split('/')[1], 7)}</th>" for e in shown)
         more = f"<th>+{hidden} more</th>" if hidden else ""
         body = []
         for r in rows:
@@ -504,7 +514,7 @@ class ClassView:
         counts = self.watch.distribution()
         top = max(counts) or 1
         bars = "".join(f"<tr><td>{i * 10}-{i * 10 + 10}%</td><td><div style='background:#4c72b0;height:12px;"
-                       f"width:{int(160 * c / top)}px'></div></td><td class='band'>{c}</td></tr>"
+                       f"width:{int(140 * c / top)}px'></div></td><td class='band'>{c}</td></tr>"
                        for i, c in enumerate(counts))
         self.levels.value = ("<b>Class-wide levels</b> (latest per can)<table class='class-levels'>" + bars + "</table>")
 
