@@ -160,3 +160,43 @@ def test_progress_is_nothing_outside_a_class_and_never_waits_for_the_hub(class_f
     finally:
         silent.close()
 
+
+
+async def test_a_page_nobody_watches_pauses_and_resumes_when_a_browser_returns(monkeypatch):
+    """Under Voilà the page's kernel asks the server how many browsers it has: none for ``idle`` seconds, and the
+    page stops its NATS clients (no class-report responder left) and its redrawing; one again, and it watches again."""
+    from trashlab.notebook import classview
+
+    browsers, asked = [0], [0]
+
+    def connections(url: str) -> int:
+        asked[0] += 1  # once per refresh of the page's loop
+        return browsers[0]
+
+    monkeypatch.setattr(classview, "_connections", connections)
+    hub = ClassHub(["s01"], name=unique("hub")).start()
+    view = None
+
+    def responders() -> int:
+        conns = trashlab.servers.monitor.fetch(hub.monitor_url, "connz?auth=1").get("connections") or []
+        return sum(1 for c in conns if c.get("name") == "class-report")
+
+    try:
+        view = classview.ClassView(ClassWatch(hub.instructor_url, hub.monitor_url, hub.students), refresh=0.05)
+        view.page_url, view.idle = "http://127.0.0.1:1", 0.3
+        await view.start()
+        await eventually(lambda: view.paused and not view.watch.running and responders() == 0,
+                         "the page pausing with no browser", seen=lambda: f"paused {view.paused}, {responders()} responders")
+        drawn = view.header.value
+        view.watch._online["s01"] = 1  # what the page would show, if it still drew
+        since = asked[0]
+        await eventually(lambda: asked[0] >= since + 3, "three more turns of the page's loop")
+        assert view.header.value == drawn, "a paused page still redraws (the kernel never turns idle)"
+        browsers[0] = 1
+        await eventually(lambda: not view.paused and view.watch.running and responders() == 1,
+                         "the page watching again once a browser is back",
+                         seen=lambda: f"paused {view.paused}, {responders()} responders")
+    finally:
+        if view is not None:
+            await view.stop()
+        hub.stop()
