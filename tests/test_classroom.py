@@ -19,6 +19,7 @@ from trashlab._progress import wait_until
 from trashlab.servers.classroom import (ClassHub, _check_login, class_subject, join, joined, leaf_remote, leave,
                                         leaf_user, parse_join_line, read_class)
 from trashlab.servers.monitor import fetch
+from trashlab.servers.progress import PROGRESS, payload
 from trashlab.notebook.classview import ClassWatch
 from conftest import eventually, unique
 
@@ -416,18 +417,27 @@ def _stop(proc) -> None:
 
 async def test_an_open_class_page_lives_through_a_hub_restart(tmp_path):
     """`classroom serve` again from the same folder keeps the monitoring port too, so an open class page
-    (its ClassWatch) sees the hub answer again, the student online again and their readings again."""
+    (its ClassWatch) sees the hub answer again, the student online again and their readings again; and it
+    keeps JetStream in the class folder, so a page opened after the restart remembers the progress and the
+    class report's levels from before."""
     folder = tmp_path / "class"
     name = unique("hub")
     hub = await asyncio.to_thread(_serve, folder, name)
-    watch = sim = None
+    watch = sim = again = None
     try:
         first = read_class(folder)
         watch = await ClassWatch.from_folder(folder).start()
+        assert watch.jetstream and (folder / "jetstream").is_dir(), "`classroom serve` gives the hub JetStream"
         line = parse_join_line((folder / "students" / "s01.txt").read_text())
+        s01 = await trashlab.servers.connection.connect(line.client_url, name="s01")
+        await s01.publish(PROGRESS, payload("03/publish_readings", False, 1))
+        await s01.close()
         sim = await trashlab.Simulator(line.client_url, interval=0.02, name="s01-sim").start()
-        await _until(lambda: watch.monitor_ok and "s01" in watch.online() and watch.received > 0,
-                     "the class page sees s01", lambda: f"monitor {watch.monitor_ok}, online {watch.online()}")
+        await _until(lambda: watch.monitor_ok and "s01" in watch.online() and watch.received > 0
+                     and watch.progress["s01"] and watch.report.store.items() and not watch.report.store._dirty,
+                     "the class page sees s01, their progress, and their levels in the bucket",
+                     lambda: f"monitor {watch.monitor_ok}, online {watch.online()}, progress {watch.progress}")
+        remembered = dict(watch.report.store.items())
         await asyncio.to_thread(_stop, hub)
         await _until(lambda: not watch.monitor_ok, "the class page notices the hub is gone",
                      lambda: f"monitor {watch.monitor_ok}")
@@ -437,11 +447,15 @@ async def test_an_open_class_page_lives_through_a_hub_restart(tmp_path):
         await _until(lambda: watch.monitor_ok and "s01" in watch.online() and watch.received > before + 10,
                      "the class page sees the restarted hub, s01 online and their readings again",
                      lambda: f"monitor {watch.monitor_ok}, online {watch.online()}, received {watch.received - before}")
+        again = await ClassWatch.from_folder(folder).start()  # a page opened (or reloaded) after the restart
+        assert again.progress["s01"]["03/publish_readings"][:2] == [False, 1], again.progress
+        assert set(remembered) <= {k for k, _ in again.report.store.items()}, "the class report forgot levels"
     finally:
         if sim is not None:
             await sim.stop()
-        if watch is not None:
-            await watch.stop()
+        for w in (watch, again):
+            if w is not None:
+                await w.stop()
         await asyncio.to_thread(_stop, hub)
 
 

@@ -56,6 +56,8 @@ class _Teacher(threading.Thread):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.parent.name for p in NOTEBOOKS])
 def test_course_notebook_runs_unchanged_in_a_joined_class(path: Path, kernel_dir: Path, tmp_path, monkeypatch):  # noqa: F811
+    """The instructor version runs top to bottom in a joined class, every exercise passing; the instructor
+    receives its readings and its checks' results (live progress), nothing else."""
     hub = ClassHub(["s01", "s02"], name=unique("hub")).start()
     monkeypatch.setenv("TRASHLAB_CLASS_FILE", str(tmp_path / "class.json"))
     teacher = _Teacher(hub.instructor_url)
@@ -80,5 +82,7 @@ def test_course_notebook_runs_unchanged_in_a_joined_class(path: Path, kernel_dir
         leave()
         hub.stop()
     assert seen.get("class.s01.trash-level", 0) > 0, f"the instructor saw nothing of the notebook: {seen}"
-    assert set(seen) == {"class.s01.trash-level"}
-    print(f"{path.name} in a joined class: the instructor received {seen['class.s01.trash-level']} readings")
+    assert set(seen) == {"class.s01.trash-level", "class.s01.trash-progress"}, \
+        f"expected s01's readings and their exercise checks (progress), and nothing else: {seen}"
+    print(f"{path.name} in a joined class: the instructor received {seen['class.s01.trash-level']} readings "
+          f"and {seen['class.s01.trash-progress']} checks")

@@ -279,6 +279,9 @@ def _add_classroom(sub) -> None:
     v = cmds.add_parser("view", help="serve the live class page with Voila on 127.0.0.1")
     v.add_argument("--dir", default="class", help="the folder `classroom serve` wrote (default ./class)")
     v.add_argument("--port", type=int, default=8866, help="web port of the page (default 8866)")
+    v.add_argument("--idle", type=float, default=60.0,
+                   help="seconds a page's kernel keeps running with no browser showing it (default 60); "
+                        "then it stops watching and the server ends it as idle")
     j = cmds.add_parser("join", help="join a class with your roster line (your brokers become leaf nodes of the hub)")
     j.add_argument("line", help="the file holding your roster line (students/s01.txt), or - to paste the line on "
                                "stdin; a line given here is seen by every user of this machine in `ps`")
@@ -328,7 +331,8 @@ def _class_serve(args) -> int:
         monitor_port = urlsplit(info.get("monitor_url") or "").port  # an open class page polls this one
         print(f"reusing the roster in {folder} ({len(students)} students, same passwords and ports)", flush=True)
     hub = ClassHub(students, name=args.name, host=args.listen, port=ports[0], leaf_port=ports[1],
-                   websocket_port=ports[2], advertise=args.advertise, passwords=passwords, http_port=monitor_port)
+                   websocket_port=ports[2], advertise=args.advertise, passwords=passwords, http_port=monitor_port,
+                   store_dir=str((folder / "jetstream").resolve()))  # the class page's memory, kept across restarts
 
     def announce() -> None:
         roster = hub.write_roster(folder)
@@ -400,6 +404,20 @@ def _class_cluster_serve(args, folder) -> int:
     return foreground(hub, announce, f"every node of the class hub {hub.name}", f"class hub {hub.name}")
 
 
+def cull_options(idle: float) -> "list[str]":
+    """Voilà's kernel culling: a kernel with no browser connected and no output for ``idle`` s is shut down.
+
+    A closed tab shuts its kernel down itself (Voilà's page asks at unload); a load that never opens the
+    page (``curl``), a crashed tab or a lost network leaves it to jupyter_server's culler. The page's
+    kernel stops its own redrawing when no browser is connected (:class:`ClassView`), so it turns idle.
+    """
+    seconds = max(1, int(idle))
+    return [f"--MappingKernelManager.cull_idle_timeout={seconds}",
+            f"--MappingKernelManager.cull_interval={max(1, seconds // 4)}",
+            "--MappingKernelManager.cull_connected=False", "--MappingKernelManager.cull_busy=False",
+            "--VoilaConfiguration.preheat_kernel=False"]
+
+
 def _class_view(args) -> int:
     import os
     import shutil
@@ -415,10 +433,14 @@ def _class_view(args) -> int:
     if not os.path.exists(voila):
         raise BrokerError("Voila is not installed: `pip install voila==0.5.13` (instructor machines only), "
                           "or open trashlab/notebook/class-view.ipynb in JupyterLab")
-    env = {**os.environ, "TRASHLAB_CLASS_DIR": str(Path(args.dir).resolve())}
-    print(f"class page: http://127.0.0.1:{args.port}/ (Ctrl-C stops it)", flush=True)
+    if not args.idle > 0:
+        raise BadArgument(f"--idle {args.idle}: give a number of seconds, e.g. 60")
+    page = f"http://127.0.0.1:{args.port}"
+    env = {**os.environ, "TRASHLAB_CLASS_DIR": str(Path(args.dir).resolve()), "TRASHLAB_CLASS_PAGE_URL": page,
+           "TRASHLAB_CLASS_PAGE_IDLE": str(args.idle)}
+    print(f"class page: {page}/ (Ctrl-C stops it)", flush=True)
     cmd = [voila, str(VIEW_NOTEBOOK), "--no-browser", f"--port={args.port}", "--Voila.ip=127.0.0.1",
-           "--ServerApp.ip=127.0.0.1"]
+           "--ServerApp.ip=127.0.0.1", *cull_options(args.idle)]
     try:
         return subprocess.call(cmd, env=env)
     except KeyboardInterrupt:

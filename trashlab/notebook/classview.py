@@ -1,10 +1,19 @@
-"""The instructor's class view: who is online, how fast each student publishes, the class's levels.
+"""The instructor's class view: who is online, how fast each student publishes, the class's levels,
+and every student's exercise checks (✔/✘, attempts) as they run.
 
 ``ClassWatch`` is the model (one instructor connection to the class hub, subscribed to
-``class.*.trash-level``, plus the hub's local monitoring port for who is connected); ``ClassReport``
-is the class's report service (``class-report``: every student's cans, asked as ``"s01/135"``);
-``ClassView`` draws both as widgets. ``trashlab classroom view`` serves ``class-view.ipynb`` with
-Voilà, so the page can be projected.
+``class.*.trash-level``, plus the hub's local monitoring port for who is connected, plus the students'
+progress ``class.*.trash-progress``); ``ClassReport`` is the class's report service (``class-report``:
+every student's cans, asked as ``"s01/135"``); ``ClassView`` draws them as widgets. ``trashlab classroom
+view`` serves ``class-view.ipynb`` with Voilà, so the page can be projected.
+
+What the page knows lives on the hub when the hub has JetStream (``classroom serve`` gives it one, in the
+class folder): the class report's levels in the bucket ``class-levels``, the progress messages in the
+stream ``CLASS_PROGRESS``. A reloaded page, or one open across a hub restart, starts from them.
+
+Under Voilà a page's kernel watches its own page: with no browser connected to it for
+``$TRASHLAB_CLASS_PAGE_IDLE`` seconds it stops its NATS clients and its redrawing, so jupyter_server's
+culler (``classroom view`` turns it on) ends the kernel; a browser that comes back resumes it.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import html
+import json
 import logging
 import os
 import time
@@ -23,8 +33,10 @@ from ..errors import BadArgument, BadMessage, BrokerError, TrashlabError
 from ..message import decode_fields
 from ..servers.classroom import CLASS_PREFIX, EXPORTED, _account, read_class
 from ..servers.connection import connect
+from ..servers.progress import EXERCISE, PROGRESS
 from ..servers.retry import NATS_ERRORS
-from ..services.report import MemoryLevels, ReportService, query_level
+from ..services.kvlevels import jetstream_available
+from ..services.report import ReportService, query_level
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -40,14 +52,27 @@ POLL_INTERVAL = 1.0
 VIEW_NOTEBOOK = Path(__file__).with_name("class-view.ipynb")
 #: what asking the class report can end with (said on the page)
 _ASK_ERRORS: "tuple[type[BaseException], ...]" = (TrashlabError, *NATS_ERRORS)
+#: The JetStream bucket of the class report's levels (in the instructor's account on the hub).
+CLASS_LEVELS = "class-levels"
+#: The JetStream stream that keeps every student's progress messages (``class.*.trash-progress``).
+PROGRESS_STREAM = "CLASS_PROGRESS"
+#: Seconds between two looks at the progress stream (a ✔/✘ reaches the page within about this).
+PROGRESS_POLL = 0.2
+#: A failing exercise with this many attempts or more is marked as stuck on the page.
+STUCK_AFTER = 3
+#: Characters of a student-supplied can id shown on the page (the rest is cut, with an ellipsis).
+CAN_ID_SHOWN = 10
 
 
 class ClassReport(ReportService):
     """The class's report service, in the instructor's account: the latest level of every student's
-    cans, keyed ``<student>/<can_id>`` (ask ``query_level("s01/135", url, service="class-report")``)."""
+    cans, keyed ``<student>/<can_id>`` (ask ``query_level("s01/135", url, service="class-report")``).
+    Kept in the JetStream bucket ``class-levels`` when the hub has JetStream, else in memory."""
+
+    bucket = CLASS_LEVELS
 
     def __init__(self, servers, *, name: str = CLASS_REPORT) -> None:
-        super().__init__(servers, f"{CLASS_PREFIX}.*.{EXPORTED}", name=name, store=MemoryLevels())
+        super().__init__(servers, f"{CLASS_PREFIX}.*.{EXPORTED}", name=name)
 
     async def _on_msg(self, msg) -> None:
         student = msg.subject.split(".")[1]
@@ -71,9 +96,15 @@ class _Student:
         self.levels: dict = {}  # can -> latest level
 
 
+def _shown(text: str, limit: int = CAN_ID_SHOWN) -> str:
+    """Student-supplied text for the page: escaped, and cut to ``limit`` characters."""
+    text = str(text)
+    return html.escape(text if len(text) <= limit else text[:limit - 1] + "…")
+
+
 class ClassWatch:
-    """Live numbers of a class: per student online / rate / received / last readings, and the
-    class-wide level distribution; ``ask(student, can)`` goes through the class report service."""
+    """Live numbers of a class: per student online / rate / received / last readings, their exercise
+    checks, and the class-wide level distribution; ``ask(student, can)`` goes through the class report."""
 
     def __init__(self, instructor_url: str, monitor_url: str, students: Sequence[str], *, keep: int = 3,
                  monitor_urls: Sequence[str] = ()) -> None:
@@ -91,6 +122,14 @@ class ClassWatch:
         self.report: Optional[ClassReport] = None
         self._nc: Optional[Client] = None
         self._poller: Optional[asyncio.Task] = None
+        self._follower: Optional[asyncio.Task] = None
+        #: student -> exercise -> [passed (the latest check), attempts, time of the latest]
+        self.progress: dict = {s: {} for s in self.students}
+        self.progress_rejected = 0
+        self._progress_seq = 0  # the last message of the progress stream applied
+        self.jetstream = False
+        #: set when a progress message arrives: the page redraws at once instead of at its next refresh
+        self.changed = asyncio.Event()
 
     @classmethod
     def from_folder(cls, folder="class", **options) -> "ClassWatch":
@@ -111,8 +150,16 @@ class ClassWatch:
             await self._nc.flush()
             self.report = ClassReport(self.instructor_url)
             await self.report.start()
+            self._remember_levels()
+            loop = asyncio.get_running_loop()
+            self.jetstream = await jetstream_available(self._nc) and await self._progress_stream()
+            if self.jetstream:  # the stream remembers; the page reads it from where it is
+                await self._read_progress()
+                self._follower = loop.create_task(self._follow_progress(), name="trashlab-class-progress")
+            else:
+                await self._nc.subscribe(f"{CLASS_PREFIX}.*.{PROGRESS}", cb=self._on_progress)
             await self._poll_once()
-            self._poller = asyncio.get_running_loop().create_task(self._poll(), name="trashlab-class-poll")
+            self._poller = loop.create_task(self._poll(), name="trashlab-class-poll")
         except BaseException:
             await self.stop()
             raise
@@ -121,11 +168,95 @@ class ClassWatch:
     async def stop(self) -> None:
         """Stop polling, the class report and the subscription."""
         await cancel(self._poller)
-        self._poller = None
+        await cancel(self._follower)
+        self._poller = self._follower = None
         if self.report is not None:
             await self.report.stop()
         if self._nc is not None and not self._nc.is_closed:
             await quietly(self._nc.close())
+
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._nc is not None and not self._nc.is_closed
+
+    def _remember_levels(self) -> None:
+        """What the class report's store already holds (its JetStream bucket): the page starts from it."""
+        assert self.report is not None, "start() starts the report first"
+        for key, value in self.report.store.items():
+            student, _, can = key.partition("/")
+            st = self._by.get(student)
+            if st is not None and can not in st.levels:
+                st.levels[can] = value.level
+                st.received += value.readings
+
+    # ----- progress: every student's exercise checks ---------------------------------------
+    async def _progress_stream(self) -> bool:
+        """Find or make the stream that keeps the class's progress messages; False if JetStream refuses."""
+        assert self._nc is not None, "start() connects first"
+        js = self._nc.jetstream(timeout=5.0)
+        try:
+            await js.stream_info(PROGRESS_STREAM)
+            return True
+        except NATS_ERRORS:
+            pass
+        try:
+            await js.add_stream(name=PROGRESS_STREAM, subjects=[f"{CLASS_PREFIX}.*.{PROGRESS}"], max_msgs=200_000,
+                                max_age=14 * 24 * 3600, max_msg_size=1024,
+                                description="every student's exercise checks (trashlab class page)")
+        except NATS_ERRORS as e:
+            log.warning("trashlab: no progress stream on the hub (%s): the page shows progress from now on only", e)
+            return False
+        return True
+
+    async def _read_progress(self) -> None:
+        """Apply every progress message the stream holds that this page has not applied yet."""
+        from nats.js.errors import NotFoundError
+
+        assert self._nc is not None, "start() connects first"
+        js = self._nc.jetstream(timeout=5.0)
+        state = (await js.stream_info(PROGRESS_STREAM)).state
+        if state.last_seq < self._progress_seq:  # the stream was made again: read it from its start
+            self._progress_seq = 0
+        self._progress_seq = max(self._progress_seq, state.first_seq - 1)
+        while self._progress_seq < state.last_seq:
+            try:
+                msg = await js.get_msg(PROGRESS_STREAM, self._progress_seq + 1)
+                self._apply_progress(msg.subject or "", msg.data or b"")
+            except NotFoundError:  # removed by a limit meanwhile
+                pass
+            self._progress_seq += 1
+
+    async def _follow_progress(self) -> None:
+        while True:
+            await asyncio.sleep(PROGRESS_POLL)
+            try:
+                await self._read_progress()
+            except NATS_ERRORS:  # the hub away (restarting): read on when it is back
+                continue
+
+    async def _on_progress(self, msg) -> None:
+        self._apply_progress(msg.subject, msg.data)
+
+    def _apply_progress(self, subject: str, data: bytes) -> None:
+        """One student's ✔/✘: checked, bounded, counted as an attempt of that exercise."""
+        student = subject.split(".")[1] if subject.count(".") >= 2 else ""
+        mine = self.progress.get(student)
+        try:
+            doc = json.loads(data[:512])
+            exercise, ok = doc["exercise"], doc["ok"]
+            if mine is None or not isinstance(exercise, str) or not EXERCISE.match(exercise) or not isinstance(ok, bool):
+                raise ValueError(exercise)
+        except (ValueError, KeyError, TypeError):  # not a progress message: counted, never shown
+            self.progress_rejected += 1
+            return
+        entry = mine.setdefault(exercise, [False, 0, 0.0])
+        entry[0], entry[1], entry[2] = ok, entry[1] + 1, time.time()
+        self.changed.set()
+
+    def exercises(self) -> list:
+        """Every exercise some student has checked, in course order (``02/hello`` ... ``08/...``)."""
+        return sorted({e for mine in self.progress.values() for e in mine})
 
     async def _on_msg(self, msg) -> None:
         student = msg.subject.split(".")[1]
@@ -183,7 +314,8 @@ class ClassWatch:
         """One dict per student: student, online (connections), rate, received, last readings."""
         return [{"student": s, "connections": self._online.get(s, 0), "rate": self.rate(s),
                  "received": self._by[s].received, "cans": len(self._by[s].levels),
-                 "last": [(can, level) for _, can, level in reversed(self._by[s].last)]}
+                 "last": [(can, level) for _, can, level in reversed(self._by[s].last)],
+                 "progress": {e: (ok, n) for e, (ok, n, _) in self.progress[s].items()}}
                 for s in self.students]
 
     def table(self):
@@ -213,8 +345,57 @@ class ClassWatch:
                                  service=CLASS_REPORT, timeout=timeout)
 
 
+#: The page's own look: large enough for a projector, 30 students on 1366x768 without scrolling.
+PAGE_CSS = """<style>
+.trashlab-class-view {width: 100%; box-sizing: border-box}
+.trashlab-class-view, .trashlab-class-view .widget-html-content {font-size: 16px; line-height: 20px}
+.trashlab-class-view h2 {font-size: 21px; margin: 0 0 4px 0}
+.class-students {border-collapse: collapse; width: 100%}
+.class-students td, .class-students th {padding: 0 4px; height: 21px; white-space: nowrap}
+.class-students th {font-size: 12px; line-height: 13px; vertical-align: bottom; text-align: right}
+.class-students tr.student:nth-child(even) {background: #f0f0f0}
+.class-students td.num {text-align: right; font-variant-numeric: tabular-nums}
+.class-students td.last {max-width: 150px; overflow: hidden; text-overflow: ellipsis; color: #444}
+.class-students th.ex {text-align: center; max-width: 52px; overflow: hidden}
+.class-students td.ex {text-align: center; font-weight: bold; min-width: 30px}
+.class-students td.ex.pass {color: #080}
+.class-students td.ex.fail {color: #c00}
+.class-students td.ex.stuck {color: #fff; background: #c00}
+.class-side {min-width: 280px; max-width: 290px; margin-left: 10px}
+.class-side .widget-html-content {font-size: 15px}
+.class-levels td {padding: 0 4px; height: 18px}
+</style>"""
+#: Exercise columns shown at most (the latest checked; the rest is summed up in the header).
+MAX_EXERCISES = 10
+
+
+def _page_watch() -> "tuple[Optional[str], float]":
+    """This kernel's page on Voilà (``$TRASHLAB_CLASS_PAGE_URL``) and how long it may stay unwatched."""
+    url = os.environ.get("TRASHLAB_CLASS_PAGE_URL")
+    try:
+        idle = float(os.environ.get("TRASHLAB_CLASS_PAGE_IDLE", "60"))
+    except ValueError:
+        idle = 60.0
+    return url, idle
+
+
+def _connections(page_url: str) -> Optional[int]:
+    """How many browser connections jupyter_server counts for this kernel (None: cannot tell)."""
+    import urllib.request
+
+    try:
+        from ipykernel.connect import get_connection_file
+
+        kernel_id = Path(get_connection_file()).stem.removeprefix("kernel-")
+        with urllib.request.urlopen(f"{page_url.rstrip('/')}/api/kernels/{kernel_id}", timeout=2) as answer:
+            return int(json.loads(answer.read())["connections"])
+    except Exception:  # blind: no Voilà, no kernel id, a slow server: the page keeps running as it is
+        return None
+
+
 class ClassView:
-    """The class page: header, per-student table, level distribution, and a report question box."""
+    """The class page: header, per-student table with their exercise checks, level distribution, and a
+    report question box; laid out for a 1366x768 projector."""
 
     def __init__(self, watch: ClassWatch, *, refresh: float = 1.0) -> None:
         import ipywidgets as w
@@ -222,19 +403,24 @@ class ClassView:
         self.watch = watch
         self.refresh = refresh
         self.header = w.HTML()
-        self.students = w.HTML()
+        self.students = w.HTML(layout=w.Layout(flex="1 1 auto", overflow="hidden"))
         self.levels = w.HTML()
-        self.who = w.Dropdown(options=watch.students, description="student")
-        self.can = w.Text(description="can id", placeholder="e.g. 135")
-        self.button = w.Button(description="Ask the class report", layout=w.Layout(width="auto"))
+        self.who = w.Dropdown(options=watch.students, description="student", layout=w.Layout(width="270px"))
+        self.can = w.Text(description="can id", placeholder="e.g. 135", layout=w.Layout(width="270px"))
+        self.button = w.Button(description="Ask the class report", layout=w.Layout(width="270px"))
         self.answer = w.HTML()
         self.button.on_click(lambda _: asyncio.ensure_future(self._ask()))
-        self.widget = w.VBox([self.header, w.HBox([self.students, self.levels]),
-                              w.HTML("<b>The class's report service</b>"),
-                              w.HBox([self.who, self.can, self.button]), self.answer])
+        side = w.VBox([self.levels, w.HTML("<b>The class's report service</b>"), self.who, self.can, self.button,
+                       self.answer, w.HTML(f"<small>✔ passed &middot; ✘<i>n</i> failing after <i>n</i> checks &middot; "
+                                           f"white on red: stuck ({STUCK_AFTER}+ failed checks)</small>")])
+        side.add_class("class-side")
+        self.widget = w.VBox([w.HTML(PAGE_CSS), self.header, w.HBox([self.students, side])],
+                             layout=w.Layout(width="100%"))
         self.widget.add_class("trashlab-class-view")
         self._task: Optional[asyncio.Task] = None
-
+        self.page_url, self.idle = _page_watch()
+        self.paused = False
+        self._alone_since: Optional[float] = None
     @classmethod
     async def open(cls, folder=None, **options) -> "ClassView":
         """Watch the class in ``folder`` (default ``$TRASHLAB_CLASS_DIR`` or ``class``): a started view."""
@@ -258,11 +444,39 @@ class ClassView:
 
     async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(self.refresh)
+            try:  # every `refresh` s, and at once when a student's check arrives
+                await asyncio.wait_for(self.watch.changed.wait(), self.refresh)
+            except asyncio.TimeoutError:
+                pass
+            self.watch.changed.clear()
+            if self.page_url is not None:
+                await self._watch_page()
+            if self.paused:
+                continue  # no widget traffic: the kernel turns idle and the server's culler can end it
             try:
                 self.draw()
             except Exception as e:  # blind: the projected page stays alive and says what broke
                 self.header.value = f"<b>class view error:</b> {html.escape(str(e))}"
+
+    async def _watch_page(self) -> None:
+        """Under Voilà: pause (NATS clients stopped, no redrawing) while no browser shows this page, resume when one does."""
+        assert self.page_url is not None, "only under Voilà"
+        count = await asyncio.get_running_loop().run_in_executor(None, _connections, self.page_url)
+        if count is None:
+            return
+        now = time.monotonic()
+        if count:
+            self._alone_since = None
+            if self.paused:
+                log.info("trashlab: a browser shows the class page again: watching the class again")
+                await self.watch.start()
+                self.paused = False
+            return
+        if self._alone_since is None:
+            self._alone_since = now
+        if not self.paused and now - self._alone_since >= self.idle:
+            self.paused = True
+            await self.watch.stop()
 
     def draw(self) -> None:
         """Refresh every part of the page from the watch."""
@@ -270,27 +484,41 @@ class ClassView:
         online = sum(1 for r in rows if r["connections"])
         rate = sum(r["rate"] for r in rows)
         hub = "" if self.watch.monitor_ok else " &middot; <span style='color:#b00'>hub monitoring not answering</span>"
-        self.header.value = (f"<h2 style='margin:4px 0'>Class: <span class='online'>{online}</span> of {len(rows)} "
-                             f"students online &middot; <span class='class-rate'>{rate:.1f}</span> msg/s &middot; "
-                             f"<span class='class-received'>{self.watch.received}</span> readings{hub}</h2>")
+        exercises = self.watch.exercises()
+        latest = sorted(exercises, key=lambda e: max((p[e][2] for p in self.watch.progress.values() if e in p)))
+        shown = [e for e in exercises if e in latest[-MAX_EXERCISES:]]
+        hidden = len(exercises) - len(shown)
+        stuck = sum(1 for r in rows for ok, n in r["progress"].values() if not ok and n >= STUCK_AFTER)
+        self.header.value = (f"<h2>Class: <span class='online'>{online}</span> of {len(rows)} "
+                             f"online &middot; <span class='class-rate'>{rate:.1f}</span> msg/s &middot; "
+                             f"<span class='class-received'>{self.watch.received}</span> readings &middot; "
+                             f"<span class='class-stuck'>{stuck}</span> stuck{hub}</h2>")
+        heads = "".join(f"<th class='ex' title='{html.escape(e)}'>{html.escape(e.split('/')[0])}<br>"
+                        f"{_shown(e.split('/')[1], 7)}</th>" for e in shown)
+        more = f"<th>+{hidden} more</th>" if hidden else ""
         body = []
         for r in rows:
             dot = "&#9679;" if r["connections"] else "&#9675;"
             color = "#0a0" if r["connections"] else "#999"
-            last = ", ".join(f"{html.escape(c)}: {lv:.0f}%" for c, lv in r["last"])
+            last = ", ".join(f"{_shown(c)}: {lv:.0f}%" for c, lv in r["last"][:2])
+            cells = []
+            for e in shown:
+                ok, n = r["progress"].get(e, (None, 0))
+                kind = "" if ok is None else "pass" if ok else "stuck" if n >= STUCK_AFTER else "fail"
+                mark = "" if ok is None else "✔" if ok else f"✘{n}"
+                cells.append(f"<td class='ex {kind}' data-exercise='{html.escape(e)}' data-attempts='{n}'>{mark}</td>")
             body.append(f"<tr class='student' data-student='{r['student']}' data-online='{int(bool(r['connections']))}'>"
                         f"<td style='color:{color}'>{dot}</td><td>{r['student']}</td>"
-                        f"<td class='rate' style='text-align:right'>{r['rate']:.1f}</td>"
-                        f"<td class='received' style='text-align:right'>{r['received']}</td>"
-                        f"<td style='text-align:right'>{r['cans']}</td><td class='last'>{last}</td></tr>")
-        self.students.value = ("<style>.class-students td, .class-students th {padding: 2px 8px}</style>"
-                               "<table class='class-students' style='border-collapse:collapse;margin-right:2em'>"
-                               "<tr><th></th><th>student</th><th>msg/s</th><th>readings</th><th>cans</th>"
-                               "<th style='text-align:left'>last readings</th></tr>" + "".join(body) + "</table>")
+                        f"<td class='rate num'>{r['rate']:.1f}</td><td class='received num'>{r['received']}</td>"
+                        f"<td class='num'>{r['cans']}</td><td class='last'>{last}</td>{''.join(cells)}"
+                        f"{'<td></td>' if hidden else ''}</tr>")
+        self.students.value = ("<table class='class-students'><tr><th></th><th style='text-align:left'>student</th>"
+                               "<th>msg/s</th><th>readings</th><th>cans</th><th style='text-align:left'>last readings</th>"
+                               + heads + more + "</tr>" + "".join(body) + "</table>")
         counts = self.watch.distribution()
         top = max(counts) or 1
         bars = "".join(f"<tr><td>{i * 10}-{i * 10 + 10}%</td><td><div style='background:#4c72b0;height:12px;"
-                       f"width:{int(200 * c / top)}px'></div></td><td class='band'>{c}</td></tr>"
+                       f"width:{int(140 * c / top)}px'></div></td><td class='band'>{c}</td></tr>"
                        for i, c in enumerate(counts))
         self.levels.value = ("<b>Class-wide levels</b> (latest per can)<table class='class-levels'>" + bars + "</table>")
 
@@ -299,10 +527,10 @@ class ClassView:
             row = await self.watch.ask(self.who.value, self.can.value)
             can = str(row["can_id"]).split("/", 1)[-1]
             self.answer.value = (f"<span class='report-answer'>{html.escape(self.who.value)}'s can "
-                                 f"{html.escape(can)}: level {row['level']:.1f}% "
+                                 f"{_shown(can)}: level {row['level']:.1f}% "
                                  f"({row['readings']} readings, at {row['updated_at']:%H:%M:%S})</span>")
         except _ASK_ERRORS as e:  # no service, no such can, the hub gone: said on the page
-            self.answer.value = f"<span class='report-answer'>{html.escape(str(e))}</span>"
+            self.answer.value = f"<span class='report-answer'>{_shown(str(e), 200)}</span>"
 
     async def stop(self) -> None:
         """Stop updating and disconnect."""

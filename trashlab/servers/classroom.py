@@ -33,6 +33,7 @@ from ..errors import BadArgument, BrokerError, ConnectionFailed
 from .broker import Broker, is_loopback
 from .config import Ports, ServerConfig
 from .joined import LEAF_SUFFIX, Seat, join_file, joined, leaf_remote, leaf_user  # noqa: F401  (trashlab.servers.classroom.joined, ...)
+from .progress import PROGRESS
 from .rawclient import login
 
 log = logging.getLogger("trashlab")
@@ -76,9 +77,11 @@ def class_subject(student: str, subject: str = EXPORTED) -> str:
 
 
 def hub_blocks(seats: Mapping[str, str], instructor_password: str, *, host: str = "127.0.0.1",
-               leaf_port: Optional[int] = None, websocket_port: Optional[int] = None) -> "tuple[str, ...]":
+               leaf_port: Optional[int] = None, websocket_port: Optional[int] = None,
+               jetstream: bool = False) -> "tuple[str, ...]":
     """The hub's own config blocks: its leaf-node (and WebSocket) listener, an account per student
-    (exporting ``trash-level``), the instructor's account importing them all.
+    (exporting ``trash-level`` and ``trash-progress``), the instructor's account importing them all
+    (with JetStream when ``jetstream``: the class page's memory; students' accounts never get it).
 
     A student's account has two logins with the student's password: ``s01`` for clients (plain or WebSocket),
     ``s01.leaf`` for the student's brokers as leaf nodes, which the hub sends nothing (see ``LEAF_RECEIVES``).
@@ -96,13 +99,22 @@ def hub_blocks(seats: Mapping[str, str], instructor_password: str, *, host: str 
         leaf = (f"{{user: {q(leaf_user(student))}, password: {q(password)}, "
                 f"allowed_connection_types: [\"LEAFNODE\", \"LEAFNODE_WS\"], "
                 f"permissions: {{subscribe: {{allow: [{q(LEAF_RECEIVES)}]}}}}}}")
-        lines.append(f"  {_account(student)}: {{ users: [ {client}, {leaf} ], exports: [ {{stream: {q(EXPORTED)}}} ] }}")
-    imports = ", ".join(f"{{stream: {{account: {_account(s)}, subject: {q(EXPORTED)}}}, to: {q(class_subject(s))}}}"
-                        for s in seats)
-    lines.append(f"  {INSTRUCTOR.upper()}: {{ users: [ {{user: {q(INSTRUCTOR)}, password: {q(instructor_password)}}} ], "
+        lines.append(f"  {_account(student)}: {{ users: [ {client}, {leaf} ], exports: [ {_exports()} ] }}")
+    imports = ", ".join(f"{{stream: {{account: {_account(s)}, subject: {q(subject)}}}, to: {q(class_subject(s, subject))}}}"
+                        for s in seats for subject in STUDENT_EXPORTS)
+    lines.append(f"  {INSTRUCTOR.upper()}: {{ {'jetstream: enabled, ' if jetstream else ''}users: [ {{user: {q(INSTRUCTOR)}, password: {q(instructor_password)}}} ], "
                  f"imports: [ {imports} ] }}")
     lines.append("}")
     return tuple(lines)
+
+
+#: What a student's account exports, each seen by the instructor as ``class.<student>.<subject>``: the
+#: lab's readings and the student's exercise progress (:mod:`trashlab.servers.progress`).
+STUDENT_EXPORTS = (EXPORTED, PROGRESS)
+
+
+def _exports() -> str:
+    return ", ".join(f"{{stream: {json.dumps(subject)}}}" for subject in STUDENT_EXPORTS)
 
 
 class ClassHub(Broker):
@@ -111,7 +123,9 @@ class ClassHub(Broker):
     ``students`` is a count (``s01``…) or a list of names; ``passwords`` reuses earlier credentials
     (a restarted hub keeps the roster valid). ``advertise`` is the host name students use in their
     join lines (default: this machine's name when listening beyond loopback). ``websocket_port=0``
-    adds a WebSocket listener on a free port (``None``: no WebSocket).
+    adds a WebSocket listener on a free port (``None``: no WebSocket). ``store_dir`` (or ``jetstream=True``
+    for a temporary one) gives the instructor's account JetStream, where the class page keeps what it
+    knows across page reloads and hub restarts (``classroom serve`` uses ``<class folder>/jetstream``).
     """
 
     _joins_class = False  # the hub never becomes a leaf of a class itself
@@ -120,8 +134,9 @@ class ClassHub(Broker):
                  host: str = "127.0.0.1", port: Optional[int] = None, http_port: Optional[int] = None,
                  leaf_port: Optional[int] = None, websocket_port: Optional[int] = None,
                  advertise: Optional[str] = None, passwords: Optional[Mapping[str, str]] = None,
-                 start_timeout: float = 10.0) -> None:
-        super().__init__(name, port=port, host=host, http_port=http_port, start_timeout=start_timeout)
+                 start_timeout: float = 10.0, jetstream: bool = False, store_dir: Optional[str] = None) -> None:
+        super().__init__(name, port=port, host=host, http_port=http_port, start_timeout=start_timeout,
+                         jetstream=jetstream or store_dir is not None, store_dir=store_dir)
         names = student_names(students) if isinstance(students, int) else list(students)
         for s in names:
             if not isinstance(s, str) or not _STUDENT.match(s) or s == INSTRUCTOR:
@@ -146,7 +161,7 @@ class ClassHub(Broker):
     def _config(self, ports: Ports, store: Optional[str], ports_dir: Optional[str]) -> ServerConfig:
         """The broker's config (ports, monitoring on 127.0.0.1) plus the hub's listeners and accounts."""
         blocks = hub_blocks(self.seats, self.instructor_password, host=self.host, leaf_port=self.leaf_port,
-                            websocket_port=self.websocket_port)
+                            websocket_port=self.websocket_port, jetstream=store is not None)
         return replace(super()._config(ports, store, ports_dir), blocks=blocks)
 
     def start(self) -> "ClassHub":

@@ -58,6 +58,8 @@ class ReportService(RejectsReadings, NatsComponent):
 
     kind = "report service"
     stop_timeout = 5.0
+    #: the JetStream bucket of the levels when the server has JetStream (None: ``trash-levels``)
+    bucket: Optional[str] = None
 
     def __init__(self, servers: Servers = None, subject: str = SUBJECT, *, name: str = SERVICE,
                  store=None, on_message: Optional[Callable[[bytes], None]] = None,
@@ -120,7 +122,7 @@ class ReportService(RejectsReadings, NatsComponent):
             from .kvlevels import KVLevels, jetstream_available
 
             if await jetstream_available(self._client):
-                self.store = KVLevels()
+                self.store = KVLevels() if self.bucket is None else KVLevels(self.bucket)
             else:
                 log.info("trashlab [%s]: no JetStream on this server: levels are kept in memory "
                          "(lost when the service stops)", self.name)

@@ -29,6 +29,7 @@ import pandas as pd
 
 from . import _short, failed
 from ...errors import CheckFailed
+from ...servers.progress import report_check
 
 #: The stub nbgrader puts where a solution was removed raises this exception type.
 _TODO = NotImplementedError
@@ -176,17 +177,41 @@ def _stderr_kept_clean() -> Iterator[None]:
                   + " | ".join(shown) + ")", file=sys.stdout)
 
 
+#: the notebook each check module belongs to (the first part of an exercise id, ``03/publish_readings``)
+NOTEBOOKS = {"broker": "02", "simulator": "03", "report": "04", "cluster": "05", "jetstream": "05b",
+             "cleanup": "06", "rates": "07", "fanout": "08"}
+
+
+def exercise_id(check: Callable) -> str:
+    """The id a check's ✔/✘ is told to the class under: ``03/publish_readings`` for ``simulator.check_publish_readings``."""
+    module = getattr(check, "__module__", "").rpartition(".")[2]
+    return f"{NOTEBOOKS.get(module, module)}/{_name(check).removeprefix('check_')}"
+
+
+@contextlib.contextmanager
+def _progress_told(exercise: str) -> Iterator[None]:
+    """After the check: ✔ (no error) or ✘ (CheckFailed) is published to the class, if this machine joined one."""
+    try:
+        yield
+    except CheckFailed:
+        report_check(exercise, False)
+        raise
+    report_check(exercise, True)
+
+
 def graded(check: F) -> F:
-    """Decorator for every public check (sync or async): nothing written to stderr while it runs can cost the points."""
+    """Decorator for every public check (sync or async): nothing written to stderr while it runs can cost the
+    points; its ✔/✘ reaches the class page when the student joined a class (:mod:`trashlab.servers.progress`)."""
+    exercise = exercise_id(check)
     if inspect.iscoroutinefunction(check):
         @functools.wraps(check)
         async def run_async(*args: Any, **kwargs: Any) -> Any:
-            with _stderr_kept_clean():
+            with _stderr_kept_clean(), _progress_told(exercise):
                 return await check(*args, **kwargs)
         return run_async  # type: ignore[return-value]
 
     @functools.wraps(check)
     def run(*args: Any, **kwargs: Any) -> Any:
-        with _stderr_kept_clean():
+        with _stderr_kept_clean(), _progress_told(exercise):
             return check(*args, **kwargs)
     return run  # type: ignore[return-value]
