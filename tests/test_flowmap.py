@@ -237,3 +237,70 @@ async def test_stop_everything_stops_the_map(broker):
     await wait_for(lambda: fm.refreshes > 1)
     trashlab.stop_everything(everywhere=False)
     assert not fm.running
+
+
+def _report_connection(cid: int, delivered: int) -> dict:
+    """A report service's connection as /connz?subs=detail shows it: ``trash-level``, three nats.micro
+    endpoints (queue group ``q``) and the service's discovery subscriptions."""
+    subs = [{"subject": "trash-level", "qgroup": "", "sid": "1", "msgs": delivered}]
+    subs += [{"subject": f"trash-report.{e}", "qgroup": "q", "sid": f"e{e}", "msgs": delivered // 10}
+             for e in ("levels", "level", "stats")]
+    subs += [{"subject": f"$SRV.{verb}{tail}", "qgroup": "", "sid": f"{verb}{tail}", "msgs": 0}
+             for verb in ("PING", "INFO", "STATS") for tail in ("", ".trash-report", f".trash-report.id{cid}")]
+    return {"cid": cid, "name": "trash-report", "lang": "python3", "in_msgs": 0, "out_msgs": delivered,
+            "pending_bytes": 0, "subscriptions_list_detail": subs}
+
+
+def _sample(broker, delivered: int, in_msgs: int) -> dict:
+    """One poll's answers from ``broker``, as :meth:`FlowMap._poll` returns them."""
+    return {broker.name: {"up": True, "varz": {"in_msgs": in_msgs, "out_msgs": in_msgs}, "routez": {},
+                          "connz": {"connections": [_report_connection(7, delivered), _report_connection(8, delivered)]}}}
+
+
+def test_a_service_is_one_box_with_its_endpoints_and_rates_wait_for_two_samples(broker):
+    """Fed samples (no servers polled, no clock): two instances of the report service are one box named
+    as the service, its endpoints inside and no queue group; the first frame shows no rate, the second
+    the rate between the two samples, a third too soon after keeps it."""
+    fm = trashlab.FlowMap(broker, wiretap=False)
+    first = fm.snapshot(_sample(broker, delivered=1000, in_msgs=5000), now=100.0)
+    assert [s["in"] for s in first["servers"]] == [None], first["servers"]
+    assert {c["service"] for c in first["clients"]} == {"trash-report"}
+    pic = fm.layout(first)
+    shown = [it["text"] for it in pic["items"] if it["kind"] == "text"]
+    assert not any(t.startswith("queue group") for t in shown), shown
+    services = [it for it in pic["items"] if it.get("cls") == "service"]
+    assert [it["id"] for it in services] == ["svc:trash-report"], services
+    assert "trash-report (python3) · service" in shown and "on %s · 2 instances" % broker.name in shown, shown
+    assert {"endpoint trash-report.levels", "endpoint trash-report.level", "endpoint trash-report.stats",
+            "listens to trash-level"} <= set(shown), shown
+    assert not any("trash-report (python3)" == t for t in shown), "no client box besides the service's"
+    detail = next(t for t in shown if t.startswith("2 clients"))
+    assert "in …" in detail and "out …" in detail, detail  # one sample: no rate yet, never a made-up one
+    rates = [it["text"] for it in pic["items"] if it["id"].startswith("e:") and it["id"].endswith(":r")]
+    assert rates and set(rates) == {"…"}, rates
+
+    second = fm.snapshot(_sample(broker, delivered=1200, in_msgs=5400), now=102.0)  # 2 s later
+    assert second["servers"][0]["in"] == 200.0, second["servers"]
+    svc = fm.services(second)[0]
+    assert [c["key"] for c in svc["instances"]] == [f"{broker.name}:7", f"{broker.name}:8"]
+    by_subject = {e["subject"]: e for e in svc["endpoints"]}
+    assert by_subject["trash-level"]["rate"] == 200.0 and not by_subject["trash-level"]["endpoint"]  # 100/s each
+    assert by_subject["trash-report.level"]["rate"] == 20.0 and by_subject["trash-report.level"]["endpoint"]
+
+    too_soon = fm.snapshot(_sample(broker, delivered=1300, in_msgs=5410), now=102.01)  # 10 ms: measures nothing
+    assert too_soon["servers"][0]["in"] == 200.0, too_soon["servers"]
+    later = fm.snapshot(_sample(broker, delivered=1300, in_msgs=5600), now=103.0)
+    assert later["servers"][0]["in"] == 200.0, "1 s after the second sample, not after the one too soon"
+
+
+async def test_a_running_report_service_is_drawn_once(broker):
+    rep = await trashlab.ReportService(broker.url).start()
+    try:
+        fm = trashlab.FlowMap(broker, wiretap=False)
+        pic = fm.layout(fm.snapshot())
+        ids = [it["id"] for it in pic["items"]]
+        shown = [it["text"] for it in pic["items"] if it["kind"] == "text"]
+        assert "svc:trash-report" in ids and not any(i.startswith("q:") for i in ids), ids
+        assert {"endpoint trash-report.levels", "endpoint trash-report.level", "endpoint trash-report.stats"} <= set(shown), shown
+    finally:
+        await rep.stop()

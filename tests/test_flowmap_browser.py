@@ -1,6 +1,6 @@
 """The flow map in a real browser: JupyterLab, headless Debian chromium, the test notebook run with Run All.
 
-It sees the map drawn (servers, the collector), sees the killed node turn red, sees a new subscriber
+It sees the map drawn (servers, the collector, the report service as one box with its endpoints), sees the killed node turn red, sees a new subscriber
 appear, presses Pause and Resume, and after the notebook stops the map, sees a still SVG in the output. Screenshots land in
 test-artifacts/ (flowmap-*.png); the one after the newcomer appears is the docs picture
 (docs/img/flowmap.png is a small copy of it, committed by hand).
@@ -40,6 +40,12 @@ def test_flow_map_shows_a_kill_and_a_newcomer(tmp_path):
                 has_text(page, "collector (python3)", 90_000)
                 steps["map drawn"] = time.monotonic() - started
                 has_text(page, "fm-browser  up", 5_000)
+                # the report service: one box named as the service, its endpoints inside, no queue group 'q'
+                has_text(page, "trash-report (python3) · service", 15_000)
+                has_text(page, "endpoint trash-report.level", 5_000)
+                shown = page.evaluate(MAP_TEXTS_JS)
+                assert not any("queue group 'q'" in t for t in shown), shown
+                assert sum(t.startswith("trash-report (python3)") for t in shown) == 1, shown
                 page.locator(".trashlab-flowmap").first.scroll_into_view_if_needed()
                 page.screenshot(path=str(ARTIFACTS / "flowmap-before-kill.png"))
                 has_text(page, "● fm-browser  DOWN", 30_000)  # the killed node turns red

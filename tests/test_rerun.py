@@ -201,6 +201,15 @@ def test_connection_news_lands_in_the_running_cell(kernel):
     back = [ln for ln in reply.text.splitlines() if "newsy" in ln and "reconnected" in ln]
     assert len(lost) == 1 and len(back) == 1, reply.text
     assert "newsy" not in kernel.outputs_of(creator).text, "news went to the cell that created the client"
+    # news is plain output (stdout), not a red stderr box that looks like an error
+    on_stderr = [o["content"]["text"] for o in reply.outputs
+                 if o["msg_type"] == "stream" and o["content"]["name"] == "stderr"]
+    assert not any("newsy" in t for t in on_stderr), reply.explain(
+        "connection news was written to stderr (Jupyter shows it in a red box)", "both lines on stdout")
+    # a problem that is not news still goes to stderr
+    warned = kernel.ok("logging.getLogger('trashlab').warning('trashlab: a real problem')")
+    assert [o["content"]["name"] for o in warned.outputs if o["msg_type"] == "stream"] == ["stderr"], warned.explain(
+        "a trashlab warning that is not news left stderr", "one stderr output")
     kernel.ok("await col.stop()")
 
 

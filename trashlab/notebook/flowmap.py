@@ -118,8 +118,33 @@ def _fetch(url: str, endpoint: str) -> dict:
     return fetch(url, endpoint, timeout=1.0)
 
 
-def _rate_label(rate: float) -> str:
+#: Two samples closer than this give no rate (a map displayed and refreshed at once would divide by ~0 s).
+MIN_SAMPLE_GAP = 0.15
+#: What a rate shows before it has two samples (the first frame, a client or subject just seen).
+NO_RATE_YET = "…"
+#: The queue group ``nats.micro`` puts every endpoint in (nats-py's ``DEFAULT_QUEUE_GROUP``).
+MICRO_QUEUE = "q"
+
+
+def _rate_label(rate: Optional[float]) -> str:
+    if rate is None:
+        return NO_RATE_YET
     return f"{rate:,.0f}/s" if rate >= 10 else f"{rate:.1f}/s" if rate else "0/s"
+
+
+def _total(rates: "List[Optional[float]]") -> Optional[float]:
+    """The sum of the rates known; None when there are some and none is known yet."""
+    known = [r for r in rates if r is not None]
+    return sum(known) if known or not rates else None
+
+
+def _service_name(subs: List[dict]) -> Optional[str]:
+    """The ``nats.micro`` service a connection serves, from its discovery subscription ``$SRV.PING.<name>``."""
+    for s in subs:
+        parts = (s.get("subject") or "").split(".")
+        if len(parts) == 3 and parts[:2] == ["$SRV", "PING"]:
+            return parts[2]
+    return None
 
 
 class _Wiretap:
@@ -186,7 +211,7 @@ class FlowMap(LiveView):
         self.last_poll_seconds = 0.0  # in a worker thread: the HTTP requests
         self.last_kernel_seconds = 0.0  # on the kernel's loop: rates, layout, sending the update
         self.data: dict = {}
-        self._prev: Dict[str, Tuple[float, float]] = {}  # counter -> (when, value) at the last poll
+        self._prev: Dict[str, Tuple[float, float, Optional[float]]] = {}  # counter -> (when, value, rate) last sampled
         self._fresh: set = set()  # counters seen in this poll (the others are forgotten)
         self._where: Dict[str, tuple] = {}  # client name -> (server, (moved from, when) or None)
         self._tap: Optional[_Wiretap] = None
@@ -216,13 +241,15 @@ class FlowMap(LiveView):
             raw[name] = entry
         return raw
 
-    def _rate(self, key: str, value: float, now: float) -> float:
+    def _rate(self, key: str, value: float, now: float) -> Optional[float]:
+        """Per second since the last sample; None until there are two samples far enough apart (or after a reset)."""
         prev = self._prev.get(key)
-        self._prev[key] = (now, value)
         self._fresh.add(key)
-        if prev is None or now <= prev[0] or value < prev[1]:
-            return 0.0
-        return (value - prev[1]) / (now - prev[0])
+        if prev is not None and now - prev[0] < MIN_SAMPLE_GAP:
+            return prev[2]  # too close to the last sample to measure anything: keep it and its rate
+        rate = None if prev is None or value < prev[1] else (value - prev[1]) / (now - prev[0])
+        self._prev[key] = (now, value, rate)
+        return rate
 
     def _moved(self, client: str, server: str, now: float) -> Optional[str]:
         """The server a client (by name) was on before, for MOVED_SHOWN seconds after it moved."""
@@ -236,11 +263,12 @@ class FlowMap(LiveView):
         self._where[client] = (server, (before[0], now))
         return before[0]
 
-    def snapshot(self, raw: Optional[dict] = None) -> dict:
-        """What the map shows now, as plain data (polls the servers when ``raw`` is not given)."""
+    def snapshot(self, raw: Optional[dict] = None, now: Optional[float] = None) -> dict:
+        """What the map shows now, as plain data (polls the servers when ``raw`` is not given); a rate is
+        None until its counter has two samples (``now``: when ``raw`` was sampled, ``time.monotonic()``)."""
         if raw is None:
             raw = self._poll()
-        now = time.monotonic()
+        now = time.monotonic() if now is None else now
         self._fresh = set()
         servers: List[dict] = []
         clients: List[dict] = []
@@ -272,7 +300,11 @@ class FlowMap(LiveView):
                     subs.append({"subject": s.get("subject"), "queue": s.get("qgroup") or "",
                                  "rate": self._rate(f"sub:{key}:{s.get('sid')}", s.get("msgs", 0), now)})
                 cname = c.get("name") or f"cid {c.get('cid')}"
+                service = _service_name(subs)
+                for s in subs:  # nats.micro's endpoints: its queue group on a service's connection
+                    s["endpoint"] = service is not None and s["queue"] == MICRO_QUEUE
                 clients.append({"key": key, "name": cname, "moved_from": self._moved(cname, name, now),
+                                "service": service,
                                 "lang": c.get("lang") or "?", "server": name,
                                 "in": self._rate(f"c:{key}:in", c.get("in_msgs", 0), now),
                                 "out": self._rate(f"c:{key}:out", c.get("out_msgs", 0), now),
@@ -301,19 +333,19 @@ class FlowMap(LiveView):
                 "streams": sorted(streams.values(), key=lambda s: s["name"]),
                 "wiretap": self._tap is not None}
 
-    def _subjects(self, clients: List[dict], now: float) -> Dict[str, float]:
-        """Subject (or collapsed group) -> messages per second published to it."""
-        rates: Dict[str, float] = {}
+    def _subjects(self, clients: List[dict], now: float) -> Dict[str, Optional[float]]:
+        """Subject (or collapsed group) -> messages per second published to it (None: not known yet)."""
+        parts: Dict[str, List[Optional[float]]] = {}
         if self._tap is not None:
             for subject, n in list(self._tap.counts.items()):
-                group = _subject_group(subject)
-                rates[group] = rates.get(group, 0.0) + self._rate(f"t:{subject}", n, now)
+                parts.setdefault(_subject_group(subject), []).append(self._rate(f"t:{subject}", n, now))
+        rates = {group: _total(r) for group, r in parts.items()}
         for c in clients:
             for s in c["subs"]:
                 group = _subject_group(s["subject"])
                 if group == s["subject"] and group not in rates:
                     # a wildcard subscription: the published subjects it matches
-                    rates[group] = sum(r for subj, r in rates.items() if _matches(group, subj) and subj != group)
+                    rates[group] = _total([r for subj, r in rates.items() if _matches(group, subj) and subj != group])
         if not self.internal:
             rates = {s: r for s, r in rates.items() if not s.startswith(("_INBOX", "$"))}
         return rates
@@ -400,10 +432,13 @@ class FlowMap(LiveView):
             items.append({"id": f"subjt:{subject}", "kind": "text", "x": _COL_SUBJ + 12, "y": y + 19, "size": 12,
                           "fill": DOWN if lost else "#222", "bold": True,
                           "text": f"{subject}   {_rate_label(rate)}" + (f" · losing {lost:g} %" if lost else "")})
-        # subscribers column: plain subscriptions, then queue groups as one box with members
+        # subscribers column: plain subscriptions, services (nats.micro) as one box with their endpoints,
+        # then queue groups as one box with members
         groups: Dict[Tuple[str, str], List[Tuple[dict, dict]]] = {}
         plain: List[Tuple[dict, dict]] = []
         for c in subscribers:
+            if c.get("service"):
+                continue
             for s in c["subs"]:
                 if not self.internal and s["subject"].startswith(("_INBOX", "$")):
                     continue
@@ -414,6 +449,9 @@ class FlowMap(LiveView):
             items += self._arrow(f"e:{s['subject']}>{c['key']}", spos.get(_subject_group(s["subject"])),
                                  (_COL_SUB, y), s["rate"], colour.get(c["server"], "#555"))
             y += ROW + 8
+        for service in self.services(snap):
+            items += self._service_box(service, y, spos, colour)
+            y += 40 + len(service["endpoints"]) * 24 + 8
         for (subject, queue), members in sorted(groups.items()):
             h = 22 + len(members) * (ROW + 4) + 4
             items.append({"id": f"q:{subject}:{queue}", "kind": "box", "x": _COL_SUB - 8, "y": y, "w": _BOX_W["sub"] + 16,
@@ -429,8 +467,8 @@ class FlowMap(LiveView):
             y += h + 8
         # publishers (and clients that do neither) on the left; an arrow to the subject whose rate matches
         y = top
-        traffic = {s: r for s, r in subjects.items() if r > 0}
-        for c in sorted(others, key=lambda c: (-c["in"], c["name"])):
+        traffic = {s: r for s, r in subjects.items() if r}
+        for c in sorted(others, key=lambda c: (-(c["in"] or 0), c["name"])):
             items += self._client_box(c, "pub", _COL_PUB, y, colour, f"pub:{c['key']}")
             for subject in self._published_by(c, traffic, snap["clients"]):
                 items += self._arrow(f"p:{c['key']}>{subject}", (_COL_PUB + _BOX_W["pub"], y), spos.get(subject),
@@ -439,14 +477,59 @@ class FlowMap(LiveView):
         bottom = max([it["y"] + it.get("h", 0) for it in items if "y" in it] + [top]) + 16
         return {"width": WIDTH, "height": self.height or bottom, "items": items}
 
+    def services(self, snap: dict) -> List[dict]:
+        """The ``nats.micro`` services in ``snap``, one per name: its instances (clients) and what they
+        receive, endpoints first (a rate summed over the instances; None: not known yet)."""
+        found: Dict[str, dict] = {}
+        for c in snap["clients"]:
+            if not c.get("service"):
+                continue
+            svc = found.setdefault(c["service"], {"name": c["service"], "instances": [], "parts": {}})
+            svc["instances"].append(c)
+            for s in c["subs"]:
+                if not self.internal and s["subject"].startswith(("_INBOX", "$")):
+                    continue
+                svc["parts"].setdefault((not s["endpoint"], s["subject"]), []).append(s["rate"])
+        for svc in found.values():
+            svc["endpoints"] = [{"subject": subject, "endpoint": not other, "rate": _total(rates)}
+                                for (other, subject), rates in sorted(svc.pop("parts").items())]
+        return [found[name] for name in sorted(found)]
+
+    def _service_box(self, svc: dict, y: int, spos: Dict[str, Tuple[int, int]], colour: dict) -> List[dict]:
+        """One box for a service, named as it is, with a row per endpoint (and per plain subscription)."""
+        ident = f"svc:{svc['name']}"
+        first = svc["instances"][0]
+        stripe = colour.get(first["server"], "#555")
+        n = len(svc["instances"])
+        where = ", ".join(sorted({c["server"] for c in svc["instances"]}))
+        items = [
+            {"id": ident, "kind": "box", "x": _COL_SUB - 8, "y": y, "w": _BOX_W["sub"] + 16,
+             "h": 40 + len(svc["endpoints"]) * 24, "fill": "#eef6fb", "stroke": stripe, "sw": 1.5, "cls": "service",
+             "stripe": stripe},
+            {"id": ident + ":t", "kind": "text", "x": _COL_SUB, "y": y + 15, "size": 12, "bold": True,
+             "text": f"{svc['name']} ({first['lang']}) · service"},
+            {"id": ident + ":d", "kind": "text", "x": _COL_SUB, "y": y + 30, "size": 10, "fill": "#555",
+             "text": f"on {where}" + (f" · {n} instances" if n > 1 else "")},
+        ]
+        for k, e in enumerate(svc["endpoints"]):
+            ry = y + 36 + k * 24
+            row = f"{ident}:{e['subject']}"
+            items.append({"id": row, "kind": "box", "x": _COL_SUB, "y": ry, "w": _BOX_W["sub"], "h": 20,
+                          "fill": "#ffffff", "stroke": "#aab7b8", "sw": 1, "r": 4, "cls": "endpoint"})
+            items.append({"id": row + ":t", "kind": "text", "x": _COL_SUB + 8, "y": ry + 14, "size": 11,
+                          "text": ("endpoint " if e["endpoint"] else "listens to ") + e["subject"]})
+            start = spos.get(_subject_group(e["subject"]))
+            items += self._arrow(f"e:{e['subject']}>{ident}", start, (_COL_SUB, ry - 5), e["rate"], stripe)
+        return items
+
     @staticmethod
     def _published_by(c: dict, traffic: Dict[str, float], clients: List[dict]) -> List[str]:
         """Subjects a client most likely publishes to: the rates must match (the endpoints do not say)."""
-        if c["in"] <= 0 or not traffic:
+        if not c["in"] or not traffic:
             return []
         if len(traffic) == 1:
             return list(traffic)
-        publishers = sum(x["in"] for x in clients if x["in"] > 0)
+        publishers = sum(x["in"] for x in clients if x["in"])
         return [s for s, r in traffic.items()
                 if abs(r - c["in"]) <= 0.25 * max(r, c["in"]) or abs(r - publishers) <= 0.25 * max(r, publishers)]
 
@@ -466,7 +549,7 @@ class FlowMap(LiveView):
         ]
 
     @staticmethod
-    def _arrow(ident: str, start: Optional[Tuple[int, int]], end: Optional[Tuple[int, int]], rate: float,
+    def _arrow(ident: str, start: Optional[Tuple[int, int]], end: Optional[Tuple[int, int]], rate: Optional[float],
                colour: str, guessed: bool = False, forward: bool = False) -> List[dict]:
         if start is None or end is None:
             return []
@@ -475,14 +558,14 @@ class FlowMap(LiveView):
         else:  # subject's right edge -> subscriber's left edge
             (x1, y1), (x2, y2) = (start[0] + _BOX_W["subj"], start[1] + ROW // 2), (end[0], end[1] + ROW // 2)
         mx = (x1 + x2) / 2
-        width = 1.5 + min(5.0, rate / 100)
+        width = 1.5 + min(5.0, (rate or 0) / 100)
         item = {"id": ident, "kind": "path", "d": f"M{x1},{y1} C{mx},{y1} {mx},{y2} {x2 - 6},{y2}",
-                "stroke": colour if rate > 0 else "#bbb", "sw": width, "arrow": True, "rate": round(rate, 1),
+                "stroke": colour if rate else "#bbb", "sw": width, "arrow": True, "rate": round(rate or 0, 1),
                 "cls": "flow" + (" guessed" if guessed else "")}
         if guessed:
             item["dash"] = "6 4"
         label = {"id": ident + ":r", "kind": "text", "x": x2 - 62, "y": y2 - 5, "size": 11,
-                 "fill": colour if rate > 0 else "#999", "text": _rate_label(rate), "bold": True}
+                 "fill": colour if rate else "#999", "text": _rate_label(rate), "bold": True}
         return [item, label]
 
     # ----- static picture ----------------------------------------------------------------------

@@ -5,7 +5,8 @@ trashlab errors shown as one red line instead of a traceback, and an interrupted
   awaits) shows what was interrupted and what keeps running; the lab itself is untouched (the processes
   trashlab starts are outside the kernel's process group, see :mod:`trashlab.servers.processes`).
 - Connection news (lost, reconnected) comes from background tasks, which ipykernel would show under
-  the cell that created the client, long ago; it is written under the cell run last instead.
+  the cell that created the client, long ago; it is written under the cell run last instead, on stdout
+  (plain output: it is news, not an error); trashlab's other warnings stay on stderr.
 
 ``import trashlab`` does nothing here. The first public name a cell uses (``trashlab.Broker``,
 ``trashlab.checks`` ...) calls :func:`setup_kernel` once, and only when IPython is already loaded (a
@@ -38,7 +39,8 @@ _latest_cell: Optional[dict] = None
 
 
 class _CellStderr(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at the time, under the cell run last (in Jupyter)."""
+    """Writes under the cell run last (in Jupyter): news (a line logged with ``extra=NEWS``: lost,
+    reconnected, joined) to ``sys.stdout`` as plain output, anything else to ``sys.stderr`` (a red box)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -54,7 +56,8 @@ class _CellStderr(logging.StreamHandler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            write_under(sys.stderr, _latest_cell, self.format(record) + self.terminator)
+            stream = sys.stdout if getattr(record, "news", False) else sys.stderr
+            write_under(stream, _latest_cell, self.format(record) + self.terminator)
         except Exception:  # blind: logging's own rule: a handler reports its failure with handleError
             self.handleError(record)
 

@@ -32,6 +32,7 @@ from .._secrets import private_dir, redact, write_private
 from ..errors import BadArgument, BrokerError, ConnectionFailed
 from .broker import Broker, is_loopback
 from .config import Ports, ServerConfig
+from .connection import NEWS
 from .joined import LEAF_SUFFIX, Seat, join_file, joined, leaf_remote, leaf_user  # noqa: F401  (trashlab.servers.classroom.joined, ...)
 from .progress import PROGRESS
 from .rawclient import login
@@ -378,7 +379,7 @@ def join(line: str, *, check: bool = True, remember: bool = True) -> Seat:
     if seat.client_url:
         os.environ["NATS_URL"] = seat.client_url
     log.warning("trashlab: joined the class as %s: brokers you start from now on connect to the hub %s",
-                seat.student, redact(seat.leaf_url))
+                seat.student, redact(seat.leaf_url), extra=NEWS)
     return seat
 
 

@@ -29,6 +29,9 @@ from ..errors import BadArgument, ConnectionFailed, NoServerKnown
 from . import names
 
 log = logging.getLogger("trashlab")
+#: ``extra=`` of a log line that is news, not a problem (lost, reconnected): a kernel shows it as plain
+#: output (stdout), not in a red stderr box (see :mod:`trashlab.notebook.kernel`)
+NEWS = {"news": True}
 
 Servers = Union[str, Sequence[str], None]
 _SUBJECT_TOKEN = re.compile(r"^[^\s.*>]+$")
@@ -292,19 +295,20 @@ async def _connect(urls: list, name: str, on_error: Optional[Callable[[Exception
         state["down"] = True
         text = describe(e)
         if "EOF" in text or "reset" in text or "refused" in text:
-            log.warning("trashlab [%s]: lost the connection to %s (%s), reconnecting...", name, where(), text)
+            log.warning("trashlab [%s]: lost the connection to %s (%s), reconnecting...", name, where(), text,
+                        extra=NEWS)
         else:
             log.warning("trashlab [%s]: %s", name, text)
 
     async def disconnected_cb() -> None:
         if not nc.is_closed and not state["down"] and nc not in _hushed:
-            log.warning("trashlab [%s]: disconnected from %s, reconnecting...", name, where())
+            log.warning("trashlab [%s]: disconnected from %s, reconnecting...", name, where(), extra=NEWS)
         state["down"] = True
 
     async def reconnected_cb() -> None:
         state["down"] = False
         if nc not in _hushed:
-            log.warning("trashlab [%s]: reconnected to %s", name, where())
+            log.warning("trashlab [%s]: reconnected to %s", name, where(), extra=NEWS)
 
     opts: dict[str, Any] = dict(name=name, allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
                 connect_timeout=2, ping_interval=10, max_outstanding_pings=3,

@@ -18,7 +18,7 @@ import time
 from typing import Iterable, Mapping, Optional
 
 from .. import _hooks
-from ..servers.connection import Servers, resolve_servers
+from ..servers.connection import NEWS, Servers, resolve_servers
 from ..errors import BadArgument, ServiceFailed, ServiceStartTimeout
 from ..message import SUBJECT
 from ..servers.processes import ManagedProcess, python_command, stop_processes
@@ -219,7 +219,7 @@ def broker_moved(old_hostport: str, new_hostport: str) -> None:
     for svc in list(_running.values()):
         if svc.alive and any(old.search(v) for v in svc.env.values()):
             log.warning("trashlab: %s %r restarts to follow its broker from %s to %s", svc.role, svc.name,
-                        old_hostport, new_hostport)
+                        old_hostport, new_hostport, extra=NEWS)
             svc._respawn(svc.args, {k: old.sub(new_hostport, v) for k, v in svc.env.items()})
 
 
