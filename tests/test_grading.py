@@ -645,7 +645,8 @@ def test_each_wrong_program_is_a_program_and_differs_from_the_right_one(grade_id
 
 
 #: Notebooks whose exercises keep their answers off the student's page (issue 21; the others follow).
-ANSWER_OFF_THE_PAGE = ("03-simulator", "04-report-service", "05-clustering", "05b-jetstream")
+ANSWER_OFF_THE_PAGE = ("03-simulator", "04-report-service", "05-clustering", "05b-jetstream",
+                       "07-multiple-simulators")
 #: Shorter solution lines (``await nc.drain()``) are common idioms, not the answer.
 LONGEST_IDIOM = 24
 
