@@ -8,6 +8,8 @@ connection), never with what the student's code reports about itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import subprocess
 import sys
@@ -20,6 +22,7 @@ from trashlab import checks
 from trashlab.errors import CheckFailed
 
 from conftest import recorded_alive
+from test_grading import KV_PY, READ_BATCH
 
 
 async def fails(check, *args, **kwargs) -> str:
@@ -98,6 +101,94 @@ async def test_publish_acked_against_the_stream(capsys):
     assert "return its .seq" in await fails(checks.check_publish_acked, the_ack)
     assert "the stream holds" in await fails(checks.check_publish_acked, counted_from_one)
     assert "holds nothing under 0" in await fails(checks.check_publish_acked, core_only)
+
+
+
+# ----- 05b by hand: stream, publish with a message id, durable consumer, key-value bucket ---------------
+async def make_stream(js, name, subjects):
+    await js.add_stream(name=name, subjects=subjects)
+
+
+async def publish_once(js, subject, payload, msg_id):
+    return (await js.publish(subject, payload, headers={"Nats-Msg-Id": msg_id})).seq
+
+
+def defined(source: str) -> dict:
+    """The names an answer cell's source defines (the reference answers live in test_grading)."""
+    names: dict = {}
+    exec(compile(source, "answer cell", "exec"), names)
+    return names
+
+
+def reader(durable=True, ack=True, fetch=None):
+    """The reference read_batch of 05b, or one of its mistakes."""
+    source = READ_BATCH
+    if not durable:
+        source = source.replace("durable=durable)", ")")
+    if not ack:
+        source = source.replace("await msg.ack()", "pass")
+    if fetch:
+        source = source.replace("psub.fetch(batch,", f"psub.fetch({fetch},")
+    return defined(source)["read_batch"]
+
+
+KV = defined(KV_PY)
+open_levels, save_level, load_level, follow_levels = (KV[n] for n in ("open_levels", "save_level", "load_level",
+                                                                       "follow_levels"))
+
+
+async def test_stream_and_publish_with_message_ids_against_the_servers_state(capsys):
+    async def no_subjects(js, name, subjects):
+        await js.add_stream(name=name)
+
+    async def no_id(js, subject, payload, msg_id):
+        return (await js.publish(subject, payload)).seq
+
+    async def own_count(js, subject, payload, msg_id):
+        await js.publish(subject, payload, headers={"Nats-Msg-Id": msg_id})
+        own_count.n = getattr(own_count, "n", 0) + 1
+        return own_count.n
+
+    await checks.check_make_stream(make_stream, subjects=["trash.north.level", "trash.*.alarm"])
+    await checks.check_publish_once(publish_once)
+    out = capsys.readouterr().out
+    assert "and it stored a reading published on each" in out and "2 retries acknowledged as duplicates" in out, out
+    assert "expected exactly" in await fails(checks.check_make_stream, no_subjects)
+    assert "Nats-Msg-Id None" in await fails(checks.check_publish_once, no_id)
+    assert "but the stream holds" in await fails(checks.check_publish_once, own_count)
+
+
+async def test_durable_reader_against_the_consumers_state(capsys):
+    await checks.check_read_acked(reader())
+    await checks.check_replay(reader())
+    out = capsys.readouterr().out
+    assert "with all 3 acknowledged" in out and "went on at reading #3" in out, out
+    assert "still waits for the acknowledgement of 3" in await fails(checks.check_read_acked, reader(ack=False))
+    assert "an ephemeral consumer" in await fails(checks.check_read_acked, reader(durable=False))
+    assert "expected the 3 stored next" in await fails(checks.check_read_acked, reader(fetch=10))
+    assert "still waits for the acknowledgement" in await fails(checks.check_replay, reader(ack=False))
+
+
+async def test_levels_in_a_bucket_through_a_restart_and_a_watch(capsys):
+    async def wiped(js, bucket):
+        with contextlib.suppress(Exception):
+            await js.delete_key_value(bucket)
+        return await js.create_key_value(bucket=bucket)
+
+    async def as_json(kv, can_id, level):
+        await kv.put(can_id, json.dumps({"level": level}).encode())
+
+    async def once(kv, levels):
+        for key in await kv.keys():
+            levels[key] = float((await kv.get(key)).value)
+
+    await checks.check_levels_kept(open_levels, save_level, load_level)
+    await checks.check_follow_levels(open_levels, follow_levels)
+    out = capsys.readouterr().out
+    assert "None for a can never saved" in out and "then 4 puts by another client" in out, out
+    assert "after a restart" in await fails(checks.check_levels_kept, wiped, save_level, load_level)
+    assert "as text" in await fails(checks.check_levels_kept, open_levels, as_json, load_level)
+    assert "keep watching" in await fails(checks.check_follow_levels, open_levels, once)
 
 
 # ----- 06: sim.py and rep.py stop on SIGTERM, the git step --------------------------------------------

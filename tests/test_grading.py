@@ -200,6 +200,46 @@ REP_QUEUE_PY = (REP_PY.replace("import os\n", "import os\nimport sys\n")
                 .replace('nc.subscribe("trash-level", cb=', 'nc.subscribe("trash-level", queue=group, cb=')
                 .replace('nc.subscribe("trash-report.level", cb=', 'nc.subscribe("trash-report.level", queue=group, cb='))
 
+
+#: A right durable reader (05b), the base of its wrong variants.
+READ_BATCH = """async def read_batch(js, subject, durable, batch):
+    psub = await js.pull_subscribe(subject, durable=durable)
+    msgs = await psub.fetch(batch, timeout=5)
+    for msg in msgs:
+        await msg.ack()
+    await psub.unsubscribe()
+    return [msg.data for msg in msgs]
+"""
+
+#: The report service's levels in a key-value bucket (05b), the base of its wrong variants.
+KV_PY = """import json
+
+from nats.js.errors import KeyNotFoundError
+
+
+async def open_levels(js, bucket):
+    return await js.create_key_value(bucket=bucket)
+
+
+async def save_level(kv, can_id, level):
+    await kv.put(can_id, str(level).encode())
+
+
+async def load_level(kv, can_id):
+    try:
+        entry = await kv.get(can_id)
+    except KeyNotFoundError:
+        return None
+    return float(entry.value)
+
+
+async def follow_levels(kv, levels):
+    watcher = await kv.watchall()
+    async for entry in watcher:
+        if entry is not None:
+            levels[entry.key] = float(entry.value)
+"""
+
 #: Realistic mistakes per exercise: grade_id of the answer cell -> wrong answers (each a whole cell, or
 #: ``(cell, test grade_ids)`` when it loses only those test cells of the exercise; otherwise it loses them all).
 #: Submission ``wrong-k`` answers every exercise with its k-th mistake (the reference where it has none).
@@ -349,20 +389,55 @@ WRONG = {
         REP_FAILOVER_PY.replace('    print(f"Connected to {nc.connected_url.hostname}:{nc.connected_url.port}")\n',
                                 "    # never says where it is\n"),
     ],
-    # 05b (optional): a publish the stream acknowledges (checked by reading the stream back)
-    "publish-acked": [
-        "async def publish_acked(js, subject, payload):\n"
-        "    return await js.publish(subject, payload)  # the ack, not its seq\n",
-        "async def publish_acked(js, subject, payload):\n"
-        "    return js.publish(subject, payload)  # missing await\n",
-        "async def publish_acked(js, subject, payload):\n"
-        "    await js.publish(subject, payload)\n    return 1  # constant\n",
-        "async def publish_acked(js, subject, payload):\n"
-        "    return (await js.publish(subject, payload)).seq + 1  # off by one\n",
-        "async def publish_acked(js, subject, payload):\n"
-        "    return (await js.publish('trash.level', payload)).seq  # no stream on that subject\n",
-        "async def publish_acked(js, subject, payload):\n    await js.publish(subject, payload)\n"
-        "    return (await js.publish(subject, payload)).seq  # stored twice\n",
+    # 05b (optional), JetStream by hand: each judged from the server's own stream, consumer and bucket state
+    "make-stream": [
+        "async def make_stream(js, name, subjects):\n"
+        "    await js.add_stream(name='TRASH', subjects=subjects)  # a fixed name, not the one given\n",
+        "async def make_stream(js, name, subjects):\n"
+        "    await js.add_stream(name=name)  # no subjects: the stream captures the subject named like it\n",
+        "async def make_stream(js, name, subjects):\n"
+        "    await js.add_stream(name=name, subjects=subjects[:1])  # only the first subject\n",
+        "async def make_stream(js, name, subjects):\n"
+        "    js.add_stream(name=name, subjects=subjects)  # missing await\n",
+    ],
+    "publish-once": [
+        "async def publish_once(js, subject, payload, msg_id):\n"
+        "    return (await js.publish(subject, payload)).seq  # no message id: a retry is stored twice\n",
+        "async def publish_once(js, subject, payload, msg_id):\n"
+        "    ack = await js.publish(subject, payload, headers={'Msg-Id': msg_id})  # not the header NATS reads\n"
+        "    return ack.seq\n",
+        "async def publish_once(js, subject, payload, msg_id):\n"
+        "    return await js.publish(subject, payload, headers={'Nats-Msg-Id': msg_id})  # the ack, not its seq\n",
+        "async def publish_once(js, subject, payload, msg_id):\n"
+        "    await js.publish(subject, payload, headers={'Nats-Msg-Id': msg_id})\n"
+        "    ack = await js.publish(subject, payload)  # published again, without the id\n"
+        "    return ack.seq\n",
+    ],
+    "read-batch": [
+        READ_BATCH.replace("durable=durable)", ")  # ephemeral: a random name, forgotten with its reader"),
+        READ_BATCH.replace("        await msg.ack()\n", "        pass  # never acknowledged: delivered again\n"),
+        READ_BATCH.replace("psub.fetch(batch,", "psub.fetch(10,  # not the batch asked for\n                             "),
+        READ_BATCH.replace("return [msg.data for msg in msgs]", "return msgs  # the messages, not their payloads"),
+        READ_BATCH.replace("durable=durable)", "durable='collector')  # a fixed name, not the one given"),
+    ],
+    "kv-levels": [
+        (KV_PY.replace("    return await js.create_key_value(bucket=bucket)",
+                       "    try:\n        await js.delete_key_value(bucket)  # starts empty: the levels are gone\n"
+                       "    except Exception:\n        pass\n    return await js.create_key_value(bucket=bucket)"),
+         ("kv-levels-check",)),
+        (KV_PY.replace("await kv.put(can_id, str(level).encode())",
+                       "await kv.put(can_id, json.dumps({'level': level}).encode())  # not the level as text"),
+         ("kv-levels-check",)),
+        (KV_PY.replace("    try:\n        entry = await kv.get(can_id)\n    except KeyNotFoundError:\n        return None\n",
+                       "    entry = await kv.get(can_id)  # raises for a can never saved\n"),
+         ("kv-levels-check",)),
+        (KV_PY.replace("    watcher = await kv.watchall()\n    async for entry in watcher:\n        if entry is not None:\n"
+                       "            levels[entry.key] = float(entry.value)\n",
+                       "    for key in await kv.keys():  # once, then returns: misses every later change\n"
+                       "        levels[key] = float((await kv.get(key)).value)\n"),
+         ("kv-follow-check",)),
+        (KV_PY.replace("levels[entry.key] = float(entry.value)", "levels[entry.key] = entry.value  # bytes, not a float"),
+         ("kv-follow-check",)),
     ],
     # 06: sim.py and rep.py stop on SIGTERM (rep.py by draining), both committed in lab5/
     "sim-stop": [
@@ -649,14 +724,17 @@ def test_student_version_has_no_solutions_or_hidden_tests():
 @pytest.mark.quick
 @pytest.mark.parametrize("grade_id, right", [("sim-py", SIM_PY), ("rep-py", REP_PY), ("sim-stop", SIM_STOP_PY),
                                              ("rep-drain", REP_DRAIN_PY), ("alert-py", ALERT_PY),
-                                             ("rep-queue", REP_QUEUE_PY)])
+                                             ("rep-queue", REP_QUEUE_PY), ("read-batch", READ_BATCH),
+                                             ("kv-levels", KV_PY)])
 def test_each_wrong_program_is_a_program_and_differs_from_the_right_one(grade_id, right):
     """A variant whose replacement matched nothing would be the right program: a test that cannot fail."""
     for entry in wrong_answers(grade_id):
         cell = mistake_source(entry)
         assert cell != right, f"{grade_id}: a wrong variant is the right program (its replace() matched nothing)"
-        assert cell.startswith("%%writefile "), cell[:40]
-        compile(cell.split("\n", 1)[1], f"{grade_id} variant", "exec")
+        if right.startswith("%%writefile "):
+            assert cell.startswith("%%writefile "), cell[:40]
+            cell = cell.split("\n", 1)[1]
+        compile(cell, f"{grade_id} variant", "exec")
 
 
 @pytest.mark.quick
@@ -667,8 +745,8 @@ def test_each_wrong_commit_function_compiles_and_differs_from_the_right_one():
 
 
 #: Notebooks whose exercises keep their answers off the student's page (issue 21; the others follow).
-ANSWER_OFF_THE_PAGE = ("01-private-network", "02-nats-broker", "03-simulator", "04-report-service", "06-cleanup",
-                       "08-multiple-subscribers", "09-capstone")
+ANSWER_OFF_THE_PAGE = ("01-private-network", "02-nats-broker", "03-simulator", "04-report-service", "05-clustering",
+                       "05b-jetstream", "06-cleanup", "07-multiple-simulators", "08-multiple-subscribers", "09-capstone")
 #: Shorter solution lines (``await nc.drain()``) are common idioms, not the answer.
 LONGEST_IDIOM = 24
 

@@ -23,7 +23,7 @@ SOURCES = sorted((ROOT / "course" / "source").glob("*/*.ipynb"))
 
 #: Notebooks not converted yet (other branches are changing them): the lead removes each name as its
 #: branch is merged, until this set is empty.
-NOT_YET = {"05-clustering", "05b-jetstream", "07-multiple-simulators"}
+NOT_YET: "set[str]" = set()
 
 
 def _source(cell: dict) -> str:

@@ -118,7 +118,10 @@ from .report import (check_latest_levels as check_latest_levels, check_rep_level
                      check_rep_reports as check_rep_reports, check_rep_unknown as check_rep_unknown,
                      check_requester as check_requester, check_responder as check_responder)
 from .cluster import check_outage as check_outage
-from .jetstream import check_publish_acked as check_publish_acked
+from .jetstream import (check_follow_levels as check_follow_levels, check_levels_kept as check_levels_kept,
+                        check_make_stream as check_make_stream, check_publish_acked as check_publish_acked,
+                        check_publish_once as check_publish_once, check_read_acked as check_read_acked,
+                        check_replay as check_replay)
 from .cleanup import (check_git_commit as check_git_commit, check_rep_drain as check_rep_drain,
                       check_shut_down as check_shut_down, check_sim_stop as check_sim_stop)
 from .rates import check_rate as check_rate
