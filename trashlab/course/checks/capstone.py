@@ -265,8 +265,8 @@ def _parsed(reply: bytes, what: str) -> Any:
     try:
         value = json.loads(reply)
     except ValueError:
-        raise failed(f"{what}: the reply {reply[:60]!r} is not JSON: reply with json.dumps(list_of_can_ids)"
-                     ) from None
+        msg = f"{what}: the reply {reply[:60]!r} is not JSON: reply with json.dumps(list_of_can_ids)"
+        raise failed(msg) from None  # a ✘ line for the student; the reply is in it
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise failed(f"{what}: the reply is {_short(value)}: expected a JSON list of can ids as strings, "
                      "like the readings' can_id, e.g. [\"17\", \"135\"]")
