@@ -1006,3 +1006,53 @@ def test_sandbox_keeps_the_package_course_gradebook_and_home(cheated):
     printed = "".join(out.get("text", "") for c in nb.cells for out in c.get("outputs", []))
     for what in ("package", "course", "gradebook", "home"):
         assert f"refused {what}" in printed, f"the {what} write was not even tried, or not refused: {printed[-2000:]}"
+
+
+@pytest.mark.quick
+def test_autograde_without_a_sandbox_names_the_fix(tmp_path, capsys, monkeypatch):
+    """No bubblewrap on PATH: one line naming the install and --no-sandbox, nothing graded."""
+    from trashlab_instructor import sandbox
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    sandbox.problem.cache_clear()
+    try:
+        with pytest.raises(sandbox.SandboxUnavailable, match="apt-get install bubblewrap.*--no-sandbox"):
+            grading.autograde(tmp_path, REPO)
+        assert grading.main(["autograde", str(tmp_path)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "no `bwrap` on PATH" in err[0], err
+    finally:
+        sandbox.problem.cache_clear()
+    assert not (REPO / "course" / "submitted").exists()
+
+
+@pytest.mark.quick
+def test_the_judge_gets_only_the_answer_and_the_instructors_cells():
+    """The judge's job for a test cell: the instructor's test cell with its hidden tests, the notebook's imports
+    and the values it names from plain cells, and only that exercise's answer (a program as a file)."""
+    from trashlab_instructor import judge
+
+    def cell(kind, source, **meta):
+        return {"cell_type": kind, "source": source, "metadata": {"nbgrader": meta} if meta else {}}
+
+    source = {"cells": [
+        cell("code", "import nats\nbroker = make_broker()\nprint('walkthrough')"),
+        cell("code", "def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION", solution=True, grade_id="f"),
+        cell("code", "import importlib\nm = importlib.import_module('x')\nawait m.check(f, broker)\n"
+             "### BEGIN HIDDEN TESTS\nawait m.check(f, broker, 2)\n### END HIDDEN TESTS",
+             grade=True, grade_id="f-check", points=2),
+        cell("code", "%%writefile sim.py\nprint('sim')", solution=True, grade_id="sim"),
+        cell("code", "await m.check_sim('sim.py')", grade=True, grade_id="sim-check", points=3)]}
+    submitted = {"cells": [
+        cell("code", "import os\nos.system('evil')  # a cell of the student's own: never judged"),
+        cell("code", "def f():\n    return 2", solution=True, grade_id="f"),
+        cell("code", "await m.check(f, broker)  # changed by the student: the source's is judged",
+             grade=True, grade_id="f-check", points=2),
+        cell("code", "%%writefile sim.py\nprint('mine')", solution=True, grade_id="sim")]}
+    jobs = {j.test_id: j for j in judge.plan(source, submitted)}
+    f, sim = jobs["f-check"], jobs["sim-check"]
+    assert f.context == ["import nats", "broker = make_broker()"], f.context
+    assert f.setup == ["import importlib", "m = importlib.import_module('x')"], f.setup
+    assert f.check.count("await m.check(") == 2 and "HIDDEN" not in f.check, f.check
+    assert f.answer == "def f():\n    return 2\n" and not f.files and f.points == 2
+    assert sim.files == {"sim.py": "print('mine')"} and sim.answer == "" and "evil" not in repr(jobs)

@@ -386,10 +386,12 @@ def _apply_verdicts(root: Path, student: str, name: str, verdicts: Dict[str, "_j
 
 
 def _report(result: dict) -> dict:
-    refused = {k: v["why"] for k, v in result.get("judged", {}).items() if not v["passed"]}
+    judged = result.get("judged", {})
+    refused = {k: v["why"] for k, v in judged.items() if not v["passed"]}
+    slowest = max((v["seconds"] for v in judged.values()), default=0.0)
     print(f"autograded {result['student']}/{result['assignment']}: {result['score']:g}/{result['max_score']:g} "
-          f"points in {result['seconds']:.1f} s" + (f"; failed outside the kernel: {refused}" if refused else ""),
-          flush=True)
+          f"points in {result['seconds']:.1f} s (its slowest judge {slowest:.1f} s)"
+          + (f"; failed outside the kernel: {refused}" if refused else ""), flush=True)
     return result
 
 

@@ -289,7 +289,7 @@ def _arm(flags: List[str]) -> None:
             return
         busy[0] = True
         try:
-            frame = getframe(1)
+            frame: Any = getframe(1)
             for _ in range(3):  # the code doing it, or a helper it called
                 if frame is None:
                     break
