@@ -1056,3 +1056,4 @@ def test_the_judge_gets_only_the_answer_and_the_instructors_cells():
     assert f.check.count("await m.check(") == 2 and "HIDDEN" not in f.check, f.check
     assert f.answer == "def f():\n    return 2\n" and not f.files and f.points == 2
     assert sim.files == {"sim.py": "print('mine')"} and sim.answer == "" and "evil" not in repr(jobs)
+    assert not f.files, "a program written after the exercise reached its judge"

@@ -7,7 +7,8 @@ each test cell of a submission, autograde also starts one fresh Python process (
 test cell names (``broker`` in 02), the test cell itself (hidden tests included), and from the submission
 only that exercise's answer: a program file (``%%writefile sim.py``) is written as a file and never runs
 inside the judge (the check runs it as its own process), an answer function's source is executed after the
-check module is imported. Nothing else of the submission (no other cell, no output) reaches it.
+check module is imported. The programs earlier answer cells of the notebook wrote are written too (a later
+check may run them); nothing else of the submission (no other cell, no output) reaches it.
 
 Inside the judge, in this order: the job is read from stdin, the process makes itself undumpable (a
 program it starts cannot ptrace it or open its file descriptors), the context and the test cell's leading
@@ -163,16 +164,20 @@ def plan(source_nb: Any, submitted_nb: Any) -> List[Job]:
             given[meta["grade_id"]] = _text(cell.get("source"))
     jobs: List[Job] = []
     answer_id: Optional[str] = None
+    files: Dict[str, str] = {}  # the programs the submission's answer cells wrote so far (a later check may run them)
     for index, cell in enumerate(cells):
         meta = _meta(cell)
         if cell.get("cell_type") != "code" or not meta:
             continue
         if meta.get("solution"):
             answer_id = meta["grade_id"]
+            program = _WRITEFILE.match(given.get(answer_id, "").partition("\n")[0].strip())
+            if program:
+                files[program.group(2)] = given[answer_id].partition("\n")[2]
             continue
         if not meta.get("grade") or answer_id is None:
             continue
-        job = Job(meta["grade_id"], float(meta.get("points") or 0), answer_id)
+        job = Job(meta["grade_id"], float(meta.get("points") or 0), answer_id, files=dict(files))
         answer = given.get(answer_id, "")
         first, _, rest = answer.partition("\n")
         written = _WRITEFILE.match(first.strip())
