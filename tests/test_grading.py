@@ -986,3 +986,235 @@ def test_feedback_and_csv_export(graded, tmp_path):
     rows = [dict(zip(header, line.split(","))) for line in csv[1:]]
     assert {(r["student_id"], r["assignment"]) for r in rows} >= {("reference", n) for n in graded["plan"]}
     assert all(re.fullmatch(r"[0-9.]+", r["score"]) for r in rows)
+
+
+# ----- grades computed where the student cannot reach (issue 21) ------------------------------------------
+#: Notebooks the cheats are tried on (the issue's figures: 3/4 in 02, 2/6 in 03, 4/7 in 04 with no answer).
+CHEAT_NOTEBOOKS = ("02-nats-broker", "03-simulator", "04-report-service")
+#: No-op checks that print ✔, for the cheats below.
+_NOOP = ("async def _ok(*args, **kwargs):\n    print('✔ all good')\n\n"
+         "import trashlab.course.checks as _all\nfor _name, _module in list(sys.modules.items()):\n"
+         "    if _name.startswith('trashlab.course.checks'):\n        for _key in dir(_module):\n"
+         "            if _key.startswith('check_'):\n                setattr(_module, _key, _ok)\n")
+#: Cheats, each the top of the first code answer cell of a notebook: name -> (code, notebooks, the answers:
+#: "stub" = nothing answered, every automatic point must be 0; "reference" = right answers, yet the patched
+#: exercise must score 0).
+CHEATS = {
+    "reload": ("import importlib\nimport sys\nimportlib.reload = lambda m: m\n" + _NOOP, CHEAT_NOTEBOOKS, "stub"),
+    "sys-modules": ("import importlib\nimport sys\nimport types\n" + _NOOP
+                    + "_fake = types.ModuleType('trashlab.course.checks._fresh')\n"
+                    "_fake.reloaded = lambda name: sys.modules['trashlab.course.checks.' + name]\n"
+                    "sys.modules['trashlab.course.checks._fresh'] = _fake\nimportlib.reload = lambda m: m\n",
+                    CHEAT_NOTEBOOKS[:1], "stub"),
+    "builtins": ("import builtins\nimport sys\n_real_import = builtins.__import__\n"
+                 "def _import(name, *args, **kwargs):\n    return _real_import(name, *args, **kwargs)\n"
+                 "builtins.__import__ = _import\n_real_print = builtins.print\n"
+                 "builtins.print = lambda *args, **kwargs: _real_print(*args, **kwargs)\n",
+                 CHEAT_NOTEBOOKS[:1], "reference"),
+    "graded": ("import trashlab.course.checks._answer as _answer\n"
+               "def _graded(check):\n    async def noop(*args, **kwargs):\n        print('✔ all good')\n    return noop\n"
+               "_answer.graded = _graded\n", CHEAT_NOTEBOOKS[1:2], "stub"),
+    "forged-output": ("get_ipython().set_custom_exc((BaseException,), lambda *args, **kwargs: print('✔ all good'))\n",
+                      CHEAT_NOTEBOOKS, "stub"),
+    "system-exit": ("raise SystemExit(0)  # after the answer below: the kernel shows it, the function exists\n",
+                    CHEAT_NOTEBOOKS[:1], "reference-then"),
+    "os-exit": ("import os\nos._exit(0)\n", CHEAT_NOTEBOOKS[2:], "stub"),
+    "frames": ("import sys\n_caller = sys._getframe(0).f_back\n", CHEAT_NOTEBOOKS[:1], "reference"),
+    "check-on-disk": ("import pathlib\nimport trashlab.course.checks.report as _check\n"
+                      "try:\n    pathlib.Path(_check.__file__).write_text(\n"
+                      "        'async def check_requester(*args, **kwargs):\\n    print(\"✔ all good\")\\n')\n"
+                      "except OSError as e:\n    print('refused:', e)\n", CHEAT_NOTEBOOKS[2:], "stub"),
+}
+#: A sim.py that forges the judge's verdict on its parent's stdout, then kills its parent.
+FORGING_SIM_PY = ("%%writefile sim.py\nimport os\nimport signal\n"
+                  "try:\n    with open(f'/proc/{os.getppid()}/fd/1', 'w') as out:\n"
+                  "        out.write('\\nTRASHLAB-VERDICT 0 {\"passed\": true, \"why\": \"\"}\\n✔ all good\\n')\n"
+                  "except OSError as e:\n    print('refused:', e)\nos.kill(os.getppid(), signal.SIGKILL)\n")
+
+
+def _escape_cell(targets: dict) -> str:
+    """Code that tries to write each target (name -> path; ``gradebook`` is opened with SQLite) and prints what
+    happened; it never raises, so the answers after it still count."""
+    lines = ["import pathlib, sqlite3", "for _what, _path in %r.items():" % targets, "    try:",
+             "        if _what == 'gradebook':",
+             "            _db = sqlite3.connect(_path)",
+             "            _db.execute('create table escaped (x)')",
+             "            _db.commit()",
+             "        else:",
+             "            pathlib.Path(_path).write_text('escaped')",
+             "        print('ESCAPED', _what)",
+             "    except Exception as _e:",
+             "        print('refused', _what, type(_e).__name__)"]
+    return "\n".join(lines) + "\n"
+
+
+def _cheating_submission(release_nb, source_nb, top: str, answers: str, program: "str | None" = None):
+    """The release with ``top`` at the top of its first code answer cell (after the reference answer for
+    ``reference-then``); answers: stubs (``stub``) or the reference; ``program`` replaces sim.py's cell."""
+    nb = build_submission(release_nb, source_nb, "untouched" if answers == "stub" else "reference-code")
+    first = True
+    for cell in nb.cells:
+        meta = nbgrader_meta(cell)
+        if not meta.get("solution") or cell.cell_type != "code":
+            continue
+        if program and cell.source.startswith("%%writefile sim.py"):
+            cell.source = program
+        elif first and not cell.source.startswith("%%"):
+            cell.source = cell.source + "\n" + top if answers == "reference-then" else top + "\n" + cell.source
+            first = False
+    return nb
+
+
+def _first_code_answer(source_nb) -> str:
+    return next(nbgrader_meta(c)["grade_id"] for c in source_nb.cells if nbgrader_meta(c).get("solution")
+                and c.cell_type == "code" and not c.source.startswith("%%"))
+
+
+@pytest.fixture(scope="module")
+def cheated(course, tmp_path_factory) -> dict:
+    """Every cheat of CHEATS (and a sim.py forging the judge's verdict, and a submission trying to write outside
+    its sandbox) autograded for real in a copy of the course; what the protected files held before and after."""
+    root = tmp_path_factory.mktemp("cheat-course")
+    shutil.copytree(course, root, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("submitted", "autograded", "feedback"))
+    folder = tmp_path_factory.mktemp("cheats")
+    sources = source_notebooks()
+    names = [n for n in CHEAT_NOTEBOOKS if n in sources]
+    expected: dict = {}
+    for cheat, (top, notebooks, answers) in CHEATS.items():
+        for name in notebooks:
+            if name not in names:
+                continue
+            release_nb = nbformat.read(root / "course" / "release" / name / f"{name}.ipynb", as_version=4)
+            (folder / cheat).mkdir(exist_ok=True)
+            nbformat.write(_cheating_submission(release_nb, sources[name], top, answers), folder / cheat / f"{name}.ipynb")
+            expected[f"{cheat}/{name}"] = (answers, _first_code_answer(sources[name]))
+    if "03-simulator" in names:
+        release_nb = nbformat.read(root / "course" / "release" / "03-simulator" / "03-simulator.ipynb", as_version=4)
+        (folder / "forged-verdict").mkdir()
+        nbformat.write(_cheating_submission(release_nb, sources["03-simulator"], "", "stub", program=FORGING_SIM_PY),
+                       folder / "forged-verdict" / "03-simulator.ipynb")
+        expected["forged-verdict/03-simulator"] = ("stub", None)
+    marker = f"trashlab-escape-{secrets.token_hex(4)}"
+    targets = {"package": str(REPO / "trashlab" / marker), "course": str(root / "course" / marker),
+               "gradebook": str(root / "course" / "gradebook.db"), "home": str(Path.home() / marker)}
+    name = names[0]
+    release_nb = nbformat.read(root / "course" / "release" / name / f"{name}.ipynb", as_version=4)
+    (folder / "escape").mkdir()
+    nbformat.write(_cheating_submission(release_nb, sources[name], _escape_cell(targets), "reference"),
+                   folder / "escape" / f"{name}.ipynb")
+    protected = sorted((REPO / "trashlab").rglob("*.py"))
+    before = {p: p.read_bytes() for p in protected}
+    try:
+        results = grading.autograde(folder, root, jobs=JOBS)
+    finally:
+        changed = [p for p in protected if p.read_bytes() != before[p]]
+        for p in changed:
+            p.write_bytes(before[p])  # a sandbox that failed must not leave the checkout broken
+        escaped = [t for w, t in targets.items() if w != "gradebook" and Path(t).exists()]
+        for t in escaped:
+            Path(t).unlink()
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(root / "course" / "gradebook.db")) as db:
+        tables = {r[0] for r in db.execute("select name from sqlite_master where type='table'")}
+    return {"root": root, "results": results, "scores": grading.scores(root), "expected": expected,
+            "changed": changed, "escaped": escaped, "tables": tables, "escape": f"escape/{name}"}
+
+
+def _automatic(nb) -> "dict[str, float]":
+    return {gid: points for _, tests in exercises(nb) for gid, points in tests}
+
+
+def test_cheats_earn_nothing_outside_the_kernel(cheated):
+    """Each cheat (a patched reload, checks, helpers, builtins, sys.modules entries, a forged ✔ in place of the
+    check's error, SystemExit, os._exit, frames, a rewritten check module, a sim.py forging the judge's verdict)
+    scores 0 for the exercise it sits in under real nbgrader; the rest of the notebook scores as it would."""
+    sources = source_notebooks()
+    assert cheated["expected"], "no cheat was tried (TRASHLAB_GRADE_ONLY left out 02-04?)"
+    for key, (answers, patched) in cheated["expected"].items():
+        name = key.split("/")[1]
+        got = cheated["scores"][key]
+        tests = dict(exercises(sources[name]))
+        automatic = _automatic(sources[name])
+        if answers == "stub":
+            wrong = {gid: got.get(gid) for gid in automatic if got.get(gid)}
+            assert not wrong, f"{key}: with no answer written, the cheat scored {wrong} ({got})"
+            continue
+        lost = {gid for gid, _ in tests[patched]}
+        for gid, points in automatic.items():  # the reference answers get full marks (tested above)
+            expected = 0 if gid in lost else points
+            assert got[gid] == expected, f"{key}: {gid} scored {got[gid]}, expected {expected} ({got})"
+    judged = {f"{r['student']}/{r['assignment']}": r.get("judged", {}) for r in cheated["results"]}
+    for key, (answers, patched) in cheated["expected"].items():
+        if answers != "stub":
+            name = key.split("/")[1]
+            refused = [gid for gid, _ in dict(exercises(sources[name]))[patched] if not judged[key][gid]["passed"]]
+            assert refused, f"{key}: the judge passed the patched exercise {patched}: {judged[key]}"
+
+
+def test_sandbox_keeps_the_package_course_gradebook_and_home(cheated):
+    """A submission that tries to write into the trashlab package, the course folder, the gradebook and the
+    instructor's home is refused each time, and its right answers still get their full marks."""
+    assert not cheated["changed"], f"a submission rewrote the package's files: {cheated['changed']}"
+    assert not cheated["escaped"], f"a submission wrote outside its sandbox: {cheated['escaped']}"
+    assert "escaped" not in cheated["tables"], "a submission wrote into course/gradebook.db"
+    key = cheated["escape"]
+    name = key.split("/")[1]
+    full = sum(_automatic(source_notebooks()[name]).values())
+    assert cheated["scores"][key]["score"] == full, f"{key}: the right answers scored {cheated['scores'][key]}, not {full}"
+    nb = nbformat.read(cheated["root"] / "course" / "autograded" / "escape" / name / f"{name}.ipynb", as_version=4)
+    printed = "".join(out.get("text", "") for c in nb.cells for out in c.get("outputs", []))
+    for what in ("package", "course", "gradebook", "home"):
+        assert f"refused {what}" in printed, f"the {what} write was not even tried, or not refused: {printed[-2000:]}"
+
+
+@pytest.mark.quick
+def test_autograde_without_a_sandbox_names_the_fix(tmp_path, capsys, monkeypatch):
+    """No bubblewrap on PATH: one line naming the install and --no-sandbox, nothing graded."""
+    from trashlab_instructor import sandbox
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    sandbox.problem.cache_clear()
+    try:
+        with pytest.raises(sandbox.SandboxUnavailable, match="apt-get install bubblewrap.*--no-sandbox"):
+            grading.autograde(tmp_path, REPO)
+        assert grading.main(["autograde", str(tmp_path)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "no `bwrap` on PATH" in err[0], err
+    finally:
+        sandbox.problem.cache_clear()
+    assert not (REPO / "course" / "submitted").exists()
+
+
+@pytest.mark.quick
+def test_the_judge_gets_only_the_answer_and_the_instructors_cells():
+    """The judge's job for a test cell: the instructor's test cell with its hidden tests, the notebook's imports
+    and the values it names from plain cells, and only that exercise's answer (a program as a file)."""
+    from trashlab_instructor import judge
+
+    def cell(kind, source, **meta):
+        return {"cell_type": kind, "source": source, "metadata": {"nbgrader": meta} if meta else {}}
+
+    source = {"cells": [
+        cell("code", "import nats\nbroker = make_broker()\nprint('walkthrough')"),
+        cell("code", "def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION", solution=True, grade_id="f"),
+        cell("code", "import importlib\nm = importlib.import_module('x')\nawait m.check(f, broker)\n"
+             "### BEGIN HIDDEN TESTS\nawait m.check(f, broker, 2)\n### END HIDDEN TESTS",
+             grade=True, grade_id="f-check", points=2),
+        cell("code", "%%writefile sim.py\nprint('sim')", solution=True, grade_id="sim"),
+        cell("code", "await m.check_sim('sim.py')", grade=True, grade_id="sim-check", points=3)]}
+    submitted = {"cells": [
+        cell("code", "import os\nos.system('evil')  # a cell of the student's own: never judged"),
+        cell("code", "def f():\n    return 2", solution=True, grade_id="f"),
+        cell("code", "await m.check(f, broker)  # changed by the student: the source's is judged",
+             grade=True, grade_id="f-check", points=2),
+        cell("code", "%%writefile sim.py\nprint('mine')", solution=True, grade_id="sim")]}
+    jobs = {j.test_id: j for j in judge.plan(source, submitted)}
+    f, sim = jobs["f-check"], jobs["sim-check"]
+    assert f.context == ["import nats", "broker = make_broker()"], f.context
+    assert f.setup == ["import importlib", "m = importlib.import_module('x')"], f.setup
+    assert f.check.count("await m.check(") == 2 and "HIDDEN" not in f.check, f.check
+    assert f.answer == "def f():\n    return 2\n" and not f.files and f.points == 2
+    assert sim.files == {"sim.py": "print('mine')"} and sim.answer == "" and "evil" not in repr(jobs)
+    assert not f.files, "a program written after the exercise reached its judge"

@@ -8,6 +8,7 @@ grades come per part of the lab. The student version in ``notebooks/`` is genera
     python -m trashlab_instructor generate --check    # exit 1 if notebooks/ is not what generation gives
     python -m trashlab_instructor autograde DIR       # DIR/<student>/<name>.ipynb → scores (time per submission)
     python -m trashlab_instructor autograde DIR -j 4  # four submissions at once (default: the cores, at most 4)
+    python -m trashlab_instructor autograde DIR --no-sandbox  # no bubblewrap here: grade with your own rights
     python -m trashlab_instructor feedback            # course/feedback/<student>/<name>/<name>.html
     python -m trashlab_instructor export grades.csv   # one row per student and assignment
     python -m trashlab_instructor gradebook           # gradebook.csv: one row per student (Canvas, Moodle)
@@ -19,8 +20,14 @@ grades come per part of the lab. The student version in ``notebooks/`` is genera
 Every step is nbgrader's own (its Python API, imported once per process: nbgrader takes seconds to
 import, so each submission's time is its grading alone), configured by ``nbgrader_config.py`` at the
 repository root; this module only adds the copy to ``notebooks/``, the drift check, the submissions
-folder and grading several submissions at once (each worker process grades one at a time; their
-notebooks start their own brokers on free ports, so they never meet).
+folder, grading several submissions at once (each worker process grades one at a time; their
+notebooks start their own brokers on free ports, so they never meet), and two defences against the
+submission itself:
+
+- every kernel nbgrader starts, and every judge, runs in a bubblewrap sandbox (``sandbox.py``): it cannot
+  write the package, the course folder, the gradebook or the instructor's home;
+- every test cell is judged again in a fresh process no notebook cell reaches (``judge.py``), at the same
+  time as nbgrader runs the notebook; a test cell keeps its points only when both passed it.
 nbgrader is an instructor/test tool (requirements-test.txt), imported only here and only when used.
 """
 
@@ -40,6 +47,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from trashlab.errors import BadArgument, TrashlabError
+
+from . import judge as _judge
+from . import sandbox as _sandbox
 
 CONFIG = "nbgrader_config.py"
 #: Folders and files of a course root that are working state, never part of a release or the repo.
@@ -240,12 +250,18 @@ def collect(submissions: Path, root: Path) -> List[tuple]:
 DEFAULT_JOBS = max(1, min(4, os.cpu_count() or 1))
 
 
-def autograde(submissions: Path, root: Optional[Path] = None, jobs: int = 1) -> List[dict]:
-    """Autograde every submission in a folder, ``jobs`` at a time; print and return student, assignment,
-    score, max, seconds (in the folder's order)."""
+def autograde(submissions: Path, root: Optional[Path] = None, jobs: int = 1, sandbox: bool = True) -> List[dict]:
+    """Autograde every submission in a folder, ``jobs`` at a time, each sandboxed (unless ``sandbox=False``) and
+    each test cell judged again outside the kernel; print and return student, assignment, score, max, seconds
+    and the judge's verdicts (in the folder's order)."""
     if not isinstance(jobs, int) or jobs < 1:
         raise BadArgument(f"jobs={jobs!r}: give how many submissions to grade at once (1 or more)")
+    _sandbox.require(sandbox)
     root = find_root(root)
+    if sandbox and "trashlab-kernelspec-" not in os.environ.get("JUPYTER_PATH", ""):
+        # nbgrader's kernels (here and in the workers, which inherit the environment) start sandboxed
+        os.environ["JUPYTER_PATH"] = os.pathsep.join(
+            p for p in (str(_sandbox.kernel_spec_folder()), os.environ.get("JUPYTER_PATH")) if p)
     if not (root / "course" / "gradebook.db").is_file():
         generate_release(root)  # the gradebook learns the assignments (and hidden tests) from generation
     found = collect(Path(submissions), root)
@@ -253,7 +269,7 @@ def autograde(submissions: Path, root: Optional[Path] = None, jobs: int = 1) -> 
         for student in sorted({student for student, _ in found}):
             gb.update_or_create_student(student)
     if jobs == 1 or len(found) == 1:
-        return [_report(_autograde_one(root, student, name)) for student, name in found]
+        return [_report(_autograde_one(root, student, name, sandbox)) for student, name in found]
     # Each worker is a fresh interpreter with its own nbgrader (spawn: nothing of this process's
     # threads, kernels or open gradebook is inherited); the gradebook is SQLite, which serialises
     # the short writes. The longest notebooks start first, so the last one does not run alone.
@@ -266,30 +282,118 @@ def autograde(submissions: Path, root: Optional[Path] = None, jobs: int = 1) -> 
     done: Dict[tuple, dict] = {}
     with ProcessPoolExecutor(max_workers=min(jobs, len(found)),
                              mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_autograde_one, root, student, name) for student, name in sorted(found, key=cost)]
+        futures = [pool.submit(_autograde_one, root, student, name, sandbox) for student, name in sorted(found, key=cost)]
         for future in as_completed(futures):
             result = _report(future.result())
             done[(result["student"], result["assignment"])] = result
     return [done[item] for item in found]
 
 
-def _autograde_one(root: Path, student: str, name: str) -> dict:
-    """``nbgrader autograde NAME --student STUDENT`` in this process; its score and time."""
+def _autograde_one(root: Path, student: str, name: str, sandbox: bool = True) -> dict:
+    """``nbgrader autograde NAME --student STUDENT`` in this process, and meanwhile the judge on every test cell;
+    a test cell keeps its points only when the judge passed it too. Its score, time and the judge's verdicts."""
+    import threading
+
     started = time.monotonic()
+    import nbformat
+
+    source = nbformat.read(root / "course" / "source" / name / f"{name}.ipynb", as_version=4)
+    submitted = nbformat.read(root / "course" / "submitted" / student / name / f"{name}.ipynb", as_version=4)
+    jobs = _judge.plan(source, submitted)
+    verdicts: Dict[str, "_judge.Verdict"] = {}
+    judging = threading.Thread(target=lambda: verdicts.update(_judge.judge_all(jobs, sandbox)), daemon=True)
+    judging.start()
     for attempt in (1, 2):
         result = api(root).autograde(name, student, force=True, create=False)
         # a gradebook write that waited too long for another grader's: grade it again, once
         if result.get("success") or attempt == 2 or "database is locked" not in str(result.get("log", "")):
             break
+    failed_run = _notebook_failed(result)
+    if failed_run:
+        result = _autograde_as_unanswered(root, student, name)
     _run(result, f"autograde {name} --student {student}")
+    judging.join()
+    missing = [job.test_id for job in jobs if job.test_id not in verdicts]
+    if missing:
+        raise GradingError(f"the judge gave no verdict for {student}/{name} {missing}")
+    if failed_run:
+        verdicts = {k: _judge.Verdict(k, v.points, False, failed_run, v.output, v.seconds) for k, v in verdicts.items()}
+    _apply_verdicts(root, student, name, verdicts)
     seconds = time.monotonic() - started
     score, max_score = _score(root, student, name)
-    return {"student": student, "assignment": name, "score": score, "max_score": max_score, "seconds": seconds}
+    return {"student": student, "assignment": name, "score": score, "max_score": max_score, "seconds": seconds,
+            "judged": {k: {"passed": v.passed, "why": v.why, "seconds": v.seconds} for k, v in verdicts.items()}}
+
+
+#: What nbgrader's log says when the submission itself stopped the run (its kernel died, a cell never ended).
+_NOTEBOOK_FAULTS = ("DeadKernelError", "Kernel died", "CellTimeoutError")
+
+
+def _notebook_failed(result: dict) -> str:
+    """Why nbgrader could not run the submission to the end because of the submission (empty: it could)."""
+    if result.get("success"):
+        return ""
+    log = str(result.get("log", "")) + str(result.get("error", ""))
+    fault = next((f for f in _NOTEBOOK_FAULTS if f in log), "")
+    if not fault:
+        return ""
+    return (f"the notebook did not run to its end ({fault}: its kernel died or a cell never ended): "
+            "graded as unanswered")
+
+
+def _autograde_as_unanswered(root: Path, student: str, name: str) -> dict:
+    """Autograde the release notebook in the submission's place (every automatic point 0, written answers
+    blank), so the gradebook has the submission; the student's notebook stays beside it as ``.failed``."""
+    folder = root / "course" / "submitted" / student / name
+    notebook = folder / f"{name}.ipynb"
+    kept = folder / f"{name}.ipynb.failed"
+    shutil.copyfile(notebook, kept)
+    shutil.copyfile(root / "course" / "release" / name / f"{name}.ipynb", notebook)
+    try:
+        return api(root).autograde(name, student, force=True, create=False)
+    finally:
+        shutil.copyfile(kept, notebook)
+
+
+def _apply_verdicts(root: Path, student: str, name: str, verdicts: Dict[str, "_judge.Verdict"]) -> None:
+    """A test cell the judge failed scores 0 in the gradebook, and its cell in the autograded notebook (hence the
+    feedback) says why under what the kernel printed."""
+    failed = {k: v for k, v in verdicts.items() if not v.passed}
+    if not failed:
+        return
+    for attempt in range(5):
+        try:
+            with api(root).gradebook as gb:
+                for test_id in failed:
+                    grade = gb.find_grade(test_id, name, name, student)
+                    grade.auto_score = 0.0
+                gb.db.commit()
+            break
+        except Exception as e:  # blind: SQLite "database is locked" by another grader: again, then give up
+            if "locked" not in str(e) or attempt == 4:
+                raise
+            time.sleep(0.5 * (attempt + 1))  # back-off before writing the gradebook again
+    import nbformat
+
+    path = root / "course" / "autograded" / student / name / f"{name}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        test_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if test_id in failed and cell.cell_type == "code":
+            last = "\n".join(failed[test_id].output.strip().splitlines()[-5:])
+            cell.outputs.append(nbformat.v4.new_output(
+                "stream", name="stdout", text=f"✘ judged again outside your notebook's kernel: 0 points: "
+                f"{failed[test_id].why}" + (f"\n{last}" if last else "") + "\n"))
+    nbformat.write(nb, path)
 
 
 def _report(result: dict) -> dict:
+    judged = result.get("judged", {})
+    refused = {k: v["why"] for k, v in judged.items() if not v["passed"]}
+    slowest = max((v["seconds"] for v in judged.values()), default=0.0)
     print(f"autograded {result['student']}/{result['assignment']}: {result['score']:g}/{result['max_score']:g} "
-          f"points in {result['seconds']:.1f} s", flush=True)
+          f"points in {result['seconds']:.1f} s (its slowest judge {slowest:.1f} s)"
+          + (f"; failed outside the kernel: {refused}" if refused else ""), flush=True)
     return result
 
 
@@ -423,6 +527,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     auto.add_argument("submissions", type=Path)
     auto.add_argument("--jobs", "-j", type=int, default=DEFAULT_JOBS,
                       help=f"submissions graded at once (default {DEFAULT_JOBS}: the cores, at most 4)")
+    auto.add_argument("--no-sandbox", action="store_true",
+                      help="grade without bubblewrap, with your own rights (only for submissions you trust)")
     sub.add_parser("feedback", help="HTML feedback in course/feedback/")
     exp = sub.add_parser("export", help="grades as CSV")
     exp.add_argument("to", nargs="?", type=Path, default=Path("grades.csv"))
@@ -450,7 +556,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             changed = generate()
             print("\n".join(changed) if changed else "notebooks/ was already up to date")
         elif args.command == "autograde":
-            autograde(args.submissions, jobs=args.jobs)
+            autograde(args.submissions, jobs=args.jobs, sandbox=not args.no_sandbox)
         elif args.command == "feedback":
             print(f"feedback in {feedback()}")
         elif args.command == "export":
