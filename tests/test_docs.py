@@ -79,6 +79,21 @@ def test_the_readme_states_the_courses_points_as_the_sources_hold_them():
     assert f"for written answers graded by hand; the optional `05b-jetstream` holds {optional} of them" in text
 
 
+def test_the_readme_states_the_core_path_s_time_as_the_notebooks_state_it():
+    """The core path's time in the README is the sum of the times the notebooks 01-08 state (05b and 09 apart)."""
+    minutes = {}
+    for path in sorted((ROOT / "course" / "source").glob("*/*.ipynb")):
+        first = "".join(json.loads(path.read_text())["cells"][0]["source"])
+        found = re.search(r"\*\*Time:\*\* about (\d+) minutes", first)
+        assert found, f"{path.stem}: its first cell states no '**Time:** about N minutes'"
+        minutes[path.stem] = int(found.group(1))
+    core = sum(m for name, m in minutes.items() if name[:2] in {"01", "02", "03", "04", "05", "06", "07", "08"}
+               and name != "05b-jetstream")
+    said = f"the core path `01`–`08` takes about **{core // 60} h {core % 60} min**"
+    assert said in README.read_text(), f"README.md should say {said!r} (the notebooks state {minutes})"
+    assert core <= 270, f"the core path takes {core} min, more than 4.5 h: {minutes}"
+
+
 # ----- the API reference --------------------------------------------------------------------------------------
 class _Links(html.parser.HTMLParser):
     def __init__(self) -> None:
