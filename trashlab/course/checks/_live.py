@@ -185,14 +185,33 @@ async def student_program(file: Path, *args: Any, broker: Any) -> AsyncIterator[
         program.kill()
 
 
-def their_subjects(monitor_url: str, own: str) -> "set[str]":
-    """The subjects the open connections other than the check's own (named ``own``) subscribe to."""
+def others(monitor_url: str, own: str) -> "list[dict]":
+    """The server's records of the open connections other than the check's own (named ``own``), with their
+    subscriptions (``/connz?subs=detail``); none when the server does not answer (a killed node)."""
     try:
         conns = fetch(monitor_url, "connz?subs=detail&limit=1000").get("connections") or []
     except (BrokerError, ValueError):
-        return set()
-    return {sub.get("subject") for c in conns if c.get("name") != own
-            for sub in c.get("subscriptions_list_detail") or []}
+        return []
+    return [c for c in conns if c.get("name") != own]
+
+
+def their_subjects(monitor_url: str, own: str) -> "set[str]":
+    """The subjects the open connections other than the check's own (named ``own``) subscribe to."""
+    return {sub.get("subject") for c in others(monitor_url, own) for sub in c.get("subscriptions_list_detail") or []}
+
+
+async def node_showing(program: Program, nodes: "list[Any]", shows: Callable[[Any], bool], what: str,
+                       subjects: str) -> Any:
+    """The node of ``nodes`` whose ``/connz`` shows the program's subscriptions (``shows(node)``: the server's
+    truth, not the program's word); ✘ when the program ended first or no node shows them in time."""
+    victim = await poll(lambda: not program.alive or next((b for b in nodes if shows(b)), None), CONNECT_WITHIN,
+                        every=0.1)
+    if not program.alive:
+        raise await ended(program, what, f" before it subscribed to {subjects}")
+    if victim is None:
+        raise failed(f"{what}: in {CONNECT_WITHIN:.0f} s no node of the cluster shows a subscription on {subjects}: "
+                     f"{USE_NATS_URL}")
+    return victim
 
 
 async def subscribed(program: Program, broker: Broker, subjects: "tuple[str, ...]", what: str, own: str) -> None:

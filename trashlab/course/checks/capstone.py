@@ -21,14 +21,12 @@ import json
 import random
 from typing import Any, Optional, Sequence
 
-from ...errors import BrokerError
 from ...message import SUBJECT, encode
-from ...servers.monitor import fetch
 from ...services.programs import Program
 from . import _short, failed, passed
 from ._answer import graded
-from ._live import (CONNECT_WITHIN, SETTLE, USE_NATS_URL, client, clients_seen, ended, poll, private_broker,
-                    program_file, student_program, unique)
+from ._live import (CONNECT_WITHIN, SETTLE, USE_NATS_URL, client, clients_seen, ended, node_showing, others, poll,
+                    private_broker, program_file, student_program, unique)
 from ._truth import subscriptions
 
 #: The subjects and the queue group of the specification.
@@ -90,14 +88,8 @@ def _draw(seed: Optional[int], threshold: Optional[float]) -> "tuple[random.Rand
 
 def _queue_subjects(monitor_url: str) -> "list[dict[str, Optional[str]]]":
     """For each open connection not the check's own: subject -> queue group of its subscriptions."""
-    try:
-        conns = fetch(monitor_url, "connz?subs=detail&limit=1000").get("connections") or []
-    except (BrokerError, ValueError):
-        return []
     out = []
-    for conn in conns:
-        if conn.get("name") == CHECKER:
-            continue
+    for conn in others(monitor_url, CHECKER):
         subs: "dict[str, Optional[str]]" = {}
         for sub in subscriptions(conn):
             subject = str(sub.get("subject"))
@@ -343,16 +335,9 @@ async def check_alert_failover(path: Any = "alert.py", seed: Optional[int] = Non
         await cluster.wait_formed(timeout=15, progress=False)
         nodes = list(cluster.nodes.values())
         async with student_program(file, f"{threshold:g}", broker=cluster) as program:
-            def on() -> Any:  # the node whose /connz shows the program's subscriptions (the server's truth)
-                return not program.alive or next(
-                    (b for b in nodes if any({SUBJECT, FULL} <= set(s) for s in _queue_subjects(b.monitor_url))), None)
-
-            victim = await poll(on, CONNECT_WITHIN, every=0.1)
-            if not program.alive:
-                raise await ended(program, what, f" before it subscribed to {SUBJECT} and {FULL}")
-            if victim is None:
-                raise failed(f"{what}: in {CONNECT_WITHIN:.0f} s no node shows its subscriptions on {SUBJECT} and "
-                             f"{FULL}: {USE_NATS_URL}")
+            victim = await node_showing(
+                program, nodes, lambda b: any({SUBJECT, FULL} <= set(s) for s in _queue_subjects(b.monitor_url)),
+                what, f"{SUBJECT} and {FULL}")
             survivor = next(b for b in nodes if b is not victim)
             # the check watches from the program's own node each time: an alert never waits for a route's news
             async with _alert_watch(victim.url) as (nc, alerts):

@@ -18,8 +18,8 @@ from ...message import SUBJECT, encode
 from ...services.programs import Program
 from . import failed, passed
 from ._answer import answer, graded, require_function
-from ._live import (CONNECT_WITHIN, SETTLE, USE_NATS_URL, client, ended, poll, program_file, student_program,
-                    their_subjects, unique)
+from ._live import (SETTLE, client, ended, node_showing, poll, program_file,
+                    student_program, their_subjects, unique)
 from ._truth import connection, server_time
 
 #: How late a callback may fire after the event it reports (seconds; generous for a busy machine).
@@ -181,16 +181,8 @@ async def check_rep_failover(path: Any = "rep.py", seed: Optional[int] = None) -
 async def _failover(program: Program, cluster: Any, what: str, rng: random.Random) -> None:
     nodes = list(cluster.nodes.values())
 
-    def on() -> Any:  # the node whose /connz shows the program's subscription on trash-level (the server's truth)
-        return not program.alive or next((b for b in nodes if SUBJECT in their_subjects(b.monitor_url, CHECKER)),
-                                         None)
-
-    victim = await poll(on, CONNECT_WITHIN, every=0.1)
-    if not program.alive:
-        raise await ended(program, what, f" before it subscribed to {SUBJECT}")
-    if victim is None:
-        raise failed(f"{what}: in {CONNECT_WITHIN:.0f} s no node of the cluster shows a subscription on {SUBJECT}: "
-                     f"{USE_NATS_URL}")
+    victim = await node_showing(program, nodes, lambda b: SUBJECT in their_subjects(b.monitor_url, CHECKER), what,
+                                SUBJECT)
     survivor = next(b for b in nodes if b is not victim)
     async with client(survivor.url, CHECKER) as nc:
         await _printed(program, nc, rng, what, "before any node was killed")

@@ -24,12 +24,10 @@ from typing import Any, AsyncIterator, Callable, Optional
 
 from . import _short, failed, passed
 from ._answer import answer, graded, require_function
-from ._live import (CONNECT_WITHIN, SETTLE, USE_NATS_URL, client, clients_seen, ended, json_object, poll,
+from ._live import (CONNECT_WITHIN, others, SETTLE, USE_NATS_URL, client, clients_seen, ended, json_object, poll,
                     private_broker, program_file, session, student_program)
 from ._truth import connection, subscriptions
-from ...errors import BrokerError
 from ...message import SUBJECT, encode
-from ...servers.monitor import fetch
 
 
 def _drawn_group(rng: random.Random) -> str:
@@ -124,18 +122,8 @@ REPLY_WITHIN = 1.0
 def _copies_seen(monitor_url: str) -> "list[dict]":
     """The open connections other than the check's own, each as ``{subject: its subscription record}``
     plus ``"in_msgs"`` (what the connection published)."""
-    try:
-        conns = fetch(monitor_url, "connz?subs=detail&limit=1000").get("connections") or []
-    except (BrokerError, ValueError):
-        return []
-    seen = []
-    for c in conns:
-        if c.get("name") == CHECKER:
-            continue
-        record: dict = {s.get("subject"): s for s in c.get("subscriptions_list_detail") or []}
-        record["in_msgs"] = int(c.get("in_msgs", 0))
-        seen.append(record)
-    return seen
+    return [{**{s.get("subject"): s for s in c.get("subscriptions_list_detail") or []},
+             "in_msgs": int(c.get("in_msgs", 0))} for c in others(monitor_url, CHECKER)]
 
 
 def _draw(copies: Optional[int], group: Optional[str]) -> "tuple[int, str, list[str]]":
