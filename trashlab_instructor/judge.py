@@ -46,6 +46,8 @@ VERDICT = "TRASHLAB-VERDICT"
 ANSWER_FILE = "<answer>"
 #: At most this long per test cell (a check bounds its own waits; this is for a stuck answer).
 TIMEOUT = 120.0
+#: The tag of a plain instructor cell that a judge runs whole before the test cell (what the files need).
+JUDGE_SETUP = "judge-setup"
 _WRITEFILE = re.compile(r"^%%writefile\s+(-a\s+)?(\S+)\s*$")
 
 
@@ -129,10 +131,12 @@ def _split_test(source: str, answer_names: set) -> tuple:
 
 def _trusted_context(cells: Sequence[Any], before: int, needed: set) -> List[str]:
     """From the instructor's cells before index ``before`` (no answer, no test cell): every top-level import,
-    and the top-level assignment of each name in ``needed`` (its last one before the test cell)."""
+    and the top-level assignment of each name in ``needed`` (its last one before the test cell); a plain cell
+    tagged ``judge-setup`` (e.g. one that makes a folder a git repository) runs whole, in its place."""
     imports: List[str] = []
     assigned: Dict[str, str] = {}
     order: List[str] = []
+    prepared: List[str] = []
     for cell in cells[:before]:
         if cell.get("cell_type") != "code" or _meta(cell):
             continue
@@ -140,6 +144,9 @@ def _trusted_context(cells: Sequence[Any], before: int, needed: set) -> List[str
             code = _python(_text(cell.get("source")))
             tree = _parse(code)
         except SyntaxError:
+            continue
+        if JUDGE_SETUP in (cell.get("metadata") or {}).get("tags", []):
+            prepared.append(code)  # the instructor's own cell, whole: e.g. 06's `git init lab5`
             continue
         for stmt in tree.body:
             if isinstance(stmt, (ast.Import, ast.ImportFrom)):
@@ -150,7 +157,7 @@ def _trusted_context(cells: Sequence[Any], before: int, needed: set) -> List[str
                     assigned[name] = ast.get_source_segment(code, stmt) or ""
                     if name not in order:
                         order.append(name)
-    return imports + [assigned[n] for n in order]
+    return imports + prepared + [assigned[n] for n in order]
 
 
 def plan(source_nb: Any, submitted_nb: Any) -> List[Job]:
@@ -261,6 +268,11 @@ def _undumpable() -> None:
         pass  # not Linux: the sandbox is Linux-only anyway
 
 
+#: Class attributes the standard library itself changes in use (a ``tempfile.TemporaryDirectory`` registers a
+#: ``weakref.finalize``, which sets these flags): never the answer's doing, so not compared.
+_BOOKKEEPING = {("weakref", "finalize", "_dirty"), ("weakref", "finalize", "_registered_with_atexit")}
+
+
 def _snapshot() -> Dict[tuple, int]:
     """The identity of every attribute of every loaded module and of the classes they define."""
     seen: Dict[tuple, int] = {}
@@ -274,7 +286,8 @@ def _snapshot() -> Dict[tuple, int]:
                 seen[(mname, key)] = id(value)
             if isinstance(value, type) and getattr(value, "__module__", None) == mname:
                 for ckey, cvalue in list(vars(value).items()):
-                    seen[(mname, key, ckey)] = id(cvalue)
+                    if (mname, key, ckey) not in _BOOKKEEPING:
+                        seen[(mname, key, ckey)] = id(cvalue)
     return seen
 
 
@@ -339,6 +352,7 @@ def _child() -> int:
         for code in job["setup"]:
             _run(code, namespace, "<test cell>", loop)
         for name, text in job["files"].items():
+            Path(name).parent.mkdir(parents=True, exist_ok=True)  # %%writefile lab5/sim.py: lab5 as well
             Path(name).write_text(text)
         before = _snapshot()
         _arm(flags)
