@@ -111,7 +111,9 @@ def kernel_spec_folder() -> Path:
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     spec = folder / "kernels" / "python3"
     spec.mkdir(parents=True)
-    argv = [sys.executable, "-m", "trashlab_instructor.sandbox", "kernel", "--",
+    homes = folder / "homes"  # each kernel's private home, inside this folder: gone with it, even after a SIGKILL
+    homes.mkdir(mode=0o700)
+    argv = [sys.executable, "-m", "trashlab_instructor.sandbox", "kernel", "--homes", str(homes), "--",
             sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     # interrupts go as messages: a signal to bwrap would not reach the kernel in its own session
     (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "Python 3 (trashlab sandbox)",
@@ -120,7 +122,7 @@ def kernel_spec_folder() -> Path:
     return folder
 
 
-def _kernel(cmd: Sequence[str]) -> int:
+def _kernel(cmd: Sequence[str], homes: Optional[str] = None) -> int:
     """Run a kernel sandboxed: its working folder (inside course/) replaced by a private copy, its IPC sockets'
     folder writable."""
     connection = Path(cmd[cmd.index("-f") + 1]) if "-f" in cmd else None
@@ -129,7 +131,7 @@ def _kernel(cmd: Sequence[str]) -> int:
         info = json.loads(connection.read_text())
         if info.get("transport") == "ipc":
             writable.append(Path(info["ip"]).parent)  # the kernel creates its sockets there
-    home = Path(tempfile.mkdtemp(prefix="trashlab-kernel-"))
+    home = Path(tempfile.mkdtemp(prefix="trashlab-kernel-", dir=homes))  # autograde removes ``homes`` at its exit
     for sub in ("tmp", "state", "run"):
         (home / sub).mkdir(mode=0o700)
     work = home / "work"
@@ -142,12 +144,16 @@ def _kernel(cmd: Sequence[str]) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m trashlab_instructor.sandbox kernel -- CMD...``: run a kernel in the sandbox."""
+    """``python -m trashlab_instructor.sandbox kernel [--homes DIR] -- CMD...``: run a kernel in the sandbox."""
     args = list(sys.argv[1:] if argv is None else argv)
+    homes = None
+    if len(args) > 2 and args[0] == "kernel" and args[1] == "--homes":
+        homes = args[2]
+        args = args[:1] + args[3:]
     if len(args) < 3 or args[0] != "kernel" or args[1] != "--":
-        print("usage: python -m trashlab_instructor.sandbox kernel -- CMD...", file=sys.stderr)
+        print("usage: python -m trashlab_instructor.sandbox kernel [--homes DIR] -- CMD...", file=sys.stderr)
         return 2
-    return _kernel(args[2:])
+    return _kernel(args[2:], homes)
 
 
 if __name__ == "__main__":
