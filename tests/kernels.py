@@ -185,7 +185,7 @@ class Kernel:
                            transport="ipc", ip=os.path.join(state, "kernel-ipc"))
         try:
             km.start_kernel(env=kernel_env(state), cwd=cwd or str(ROOT))
-            return cls(state, km=km, folders=(specs,))
+            return cls(state, km=km, folders=(specs, Path(state)) if own_state else (specs,))  # its own state goes too
         except BaseException:  # nothing of a kernel that did not start is left behind
             if km.has_kernel:
                 km.shutdown_kernel(now=True)
