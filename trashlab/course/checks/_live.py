@@ -214,6 +214,20 @@ async def node_showing(program: Program, nodes: "list[Any]", shows: Callable[[An
     return victim
 
 
+async def killed_and_back(program: Program, victim: Any, survivor: Any, shows: Callable[[Any], bool], what: str,
+                          subjects: str, within: float) -> None:
+    """SIGKILL ``victim`` (``docker container kill``), then wait until ``shows(survivor)``: the program's
+    subscriptions on the surviving node; ✘ when the program ended, or was not back within ``within`` s."""
+    victim.kill()
+    back = await poll(lambda: not program.alive or shows(survivor), within, every=0.1)
+    if not program.alive:
+        raise await ended(program, what, f" after the node it was on ({victim.name}) was killed")
+    if not back:
+        raise failed(f"{what}: {within:.0f} s after the node it was on was killed, the surviving node shows no "
+                     f"subscription on {subjects} from it: give nats.connect every server of NATS_URL "
+                     "(comma-separated) and keep reconnecting (the default)")
+
+
 async def subscribed(program: Program, broker: Broker, subjects: "tuple[str, ...]", what: str, own: str) -> None:
     """Wait until the server shows a subscription on each of ``subjects`` by a connection not the check's own
     (named ``own``): the program is ready. ✘ when it ended first (a crash shows its stderr) or never got there."""

@@ -25,8 +25,8 @@ from ...message import SUBJECT, encode
 from ...services.programs import Program
 from . import _short, failed, passed
 from ._answer import graded
-from ._live import (CONNECT_WITHIN, SETTLE, USE_NATS_URL, client, clients_seen, ended, node_showing, others, poll,
-                    private_broker, program_file, student_program, unique)
+from ._live import (CONNECT_WITHIN, SETTLE, USE_NATS_URL, client, clients_seen, ended, killed_and_back,
+                    node_showing, others, poll, private_broker, program_file, student_program, unique)
 from ._truth import subscriptions
 
 #: The subjects and the queue group of the specification.
@@ -344,16 +344,10 @@ async def check_alert_failover(path: Any = "alert.py", seed: Optional[int] = Non
                 await _published(nc, readings.payloads, alerts, len(readings.alerts()), [program], what)
                 _judge_alerts(alerts, readings.alerts(), threshold, what + ", before any node was killed")
             async with _alert_watch(survivor.url) as (nc, alerts):
-                victim.kill()  # docker container kill
-                back = await poll(lambda: not program.alive or any({SUBJECT, FULL} <= set(s)
-                                                                   for s in _queue_subjects(survivor.monitor_url)),
-                                  BACK_WITHIN, every=0.1)
-                if not program.alive:
-                    raise await ended(program, what, f" after the node it was on ({victim.name}) was killed")
-                if not back:
-                    raise failed(f"{what}: {BACK_WITHIN:.0f} s after the node it was on was killed, the surviving "
-                                 f"node shows no subscriptions from it: give nats.connect every server of NATS_URL "
-                                 "(comma-separated) and keep reconnecting (the default)")
+                await killed_and_back(
+                    program, victim, survivor,
+                    lambda b: any({SUBJECT, FULL} <= set(s) for s in _queue_subjects(b.monitor_url)),
+                    what, f"{SUBJECT} and {FULL}", BACK_WITHIN)
                 after = readings.more(rng, 6)
                 want = readings.alerts(after)
                 await _published(nc, after, alerts, len(want), [program], what)

@@ -18,7 +18,7 @@ from ...message import SUBJECT, encode
 from ...services.programs import Program
 from . import failed, passed
 from ._answer import answer, graded, require_function
-from ._live import (SETTLE, client, ended, node_showing, poll, program_file,
+from ._live import (SETTLE, client, ended, killed_and_back, node_showing, poll, program_file,
                     student_program, their_subjects, unique)
 from ._truth import connection, server_time
 
@@ -189,15 +189,9 @@ async def _failover(program: Program, cluster: Any, what: str, rng: random.Rando
         if _ports(program, CONNECTED) != [victim.port]:
             raise failed(f"{what}: its output has no line 'Connected to HOST:PORT' naming the node it is on (port "
                          f"{victim.port}); print it once connected, from nc.connected_url")
-        victim.kill()  # docker container kill: the server's truth is where its subscription shows next
-        back = await poll(lambda: not program.alive or SUBJECT in their_subjects(survivor.monitor_url, CHECKER),
-                          BACK_WITHIN, every=0.1)
-        if not program.alive:
-            raise await ended(program, what, f" after the node it was on ({victim.name}) was killed")
-        if not back:
-            raise failed(f"{what}: {BACK_WITHIN:.0f} s after the node it was on was killed, the surviving node shows "
-                         f"no subscription on {SUBJECT} from it: give nats.connect every server of NATS_URL and "
-                         "keep reconnecting (the default)")
+        # docker container kill: the server's truth is where its subscription shows next
+        await killed_and_back(program, victim, survivor, lambda b: SUBJECT in their_subjects(b.monitor_url, CHECKER),
+                              what, SUBJECT, BACK_WITHIN)
         count = await _printed(program, nc, rng, what, f"after {victim.name} was killed")
         await poll(lambda: _ports(program, RECONNECTED), SETTLE)
     lines = program.stdout()
