@@ -78,15 +78,27 @@ def _voila(folder: Path, tmp_path: Path, *options: str) -> "tuple[subprocess.Pop
             time.sleep(0.3)
 
 
+def _shows_the_class(page, log: Path, timeout: float = 90) -> None:
+    """Wait until ``page`` shows the class (nobody online); else fail with what it showed and Voilà's log."""
+    try:
+        page.wait_for_function(f"({ONLINE_JS})() === 0", timeout=timeout * 1000)
+    except sync_api.TimeoutError:
+        pytest.fail(f"the class page did not show the class within {timeout:g} s; it showed:\n"
+                    f"{page.inner_text('body')[:600]}\nVoila's log:\n{log.read_text()[-3000:]}")
+
+
 @contextlib.contextmanager
-def _class_page(port: int, width: int, height: int) -> Iterator:
-    """The class page in headless Chromium, once it shows the class (nobody online yet)."""
+def _class_page(port: int, width: int, height: int, log: Path, *, route=None) -> Iterator:
+    """The class page in headless Chromium, once it shows the class (nobody online yet). ``route``, if given,
+    sees every script the page loads (``page.route``)."""
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
+            if route is not None:
+                page.route("**/*.js", route)
             page.goto(f"http://127.0.0.1:{port}/", timeout=90_000)
-            page.wait_for_function(f"({ONLINE_JS})() === 0", timeout=90_000)
+            _shows_the_class(page, log)
             yield page
         finally:
             browser.close()
@@ -111,7 +123,7 @@ def test_instructor_sees_simulated_students_appear_on_the_class_page(tmp_path):
     try:
         view, port = _voila(folder, tmp_path)
         procs.append(view)
-        with _class_page(port, 1280, 900) as page:
+        with _class_page(port, 1280, 900, tmp_path / "voila.log") as page:
             # students arrive: s01 and s02 connect directly, s03 through its own broker joined as a leaf
             for student in ("s01", "s02"):
                 procs.append(_spawn(["sim", "--interval", "0.1", "--cans", "20", "-q"], tmp_path, student,
@@ -194,7 +206,7 @@ def test_one_kernel_per_open_page_and_none_for_pages_gone(tmp_path):
         def seen() -> str:
             return f"{_page_kernels(view)} kernels, {_class_reports(hub)} class-report responders"
 
-        with _class_page(port, 1366, 768) as page:
+        with _class_page(port, 1366, 768, tmp_path / "voila.log") as page:
             eventually_sync(lambda: _page_kernels(view) == 1 and _class_reports(hub) == 1,
                             "only the open page's kernel and class report left", timeout=120, seen=seen)
             page.wait_for_function(f"({ONLINE_JS})() === 0", timeout=10_000)  # the open page lives on
@@ -205,6 +217,37 @@ def test_one_kernel_per_open_page_and_none_for_pages_gone(tmp_path):
     finally:
         _stop_all(procs)
         hub.stop()
+
+
+def test_a_page_whose_kernel_is_gone_reloads_itself(tmp_path):
+    """A browser slower to connect than the culler (a loaded laptop, a slow network; or a laptop that slept through
+    a break) finds its page's kernel gone: the page reloads itself, gets a new kernel and shows the class, instead
+    of staying frozen and empty on the projector. The first load's scripts are held until its kernel is gone."""
+    hub = ClassHub(2, name=unique("hub")).start()
+    folder = tmp_path / "class"
+    hub.write_roster(folder)
+    procs: list = []
+    held: list = []
+    try:
+        view, port = _voila(folder, tmp_path, "--idle", "6")
+        procs.append(view)
+
+        def hold_first_load(route) -> None:
+            if route.request.url.endswith("/voila.js") and not held:
+                held.append(route.request.url)  # the page's kernel is culled before this browser connects
+                eventually_sync(lambda: _page_kernels(view) == 0, "the first load's kernel culled", timeout=120,
+                                seen=lambda: f"{_page_kernels(view)} kernels")
+            route.continue_()
+
+        with _class_page(port, 1366, 768, tmp_path / "voila.log", route=hold_first_load) as page:
+            assert held, "the first load's script was never held (so its kernel was never gone)"
+            eventually_sync(lambda: _page_kernels(view) == 1, "one kernel, the reloaded page's", timeout=60,
+                            seen=lambda: f"{_page_kernels(view)} kernels")
+            page.wait_for_function(f"({ONLINE_JS})() === 0", timeout=10_000)  # alive: it answers and redraws
+    finally:
+        _stop_all(procs)
+        hub.stop()
+    assert "Kernel does not exist" in (tmp_path / "voila.log").read_text(), "the page asked for its gone kernel"
 
 
 #: a student through the course's real path: joined, the notebook's Broker a leaf of the hub, a check run per line on stdin
@@ -306,7 +349,7 @@ def test_live_progress_and_a_class_of_30_on_a_projector(tmp_path):
     try:
         view, port = _voila(folder, tmp_path)
         procs.append(view)
-        with _class_page(port, 1366, 768) as page:
+        with _class_page(port, 1366, 768, tmp_path / "voila.log") as page:
             join_file = str(tmp_path / "s01-class.json")
             joined = subprocess.run([sys.executable, "-m", "trashlab", "classroom", "join", "-"],
                                     input=hub.join_line("s01"), env=_env(TRASHLAB_CLASS_FILE=join_file),

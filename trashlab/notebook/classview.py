@@ -379,14 +379,41 @@ def _page_watch() -> "tuple[Optional[str], float]":
     return url, idle
 
 
+def _kernel_id() -> Optional[str]:
+    """This kernel's id on its Jupyter server (None outside a kernel)."""
+    try:
+        from ipykernel.connect import get_connection_file
+
+        return Path(get_connection_file()).stem.removeprefix("kernel-")
+    except Exception:  # blind: not in a kernel, or no connection file
+        return None
+
+
+#: The page reloads itself when its kernel is gone (a browser slower to connect than the culler, a laptop that
+#: slept through a break): without it the projected page stays frozen and empty for good. A reload gets a new
+#: kernel; a server that does not answer is asked again later.
+_RELOAD_JS = """<script>(function () {
+  if (window.__trashlabPageWatch) return;
+  window.__trashlabPageWatch = true;
+  const config = document.getElementById("jupyter-config-data");
+  const base = (config ? JSON.parse(config.textContent).baseUrl : null) || "/";
+  const url = base.replace(/\\/?$/, "/") + "api/kernels/%s";
+  setInterval(function () {
+    fetch(url + "?" + Date.now(), {cache: "no-store"})
+      .then(function (answer) { if (answer.status === 404) location.reload(); })
+      .catch(function () {});  // the server is away: ask again at the next tick
+  }, %d);
+})();</script>"""
+
+
 def _connections(page_url: str) -> Optional[int]:
     """How many browser connections jupyter_server counts for this kernel (None: cannot tell)."""
     import urllib.request
 
+    kernel_id = _kernel_id()
+    if kernel_id is None:
+        return None
     try:
-        from ipykernel.connect import get_connection_file
-
-        kernel_id = Path(get_connection_file()).stem.removeprefix("kernel-")
         with urllib.request.urlopen(f"{page_url.rstrip('/')}/api/kernels/{kernel_id}", timeout=2) as answer:
             return int(json.loads(answer.read())["connections"])
     except Exception:  # blind: no Voilà, no kernel id, a slow server: the page keeps running as it is
@@ -543,9 +570,12 @@ class ClassView:
         await self.stop()
 
     def _ipython_display_(self) -> None:
-        from IPython.display import display
+        from IPython.display import HTML, display
 
         display(self.widget)
+        kernel_id = _kernel_id()
+        if self.page_url is not None and kernel_id is not None:  # under Voilà: a page whose kernel is gone reloads
+            display(HTML(_RELOAD_JS % (kernel_id, int(min(5.0, max(1.0, self.idle / 2)) * 1000))))
 
 
 def group_rows(rows: Sequence[dict], size: int = 30) -> list:
