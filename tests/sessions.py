@@ -24,6 +24,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def ipc_kernels() -> Iterator[list]:
+    """Options for a Jupyter server (Lab, Voilà) whose kernels talk over IPC sockets in a short folder of their own,
+    removed after: a TCP kernel's ports are picked free, then bound by the kernel later, and a broker started by
+    another test meanwhile (nats-server picks any free port) can take one, so the kernel never answers."""
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="trashlab-k-")
+    try:
+        yield ["--KernelManager.transport=ipc", f"--KernelManager.ip={os.path.join(folder, 'kernel')}"]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def stop_session(pgid: int, timeout: float = 15) -> None:
     """SIGTERM every process of the process group we started (and only those), SIGKILL what is left."""
     members = []

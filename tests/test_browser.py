@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from sessions import free_port, stop_session
+from sessions import free_port, ipc_kernels, stop_session
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -87,27 +87,29 @@ def serve_lab(notebook: Path, tmp_path: Path):
     if os.geteuid() == 0:
         cmd.append("--allow-root")
     log = open(tmp_path / "jupyter.log", "w")
-    proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("JupyterLab did not start:\n" + (tmp_path / "jupyter.log").read_text()[-3000:])
-                time.sleep(0.3)
-        yield base, token
-    finally:
-        proc.send_signal(signal.SIGTERM)  # Jupyter shuts its kernels down, and trashlab stops its broker
+    with ipc_kernels() as kernels:  # over IPC: no TCP port of a kernel taken by a broker meanwhile
+        proc = subprocess.Popen(cmd + kernels, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        base = f"http://127.0.0.1:{port}"
         try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            pass
-        stop_session(proc.pid)
-        log.close()
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2).read()
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        pytest.fail("JupyterLab did not start:\n" + (tmp_path / "jupyter.log").read_text()[-3000:])
+                    time.sleep(0.3)
+            yield base, token
+        finally:
+            proc.send_signal(signal.SIGTERM)  # Jupyter shuts its kernels down, and trashlab stops its broker
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                pass
+            stop_session(proc.pid)
+            log.close()
 
 
 @pytest.fixture

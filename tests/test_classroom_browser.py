@@ -217,6 +217,9 @@ def test_one_kernel_per_open_page_and_none_for_pages_gone(tmp_path):
     finally:
         _stop_all(procs)
         hub.stop()
+    log = (tmp_path / "voila.log").read_text()
+    assert log.count("Kernel started") >= 4, log[-2000:]
+    assert "running over TCP" not in log, "the page kernels talk over IPC: no transport warning in the log"
 
 
 def test_a_page_whose_kernel_is_gone_reloads_itself(tmp_path):

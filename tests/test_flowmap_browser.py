@@ -87,7 +87,7 @@ def test_flow_map_in_voila(tmp_path):
     import sys
     import urllib.request
 
-    from sessions import free_port, stop_session
+    from sessions import free_port, ipc_kernels, stop_session
 
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -95,7 +95,9 @@ def test_flow_map_in_voila(tmp_path):
     cmd = [sys.executable, "-m", "voila", str(ROOT / "tests" / "notebooks" / "flowmap-voila.ipynb"), "--no-browser",
            f"--port={port}", "--Voila.ip=127.0.0.1"]
     log = open(tmp_path / "voila.log", "w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    kernels = ipc_kernels()  # over IPC: no TCP port of the page's kernel taken by a broker meanwhile
+    proc = subprocess.Popen(cmd + kernels.__enter__(), env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -131,3 +133,4 @@ def test_flow_map_in_voila(tmp_path):
             pass
         stop_session(proc.pid)
         log.close()
+        kernels.__exit__(None, None, None)

@@ -418,10 +418,19 @@ def cull_options(idle: float) -> "list[str]":
             "--VoilaConfiguration.preheat_kernel=False"]
 
 
+def ipc_kernel_options(folder: str) -> "list[str]":
+    """Kernels over IPC sockets in ``folder`` (POSIX): no TCP port picked free then bound later (a broker may take it
+    meanwhile), and no "Kernel is running over TCP without encryption" warning; nothing on Windows."""
+    if os.name != "posix":
+        return []
+    return ["--KernelManager.transport=ipc", f"--KernelManager.ip={os.path.join(folder, 'kernel')}"]
+
+
 def _class_view(args) -> int:
     import os
     import shutil
     import subprocess
+    import tempfile
     from pathlib import Path
 
     from .servers.classroom import read_class
@@ -439,12 +448,13 @@ def _class_view(args) -> int:
     env = {**os.environ, "TRASHLAB_CLASS_DIR": str(Path(args.dir).resolve()), "TRASHLAB_CLASS_PAGE_URL": page,
            "TRASHLAB_CLASS_PAGE_IDLE": str(args.idle)}
     print(f"class page: {page}/ (Ctrl-C stops it)", flush=True)
-    cmd = [voila, str(VIEW_NOTEBOOK), "--no-browser", f"--port={args.port}", "--Voila.ip=127.0.0.1",
-           "--ServerApp.ip=127.0.0.1", *cull_options(args.idle)]
-    try:
-        return subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:
-        return 0
+    with tempfile.TemporaryDirectory(prefix="trashlab-page-kernels-") as sockets:  # short: a socket path is ~100 chars
+        cmd = [voila, str(VIEW_NOTEBOOK), "--no-browser", f"--port={args.port}", "--Voila.ip=127.0.0.1",
+               "--ServerApp.ip=127.0.0.1", *cull_options(args.idle), *ipc_kernel_options(sockets)]
+        try:
+            return subprocess.call(cmd, env=env)
+        except KeyboardInterrupt:
+            return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
