@@ -17,6 +17,35 @@ from typing import Iterator, Tuple
 import psutil
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def child_env(**extra: str) -> dict:
+    """The environment for a program a test starts: this one's, with the repository importable, output unbuffered
+    and no ``NATS_URL`` of the caller's, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k != "NATS_URL"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def wait_for_line(path: Path, pattern: str, proc: subprocess.Popen, timeout: float = 60) -> str:
+    """The first match of ``pattern`` in the log ``path`` that ``proc`` writes; fails with the log's end when
+    ``proc`` ends first or ``timeout`` s pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = re.search(pattern, path.read_text())
+        if m:
+            return m.group(0)
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)  # the polling loop of this wait
+    import pytest
+
+    pytest.fail(f"{path.name}: no {pattern!r} (exit {proc.poll()}) in: {path.read_text()[-2000:]}")
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nobody listens on right now."""
     with socket.socket() as s:
@@ -59,6 +88,19 @@ def stop_session(pgid: int, timeout: float = 15) -> None:
             p.kill()
         except psutil.Error:
             pass
+
+
+def end_all(procs, timeout: float = 20) -> None:
+    """Stop processes we started, the last first: SIGTERM, up to ``timeout`` s for a clean exit, else SIGKILL; then
+    whatever is left of the session each one leads (a Jupyter server's kernels, a hub's nodes)."""
+    for proc in reversed(list(procs)):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        stop_session(proc.pid)
 
 
 @contextlib.contextmanager

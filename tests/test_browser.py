@@ -12,7 +12,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from sessions import free_port, ipc_kernels, stop_session
+from sessions import end_all, free_port, ipc_kernels
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -103,12 +102,7 @@ def serve_lab(notebook: Path, tmp_path: Path):
                     time.sleep(0.3)
             yield base, token
         finally:
-            proc.send_signal(signal.SIGTERM)  # Jupyter shuts its kernels down, and trashlab stops its broker
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                pass
-            stop_session(proc.pid)
+            end_all([proc])  # Jupyter shuts its kernels down, and trashlab stops its broker
             log.close()
 
 

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -22,8 +20,8 @@ import psutil
 import pytest
 
 from conftest import eventually_sync, unique
-from sessions import free_port, stop_session
-from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT, sync_api  # skips without chromium/playwright
+from sessions import child_env, end_all, free_port, stop_session, wait_for_line
+from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, sync_api  # skips without chromium/playwright
 
 from trashlab.servers.classroom import ClassHub
 from trashlab.servers.monitor import fetch
@@ -37,29 +35,10 @@ ROWS_JS = """() => Array.from(document.querySelectorAll('tr.student')).map(r => 
   last: r.querySelector('.last').textContent}))"""
 
 
-def _env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "NATS_URL"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env.update(extra)
-    return env
-
-
 def _spawn(args, tmp_path: Path, name: str, **env) -> subprocess.Popen:
     log = open(tmp_path / f"{name}.log", "w")
-    return subprocess.Popen([sys.executable, "-m", "trashlab", *args], env=_env(**env), stdout=log,
+    return subprocess.Popen([sys.executable, "-m", "trashlab", *args], env=child_env(**env), stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path)
-
-
-def _first_line(tmp_path: Path, name: str, pattern: str, proc: subprocess.Popen, timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        m = re.search(pattern, (tmp_path / f"{name}.log").read_text())
-        if m:
-            return m.group(0)
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    pytest.fail(f"{name} did not print {pattern}: {(tmp_path / f'{name}.log').read_text()[-2000:]}")
 
 
 def _voila(folder: Path, tmp_path: Path, *options: str) -> "tuple[subprocess.Popen, int]":
@@ -104,16 +83,6 @@ def _class_page(port: int, width: int, height: int, log: Path, *, route=None) ->
             browser.close()
 
 
-def _stop_all(procs: list) -> None:
-    for proc in reversed(procs):
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            pass
-        stop_session(proc.pid)
-
-
 def test_instructor_sees_simulated_students_appear_on_the_class_page(tmp_path):
     hub = ClassHub(4, name=unique("hub")).start()
     folder = tmp_path / "class"
@@ -130,13 +99,13 @@ def test_instructor_sees_simulated_students_appear_on_the_class_page(tmp_path):
                                     NATS_URL=hub.student_url(student)))
             join_file = str(tmp_path / "s03-class.json")
             joined = subprocess.run([sys.executable, "-m", "trashlab", "classroom", "join", hub.join_line("s03")],
-                                    env=_env(TRASHLAB_CLASS_FILE=join_file), capture_output=True, text=True,
+                                    env=child_env(TRASHLAB_CLASS_FILE=join_file), capture_output=True, text=True,
                                     timeout=30)
             assert joined.returncode == 0, joined.stderr
             assert hub.seats["s03"] not in joined.stdout + joined.stderr
             local = _spawn(["broker", "--name", "iot-msg"], tmp_path, "s03-broker", TRASHLAB_CLASS_FILE=join_file)
             procs.append(local)
-            local_url = _first_line(tmp_path, "s03-broker", r"nats://127\.0\.0\.1:\d+", local)
+            local_url = wait_for_line(tmp_path / "s03-broker.log", r"nats://127\.0\.0\.1:\d+", local)
             procs.append(_spawn(["sim", "--servers", local_url, "--interval", "0.1", "--cans", "20", "-q"],
                                 tmp_path, "s03-sim"))
             page.wait_for_function(f"({ONLINE_JS})() === 3", timeout=60_000)
@@ -161,7 +130,7 @@ def test_instructor_sees_simulated_students_appear_on_the_class_page(tmp_path):
             for password in [*hub.seats.values(), hub.instructor_password]:
                 assert password not in page_text
     finally:
-        _stop_all(procs)
+        end_all(procs)
         hub.stop()
     logs = "".join(p.read_text() for p in tmp_path.glob("*.log")) + hub.output
     for password in [*hub.seats.values(), hub.instructor_password]:
@@ -215,7 +184,7 @@ def test_one_kernel_per_open_page_and_none_for_pages_gone(tmp_path):
                         "no kernel and no class report once no page is open", timeout=120, seen=seen)
         print(f"{started} kernels after three loads; one with one page open; none after it closed")
     finally:
-        _stop_all(procs)
+        end_all(procs)
         hub.stop()
     log = (tmp_path / "voila.log").read_text()
     assert log.count("Kernel started") >= 4, log[-2000:]
@@ -248,7 +217,7 @@ def test_a_page_whose_kernel_is_gone_reloads_itself(tmp_path):
                             seen=lambda: f"{_page_kernels(view)} kernels")
             page.wait_for_function(f"({ONLINE_JS})() === 0", timeout=10_000)  # alive: it answers and redraws
     finally:
-        _stop_all(procs)
+        end_all(procs)
         hub.stop()
     assert "Kernel does not exist" in (tmp_path / "voila.log").read_text(), "the page asked for its gone kernel"
 
@@ -355,11 +324,11 @@ def test_live_progress_and_a_class_of_30_on_a_projector(tmp_path):
         with _class_page(port, 1366, 768, tmp_path / "voila.log") as page:
             join_file = str(tmp_path / "s01-class.json")
             joined = subprocess.run([sys.executable, "-m", "trashlab", "classroom", "join", "-"],
-                                    input=hub.join_line("s01"), env=_env(TRASHLAB_CLASS_FILE=join_file),
+                                    input=hub.join_line("s01"), env=child_env(TRASHLAB_CLASS_FILE=join_file),
                                     capture_output=True, text=True, timeout=30)
             assert joined.returncode == 0, joined.stderr
             errors = open(tmp_path / "s01.err", "w")
-            s01 = subprocess.Popen([sys.executable, "-c", STUDENT], env=_env(TRASHLAB_CLASS_FILE=join_file),
+            s01 = subprocess.Popen([sys.executable, "-c", STUDENT], env=child_env(TRASHLAB_CLASS_FILE=join_file),
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors,
                                    text=True, start_new_session=True, cwd=tmp_path)
             procs.append(s01)
@@ -372,7 +341,7 @@ def test_live_progress_and_a_class_of_30_on_a_projector(tmp_path):
                 page.wait_for_function(f"() => {{ const c = {cell}; return c && c.textContent === '{mark}'; }}",
                                        timeout=20_000, polling=20)
                 delays.append(time.time() - ended)
-            rest = subprocess.Popen([sys.executable, "-c", CLASS, str(urls)], env=_env(), start_new_session=True,
+            rest = subprocess.Popen([sys.executable, "-c", CLASS, str(urls)], env=child_env(), start_new_session=True,
                                     stdout=subprocess.DEVNULL, stderr=open(tmp_path / "class.err", "w"))
             procs.append(rest)
             try:
@@ -409,5 +378,5 @@ def test_live_progress_and_a_class_of_30_on_a_projector(tmp_path):
         print(f"s01's ✘ and ✔ appeared on the page {delays[0]:.2f} s and {delays[1]:.2f} s after their checks "
               f"ended; screenshot {ARTIFACTS / 'class-view-projector.png'}")
     finally:
-        _stop_all(procs)
+        end_all(procs)
         hub.stop()

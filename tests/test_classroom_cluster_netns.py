@@ -13,25 +13,20 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import shutil
 import signal
 import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from netns import add_namespace, ip, python_in, remove_namespaces, skip_without_namespaces
+from sessions import child_env, end_all, wait_for_line
+
 ROOT = Path(__file__).resolve().parent.parent
 
-if os.geteuid() != 0 or not shutil.which("ip"):
-    pytest.skip("network namespaces need root and iproute2 (ip)", allow_module_level=True)
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+skip_without_namespaces()
 
 
 @pytest.fixture
@@ -44,53 +39,25 @@ def room():
              for i, name in enumerate(("hub1", "hub2", "hub3", "student"))}
     made = []
     try:
-        try:
-            _ip("netns", "add", switch)
-        except (subprocess.CalledProcessError, OSError) as e:
-            pytest.skip(f"cannot create a network namespace here: {getattr(e, 'stderr', e)!r}")
+        add_namespace(switch)
         made.append(switch)
-        _ip("-n", switch, "link", "add", "br0", "type", "bridge")
-        _ip("-n", switch, "link", "set", "br0", "up")
+        ip("-n", switch, "link", "add", "br0", "type", "bridge")
+        ip("-n", switch, "link", "set", "br0", "up")
         for i, (ns, addr) in enumerate(hosts.values()):
-            _ip("netns", "add", ns)
+            add_namespace(ns)
             made.append(ns)
             host_end, switch_end = f"vh{i}-{tag}", f"vs{i}-{tag}"
-            _ip("link", "add", host_end, "type", "veth", "peer", "name", switch_end)
-            _ip("link", "set", host_end, "netns", ns)
-            _ip("link", "set", switch_end, "netns", switch)
-            _ip("-n", switch, "link", "set", switch_end, "master", "br0")
-            _ip("-n", switch, "link", "set", switch_end, "up")
-            _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", host_end)
-            _ip("-n", ns, "link", "set", host_end, "up")
-            _ip("-n", ns, "link", "set", "lo", "up")
+            ip("link", "add", host_end, "type", "veth", "peer", "name", switch_end)
+            ip("link", "set", host_end, "netns", ns)
+            ip("link", "set", switch_end, "netns", switch)
+            ip("-n", switch, "link", "set", switch_end, "master", "br0")
+            ip("-n", switch, "link", "set", switch_end, "up")
+            ip("-n", ns, "addr", "add", f"{addr}/24", "dev", host_end)
+            ip("-n", ns, "link", "set", host_end, "up")
+            ip("-n", ns, "link", "set", "lo", "up")
         yield hosts
     finally:
-        for ns in reversed(made):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
-
-
-def _env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "NATS_URL"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-def _in(ns: str, *args: str) -> list:
-    return ["ip", "netns", "exec", ns, sys.executable, *args]
-
-
-def _wait_for(path: Path, pattern: str, proc: subprocess.Popen, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        m = re.search(pattern, path.read_text())
-        if m:
-            return m.group(0)
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)  # the polling loop of this wait
-    pytest.fail(f"{path.name}: no {pattern!r} in: {path.read_text()[-2000:]}")
+        remove_namespaces(reversed(made))
 
 
 def _answer(page: subprocess.Popen, log: Path) -> dict:
@@ -147,12 +114,12 @@ def test_a_class_on_three_hub_hosts_survives_losing_one(room, tmp_path):
             log = tmp_path / f"{host}.log"
             logs.append(log)
             ns, addr = room[host]
-            proc = subprocess.Popen(_in(ns, "-m", "trashlab", "classroom", "serve", "--students", "3", "--hosts", hosts,
+            proc = subprocess.Popen(python_in(ns, "-m", "trashlab", "classroom", "serve", "--students", "3", "--hosts", hosts,
                                         "--this", addr, "--listen", "0.0.0.0", "--monitor-listen", addr,
                                         "--dir", str(folder)),
-                                    env=_env(), stdout=open(log, "w"), stderr=subprocess.STDOUT)
+                                    env=child_env(), stdout=open(log, "w"), stderr=subprocess.STDOUT)
             procs.append(proc)
-            pids[host] = int(_wait_for(log, r"pid (\d+); Ctrl-C", proc).split()[1].rstrip(";"))
+            pids[host] = int(wait_for_line(log, r"pid (\d+); Ctrl-C", proc).split()[1].rstrip(";"))
         info = json.loads((folders[0] / "instructor.json").read_text())
         assert info["monitor_urls"] == [info["monitor_url"], f"http://{addrs[1]}:8222", f"http://{addrs[2]}:8222"]
         assert len(info["instructor_url"].split(",")) == 3
@@ -165,31 +132,31 @@ def test_a_class_on_three_hub_hosts_survives_losing_one(room, tmp_path):
         for s in ("s01", "s02", "s03"):
             class_file = str(tmp_path / f"{s}-class.json")
             (tmp_path / f"{s}.txt").write_text(f"{s}  {lines[s]}\n")
-            joined = subprocess.run(_in(student_ns, "-m", "trashlab", "classroom", "join", str(tmp_path / f"{s}.txt")),
-                                    env=_env(TRASHLAB_CLASS_FILE=class_file), capture_output=True, text=True, timeout=30)
+            joined = subprocess.run(python_in(student_ns, "-m", "trashlab", "classroom", "join", str(tmp_path / f"{s}.txt")),
+                                    env=child_env(TRASHLAB_CLASS_FILE=class_file), capture_output=True, text=True, timeout=30)
             assert joined.returncode == 0, joined.stderr
             log = tmp_path / f"{s}-broker.log"
             logs.append(log)
-            broker = subprocess.Popen(_in(student_ns, "-m", "trashlab", "broker", "--name", f"iot-msg-{s}"),
-                                      env=_env(TRASHLAB_CLASS_FILE=class_file), stdout=open(log, "w"),
+            broker = subprocess.Popen(python_in(student_ns, "-m", "trashlab", "broker", "--name", f"iot-msg-{s}"),
+                                      env=child_env(TRASHLAB_CLASS_FILE=class_file), stdout=open(log, "w"),
                                       stderr=subprocess.STDOUT)
             procs.append(broker)
-            local = _wait_for(log, r"nats://127\.0\.0\.1:\d+", broker)
-            procs.append(subprocess.Popen(_in(student_ns, "-m", "trashlab", "sim", "--servers", local,
-                                              "--interval", "0.05", "-q"), env=_env(),
+            local = wait_for_line(log, r"nats://127\.0\.0\.1:\d+", broker)
+            procs.append(subprocess.Popen(python_in(student_ns, "-m", "trashlab", "sim", "--servers", local,
+                                              "--interval", "0.05", "-q"), env=child_env(),
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
         page_log = tmp_path / "page.log"  # its log lines (a connection lost, found again) apart from its answers
-        page = subprocess.Popen(_in(room["hub1"][0], "-c", PAGE, str(folders[0])), env=_env(), stdin=subprocess.PIPE,
+        page = subprocess.Popen(python_in(room["hub1"][0], "-c", PAGE, str(folders[0])), env=child_env(), stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=open(page_log, "w"), text=True)
         procs.append(page)
         first = _answer(page, page_log)
         assert first["online"] == ["s01", "s02", "s03"], first
         where = {}
         for host in ("hub1", "hub2", "hub3"):
-            leafz = subprocess.run(_in(room[host][0], "-c", "import sys, urllib.request; print(urllib.request.urlopen("
+            leafz = subprocess.run(python_in(room[host][0], "-c", "import sys, urllib.request; print(urllib.request.urlopen("
                                                            "sys.argv[1] + '/leafz').read().decode())",
-                                       f"http://{room[host][1]}:8222"), env=_env(), capture_output=True, text=True,
+                                       f"http://{room[host][1]}:8222"), env=child_env(), capture_output=True, text=True,
                                    timeout=30).stdout
             where[host] = len(json.loads(leafz).get("leafs") or [])
         assert sum(where.values()) == 3, where
@@ -200,13 +167,7 @@ def test_a_class_on_three_hub_hosts_survives_losing_one(room, tmp_path):
         after = _answer(page, page_log)
         assert after["online"] == ["s01", "s02", "s03"] and len(after["down"]) == 1, (where, victim, after)
     finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        end_all(procs)
     text = "".join(log.read_text() for log in logs)
     for secret in [*info["passwords"].values(), info["route_password"]]:
         assert secret not in text

@@ -9,26 +9,21 @@ password, and the student's own broker, joined with the roster line, reaches the
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
-import shutil
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from netns import add_namespace, ip, python_in, remove_namespaces, skip_without_namespaces
+from sessions import child_env, end_all, wait_for_line
+
 ROOT = Path(__file__).resolve().parent.parent
 
-if os.geteuid() != 0 or not shutil.which("ip"):
-    pytest.skip("network namespaces need root and iproute2 (ip)", allow_module_level=True)
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+skip_without_namespaces()
 
 
 @pytest.fixture
@@ -37,47 +32,19 @@ def two_hosts():
     tag = uuid.uuid4().hex[:6]
     hub_ns, student_ns = f"tlh-{tag}", f"tls-{tag}"
     net = f"10.213.{random.randint(0, 255)}"
+    add_namespace(hub_ns)
     try:
-        _ip("netns", "add", hub_ns)
-    except (subprocess.CalledProcessError, OSError) as e:
-        pytest.skip(f"cannot create a network namespace here: {getattr(e, 'stderr', e)!r}")
-    try:
-        _ip("netns", "add", student_ns)
-        _ip("link", "add", f"vh-{tag}", "type", "veth", "peer", "name", f"vs-{tag}")
-        _ip("link", "set", f"vh-{tag}", "netns", hub_ns)
-        _ip("link", "set", f"vs-{tag}", "netns", student_ns)
+        add_namespace(student_ns)
+        ip("link", "add", f"vh-{tag}", "type", "veth", "peer", "name", f"vs-{tag}")
+        ip("link", "set", f"vh-{tag}", "netns", hub_ns)
+        ip("link", "set", f"vs-{tag}", "netns", student_ns)
         for ns, dev, host in ((hub_ns, f"vh-{tag}", 1), (student_ns, f"vs-{tag}", 2)):
-            _ip("-n", ns, "addr", "add", f"{net}.{host}/24", "dev", dev)
-            _ip("-n", ns, "link", "set", dev, "up")
-            _ip("-n", ns, "link", "set", "lo", "up")
+            ip("-n", ns, "addr", "add", f"{net}.{host}/24", "dev", dev)
+            ip("-n", ns, "link", "set", dev, "up")
+            ip("-n", ns, "link", "set", "lo", "up")
         yield hub_ns, student_ns, f"{net}.1"
     finally:
-        for ns in (hub_ns, student_ns):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
-
-
-def _env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "NATS_URL"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-def _in(ns: str, *args: str) -> list:
-    return ["ip", "netns", "exec", ns, sys.executable, *args]
-
-
-def _wait_for(path: Path, pattern: str, proc: subprocess.Popen, timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        m = re.search(pattern, path.read_text())
-        if m:
-            return m.group(0)
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    pytest.fail(f"{path.name}: no {pattern!r} in: {path.read_text()[-2000:]}")
+        remove_namespaces((hub_ns, student_ns))
 
 
 TEACHER = """
@@ -110,12 +77,12 @@ def test_a_student_on_another_host_joins_the_class(two_hosts, tmp_path):
     procs = []
     try:
         hub_log = tmp_path / "hub.log"
-        hub = subprocess.Popen(_in(hub_ns, "-m", "trashlab", "classroom", "serve", "--students", "3", "--listen",
+        hub = subprocess.Popen(python_in(hub_ns, "-m", "trashlab", "classroom", "serve", "--students", "3", "--listen",
                                    "0.0.0.0", "--port", "4222", "--leaf-port", "7422", "--advertise", hub_addr,
                                    "--dir", str(folder)),
-                               env=_env(), stdout=open(hub_log, "w"), stderr=subprocess.STDOUT)
+                               env=child_env(), stdout=open(hub_log, "w"), stderr=subprocess.STDOUT)
         procs.append(hub)
-        _wait_for(hub_log, "Ctrl-C stops the hub", hub)
+        wait_for_line(hub_log, "Ctrl-C stops the hub", hub)
         info = json.loads((folder / "instructor.json").read_text())
         lines = {ln.split()[0]: ln.split()[1] for ln in (folder / "roster.txt").read_text().splitlines()
                  if not ln.startswith("#")}
@@ -123,28 +90,28 @@ def test_a_student_on_another_host_joins_the_class(two_hosts, tmp_path):
 
         # from the student's host: the monitoring port is closed, the client port is open
         monitor_port = int(info["monitor_url"].rsplit(":", 1)[1])
-        probe = subprocess.run(_in(student_ns, "-c", (
+        probe = subprocess.run(python_in(student_ns, "-c", (
             "import socket, sys\n"
             f"def ok(p):\n    try:\n        socket.create_connection(('{hub_addr}', p), timeout=2).close(); return 1\n"
             "    except OSError:\n        return 0\n"
-            f"print(ok({monitor_port}), ok(4222))")), env=_env(), capture_output=True, text=True, timeout=30)
+            f"print(ok({monitor_port}), ok(4222))")), env=child_env(), capture_output=True, text=True, timeout=30)
         assert probe.stdout.split() == ["0", "1"], probe.stdout + probe.stderr
 
         # a wrong password from the student's host: refused in one line, the password not shown
         class_file = str(tmp_path / "student-class.json")
         wrong = lines["s01"].replace(info["passwords"]["s01"], "Wr0ngPassw0rd")
-        bad = subprocess.run(_in(student_ns, "-m", "trashlab", "classroom", "join", wrong),
-                             env=_env(TRASHLAB_CLASS_FILE=class_file), capture_output=True, text=True, timeout=30)
+        bad = subprocess.run(python_in(student_ns, "-m", "trashlab", "classroom", "join", wrong),
+                             env=child_env(TRASHLAB_CLASS_FILE=class_file), capture_output=True, text=True, timeout=30)
         assert bad.returncode == 1 and "password in your join line is wrong" in bad.stderr
         assert "Wr0ngPassw0rd" not in bad.stdout + bad.stderr and len(bad.stderr.strip().splitlines()) == 1
-        foreign = subprocess.run(_in(student_ns, "-m", "trashlab", "levels", "--servers",
+        foreign = subprocess.run(python_in(student_ns, "-m", "trashlab", "levels", "--servers",
                                      lines["s01"].replace(info["passwords"]["s01"], info["passwords"]["s02"])),
-                                 env=_env(), capture_output=True, text=True, timeout=30)
+                                 env=child_env(), capture_output=True, text=True, timeout=30)
         assert foreign.returncode == 1 and "authorization violation" in foreign.stderr
         assert info["passwords"]["s02"] not in foreign.stderr
 
         # the instructor listens on the hub's host
-        teacher = subprocess.Popen(_in(hub_ns, "-c", TEACHER), env=_env(), stdin=subprocess.PIPE,
+        teacher = subprocess.Popen(python_in(hub_ns, "-c", TEACHER), env=child_env(), stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         procs.append(teacher)
         teacher.stdin.write(info["instructor_url"] + "\n")
@@ -152,40 +119,34 @@ def test_a_student_on_another_host_joins_the_class(two_hosts, tmp_path):
         assert teacher.stdout.readline().strip() == "ready"
 
         # the student joins and runs the lab on their own broker
-        joined = subprocess.run(_in(student_ns, "-m", "trashlab", "classroom", "join", lines["s01"]),
-                                env=_env(TRASHLAB_CLASS_FILE=class_file), capture_output=True, text=True, timeout=30)
+        joined = subprocess.run(python_in(student_ns, "-m", "trashlab", "classroom", "join", lines["s01"]),
+                                env=child_env(TRASHLAB_CLASS_FILE=class_file), capture_output=True, text=True, timeout=30)
         assert joined.returncode == 0, joined.stderr
         broker_log = tmp_path / "student-broker.log"
-        broker = subprocess.Popen(_in(student_ns, "-m", "trashlab", "broker", "--name", "iot-msg"),
-                                  env=_env(TRASHLAB_CLASS_FILE=class_file), stdout=open(broker_log, "w"),
+        broker = subprocess.Popen(python_in(student_ns, "-m", "trashlab", "broker", "--name", "iot-msg"),
+                                  env=child_env(TRASHLAB_CLASS_FILE=class_file), stdout=open(broker_log, "w"),
                                   stderr=subprocess.STDOUT)
         procs.append(broker)
-        local = _wait_for(broker_log, r"nats://127\.0\.0\.1:\d+", broker)
-        _wait_for(broker_log, rf"in the class: a leaf node of the hub nats-leaf://s01\.leaf:\*\*\*@{re.escape(hub_addr)}:7422", broker)
+        local = wait_for_line(broker_log, r"nats://127\.0\.0\.1:\d+", broker)
+        wait_for_line(broker_log, rf"in the class: a leaf node of the hub nats-leaf://s01\.leaf:\*\*\*@{re.escape(hub_addr)}:7422", broker)
         leafz = ""
         for _ in range(100):  # the leaf connection comes up in the background
-            leafz = subprocess.run(_in(hub_ns, "-c", f"import urllib.request; print(urllib.request.urlopen("
+            leafz = subprocess.run(python_in(hub_ns, "-c", f"import urllib.request; print(urllib.request.urlopen("
                                                      f"'{info['monitor_url']}/leafz').read().decode())"),
-                                   env=_env(), capture_output=True, text=True, timeout=30).stdout
+                                   env=child_env(), capture_output=True, text=True, timeout=30).stdout
             if '"account": "S01"' in leafz:
                 break
             time.sleep(0.2)  # the polling loop of this wait
         assert '"account": "S01"' in leafz, leafz
-        sim = subprocess.run(_in(student_ns, "-m", "trashlab", "sim", "--servers", local, "--count", "50",
-                                 "--interval", "0.01", "-q"), env=_env(), capture_output=True, text=True, timeout=60)
+        sim = subprocess.run(python_in(student_ns, "-m", "trashlab", "sim", "--servers", local, "--count", "50",
+                                 "--interval", "0.01", "-q"), env=child_env(), capture_output=True, text=True, timeout=60)
         assert sim.returncode == 0, sim.stderr
         teacher.stdin.write("50\n")  # the teacher waits for the 50 (at most 30 s), then says what it saw
         teacher.stdin.flush()
         seen = json.loads(teacher.stdout.readline())
         assert seen == {"class.s01.trash-level": 50}, f"the instructor saw {seen}, expected the 50 readings of s01"
     finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        end_all(procs)
     logs = hub_log.read_text() + (broker_log.read_text() if "broker_log" in locals() else "")
     assert "class hub" in logs and "stopped" in hub_log.read_text()
     for password in info["passwords"].values():

@@ -82,12 +82,11 @@ def test_flow_map_shows_a_kill_and_a_newcomer(tmp_path):
 def test_flow_map_in_voila(tmp_path):
     """Voilà (the notebook as an app, code hidden) shows the live map too, it updates, and Stop freezes it on its last picture."""
     import os
-    import signal
     import subprocess
     import sys
     import urllib.request
 
-    from sessions import free_port, ipc_kernels, stop_session
+    from sessions import end_all, free_port, ipc_kernels
 
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -126,11 +125,6 @@ def test_flow_map_in_voila(tmp_path):
             finally:
                 browser.close()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            pass
-        stop_session(proc.pid)
+        end_all([proc])
         log.close()
         kernels.__exit__(None, None, None)
