@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import socket
 import time
 import urllib.request
@@ -197,6 +198,51 @@ async def test_a_page_nobody_watches_pauses_and_resumes_when_a_browser_returns(m
                          "the page watching again once a browser is back",
                          seen=lambda: f"paused {view.paused}, {responders()} responders")
     finally:
+        if view is not None:
+            await view.stop()
+        hub.stop()
+
+
+async def test_a_class_of_300_is_drawn_as_30_group_lines_naming_who_to_look_at():
+    """300 students do not fit a projector a line each: the page draws at most 30 lines (groups of 10 in roster
+    order) with each group's online count, msg/s and readings, who to look at (offline, or online and silent), and per
+    exercise how many passed, fail, and are stuck. Students connect to the hub with their own logins: s001–s004
+    publish readings (s005 is online and silent), s001 passes an exercise, s002 fails it three times (stuck)."""
+    import nats
+
+    from trashlab.notebook import classview
+
+    hub = ClassHub(300, name=unique("hub")).start()
+    students: list = []
+    view = None
+    try:
+        view = classview.ClassView(ClassWatch(hub.instructor_url, hub.monitor_url, hub.students), refresh=0.05)
+        await view.start()
+        for s in ("s001", "s002", "s003", "s004", "s005"):
+            students.append(await nats.connect(hub.student_url(s, host="127.0.0.1"), name=s))
+        for nc in students[:4]:
+            for i in range(3):
+                await nc.publish("trash-level", b'{"can_id":"%d", "level":"50.00"}' % i)
+        await students[0].publish(progress.PROGRESS, progress.payload(EXERCISE, True, 1))
+        for attempt in (1, 2, 3):
+            await students[1].publish(progress.PROGRESS, progress.payload(EXERCISE, False, attempt))
+        for nc in students:
+            await nc.flush()
+        await eventually(lambda: view.watch.received == 12 and "data-stuck='1'" in view.students.value,
+                         "the page counting 12 readings and s002 stuck",
+                         seen=lambda: f"{view.watch.received} readings; {view.watch.progress.get('s002')}")
+        await eventually(lambda: "data-online='5'" in view.students.value, "the first group's 5 online students")
+        table = view.students.value
+        lines = re.findall(r"<tr class='group' data-label='([^']+)' data-online='(\d+)' data-size='(\d+)'>", table)
+        assert len(lines) == 30 and lines[0] == ("s001–s010", "5", "10") and lines[-1][0] == "s291–s300", lines[:2]
+        assert all(online == "0" for _, online, _ in lines[1:])
+        first = table.split("<tr class='group'")[1]
+        assert "0 msg/s s005" in first and "&#9675; s008" in first and "+2" in first, first  # 4 names shown, 2 more
+        assert "data-passed='1' data-failing='1' data-stuck='1'" in first and ">1✔ 1✘<" in first, first
+        assert "<tr class='student'" not in table
+    finally:
+        for nc in students:
+            await nc.close()
         if view is not None:
             await view.stop()
         hub.stop()

@@ -367,6 +367,10 @@ PAGE_CSS = """<style>
 </style>"""
 #: Exercise columns shown at most (the latest checked; the rest is summed up in the header).
 MAX_EXERCISES = 10
+#: Student lines that fit a 1366x768 projector; a bigger class is shown in groups (at most this many lines).
+ROWS_ON_PAGE = 30
+#: Names shown per group line under "to look at" (the rest as "+n").
+LOOK_AT_SHOWN = 4
 
 
 def _page_watch() -> "tuple[Optional[str], float]":
@@ -523,25 +527,10 @@ class ClassView:
         heads = "".join(f"<th class='ex' title='{html.escape(e)}'>{html.escape(e.split('/')[0])}<br>"
                         f"{_shown(e.split('/')[1], 7)}</th>" for e in shown)
         more = f"<th>+{hidden} more</th>" if hidden else ""
-        body = []
-        for r in rows:
-            dot = "&#9679;" if r["connections"] else "&#9675;"
-            color = "#0a0" if r["connections"] else "#999"
-            last = ", ".join(f"{_shown(c)}: {lv:.0f}%" for c, lv in r["last"][:2])
-            cells = []
-            for e in shown:
-                ok, n = r["progress"].get(e, (None, 0))
-                kind = "" if ok is None else "pass" if ok else "stuck" if n >= STUCK_AFTER else "fail"
-                mark = "" if ok is None else "✔" if ok else f"✘{n}"
-                cells.append(f"<td class='ex {kind}' data-exercise='{html.escape(e)}' data-attempts='{n}'>{mark}</td>")
-            body.append(f"<tr class='student' data-student='{r['student']}' data-online='{int(bool(r['connections']))}'>"
-                        f"<td style='color:{color}'>{dot}</td><td>{r['student']}</td>"
-                        f"<td class='rate num'>{r['rate']:.1f}</td><td class='received num'>{r['received']}</td>"
-                        f"<td class='num'>{r['cans']}</td><td class='last'>{last}</td>{''.join(cells)}"
-                        f"{'<td></td>' if hidden else ''}</tr>")
-        self.students.value = ("<table class='class-students'><tr><th></th><th style='text-align:left'>student</th>"
-                               "<th>msg/s</th><th>readings</th><th>cans</th><th style='text-align:left'>last readings</th>"
-                               + heads + more + "</tr>" + "".join(body) + "</table>")
+        if len(rows) > ROWS_ON_PAGE:
+            self.students.value = _group_table(rows, shown, heads, more)
+        else:
+            self.students.value = _student_table(rows, shown, heads, more)
         counts = self.watch.distribution()
         top = max(counts) or 1
         bars = "".join(f"<tr><td>{i * 10}-{i * 10 + 10}%</td><td><div style='background:#4c72b0;height:12px;"
@@ -578,6 +567,56 @@ class ClassView:
             display(HTML(_RELOAD_JS % (kernel_id, int(min(5.0, max(1.0, self.idle / 2)) * 1000))))
 
 
+def _student_table(rows: Sequence[dict], shown: Sequence[str], heads: str, more: str) -> str:
+    """The page's table with one line per student (a class that fits the screen)."""
+    body = []
+    for r in rows:
+        dot = "&#9679;" if r["connections"] else "&#9675;"
+        color = "#0a0" if r["connections"] else "#999"
+        last = ", ".join(f"{_shown(c)}: {lv:.0f}%" for c, lv in r["last"][:2])
+        cells = []
+        for e in shown:
+            ok, n = r["progress"].get(e, (None, 0))
+            kind = "" if ok is None else "pass" if ok else "stuck" if n >= STUCK_AFTER else "fail"
+            mark = "" if ok is None else "✔" if ok else f"✘{n}"
+            cells.append(f"<td class='ex {kind}' data-exercise='{html.escape(e)}' data-attempts='{n}'>{mark}</td>")
+        body.append(f"<tr class='student' data-student='{r['student']}' data-online='{int(bool(r['connections']))}'>"
+                    f"<td style='color:{color}'>{dot}</td><td>{r['student']}</td>"
+                    f"<td class='rate num'>{r['rate']:.1f}</td><td class='received num'>{r['received']}</td>"
+                    f"<td class='num'>{r['cans']}</td><td class='last'>{last}</td>{''.join(cells)}"
+                    f"{'<td></td>' if more else ''}</tr>")
+    return ("<table class='class-students'><tr><th></th><th style='text-align:left'>student</th>"
+            "<th>msg/s</th><th>readings</th><th>cans</th><th style='text-align:left'>last readings</th>"
+            + heads + more + "</tr>" + "".join(body) + "</table>")
+
+
+def _group_table(rows: Sequence[dict], shown: Sequence[str], heads: str, more: str) -> str:
+    """The page's table for a class too big for a line each: one line per group of students in roster order, with
+    how many are online, their msg/s and readings together, who to look at (offline, or online and silent), and per
+    exercise how many passed and how many fail (white on red when someone in the group is stuck)."""
+    size = -(-len(rows) // ROWS_ON_PAGE)  # ceil: at most ROWS_ON_PAGE lines
+    body = []
+    for group in group_rows(rows, size):
+        look = [f"0 msg/s {s}" for s in group["silent"]] + [f"&#9675; {s}" for s in group["offline"]]
+        if len(look) > LOOK_AT_SHOWN:
+            look = look[:LOOK_AT_SHOWN] + [f"+{len(look) - LOOK_AT_SHOWN}"]
+        cells = []
+        for e in shown:
+            passed, failing, stuck = group["progress"].get(e, (0, 0, 0))
+            kind = "stuck" if stuck else "fail" if failing else "pass" if passed else ""
+            mark = " ".join(filter(None, [f"{passed}✔" if passed else "", f"{failing}✘" if failing else ""]))
+            cells.append(f"<td class='ex {kind}' data-exercise='{html.escape(e)}' data-passed='{passed}' "
+                         f"data-failing='{failing}' data-stuck='{stuck}'>{mark}</td>")
+        body.append(f"<tr class='group' data-label='{group['label']}' data-online='{group['online']}' "
+                    f"data-size='{len(group['students'])}'><td>{group['label']}</td>"
+                    f"<td class='num'>{group['online']}/{len(group['students'])}</td>"
+                    f"<td class='rate num'>{group['rate']:.1f}</td><td class='received num'>{group['received']}</td>"
+                    f"<td class='look'>{', '.join(look)}</td>{''.join(cells)}{'<td></td>' if more else ''}</tr>")
+    return ("<table class='class-students'><tr><th style='text-align:left'>students</th><th>online</th><th>msg/s</th>"
+            "<th>readings</th><th style='text-align:left'>to look at</th>" + heads + more + "</tr>"
+            + "".join(body) + "</table>")
+
+
 def group_rows(rows: Sequence[dict], size: int = 30) -> list:
     """:meth:`ClassWatch.rows` of hundreds of students as groups of ``size`` in roster order (one page line
     each, e.g. ``s001–s030``): how many are online, their msg/s and readings together, and by name who is
@@ -592,5 +631,16 @@ def group_rows(rows: Sequence[dict], size: int = 30) -> list:
                        "online": sum(1 for r in part if r["connections"]),
                        "rate": sum(r["rate"] for r in part), "received": sum(r["received"] for r in part),
                        "offline": [r["student"] for r in part if not r["connections"]],
-                       "silent": [r["student"] for r in part if r["connections"] and not r["rate"]]})
+                       "silent": [r["student"] for r in part if r["connections"] and not r["rate"]],
+                       "progress": _group_progress(part)})
     return groups
+
+
+def _group_progress(rows: Sequence[dict]) -> dict:
+    """Per exercise, how many of ``rows`` passed it, fail it, and are stuck on it (failing after STUCK_AFTER checks)."""
+    counts: dict = {}
+    for r in rows:
+        for exercise, (ok, attempts) in r.get("progress", {}).items():
+            passed, failing, stuck = counts.get(exercise, (0, 0, 0))
+            counts[exercise] = (passed + bool(ok), failing + (not ok), stuck + (not ok and attempts >= STUCK_AFTER))
+    return counts
