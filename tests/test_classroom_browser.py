@@ -149,6 +149,15 @@ def _page_kernels(view: subprocess.Popen) -> int:
     return count
 
 
+def _kernel_sockets(view: subprocess.Popen) -> Path:
+    """The folder of the page kernels' IPC sockets (from Voilà's command line under `classroom view`)."""
+    for child in psutil.Process(view.pid).children(recursive=True):
+        for arg in child.cmdline():
+            if arg.startswith("--KernelManager.ip="):
+                return Path(arg.split("=", 1)[1]).parent
+    pytest.fail("Voila runs without --KernelManager.ip (its kernels are not over IPC)")
+
+
 def _class_reports(hub: ClassHub) -> int:
     """How many class-report responders are connected to the hub (the instructor's connections of that name)."""
     conns = fetch(hub.monitor_url, "connz?auth=1&limit=4096").get("connections") or []
@@ -166,6 +175,7 @@ def test_one_kernel_per_open_page_and_none_for_pages_gone(tmp_path):
     try:
         view, port = _voila(folder, tmp_path, "--idle", "6")
         procs.append(view)
+        sockets = _kernel_sockets(view)
         for _ in range(3):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=120) as answer:
                 assert b"<html" in answer.read(), "Voila did not serve the page"
@@ -189,6 +199,8 @@ def test_one_kernel_per_open_page_and_none_for_pages_gone(tmp_path):
     log = (tmp_path / "voila.log").read_text()
     assert log.count("Kernel started") >= 4, log[-2000:]
     assert "running over TCP" not in log, "the page kernels talk over IPC: no transport warning in the log"
+    assert view.returncode == 0 and not sockets.exists(), f"`classroom view` stopped by SIGTERM (exit " \
+        f"{view.returncode}) leaves {sockets} behind: {log[-1500:]}"
 
 
 def test_a_page_whose_kernel_is_gone_reloads_itself(tmp_path):

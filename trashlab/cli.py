@@ -431,6 +431,7 @@ def _class_view(args) -> int:
     import shutil
     import subprocess
     import tempfile
+    import time
     from pathlib import Path
 
     from .servers.classroom import read_class
@@ -451,10 +452,28 @@ def _class_view(args) -> int:
     with tempfile.TemporaryDirectory(prefix="trashlab-page-kernels-") as sockets:  # short: a socket path is ~100 chars
         cmd = [voila, str(VIEW_NOTEBOOK), "--no-browser", f"--port={args.port}", "--Voila.ip=127.0.0.1",
                "--ServerApp.ip=127.0.0.1", *cull_options(args.idle), *ipc_kernel_options(sockets)]
+        voila_proc = subprocess.Popen(cmd, env=env)
+        stopping: "list[float]" = []
+
+        def on_signal(signum, frame):  # Ctrl-C or SIGTERM: Voilà ends its kernels, then the socket folder goes
+            stopping.append(time.monotonic())
+            if voila_proc.poll() is None:
+                voila_proc.send_signal(signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        code: Optional[int] = None
         try:
-            return subprocess.call(cmd, env=env)
-        except KeyboardInterrupt:
-            return 0
+            while code is None:
+                try:
+                    code = voila_proc.wait(0.5)
+                except subprocess.TimeoutExpired:
+                    if stopping and time.monotonic() - stopping[0] > 15:  # Voilà's own shutdown had 15 s
+                        voila_proc.kill()
+        except BaseException:
+            voila_proc.kill()
+            raise
+        return 0 if stopping else code
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
