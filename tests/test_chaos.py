@@ -8,6 +8,7 @@ import nats
 import pytest
 
 import trashlab
+import trashlab.errors
 import trashlab.servers.chaos
 from conftest import eventually, has_interest, missing, unique
 
@@ -259,7 +260,7 @@ async def test_a_server_side_slow_consumer_logs_in_where_the_broker_has_accounts
 
     b = trashlab.AccountsBroker(unique("slowacc")) if kind == "accounts" else ClassHub(2, name=unique("slowhub"))
     with b.start():
-        sc = await asyncio.wait_for(trashlab.slow_consumer(b, "slow.acc", kind="server"), 60)
+        sc = await asyncio.wait_for(trashlab.servers.chaos.slow_consumer(b, "slow.acc", kind="server"), 60)
         try:
             assert await sc.wait_cut_off(15), f"the {kind} broker must count a slow consumer and cut it off: {sc}"
         finally:
@@ -270,8 +271,8 @@ async def test_a_server_side_slow_consumer_logs_in_where_the_broker_has_accounts
 async def test_a_refused_slow_consumer_says_so_and_puts_the_write_deadline_back(broker):
     """A server that answers the login with -ERR and closes the socket (here: a control line longer
     than it allows): start() raises at once, closes its socket and restores the lowered deadline."""
-    sc = trashlab.SlowConsumer(broker, "s" * 5000, kind="server")
-    with pytest.raises(trashlab.BrokerError, match="did not let the slow consumer in") as caught:
+    sc = trashlab.servers.chaos.SlowConsumer(broker, "s" * 5000, kind="server")
+    with pytest.raises(trashlab.errors.BrokerError, match="did not let the slow consumer in") as caught:
         await asyncio.wait_for(sc.start(), 30)
     assert "write_deadline" not in broker.config_text, "a failed start left the broker's write deadline lowered"
     assert sc._sock is None
@@ -301,7 +302,7 @@ async def test_a_slow_consumer_never_waits_for_http_on_the_event_loop(monkeypatc
         real = urlsplit(b.monitor_url)
         b.proxy = HoldingProxy((real.hostname, real.port))
         try:
-            starting = asyncio.ensure_future(trashlab.SlowConsumer(b, "slow.mon", kind="client").start())
+            starting = asyncio.ensure_future(trashlab.servers.chaos.SlowConsumer(b, "slow.mon", kind="client").start())
             deadline = asyncio.get_running_loop().time() + 30
             while not b.proxy.held.is_set():
                 assert asyncio.get_running_loop().time() < deadline, "the slow consumer never asked /varz"

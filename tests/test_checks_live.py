@@ -306,6 +306,7 @@ async def measure(nc, subject, seconds):
     return count / seconds
 
 
+@pytest.mark.filterwarnings("ignore:coroutine 'sleep' was never awaited:RuntimeWarning")  # a wrong answer below
 async def test_rate_against_what_the_check_published(capsys):
     await checks.check_rate(measure, seconds=1.0)
     await checks.check_rate(measure, seconds=2.0)

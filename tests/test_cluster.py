@@ -10,6 +10,7 @@ import psutil
 import pytest
 
 import trashlab
+import trashlab.servers.connection
 from conftest import eventually, missing, record_seqs, unique
 
 
@@ -265,7 +266,7 @@ async def test_waiting_for_a_subscription_to_reach_a_node_leaves_the_loop_free(p
     real = urlsplit(second.monitor_url)
     proxy = HoldingProxy((real.hostname, real.port))
     subject = unique("interest")
-    nc = await trashlab.connect(first.url)
+    nc = await trashlab.servers.connection.connect(first.url)
     try:
         await nc.subscribe(subject)
         await nc.flush()

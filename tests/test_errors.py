@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import trashlab
+import trashlab.servers.connection
 from trashlab import errors
 from trashlab.errors import (BadArgument, BrokerError, BrokerStartTimeout, BrokerTimeout, CanNotFound,
                              ClusterNotFormed, ConnectionFailed, PortInUse, ServiceFailed, ServiceStartTimeout,
@@ -115,7 +116,7 @@ async def test_a_refused_connection_keeps_its_cause_and_names_the_url_without_th
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens there
     with pytest.raises(ConnectionFailed) as caught:
-        await trashlab.connect(f"nats://someone:s3cr3t-pw@127.0.0.1:{port}")
+        await trashlab.servers.connection.connect(f"nats://someone:s3cr3t-pw@127.0.0.1:{port}")
     e = caught.value
     assert e.urls and all("s3cr3t-pw" not in u and str(port) in u for u in e.urls), e.urls
     assert e.__cause__ is not None, "the cause (what nats-py or the OS said) is kept for the instructor"

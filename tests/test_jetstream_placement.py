@@ -12,6 +12,8 @@ from __future__ import annotations
 import pytest
 
 import trashlab
+import trashlab.servers.connection
+import trashlab.errors
 from conftest import unique
 from trashlab._progress import wait_until
 from trashlab.servers.monitor import fetch
@@ -44,10 +46,10 @@ async def test_the_drill_stream_is_placed_on_a_node_restarted_a_moment_ago(js_cl
                             what="routes back"), f"no route to the restarted {victim.name}: {js_cluster.routes()}"
     try:
         await _make_stream(other.url, "trash-level.placed", replicas=3, progress=False)
-    except trashlab.BrokerError as e:
+    except trashlab.errors.BrokerError as e:
         pytest.fail(f"the drill could not create its 3-copy stream right after {victim.name} restarted "
                     f"(expected: it waits until JetStream can place a copy on every node): {e}")
-    nc = await trashlab.connect(js_cluster.urls)
+    nc = await trashlab.servers.connection.connect(js_cluster.urls)
     try:
         info = await nc.jetstream(timeout=5).stream_info(STREAM)
     finally:
@@ -62,10 +64,10 @@ async def test_the_drill_stream_is_placed_on_a_node_restarted_a_moment_ago(js_cl
 async def test_any_other_refusal_is_reported_at_once(js_cluster):
     """Only "no suitable peers" is waited for: a subject another stream captures is the one-line error at once."""
     await js_cluster.wait_formed(timeout=30, progress=False)
-    nc = await trashlab.connect(js_cluster.urls)
+    nc = await trashlab.servers.connection.connect(js_cluster.urls)
     try:
         await nc.jetstream(timeout=5).add_stream(name="OTHER", subjects=["trash-level.taken"])
-        with pytest.raises(trashlab.BrokerError, match="another stream may already capture that subject"):
+        with pytest.raises(trashlab.errors.BrokerError, match="another stream may already capture that subject"):
             await _make_stream(js_cluster.first.url, "trash-level.taken", replicas=3, progress=False)
     finally:
         await nc.close()
