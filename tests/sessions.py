@@ -68,6 +68,21 @@ def ipc_kernels() -> Iterator[list]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def ipc_kernel_manager(kernel_name: str = "python3", **options):
+    """A kernel manager for nbclient (``client.km = ...``) whose kernel talks over IPC sockets in a short folder of
+    its own (removed with the manager): no TCP port picked free, then bound by the kernel later (see ipc_kernels)."""
+    import shutil
+    import tempfile
+    import weakref
+
+    from jupyter_client.manager import AsyncKernelManager
+
+    folder = tempfile.mkdtemp(prefix="trashlab-k-")
+    km = AsyncKernelManager(kernel_name=kernel_name, transport="ipc", ip=os.path.join(folder, "kernel"), **options)
+    weakref.finalize(km, shutil.rmtree, folder, True)
+    return km
+
+
 def stop_session(pgid: int, timeout: float = 15) -> None:
     """SIGTERM every process of the process group we started (and only those), SIGKILL what is left."""
     members = []

@@ -7,6 +7,8 @@ import textwrap
 import nbformat
 from nbclient import NotebookClient
 
+from sessions import ipc_kernel_manager
+
 SCRIPT = textwrap.dedent("""
     import asyncio, trashlab
 
@@ -37,7 +39,9 @@ def _execute(cells):
         if "# raises" in src:
             cell.metadata["tags"] = ["raises-exception"]
         nb.cells.append(cell)
-    NotebookClient(nb, timeout=60, kernel_name="python3").execute()
+    client = NotebookClient(nb, timeout=60, kernel_name="python3")
+    client.km = ipc_kernel_manager()
+    client.execute()
     return nb
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import nbclient
+
+from sessions import ipc_kernel_manager
 import pytest
 from matplotlib.figure import Figure
 from nbformat.v4 import new_code_cell, new_notebook
@@ -52,6 +54,7 @@ def test_renders_images_in_a_headless_notebook_run(renderer):
     ])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}})
+    client.km = ipc_kernel_manager()
     client.execute()
     outputs = [cell.outputs for cell in nb.cells]
     assert not [o for cell in outputs for o in cell if o.output_type == "error"]

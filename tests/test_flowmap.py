@@ -185,6 +185,8 @@ def test_an_executed_notebook_keeps_a_still_picture(tmp_path):
     import nbformat
     from nbclient import NotebookClient
 
+    from sessions import ipc_kernel_manager
+
     name = unique("fmnb")
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(src) for src in (
@@ -197,6 +199,7 @@ def test_an_executed_notebook_keeps_a_still_picture(tmp_path):
                                                                     os.environ.get("PYTHONPATH")]))}
     env.pop("NATS_URL", None)
     client = NotebookClient(nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client.km = ipc_kernel_manager()
     client.execute(env=env)
     shown = nb.cells[1].outputs[0]["data"]
     assert "text/html" in shown and "<svg" in shown["text/html"] and "collector (python3)" in shown["text/html"]

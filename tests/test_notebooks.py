@@ -28,9 +28,10 @@ import nbformat
 import psutil
 import pytest
 from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError
+
+from sessions import ipc_kernel_manager
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -56,8 +57,7 @@ def kernel_dir(tmp_path_factory):
 def _client(nb, kernel_dir: Path, cwd: Path) -> NotebookClient:
     client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name=KERNEL, allow_errors=False,
                             resources={"metadata": {"path": str(cwd)}}, shutdown_kernel="graceful")
-    client.km = AsyncKernelManager(kernel_name=KERNEL,
-                                   kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernel_dir)]))
+    client.km = ipc_kernel_manager(KERNEL, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernel_dir)]))
     return client
 
 

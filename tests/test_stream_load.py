@@ -53,6 +53,11 @@ async def _until(predicate, timeout: float) -> bool:
     return predicate()
 
 
+def _slow_consumer_lines(broker) -> str:
+    """The server's own words on each slow consumer it cut off (64 MB pending, or a write deadline missed)."""
+    return " | ".join(line for line in broker.output.splitlines() if "Slow Consumer" in line)[-1500:] or "(none)"
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)  # a loaded machine slows the flood down (it waits for the subscribers)
 async def test_malformed_stream_into_collector_and_report_service(broker, figure):
@@ -70,8 +75,8 @@ async def test_malformed_stream_into_collector_and_report_service(broker, figure
     took = time.monotonic() - started
     valid, kinds = flood.expected(published, bad=True)
     server_drops = broker.varz().loc["slow_consumers", "value"]
-    assert server_drops == 0, (f"nats-server cut off a subscriber {server_drops} times (server-side slow consumer: "
-                               "it fell more than 64 MB behind); is the machine overloaded?")
+    assert server_drops == 0, (f"nats-server cut off a subscriber {server_drops} times (server-side slow consumer); "
+                               f"its log: {_slow_consumer_lines(broker)}")
 
     # both stay up and still answer
     assert col.running and svc.running
@@ -99,6 +104,7 @@ async def test_malformed_stream_into_collector_and_report_service(broker, figure
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # a loaded machine slows the flood down (it waits for the collector)
 async def test_sixty_seconds_at_10k_with_max_rows_stays_bounded(broker, figure):
     rate, seconds, max_rows = 10_000, 60, 10_000
     col = await trashlab.Collector(broker.url, max_rows=max_rows, name="soak").start()
@@ -111,11 +117,15 @@ async def test_sixty_seconds_at_10k_with_max_rows_stays_bounded(broker, figure):
             await asyncio.sleep(1)  # sampling memory once a second (a measurement, not synchronisation)
 
     sampler = asyncio.ensure_future(sample())
-    summary = await _run_flood(broker.url, rate, seconds, bad=False)
+    # paced at 10k/s, never far ahead of the collector (a loaded machine slows the flood down, not the server's
+    # patience: this test is about memory with max_rows, not about a rate this machine reaches)
+    summary = await _run_flood(broker.url, rate, seconds, bad=False, monitor=broker.monitor_url)
     published = summary["published"]
     await _until(lambda: col.count >= published, 30)
     sampler.cancel()
     assert published == rate * seconds and summary["errors"] == 0, summary
+    server_drops = broker.varz().loc["slow_consumers", "value"]
+    assert server_drops == 0, f"nats-server cut off the collector {server_drops} times: {_slow_consumer_lines(broker)}"
     assert col.count == published, f"received {col.count} of {published}"
     assert col.slow_consumer_events == 0 and col.rejected_count == 0
     frame = col.frame()
