@@ -101,10 +101,11 @@ async def flood(url: str, rate: int, seconds: float, bad: bool, subject: str, mo
             while await asyncio.to_thread(_most_pending, monitor) > MAX_PENDING_BYTES:
                 await asyncio.sleep(0.05)  # polling another process's state: no event to await
             held += loop.time() - waited
-        behind = int((loop.time() - start - held) * rate) + 1 - i
-        if behind > rate // 10:  # this process was not scheduled for a while: go on at the pace, no catch-up burst
-            held += (behind - rate // 10) / rate  # (a burst of seconds of readings would outrun the subscribers)
-        due = min(total, int((loop.time() - start - held) * rate) + 1)
+        due = int((loop.time() - start - held) * rate) + 1
+        if due - i > rate // 10:  # this process was not scheduled for a while: go on at the pace, no catch-up burst
+            held += (due - i - rate // 10) / rate  # (a burst of seconds of readings would outrun the subscribers)
+            due = i + rate // 10
+        due = min(total, due)
         while i < due:
             i += 1
             await nc.publish(subject, payload(i, bad)[1])

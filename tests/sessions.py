@@ -61,9 +61,11 @@ def ipc_kernels() -> Iterator[list]:
     import shutil
     import tempfile
 
+    from trashlab.cli import ipc_kernel_options
+
     folder = tempfile.mkdtemp(prefix="trashlab-k-")
     try:
-        yield ["--KernelManager.transport=ipc", f"--KernelManager.ip={os.path.join(folder, 'kernel')}"]
+        yield ipc_kernel_options(folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

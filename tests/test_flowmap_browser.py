@@ -94,37 +94,36 @@ def test_flow_map_in_voila(tmp_path):
     cmd = [sys.executable, "-m", "voila", str(ROOT / "tests" / "notebooks" / "flowmap-voila.ipynb"), "--no-browser",
            f"--port={port}", "--Voila.ip=127.0.0.1"]
     log = open(tmp_path / "voila.log", "w")
-    kernels = ipc_kernels()  # over IPC: no TCP port of the page's kernel taken by a broker meanwhile
-    proc = subprocess.Popen(cmd + kernels.__enter__(), env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=2)
-                break
-            except urllib.error.HTTPError:
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "voila.log").read_text()[-2000:]
-                time.sleep(0.3)
-        with sync_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-            try:
-                page = browser.new_page(viewport={"width": 1100, "height": 700})
-                page.goto(f"http://127.0.0.1:{port}/", timeout=90_000)
-                has_text(page, "collector (python3)", 90_000)
-                first = page.evaluate("() => document.querySelector('.fm-title').textContent")
-                page.wait_for_function(f"() => document.querySelector('.fm-title').textContent !== {first!r}",
-                                       timeout=10_000)  # it updates in place
-                page.screenshot(path=str(ARTIFACTS / "flowmap-voila.png"))
-                page.get_by_role("button", name="■ Stop").click()  # through the kernel and back: frozen, still there
-                page.wait_for_selector(".trashlab-flowmap[data-state='stopped']", timeout=10_000)
-                assert page.get_by_role("button", name="■ Stop").is_disabled()
-                assert any("collector (python3)" in t for t in page.evaluate(MAP_TEXTS_JS))
-            finally:
-                browser.close()
-    finally:
-        end_all([proc])
-        log.close()
-        kernels.__exit__(None, None, None)
+    with ipc_kernels() as kernels:  # over IPC: no TCP port of the page's kernel taken by a broker meanwhile
+        proc = subprocess.Popen(cmd + kernels, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=2)
+                    break
+                except urllib.error.HTTPError:
+                    break
+                except OSError:
+                    assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "voila.log").read_text()[-2000:]
+                    time.sleep(0.3)
+            with sync_api.sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+                try:
+                    page = browser.new_page(viewport={"width": 1100, "height": 700})
+                    page.goto(f"http://127.0.0.1:{port}/", timeout=90_000)
+                    has_text(page, "collector (python3)", 90_000)
+                    first = page.evaluate("() => document.querySelector('.fm-title').textContent")
+                    page.wait_for_function(f"() => document.querySelector('.fm-title').textContent !== {first!r}",
+                                           timeout=10_000)  # it updates in place
+                    page.screenshot(path=str(ARTIFACTS / "flowmap-voila.png"))
+                    page.get_by_role("button", name="■ Stop").click()  # through the kernel and back: frozen, still there
+                    page.wait_for_selector(".trashlab-flowmap[data-state='stopped']", timeout=10_000)
+                    assert page.get_by_role("button", name="■ Stop").is_disabled()
+                    assert any("collector (python3)" in t for t in page.evaluate(MAP_TEXTS_JS))
+                finally:
+                    browser.close()
+        finally:
+            end_all([proc])
+            log.close()
