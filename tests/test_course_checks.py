@@ -293,6 +293,11 @@ async def test_rep_program(tmp_path, monkeypatch, capsys):
     assert "is a string" in await fails(checks.check_rep_levels("rep.py", seed=3))
     (tmp_path / "rep.py").write_text(right.replace("    await asyncio.Event().wait()\n", ""))
     assert "a service keeps running" in await fails(checks.check_rep_unknown("rep.py", seed=3))
+    # ends while the check's request is on its way to it (subscribed, not answering): what a loaded machine
+    # made of the line above once (CI said "no reply within 1 s"); the student must still hear why
+    (tmp_path / "rep.py").write_text("import time\n" + right.replace("    await asyncio.Event().wait()\n",
+                                                                     "    await nc.flush()\n    time.sleep(1)\n"))
+    assert "a service keeps running" in await fails(checks.check_rep_unknown("rep.py", seed=3))
 
 
 async def test_requester(capsys):

@@ -133,7 +133,7 @@ async def check_responder(serve_levels: Callable, seed: Optional[int] = None, ti
 #: The connection name of the check's own publisher and asker (never taken for the student's program).
 CHECKER = "trashlab-check"
 #: How long a request to the student's program waits for its reply.
-REPLY_WITHIN = 1.0
+REPLY_WITHIN = 3.0
 
 
 @contextlib.asynccontextmanager
@@ -166,6 +166,8 @@ async def _ask(nc, program: Program, can: str, what: str) -> dict:
             raise await ended(program, what, " after it subscribed") from None  # a ✘ line for the student; what went wrong is in it
         raise failed(f"{asked}: no responders: nobody subscribes to {REQUEST_SUBJECT!r} any more") from None  # a ✘ line for the student; what went wrong is in it
     except (nats.errors.TimeoutError, asyncio.TimeoutError):
+        if await program.wait(1) is not None:  # it ended while the request was on its way to it
+            raise await ended(program, what, " after it subscribed") from None  # a ✘ line for the student; what went wrong is in it
         said = program.stderr(1)
         raise failed(f"{asked}: no reply within {REPLY_WITHIN:g} s: answer every request with "
                      "await msg.respond(...)" + (f" (its stderr: {program.failure(1)})" if said else "")) from None  # a ✘ line for the student; what went wrong is in it
