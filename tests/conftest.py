@@ -283,6 +283,18 @@ def broker():
     b.stop()
 
 
+@pytest.fixture
+def class_file(tmp_path, monkeypatch):
+    """Joining a class is remembered in a file of this test only; NATS_URL is restored afterwards."""
+    from trashlab.servers.classroom import leave
+
+    path = tmp_path / "class.json"
+    monkeypatch.setenv("TRASHLAB_CLASS_FILE", str(path))
+    monkeypatch.delenv("NATS_URL", raising=False)
+    yield path
+    leave()
+
+
 @pytest.fixture(scope="module")
 def shared_broker():
     """One broker for a whole test module (tests use their own subjects)."""

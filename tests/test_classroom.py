@@ -24,16 +24,6 @@ from trashlab.notebook.classview import ClassWatch
 from conftest import eventually, unique
 
 
-@pytest.fixture
-def class_file(tmp_path, monkeypatch):
-    """Joining a class is remembered in a file of this test only; NATS_URL is restored afterwards."""
-    path = tmp_path / "class.json"
-    monkeypatch.setenv("TRASHLAB_CLASS_FILE", str(path))
-    monkeypatch.delenv("NATS_URL", raising=False)
-    yield path
-    leave()
-
-
 @pytest.fixture(scope="module")
 def hub():
     """A class of three students, with a WebSocket listener."""

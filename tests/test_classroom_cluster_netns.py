@@ -94,6 +94,26 @@ async def main():
                 "every student online again with new readings")
     print(json.dumps({"online": watch.online(), "down": watch.monitor_down}), flush=True)
     await watch.stop()
+    # the class keeps readings: the stream on the two nodes left has every student's, 3 replicas
+    import nats, nats.errors
+    kept = json.load(open(sys.argv[1] + "/instructor.json"))["kept_url"].split(",")
+    nc = await nats.connect(servers=kept, max_reconnect_attempts=-1)
+    js = nc.jetstream(timeout=5)
+    got = {}
+    async def every_student_kept():
+        nonlocal got
+        try:
+            info = await js.stream_info("CLASS_READINGS", subjects_filter="kept.>")
+        except (nats.errors.Error, asyncio.TimeoutError):  # a new leader being elected
+            return False
+        got = {"replicas": info.config.num_replicas, "subjects": sorted(info.state.subjects or {})}
+        return len(got["subjects"]) == len(watch.students)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while not await every_student_kept() and loop.time() < deadline:
+        await asyncio.sleep(0.2)  # the polling loop of a wait for a condition
+    print(json.dumps(got), flush=True)
+    await nc.close()
 
 asyncio.run(main())
 """
@@ -116,7 +136,7 @@ def test_a_class_on_three_hub_hosts_survives_losing_one(room, tmp_path):
             ns, addr = room[host]
             proc = subprocess.Popen(python_in(ns, "-m", "trashlab", "classroom", "serve", "--students", "3", "--hosts", hosts,
                                         "--this", addr, "--listen", "0.0.0.0", "--monitor-listen", addr,
-                                        "--dir", str(folder)),
+                                        "--dir", str(folder), "--keep-readings"),
                                     env=child_env(), stdout=open(log, "w"), stderr=subprocess.STDOUT)
             procs.append(proc)
             pids[host] = int(wait_for_line(log, r"pid (\d+); Ctrl-C", proc).split()[1].rstrip(";"))
@@ -125,7 +145,7 @@ def test_a_class_on_three_hub_hosts_survives_losing_one(room, tmp_path):
         assert len(info["instructor_url"].split(",")) == 3
         lines = {ln.split()[0]: ln.split()[1] for ln in (folders[0] / "roster.txt").read_text().splitlines()
                  if not ln.startswith("#")}
-        assert lines["s01"].endswith(f"@{addrs[0]}:4222?leaf=7422&node={addrs[1]}:4222:7422&node={addrs[2]}:4222:7422")
+        assert lines["s01"].endswith(f"@{addrs[0]}:4222?leaf=7422&node={addrs[1]}:4222:7422&node={addrs[2]}:4222:7422&keep=1")
         assert (folders[1] / "roster.txt").read_text() == (folders[0] / "roster.txt").read_text()
 
         student_ns = room["student"][0]
@@ -166,6 +186,8 @@ def test_a_class_on_three_hub_hosts_survives_losing_one(room, tmp_path):
         page.stdin.flush()
         after = _answer(page, page_log)
         assert after["online"] == ["s01", "s02", "s03"] and len(after["down"]) == 1, (where, victim, after)
+        kept = _answer(page, page_log)
+        assert kept == {"replicas": 3, "subjects": [f"kept.{s}.trash-level" for s in ("s01", "s02", "s03")]}, kept
     finally:
         end_all(procs)
     text = "".join(log.read_text() for log in logs)

@@ -20,10 +20,8 @@ from trashlab.errors import CheckFailed
 from trashlab.notebook.classview import ClassWatch
 from trashlab.servers import progress
 from trashlab.servers.classroom import ClassHub, join, leave, parse_join_line
-import test_classroom
 from conftest import eventually, unique
 
-class_file = test_classroom.class_file  # the fixture: joining is remembered in a file of this test only
 
 EXERCISE = "03/publish_readings"
 

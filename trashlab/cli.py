@@ -273,6 +273,9 @@ def _add_classroom(sub) -> None:
     s.add_argument("--hosts", default=None, help="a hub of one node per host: every hub host's name as students "
                                                  "reach it, comma-separated (hub1,hub2,hub3); run serve on each")
     s.add_argument("--this", default=None, help="with --hosts: which of them this host is")
+    s.add_argument("--keep-readings", action="store_true",
+                   help="keep every student's readings in a JetStream stream on the hub, each one acknowledged: none "
+                        "lost when a hub node dies (remembered: serving the folder again keeps them too)")
     s.add_argument("--monitor-listen", default="127.0.0.1",
                    help="with --hosts: the address monitoring listens on (default 127.0.0.1; give this host's "
                         "address for the instructor's page to reach it, and let only that machine through)")
@@ -323,8 +326,10 @@ def _class_serve(args) -> int:
     passwords, students = None, args.students
     ports: tuple = (args.port, args.leaf_port, args.websocket_port)
     monitor_port = None
+    keep = args.keep_readings
     if (folder / INSTRUCTOR_FILE).exists():  # a restarted hub: the lines handed out stay valid
         info = read_class(folder)
+        keep = keep or bool(info.get("kept_url"))
         passwords, students = info["passwords"], info["students"]
         ports = tuple(given if given is not None else info.get(key) for given, key in
                       zip(ports, ("port", "leaf_port", "websocket_port"), strict=True))
@@ -332,7 +337,8 @@ def _class_serve(args) -> int:
         print(f"reusing the roster in {folder} ({len(students)} students, same passwords and ports)", flush=True)
     hub = ClassHub(students, name=args.name, host=args.listen, port=ports[0], leaf_port=ports[1],
                    websocket_port=ports[2], advertise=args.advertise, passwords=passwords, http_port=monitor_port,
-                   store_dir=str((folder / "jetstream").resolve()))  # the class page's memory, kept across restarts
+                   store_dir=str((folder / "jetstream").resolve()),  # the class page's memory, kept across restarts
+                   keep_readings=keep)
 
     def announce() -> None:
         roster = hub.write_roster(folder)
@@ -357,6 +363,8 @@ def _class_cluster_serve(args, folder) -> int:
         print(f"reusing the roster in {folder} ({len(info['students'])} students, same passwords and ports)", flush=True)
     students = info.get("students") or args.students
     passwords, route_password = info.get("passwords"), info.get("route_password")
+    keep = args.keep_readings or bool(info.get("kept_url"))
+    store = str((folder / "jetstream").resolve()) if keep else None  # the kept readings, across restarts
     if args.hosts:
         hosts = [h.strip() for h in args.hosts.split(",") if h.strip()]
         if not args.this:
@@ -367,7 +375,8 @@ def _class_cluster_serve(args, folder) -> int:
         ports = (args.port or 4222, args.leaf_port or 7422, args.cluster_port or 6222)
         node = hubcluster.node_for_host(students, hosts, args.this, listen=args.listen, ports=ports,
                                         passwords=passwords, route_password=route_password or hubcluster.new_route_password(),
-                                        name=args.name, monitor_host=args.monitor_listen)
+                                        name=args.name, monitor_host=args.monitor_listen, keep_readings=keep,
+                                        store_dir=store)
 
         def announce_node() -> None:
             node.write_roster(folder)
@@ -387,7 +396,8 @@ def _class_cluster_serve(args, folder) -> int:
         saved = [hubcluster.NodePorts(nth(args.port, i), nth(args.leaf_port, i), nth(args.cluster_port, i),
                                       websocket=nth(args.websocket_port, i)) for i in range(args.nodes)]
     hub = hubcluster.ClassCluster(students, args.nodes, name=args.name, host=args.listen, ports=saved,
-                                  advertise=args.advertise, passwords=passwords, route_password=route_password)
+                                  advertise=args.advertise, passwords=passwords, route_password=route_password,
+                                  keep_readings=keep, store_dir=store)
 
     def announce() -> None:
         roster = hub.write_roster(folder)

@@ -7,7 +7,10 @@ is a leaf node of the hub in the student's account, its remote listing every nod
 instructor subscribed to ``class.*.trash-level`` on a node that is not killed, counts what arrives. Once every student
 is seen, the node with the most students is SIGKILLed (the witness listens on another one); the drill measures how long until every student is a leaf of a
 surviving node again (what the class page's "online" column shows), then stops the simulators and compares,
-per student, what the witness received with what was published. Each node's CPU and memory come from its
+per student, what the witness received with what was published. A hub that keeps readings (the default here, as
+``classroom serve --keep-readings``) loses instead the node that leads the stream of kept readings, if it carries
+students (they move, and the stream elects a new leader at once); the stream's readings are compared with what
+was published too. Each node's CPU and memory come from its
 /varz once a second. ``benchmarks/class_cluster.py`` prints it; ``tests/test_classroom_cluster.py`` asserts it.
 """
 
@@ -32,6 +35,7 @@ from ..errors import BadArgument, BrokerError, BrokerTimeout
 from ..servers.broker import Broker
 from ..servers.classroom import CLASS_PREFIX, EXPORTED, INSTRUCTOR, _account, join
 from ..servers.connection import connect
+from ..servers import keptfeed
 from ..servers.hubcluster import ClassCluster, fetch_nodes
 from ..servers.monitor import fetch
 from ..services.simulator import Simulator
@@ -59,6 +63,21 @@ class ClassDrillResult:
     node_cpu: Dict[str, List[float]] = field(default_factory=dict)  #: /varz cpu (% of one core), one a second
     node_rss: Dict[str, List[int]] = field(default_factory=dict)  #: /varz mem (bytes)
     student_brokers_rss: int = 0  #: every student broker's memory together (bytes)
+    keep_readings: bool = False  #: the hub kept readings (each student broker's feed sent each until acknowledged)
+    kept: Dict[str, int] = field(default_factory=dict)  #: distinct sequence numbers in the hub's stream, per student
+    kept_duplicates: Dict[str, int] = field(default_factory=dict)
+    kept_gaps: Dict[str, List[List[int]]] = field(default_factory=dict)
+    stream_leader: Optional[str] = None  #: the node leading the kept readings' stream before the kill
+    kept_resent: int = 0  #: tries of the students' feeds that were not acknowledged and were made again
+    kept_dropped: int = 0  #: readings a feed gave up (beyond its memory, or refused by the stream)
+
+    @property
+    def kept_lost(self) -> Dict[str, int]:
+        """Readings published but not in the hub's stream, per student (only those who lost some)."""
+        if not self.keep_readings:
+            return {}
+        out = {s: self.published[s] - self.kept.get(s, 0) for s in self.published}
+        return {s: n for s, n in out.items() if n}
 
     @property
     def lost(self) -> Dict[str, int]:
@@ -77,6 +96,9 @@ class ClassDrillResult:
             "lost_students_on_killed_node": sum(n for s, n in lost.items() if s in moved),
             "lost_students_elsewhere": sum(n for s, n in lost.items() if s not in moved),
             "students_that_lost": len(lost), "duplicates": sum(self.duplicates.values()),
+            **({"kept": sum(self.kept.values()), "kept_lost_total": sum(self.kept_lost.values()),
+                "kept_duplicates": sum(self.kept_duplicates.values()), "kept_resent": self.kept_resent,
+                "kept_dropped": self.kept_dropped, "stream_leader": self.stream_leader} if self.keep_readings else {}),
             "students_per_node": {n: list(self.placement.values()).count(n) for n in sorted(set(self.placement.values()))},
             "killed": self.killed, "moved": len(self.moved),
             "all_back_seconds": self.all_back_seconds,
@@ -114,12 +136,14 @@ def _runs(missing: List[int]) -> List[List[int]]:
 
 async def class_drill(students: int = 300, nodes: int = 3, *, rate: float = 1.0, kill: bool = True,
                       warmup: int = 3, after: int = 3, timeout: float = 120.0, name: str = "drill-hub",
-                      progress: bool = True,
+                      progress: bool = True, keep_readings: bool = True,
                       stage: Optional[Callable[[str, ClassCluster], Awaitable[None]]] = None) -> ClassDrillResult:
     """Run the class on a ``nodes``-node hub, kill the node with the most students once every student's
     ``warmup`` readings arrived, wait for every student to be back and ``after`` more readings each, then
     count (module docs). ``stage("joined" | "back", hub)`` is awaited when every student is a leaf node of
     the hub, and when every student is back after the kill (a test looks at the class page there).
+    ``keep_readings`` (the default) runs the class as ``classroom serve --keep-readings`` does: every student
+    broker sends each reading until the hub's stream has it; the readings in the stream are counted too.
 
     Every wait is on a condition (at most ``timeout`` s each); nothing is timed by sleeping.
     """
@@ -129,8 +153,8 @@ async def class_drill(students: int = 300, nodes: int = 3, *, rate: float = 1.0,
         raise BadArgument("killing a node needs a hub of at least 2 nodes: nodes=3")
     if not 0 < rate <= 50:
         raise BadArgument(f"rate={rate!r}: readings per second per student, from 0.1 to 50")
-    result = ClassDrillResult(students, nodes, rate)
-    hub = ClassCluster(students, nodes, name=name)
+    result = ClassDrillResult(students, nodes, rate, keep_readings=keep_readings)
+    hub = ClassCluster(students, nodes, name=name, keep_readings=keep_readings)
     folder = Path(tempfile.mkdtemp(prefix="class-drill-"))
     brokers: Dict[str, Broker] = {}
     sims: Dict[str, Simulator] = {}
@@ -183,6 +207,9 @@ async def class_drill(students: int = 300, nodes: int = 3, *, rate: float = 1.0,
         # the node with the most students is the one killed; the witness listens on another one
         load = {n.name: list(placed.values()).count(n.name) for n in hub.hubs}
         victim = max(hub.hubs, key=lambda n: load[n.name])
+        if keep_readings:  # the worst case: the node that writes the kept readings too (a new leader is elected)
+            leader = result.stream_leader = await _stream_leader(hub)
+            victim = next((n for n in hub.hubs if n.name == leader and load[n.name]), victim)
         watcher = min((n for n in hub.hubs if n is not victim), key=lambda n: load[n.name], default=victim)
         witness = await connect(f"nats://{INSTRUCTOR}:{hub.instructor_password}@{watcher.client_host}:{watcher.port}",
                                 name="witness")
@@ -248,14 +275,9 @@ async def class_drill(students: int = 300, nodes: int = 3, *, rate: float = 1.0,
                     "the witness receiving every student's last reading", progress,
                     lambda: str({s: (max(seqs[s], default=0), result.published[s]) for s in hub.students
                                  if max(seqs[s], default=0) < result.published[s]}))
-        for s in hub.students:
-            got = set(seqs[s])
-            result.received[s] = len(got)
-            if len(seqs[s]) != len(got):
-                result.duplicates[s] = len(seqs[s]) - len(got)
-            missing = sorted(set(range(1, result.published[s] + 1)) - got)
-            if missing:
-                result.gaps[s] = _runs(missing)
+        _tally(seqs, result.published, result.received, result.duplicates, result.gaps)
+        if keep_readings:
+            await _count_kept(hub, brokers, result, timeout, progress)
         return result
     finally:
         await cancel(sampler)
@@ -269,9 +291,60 @@ async def class_drill(students: int = 300, nodes: int = 3, *, rate: float = 1.0,
         shutil.rmtree(folder, ignore_errors=True)  # the students' class files
 
 
+def _tally(seqs: Dict[str, List[int]], published: Dict[str, int], received: Dict[str, int],
+           duplicates: Dict[str, int], gaps: Dict[str, List[List[int]]]) -> None:
+    """Per student, the sequence numbers seen against 1..published: distinct ones, repeats, runs missing."""
+    for s, seen in seqs.items():
+        got = set(seen)
+        received[s] = len(got)
+        if len(seen) != len(got):
+            duplicates[s] = len(seen) - len(got)
+        missing = sorted(set(range(1, published[s] + 1)) - got)
+        if missing:
+            gaps[s] = _runs(missing)
+
+
 async def _wait(check, timeout: float, what: str, progress: bool, seen) -> None:
     if not await wait_until(check, timeout=timeout, what=what, every=0.1, show=progress, show_after=2.0, why=seen):
         raise BrokerTimeout(f"class drill: not done after {timeout:g}s: {what} ({seen()})", timeout=timeout)
+
+
+async def _stream_leader(hub: ClassCluster) -> Optional[str]:
+    """The node that leads the stream of kept readings (the one it is written on first)."""
+    nc = await connect(hub.kept_url, name="kept-leader")
+    try:
+        info = await nc.jetstream(timeout=10.0).stream_info(keptfeed.KEPT_STREAM)
+        return info.cluster.leader if info.cluster else None
+    finally:
+        await quietly(nc.close())
+
+
+async def _count_kept(hub: ClassCluster, brokers: Dict[str, Broker], result: ClassDrillResult, timeout: float,
+                      progress: bool) -> None:
+    """Once every student broker's feed has nothing waiting, read the hub's stream of kept readings whole."""
+    feeds = {s: keptfeed.feed_of(b.name) for s, b in brokers.items()}
+    missing_feed = [s for s, f in feeds.items() if f is None]
+    if missing_feed:
+        raise BrokerError(f"class drill: no kept feed for {len(missing_feed)} students ({missing_feed[:3]}): "
+                          "were their brokers joined with keep=1?")
+    await _wait(lambda: all(f.waiting == 0 and f.received >= result.published[s] for s, f in feeds.items() if f),
+                timeout, "every student's feed acknowledged by the hub", progress,
+                lambda: f"{sum(f.waiting for f in feeds.values() if f)} readings waiting")
+    result.kept_resent = sum(f.resent for f in feeds.values() if f)
+    result.kept_dropped = sum(f.dropped for f in feeds.values() if f)
+    kept_seqs: Dict[str, List[int]] = {s: [] for s in hub.students}
+    nc = await connect(hub.kept_url, name="kept-reader")
+    try:
+        js = nc.jetstream(timeout=10.0)
+        state = (await js.stream_info(keptfeed.KEPT_STREAM)).state
+        # message by message from the stream's leader: a consumer made now may be placed on the killed node
+        # (a peer of the stream still) and its creation then never answers
+        for seq in range(state.first_seq, state.last_seq + 1):
+            msg = await js.get_msg(keptfeed.KEPT_STREAM, seq)
+            kept_seqs[(msg.subject or "").split(".")[1]].append(json.loads(msg.data or b"{}")["seq"])
+    finally:
+        await quietly(nc.close())
+    _tally(kept_seqs, result.published, result.kept, result.kept_duplicates, result.kept_gaps)
 
 
 def _knows_interest(broker: Broker) -> bool:

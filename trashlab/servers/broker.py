@@ -37,7 +37,8 @@ from .._text import Lines
 from . import names
 from .config import (CLUSTER_NAME, LAME_DUCK_DURATION, LAME_DUCK_GRACE, ROUTE_PASSWORD, ROUTE_USER,  # noqa: F401
                      ClusterBlock, Ports, ServerConfig)
-from .joined import leaf_remote
+from . import keptfeed
+from .joined import joined, leaf_remote
 from .processes import ManagedProcess, ServerLifecycle, temp_dir
 
 log = logging.getLogger("trashlab")
@@ -87,6 +88,10 @@ class _Running:
     config: ServerConfig
     argv: list = field(default_factory=list)
     ports: Optional[Ports] = None  # assigned, once its ports file is read
+
+
+#: Seconds a joined broker's start waits for its kept feed to subscribe (a class that keeps readings).
+KEPT_READY_WITHIN = 5.0
 
 
 class Broker(ServerLifecycle):
@@ -445,6 +450,9 @@ class Broker(ServerLifecycle):
                     poll_until(functools.partial(self._poll_ready, ports_dir), timeout=float("inf"), every=0.02)
                     self._check_accepts()
                     log.info("trashlab: broker %s ready at %s", self.name, redact(self.url))
+                feed = self._kept_feed()
+                if feed is not None:
+                    feed.ready.wait(KEPT_READY_WITHIN)
                 return self
             except PortInUse:
                 if not self._give_up_preferred_port():
@@ -463,6 +471,9 @@ class Broker(ServerLifecycle):
                     await wait_until(functools.partial(self._poll_ready, ports_dir), timeout=float("inf"),
                                      every=0.02, what=f"starting broker {self.name}", show_after=1.0)
                     self._check_accepts()
+                feed = self._kept_feed()
+                if feed is not None:
+                    await asyncio.to_thread(feed.ready.wait, KEPT_READY_WITHIN)
                 return self
             except PortInUse:
                 if not self._give_up_preferred_port():
@@ -471,6 +482,15 @@ class Broker(ServerLifecycle):
                 self._abandon()
                 raise
         return self
+
+    def _kept_feed(self) -> "Optional[keptfeed.KeptFeed]":
+        """A broker of a class that keeps readings sends each one until the hub has it (:mod:`.keptfeed`)."""
+        if self._run is None or not self._run.config.leaf_remote:
+            return None
+        seat = joined()
+        if seat is None or not seat.keep or not seat.client_url:
+            return None
+        return keptfeed.follow(self.name, self.url, seat.client_url, seat.student)
 
     def _abandon(self) -> None:
         """Kill a server whose start was interrupted before it was ready (a ready one keeps running)."""
@@ -507,6 +527,7 @@ class Broker(ServerLifecycle):
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop gracefully (SIGTERM: clients are told, in-flight work finishes)."""
+        keptfeed.unfollow(self.name, timeout)  # what waits for the class hub goes first
         if self._run is not None:
             self._run.proc.stop(timeout)
             log.info("trashlab: broker %s stopped", self.name)

@@ -17,6 +17,7 @@ for networks that only let web ports through.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ from ..errors import BadArgument, BrokerError, ConnectionFailed
 from .broker import Broker, is_loopback
 from .config import Ports, ServerConfig
 from .connection import NEWS
+from .keptfeed import KEPT_ACCOUNT, KEPT_IMPORT, KEPT_USER, keep_stream, kept_subject
 from .joined import LEAF_SUFFIX, Seat, join_file, joined, leaf_remote, leaf_user  # noqa: F401  (trashlab.servers.classroom.joined, ...)
 from .progress import PROGRESS
 from .rawclient import login
@@ -79,13 +81,17 @@ def class_subject(student: str, subject: str = EXPORTED) -> str:
 
 def hub_blocks(seats: Mapping[str, str], instructor_password: str, *, host: str = "127.0.0.1",
                leaf_port: Optional[int] = None, websocket_port: Optional[int] = None,
-               jetstream: bool = False) -> "tuple[str, ...]":
+               jetstream: bool = False, keep: bool = False) -> "tuple[str, ...]":
     """The hub's own config blocks: its leaf-node (and WebSocket) listener, an account per student
     (exporting ``trash-level`` and ``trash-progress``), the instructor's account importing them all
     (with JetStream when ``jetstream``: the class page's memory; students' accounts never get it).
 
     A student's account has two logins with the student's password: ``s01`` for clients (plain or WebSocket),
     ``s01.leaf`` for the student's brokers as leaf nodes, which the hub sends nothing (see ``LEAF_RECEIVES``).
+
+    ``keep`` adds the account that keeps every reading (:mod:`trashlab.servers.keptfeed`): JetStream on, the
+    instructor's password for its user ``kept``, and a service per student, imported by that student's account
+    only (``trash-level.kept`` there, ``kept.<student>.trash-level`` in the stream).
     """
     if not seats:
         raise BadArgument("a class needs at least one student")
@@ -100,11 +106,17 @@ def hub_blocks(seats: Mapping[str, str], instructor_password: str, *, host: str 
         leaf = (f"{{user: {q(leaf_user(student))}, password: {q(password)}, "
                 f"allowed_connection_types: [\"LEAFNODE\", \"LEAFNODE_WS\"], "
                 f"permissions: {{subscribe: {{allow: [{q(LEAF_RECEIVES)}]}}}}}}")
-        lines.append(f"  {_account(student)}: {{ users: [ {client}, {leaf} ], exports: [ {_exports()} ] }}")
+        kept = (f", imports: [ {{service: {{account: {KEPT_ACCOUNT}, subject: {q(kept_subject(student))}}}, "
+                f"to: {q(KEPT_IMPORT)}}} ]") if keep else ""
+        lines.append(f"  {_account(student)}: {{ users: [ {client}, {leaf} ], exports: [ {_exports()} ]{kept} }}")
     imports = ", ".join(f"{{stream: {{account: {_account(s)}, subject: {q(subject)}}}, to: {q(class_subject(s, subject))}}}"
                         for s in seats for subject in STUDENT_EXPORTS)
     lines.append(f"  {INSTRUCTOR.upper()}: {{ {'jetstream: enabled, ' if jetstream else ''}users: [ {{user: {q(INSTRUCTOR)}, password: {q(instructor_password)}}} ], "
                  f"imports: [ {imports} ] }}")
+    if keep:
+        exports = ", ".join(f"{{service: {q(kept_subject(s))}, accounts: [{_account(s)}]}}" for s in seats)
+        lines.append(f"  {KEPT_ACCOUNT}: {{ jetstream: enabled, users: [ {{user: {q(KEPT_USER)}, "
+                     f"password: {q(instructor_password)}}} ], exports: [ {exports} ] }}")
     lines.append("}")
     return tuple(lines)
 
@@ -127,6 +139,9 @@ class ClassHub(Broker):
     adds a WebSocket listener on a free port (``None``: no WebSocket). ``store_dir`` (or ``jetstream=True``
     for a temporary one) gives the instructor's account JetStream, where the class page keeps what it
     knows across page reloads and hub restarts (``classroom serve`` uses ``<class folder>/jetstream``).
+    ``keep_readings=True`` (which turns JetStream on) keeps every student's readings in the stream
+    ``CLASS_READINGS``: the join lines say ``keep=1`` and the students' brokers send each reading until the hub
+    acknowledges it (:mod:`trashlab.servers.keptfeed`); :attr:`kept_url` reads them.
     """
 
     _joins_class = False  # the hub never becomes a leaf of a class itself
@@ -135,14 +150,16 @@ class ClassHub(Broker):
                  host: str = "127.0.0.1", port: Optional[int] = None, http_port: Optional[int] = None,
                  leaf_port: Optional[int] = None, websocket_port: Optional[int] = None,
                  advertise: Optional[str] = None, passwords: Optional[Mapping[str, str]] = None,
-                 start_timeout: float = 10.0, jetstream: bool = False, store_dir: Optional[str] = None) -> None:
+                 start_timeout: float = 10.0, jetstream: bool = False, store_dir: Optional[str] = None,
+                 keep_readings: bool = False) -> None:
         super().__init__(name, port=port, host=host, http_port=http_port, start_timeout=start_timeout,
-                         jetstream=jetstream or store_dir is not None, store_dir=store_dir)
+                         jetstream=jetstream or keep_readings or store_dir is not None, store_dir=store_dir)
+        self.keep_readings = bool(keep_readings)
         names = student_names(students) if isinstance(students, int) else list(students)
         for s in names:
-            if not isinstance(s, str) or not _STUDENT.match(s) or s == INSTRUCTOR:
+            if not isinstance(s, str) or not _STUDENT.match(s) or s in (INSTRUCTOR, KEPT_USER):
                 raise BadArgument(f"student name {s!r}: use lower-case letters, digits, '-' or '_' "
-                                  f"(starting with a letter, not {INSTRUCTOR!r})")
+                                  f"(starting with a letter, not {INSTRUCTOR!r} or {KEPT_USER!r})")
         if len(set(names)) != len(names) or not names:
             raise BadArgument("student names must be unique, and there must be at least one")
         for label, value in (("leaf_port", leaf_port), ("websocket_port", websocket_port)):
@@ -162,20 +179,29 @@ class ClassHub(Broker):
     def _config(self, ports: Ports, store: Optional[str], ports_dir: Optional[str]) -> ServerConfig:
         """The broker's config (ports, monitoring on 127.0.0.1) plus the hub's listeners and accounts."""
         blocks = hub_blocks(self.seats, self.instructor_password, host=self.host, leaf_port=self.leaf_port,
-                            websocket_port=self.websocket_port, jetstream=store is not None)
+                            websocket_port=self.websocket_port,
+                            # the class page's memory on one hub; a clustered hub's JetStream keeps readings only
+                            jetstream=store is not None and not self.cluster, keep=self.keep_readings)
         return replace(super()._config(ports, store, ports_dir), blocks=blocks)
 
     def start(self) -> "ClassHub":
         """Start the hub and wait until it accepts clients (students' and the instructor's)."""
         super().start()
         self._read_listeners()
+        self._keep_stream()
         return self
 
     async def astart(self) -> "ClassHub":
         """Like :meth:`start`, without blocking the event loop."""
         await super().astart()
         self._read_listeners()
+        await asyncio.to_thread(self._keep_stream)
         return self
+
+    def _keep_stream(self) -> None:
+        """A hub that keeps readings makes their stream (there already when it restarts on its store)."""
+        if self.keep_readings:
+            keep_stream(self.kept_url, replicas=1)
 
     def _read_listeners(self) -> None:
         from .monitor import fetch
@@ -212,7 +238,7 @@ class ClassHub(Broker):
 
     def join_line(self, student: str, *, host: Optional[str] = None) -> str:
         """What the student passes to ``trashlab.classroom.join``: the client URL plus ``?leaf=PORT``."""
-        return f"{self.student_url(student, host=host)}?leaf={self.leaf_port}"
+        return f"{self.student_url(student, host=host)}?leaf={self.leaf_port}" + ("&keep=1" if self.keep_readings else "")
 
     def websocket_line(self, student: str, *, host: Optional[str] = None) -> str:
         """A join line over WebSocket (``ws://s01:PASSWORD@host:port``), for web-ports-only networks."""
@@ -228,6 +254,12 @@ class ClassHub(Broker):
         if user == INSTRUCTOR:
             return self.instructor_url
         return self.student_url(user or self.students[0], host=self.client_host)
+
+    @property
+    def kept_url(self) -> str:
+        """The login that reads the kept readings (``kept``, the instructor's password): stream ``CLASS_READINGS``."""
+        self._require_started()
+        return f"nats://{KEPT_USER}:{self.instructor_password}@{self.client_host}:{self.port}"
 
     @property
     def instructor_url(self) -> str:
@@ -257,7 +289,8 @@ class ClassHub(Broker):
             write_private(seats / f"{row.split()[0]}.txt", row + "\n")
         info = {"hub": self.name, "instructor_url": self.instructor_url, "monitor_url": self.monitor_url,
                 "students": self.students, "passwords": {**self.seats, INSTRUCTOR: self.instructor_password},
-                "port": self.port, "leaf_port": self.leaf_port, "websocket_port": self.websocket_port}
+                "port": self.port, "leaf_port": self.leaf_port, "websocket_port": self.websocket_port,
+                **({"kept_url": self.kept_url} if self.keep_readings else {})}
         write_private(folder / INSTRUCTOR_FILE, json.dumps(info, indent=1) + "\n")
         return roster
 
@@ -314,7 +347,8 @@ def parse_join_line(line: str) -> Seat:
         raise BadArgument(f"join line {redact(url)} has no ?leaf=PORT: paste the whole roster line")
     for node_client, node_leaf in _other_nodes(url, parts.scheme, student, parts.password):
         client, leaf_url = f"{client},{node_client}", f"{leaf_url},{node_leaf}"
-    return Seat(student, client, leaf_url)
+    keep = (parse_qs(parts.query).get("keep") or [""])[0] == "1"  # the hub keeps readings: send each until kept
+    return Seat(student, client, leaf_url, keep)
 
 
 def _other_nodes(url: str, scheme: str, student: str, password: str) -> "list[tuple[str, str]]":
@@ -375,7 +409,7 @@ def join(line: str, *, check: bool = True, remember: bool = True) -> Seat:
         path = join_file()
         private_dir(path.parent, tighten=False)
         write_private(path, json.dumps({"student": seat.student, "client_url": seat.client_url,
-                                         "leaf_url": seat.leaf_url}) + "\n")
+                                         "leaf_url": seat.leaf_url, "keep": seat.keep}) + "\n")
     if seat.client_url:
         os.environ["NATS_URL"] = seat.client_url
     log.warning("trashlab: joined the class as %s: brokers you start from now on connect to the hub %s",

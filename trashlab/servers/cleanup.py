@@ -16,6 +16,7 @@ import pandas as pd
 import psutil
 
 from .. import _hooks
+from . import keptfeed
 from .broker import running_brokers
 from .processes import Recorded, _alive_as_recorded, reap_orphans, records, stop_all, stop_processes
 
@@ -63,6 +64,7 @@ def stop_everything(everywhere: bool = True, timeout: float = 5.0) -> pd.DataFra
     before = process_table()
     for broker in running_brokers():
         broker.stop(timeout)
+    keptfeed.stop_feeds(1.0)  # a killed broker's feed too (a running one's went with its broker)
     stop_all(timeout)
     if everywhere:
         targets = [(Recorded(rec), rec) for rec in _records()]

@@ -20,7 +20,10 @@ On several hosts each runs one node: ``trashlab classroom serve --hosts hub1,hub
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import threading
 import urllib.error
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,9 +33,12 @@ from .._secrets import redact, write_private
 from ..errors import BadArgument, BrokerError
 from .broker import Broker, _free_port
 from .classroom import INSTRUCTOR, INSTRUCTOR_FILE, ClassHub, _password
+from .keptfeed import KEPT_USER, keep_stream
 from .config import Ports, ServerConfig
 from .cluster import Cluster, node_name
 from .monitor import fetch
+
+log = logging.getLogger("trashlab")
 
 #: The class cluster's name and route login (its password is generated, kept in ``instructor.json``).
 CLASS_CLUSTER = "trashlab_class"
@@ -114,15 +120,33 @@ class HubNode(ClassHub):
         (``host`` replaces every node's host: a class on one machine)."""
         first, *others = self._nodes(host)
         line = f"nats://{student}:{self._seat(student)}@{first.host}:{first.port}?leaf={first.leaf_port}"
-        return line + "".join(f"&node={n}" for n in others)
+        return line + "".join(f"&node={n}" for n in others) + ("&keep=1" if self.keep_readings else "")
+
+    #: on several hosts (``classroom serve --hosts``) each node makes the kept readings' stream once the
+    #: cluster can (in the background; the same config from every node is one stream); a ClassCluster makes it itself
+    makes_kept_stream = False
+
+    def _keep_stream(self) -> None:
+        if self.keep_readings and self.makes_kept_stream:
+            threading.Thread(target=quietly_keep_stream, args=(self.kept_url, kept_replicas(len(self._nodes(None)))),
+                             name="trashlab-keep-stream", daemon=True).start()
+
+    def _logins(self, user: str) -> str:
+        """``user``'s URLs (the instructor's password), one per node, comma-separated (a client fails over)."""
+        self._require_started()
+        nodes = self.class_nodes or [self.address]
+        return ",".join(f"nats://{user}:{self.instructor_password}@"
+                        f"{self.client_host if n == self.address else n.host}:{n.port}" for n in nodes)
+
+    @property
+    def kept_url(self) -> str:
+        """The ``kept`` login's URLs, one per node, comma-separated."""
+        return self._logins(KEPT_USER)
 
     @property
     def instructor_url(self) -> str:
         """The instructor's URLs, one per node, comma-separated (a client fails over between them)."""
-        self._require_started()
-        nodes = self.class_nodes or [self.address]
-        return ",".join(f"nats://{INSTRUCTOR}:{self.instructor_password}@"
-                        f"{self.client_host if n == self.address else n.host}:{n.port}" for n in nodes)
+        return self._logins(INSTRUCTOR)
 
     def __repr__(self) -> str:
         return super().__repr__().replace("<ClassHub", "<HubNode", 1)
@@ -139,7 +163,7 @@ class ClassCluster(Cluster):
                  host: str = "127.0.0.1", ports: Optional[Sequence[NodePorts]] = None,
                  websocket: bool = False, advertise: Optional[str] = None,
                  passwords: Optional[Mapping[str, str]] = None, route_password: Optional[str] = None,
-                 start_timeout: float = 10.0) -> None:
+                 start_timeout: float = 10.0, keep_readings: bool = False, store_dir: Optional[str] = None) -> None:
         if not isinstance(nodes, int) or isinstance(nodes, bool) or not 1 <= nodes <= 9:
             raise BadArgument(f"nodes={nodes!r}: give a number of hub nodes from 1 to 9, e.g. 3")
         if ports is not None and len(ports) != nodes:
@@ -148,6 +172,8 @@ class ClassCluster(Cluster):
         self.seats: Dict[str, str] = seats.seats
         self.instructor_password = seats.instructor_password
         self.host, self.advertise = host, advertise
+        self.keep_readings = bool(keep_readings)
+        self.store_dir = store_dir  # node i keeps its JetStream store in <store_dir>/<node name> (else a temporary one)
         self.node_ports = list(ports or [NodePorts(websocket=0 if websocket else None)] * nodes)
         super().__init__(nodes, name, cluster_name=CLASS_CLUSTER, route_user=ROUTE_USER,
                          route_password=route_password or _password(), start_timeout=start_timeout)
@@ -161,7 +187,8 @@ class ClassCluster(Cluster):
                        routes=routes, cluster_port=cluster_port or p.cluster, host=self.host, port=p.client,
                        http_port=p.monitor, leaf_port=p.leaf, websocket_port=p.websocket, advertise=self.advertise,
                        passwords={**self.seats, INSTRUCTOR: self.instructor_password},
-                       start_timeout=self.start_timeout)
+                       start_timeout=self.start_timeout, keep_readings=self.keep_readings,
+                       store_dir=str(Path(self.store_dir) / node_name(self.name, index + 1)) if self.store_dir else None)
 
     def _broker(self, name: str, cluster_port: Optional[int], routes: List[str]) -> HubNode:
         """A further node (:meth:`Cluster.add_node`): the next index's ports."""
@@ -181,13 +208,20 @@ class ClassCluster(Cluster):
         """Start every node (a killed one again on its ports) and tell each node about all of them."""
         super().start()
         self._link()
+        self._keep_stream()
         return self
 
     async def astart(self) -> "ClassCluster":
         """Like :meth:`start`, then wait until the routes are up, without blocking the event loop."""
         await super().astart()
         self._link()
+        await asyncio.to_thread(self._keep_stream)
         return self
+
+    def _keep_stream(self) -> None:
+        """A class that keeps readings: their stream, replicated on up to 3 nodes (it outlives a node)."""
+        if self.keep_readings:
+            keep_stream(self.kept_url, replicas=kept_replicas(len(self.hubs)))
 
     def _link(self) -> None:
         addresses = [n.address for n in self.hubs]
@@ -204,6 +238,12 @@ class ClassCluster(Cluster):
     def students(self) -> list:
         """The students' names, in roster order."""
         return list(self.seats)
+
+    @property
+    def kept_url(self) -> str:
+        """The ``kept`` login's URLs on this machine, one per node: reads the stream ``CLASS_READINGS``."""
+        self._any()
+        return ",".join(f"nats://{KEPT_USER}:{self.instructor_password}@{n.client_host}:{n.port}" for n in self.hubs)
 
     def _any(self) -> HubNode:
         for n in self.hubs:
@@ -253,12 +293,26 @@ class ClassCluster(Cluster):
         monitoring URL and the route password in ``instructor.json`` (0600), so ``classroom serve`` again
         from the same folder brings back the same class."""
         roster = self._any().write_roster(folder)
-        record(folder, self.hubs, self.route_password, instructor_url=self.instructor_url)
+        record(folder, self.hubs, self.route_password, instructor_url=self.instructor_url,
+               kept_url=self.kept_url if self.keep_readings else None)
         return roster
 
     def __repr__(self) -> str:
         up = sum(b.running for b in self.nodes.values())
         return f"<ClassCluster {self.name}: {len(self.seats)} students, {up}/{len(self.nodes) or self.size} nodes running>"
+
+
+def kept_replicas(nodes: int) -> int:
+    """The kept readings' replicas on a hub of ``nodes`` nodes: 3 (one node may die), or every node of a smaller one."""
+    return max(1, min(3, nodes))
+
+
+def quietly_keep_stream(kept_url: str, replicas: int) -> None:
+    """:func:`keep_stream` for as long as 10 minutes (the other hosts' nodes may start later), failing in one log line."""
+    try:
+        keep_stream(kept_url, replicas=replicas, timeout=600.0)
+    except BrokerError as e:
+        log.warning("trashlab: %s", e)
 
 
 def new_route_password() -> str:
@@ -267,7 +321,8 @@ def new_route_password() -> str:
 
 
 def record(folder: Union[str, Path], nodes: Sequence[HubNode], route_password: str, *,
-           monitor_urls: Optional[Sequence[str]] = None, instructor_url: Optional[str] = None) -> Path:
+           monitor_urls: Optional[Sequence[str]] = None, instructor_url: Optional[str] = None,
+           kept_url: Optional[str] = None) -> Path:
     """Add a clustered hub's nodes (ports, monitoring) and route password to ``instructor.json`` (kept 0600), so
     the class page polls every node and ``classroom serve`` again from the folder brings back the same class."""
     path = Path(folder) / INSTRUCTOR_FILE
@@ -278,6 +333,8 @@ def record(folder: Union[str, Path], nodes: Sequence[HubNode], route_password: s
                             "websocket_port": n.websocket_port} for n in nodes]})
     if instructor_url:
         info["instructor_url"] = instructor_url
+    if kept_url:
+        info["kept_url"] = kept_url
     write_private(path, json.dumps(info, indent=1) + "\n")
     return path
 
@@ -294,7 +351,8 @@ def ports_from(info: Mapping) -> Optional[List[NodePorts]]:
 def node_for_host(students: Union[int, Sequence[str]], hosts: Sequence[str], this: str, *, listen: str = "0.0.0.0",
                   ports: Tuple[int, int, int] = ROOM_PORTS, passwords: Optional[Mapping[str, str]] = None,
                   route_password: str, name: str = "class-hub", monitor_host: str = "127.0.0.1",
-                  monitor_port: int = MONITOR_PORT) -> HubNode:
+                  monitor_port: int = MONITOR_PORT, keep_readings: bool = False,
+                  store_dir: Optional[str] = None) -> HubNode:
     """The node of a class on several hosts that runs on ``this`` (one of ``hosts``, the names students and
     the other nodes use): clients, leaf nodes and routes on the same ``ports`` on every host, routes to all;
     monitoring on ``monitor_host:monitor_port`` (an address of this host the instructor's page may reach)."""
@@ -306,10 +364,13 @@ def node_for_host(students: Union[int, Sequence[str]], hosts: Sequence[str], thi
     client, leaf, route = ports
     routes = [f"nats-route://{ROUTE_USER}:{route_password}@{h}:{route}" for h in hosts]
     index = hosts.index(this) + 1
-    return HubNode(students, name=node_name(name, index), route_password=route_password, routes=routes,
+    node = HubNode(students, name=node_name(name, index), route_password=route_password, routes=routes,
                    cluster_port=route, host=listen, port=client, leaf_port=leaf, advertise=this,
                    passwords=passwords, class_nodes=[NodeAddress(h, client, leaf) for h in hosts],
-                   monitor_host=monitor_host, http_port=monitor_port)
+                   monitor_host=monitor_host, http_port=monitor_port, keep_readings=keep_readings,
+                   store_dir=store_dir)
+    node.makes_kept_stream = True
+    return node
 
 
 def host_monitor_urls(hosts: Sequence[str], this_url: str, this: str, monitor_port: int = MONITOR_PORT) -> List[str]:

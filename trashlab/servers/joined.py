@@ -18,14 +18,17 @@ from .._secrets import redact
 
 @dataclass(frozen=True)
 class Seat:
-    """What a join line says: the student, the client URL (None over WebSocket) and the leaf URL."""
+    """What a join line says: the student, the client URL (None over WebSocket), the leaf URL, and whether
+    the hub keeps readings (``keep=1``: brokers send each reading until the hub has it, :mod:`.keptfeed`)."""
 
     student: str
     client_url: Optional[str]
     leaf_url: str
+    keep: bool = False
 
     def __repr__(self) -> str:  # never show the password
-        return f"Seat(student={self.student!r}, client_url={_masked(self.client_url)}, leaf_url={_masked(self.leaf_url)})"
+        return (f"Seat(student={self.student!r}, client_url={_masked(self.client_url)}, "
+                f"leaf_url={_masked(self.leaf_url)}, keep={self.keep!r})")
 
 
 def _masked(url: Optional[str]) -> str:
@@ -45,7 +48,7 @@ def joined() -> Optional[Seat]:
     """The class this machine joined (see :func:`trashlab.classroom.join`), or None."""
     try:
         data = json.loads(join_file().read_text())
-        return Seat(data["student"], data.get("client_url"), data["leaf_url"])
+        return Seat(data["student"], data.get("client_url"), data["leaf_url"], bool(data.get("keep")))
     except (OSError, ValueError, KeyError):
         return None
 

@@ -9,6 +9,7 @@ Blocking calls: from async code run :func:`login` in a thread (``asyncio.to_thre
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 from typing import NamedTuple, Optional
 
@@ -17,7 +18,7 @@ class Login(NamedTuple):
     """An open connection after the handshake."""
 
     sock: socket.socket
-    info: Optional[dict]  # the server's INFO (None: the first line was not INFO, not a NATS server)
+    info: "dict | None"  # the server's INFO (None: the first line was not INFO, not a NATS server)
     answer: bytes  # the answer to CONNECT + PING: b"PONG", b"-ERR '...'", or b"" (closed, not a NATS server)
 
     @property
@@ -84,3 +85,33 @@ def login(host: str, port: int, *, name: str, user: Optional[str] = None, passwo
     except BaseException:
         sock.close()
         raise
+
+
+def request(host: str, port: int, subject: str, payload: bytes, *, name: str, user: Optional[str] = None,
+            password: Optional[str] = None, timeout: float = 5.0) -> Optional[bytes]:
+    """One request: log in subscribed to an inbox, publish ``payload`` with that inbox as reply subject, and
+    return the reply's payload (None: no reply within ``timeout`` s, or the login refused). Raises OSError when
+    the server cannot be reached."""
+    inbox = f"_INBOX.trashlab.{secrets.token_hex(8)}"
+    done = login(host, port, name=name, user=user, password=password, subscribe=inbox, timeout=timeout)
+    try:
+        if not done.accepted:
+            return None
+        done.sock.sendall(f"PUB {subject} {inbox} {len(payload)}\r\n".encode() + payload + b"\r\n")
+        reader = done.sock.makefile("rb")
+        try:
+            while True:
+                line = reader.readline()
+                if not line:
+                    return None
+                if line.startswith(b"PING"):
+                    done.sock.sendall(b"PONG\r\n")
+                elif line.startswith(b"MSG "):
+                    size = int(line.split()[-1])
+                    return reader.read(size + 2)[:size]
+        except TimeoutError:
+            return None
+        finally:
+            reader.close()
+    finally:
+        done.sock.close()
