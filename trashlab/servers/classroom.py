@@ -255,17 +255,20 @@ class ClassHub(Broker):
             return self.instructor_url
         return self.student_url(user or self.students[0], host=self.client_host)
 
+    def _logins(self, user: str) -> str:
+        """``user``'s client URL with the instructor's password (a clustered hub: one URL per node)."""
+        self._require_started()
+        return f"nats://{user}:{self.instructor_password}@{self.client_host}:{self.port}"
+
     @property
     def kept_url(self) -> str:
         """The login that reads the kept readings (``kept``, the instructor's password): stream ``CLASS_READINGS``."""
-        self._require_started()
-        return f"nats://{KEPT_USER}:{self.instructor_password}@{self.client_host}:{self.port}"
+        return self._logins(KEPT_USER)
 
     @property
     def instructor_url(self) -> str:
         """The instructor's client URL (sees ``class.<student>.trash-level`` for every student)."""
-        self._require_started()
-        return f"nats://{INSTRUCTOR}:{self.instructor_password}@{self.client_host}:{self.port}"
+        return self._logins(INSTRUCTOR)
 
     def write_roster(self, folder: Union[str, Path] = "class") -> Path:
         """Write ``roster.txt`` (one join line per student), ``students/<student>.txt`` (each line as a file
@@ -338,7 +341,8 @@ def parse_join_line(line: str) -> Seat:
     if parts.scheme not in ("nats", "tls"):
         raise BadArgument(f"join line scheme {parts.scheme!r}: expected nats:// (or ws:// over WebSocket)")
     client = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
-    leaf = (parse_qs(parts.query).get("leaf") or [""])[0]
+    query = parse_qs(parts.query)
+    leaf = (query.get("leaf") or [""])[0]
     if leaf.isdigit():
         leaf_url = f"nats-leaf://{leaf_user(student)}:{parts.password}@{parts.hostname}:{leaf}"
     elif "://" in leaf:
@@ -347,7 +351,7 @@ def parse_join_line(line: str) -> Seat:
         raise BadArgument(f"join line {redact(url)} has no ?leaf=PORT: paste the whole roster line")
     for node_client, node_leaf in _other_nodes(url, parts.scheme, student, parts.password):
         client, leaf_url = f"{client},{node_client}", f"{leaf_url},{node_leaf}"
-    keep = (parse_qs(parts.query).get("keep") or [""])[0] == "1"  # the hub keeps readings: send each until kept
+    keep = (query.get("keep") or [""])[0] == "1"  # the hub keeps readings: send each until kept
     return Seat(student, client, leaf_url, keep)
 
 

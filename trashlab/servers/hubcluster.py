@@ -132,21 +132,12 @@ class HubNode(ClassHub):
                              name="trashlab-keep-stream", daemon=True).start()
 
     def _logins(self, user: str) -> str:
-        """``user``'s URLs (the instructor's password), one per node, comma-separated (a client fails over)."""
+        """``user``'s URLs (the instructor's password), one per node, comma-separated (a client fails over):
+        ``instructor_url`` and ``kept_url``."""
         self._require_started()
         nodes = self.class_nodes or [self.address]
         return ",".join(f"nats://{user}:{self.instructor_password}@"
                         f"{self.client_host if n == self.address else n.host}:{n.port}" for n in nodes)
-
-    @property
-    def kept_url(self) -> str:
-        """The ``kept`` login's URLs, one per node, comma-separated."""
-        return self._logins(KEPT_USER)
-
-    @property
-    def instructor_url(self) -> str:
-        """The instructor's URLs, one per node, comma-separated (a client fails over between them)."""
-        return self._logins(INSTRUCTOR)
 
     def __repr__(self) -> str:
         return super().__repr__().replace("<ClassHub", "<HubNode", 1)
@@ -242,8 +233,7 @@ class ClassCluster(Cluster):
     @property
     def kept_url(self) -> str:
         """The ``kept`` login's URLs on this machine, one per node: reads the stream ``CLASS_READINGS``."""
-        self._any()
-        return ",".join(f"nats://{KEPT_USER}:{self.instructor_password}@{n.client_host}:{n.port}" for n in self.hubs)
+        return self._logins(KEPT_USER)
 
     def _any(self) -> HubNode:
         for n in self.hubs:
@@ -259,11 +249,15 @@ class ClassCluster(Cluster):
         """The student's client URLs, one per node, comma-separated."""
         return ",".join(n.student_url(student, host=host) for n in self.hubs)
 
+    def _logins(self, user: str) -> str:
+        """``user``'s URLs on this machine (the instructor's password), one per node, comma-separated."""
+        self._any()
+        return ",".join(f"nats://{user}:{self.instructor_password}@{n.client_host}:{n.port}" for n in self.hubs)
+
     @property
     def instructor_url(self) -> str:
         """The instructor's URLs on this machine, one per node, comma-separated (nats-py fails over)."""
-        self._any()
-        return ",".join(f"nats://{INSTRUCTOR}:{self.instructor_password}@{n.client_host}:{n.port}" for n in self.hubs)
+        return self._logins(INSTRUCTOR)
 
     @property
     def monitor_urls(self) -> List[str]:

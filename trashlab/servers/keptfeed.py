@@ -24,7 +24,6 @@ import json
 import logging
 import secrets
 import threading
-import time
 from collections import deque
 from typing import Deque, Dict, Optional, Tuple
 
@@ -75,8 +74,7 @@ class KeptFeed:
         self.resent = 0  #: tries that were not acknowledged and were made again
         self.dropped = 0  #: readings given up: the oldest beyond MAX_WAITING, or refused by the stream (too big)
         self.ready = threading.Event()
-        self._waiting: Deque[Tuple[int, bytes]] = deque()
-        self._lock = threading.Lock()
+        self._waiting: Deque[Tuple[int, bytes]] = deque()  # touched by the feed's own loop only
         self._thread: Optional[threading.Thread] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._wake: Optional[asyncio.Event] = None
@@ -175,12 +173,11 @@ class KeptFeed:
                         pass
 
     async def _take(self, msg) -> None:
-        with self._lock:
-            self._waiting.append((self.received, msg.data))
-            self.received += 1
-            if len(self._waiting) > MAX_WAITING:
-                self._waiting.popleft()
-                self.dropped += 1
+        self._waiting.append((self.received, msg.data))
+        self.received += 1
+        if len(self._waiting) > MAX_WAITING:
+            self._waiting.popleft()
+            self.dropped += 1
         assert self._wake is not None
         self._wake.set()
 
@@ -202,9 +199,8 @@ class KeptFeed:
                 return  # what still waits is given up with the feed
             n, data = self._waiting[0]
             if await self._publish(hub, n, data):
-                with self._lock:
-                    if self._waiting and self._waiting[0][0] == n:
-                        self._waiting.popleft()
+                if self._waiting and self._waiting[0][0] == n:  # not dropped as the oldest meanwhile
+                    self._waiting.popleft()
             else:
                 self.resent += 1
                 await asyncio.sleep(RETRY_EVERY)
@@ -254,33 +250,34 @@ def keep_stream(kept_url: str, replicas: int = 1, timeout: float = 30.0) -> None
     (a clustered hub elects its JetStream leader first), at most ``timeout`` s."""
     from urllib.parse import unquote, urlsplit
 
+    from .._progress import poll_until
     from ..errors import BrokerError
     from .rawclient import request
 
     body = json.dumps(stream_config(replicas)).encode()
-    deadline = time.monotonic() + timeout
-    last = "no answer"
+    last = ["no answer"]
     urls = [urlsplit(u.strip()) for u in kept_url.split(",") if u.strip()]
-    while True:
+
+    def made() -> bool:  # one try on each node; JetStream may still be electing its leader
         for u in urls:
             try:
                 reply = request(u.hostname or "127.0.0.1", u.port or 4222, f"$JS.API.STREAM.CREATE.{KEPT_STREAM}", body,
                                 name="trashlab-keep-stream", user=unquote(u.username or ""),
                                 password=unquote(u.password or ""), timeout=2.0)
             except OSError as e:  # this node is not there (yet): another one, or again
-                last = str(e)
+                last[0] = str(e)
                 continue
             if reply is None:
                 continue
-            answer = json.loads(reply)
-            error = answer.get("error")
+            error = json.loads(reply).get("error")
             if error is None or error.get("err_code") == 10058:  # made, or there already
-                return
-            last = str(error.get("description"))
-        if time.monotonic() > deadline:
-            raise BrokerError(f"the class hub did not make its stream {KEPT_STREAM} within {timeout:g}s ({last}): "
-                              "is JetStream on (keep_readings=True turns it on)?")
-        time.sleep(0.5)  # JetStream is electing its leader: ask again
+                return True
+            last[0] = str(error.get("description"))
+        return False
+
+    if not poll_until(made, timeout=timeout, every=0.5):
+        raise BrokerError(f"the class hub did not make its stream {KEPT_STREAM} within {timeout:g}s ({last[0]}): "
+                          "is JetStream on (keep_readings=True turns it on)?")
 
 
 #: broker name -> its feed (one per broker; a broker started again on the same URL keeps it)
